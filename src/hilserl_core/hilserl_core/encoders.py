@@ -1,0 +1,366 @@
+"""Frozen ImageNet ResNet-10 image encoder (HIL-SERL Sec. "Policy architecture").
+
+The actor, learner and reward classifier share one pretrained ResNet-10 that is
+never trained: images pass through it once and only the small heads on top of
+its ``[512, 4, 4]`` pre-pooling feature map learn. Because it is frozen, the
+learner can cache its output in the replay buffer (``feature/<cam>`` keys, see
+``types.py``) instead of re-running it on every update.
+
+Architecture (same as the flax ``resnetv1-10`` of SERL/hil-serl, so its published
+weights load unchanged): 7x7/2 conv stem -> GroupNorm(4) -> ReLU -> 3x3/2 max
+pool -> four BasicBlock stages (one block each, widths 64-128-256-512, stride 2
+from stage 2 on, 1x1 projection on the shortcut when the shape changes). All
+convs are bias-free; every norm is ``GroupNorm(4 groups, eps 1e-5)``. Strided
+3x3 convs and the max pool use TensorFlow/flax "SAME" padding (asymmetric: the
+extra row/column goes at the bottom/right), not PyTorch's symmetric padding,
+otherwise converted weights would see shifted inputs.
+
+Weights file (safetensors, written by :meth:`ResNet10Encoder.save_weights`)
+holds exactly these float32 tensors (PyTorch layout, conv ``[out, in, kh, kw]``)::
+
+    stem_conv.weight                  [64, 3, 7, 7]
+    stem_norm.weight, stem_norm.bias  [64]
+    blocks.{i}.conv1.weight           [w_i, w_{i-1}, 3, 3]    (w = 64, 128, 256, 512; w_{-1} = 64)
+    blocks.{i}.norm1.weight/.bias     [w_i]
+    blocks.{i}.conv2.weight           [w_i, w_i, 3, 3]
+    blocks.{i}.norm2.weight/.bias     [w_i]
+    blocks.{i}.proj_conv.weight       [w_i, w_{i-1}, 1, 1]    (i = 1, 2, 3 only)
+    blocks.{i}.proj_norm.weight/.bias [w_i]                   (i = 1, 2, 3 only)
+
+Converting the published weights (``resnet10_params.pkl`` from the SERL /
+hil-serl releases, a pickled flax parameter dict). This package never unpickles;
+flatten it once, in an environment where you trust the file, to an ``.npz`` of
+'/'-joined flax paths, e.g. with flax installed::
+
+    import pickle, numpy as np
+    from flax.traverse_util import flatten_dict
+    with open("resnet10_params.pkl", "rb") as f:
+        tree = pickle.load(f)
+    np.savez("resnet10_params.npz",
+             **{k: np.asarray(v) for k, v in flatten_dict(tree, sep="/").items()})
+
+then ``python -m hilserl_core.encoders convert resnet10_params.npz resnet10.safetensors``.
+Expected npz names (a common leading prefix such as ``params/`` or
+``pretrained_encoder/`` is stripped; other entries, e.g. a classifier head, are
+ignored and listed)::
+
+    conv_init/kernel                              [7, 7, 3, 64]   (flax HWIO)
+    norm_init/scale, norm_init/bias               [64]
+    ResNetBlock_{i}/Conv_0/kernel                 [3, 3, in, w_i]
+    ResNetBlock_{i}/MyGroupNorm_0/scale|bias      [w_i]
+    ResNetBlock_{i}/Conv_1/kernel                 [3, 3, w_i, w_i]
+    ResNetBlock_{i}/MyGroupNorm_1/scale|bias      [w_i]
+    ResNetBlock_{i}/conv_proj/kernel              [1, 1, in, w_i]  (i = 1, 2, 3)
+    ResNetBlock_{i}/norm_proj/scale|bias          [w_i]            (i = 1, 2, 3)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import tensorio
+from .types import FEATURE_PREFIX, IMAGE_PREFIX, Observation
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+STAGE_WIDTHS = (64, 128, 256, 512)
+NUM_GROUPS = 4
+GN_EPS = 1e-5
+FEATURE_SHAPE_128 = (512, 4, 4)  # encoder output for a 128x128 image
+WEIGHTS_KIND = "hilserl.resnet10_encoder"
+
+
+def _same_pads(size: int, kernel: int, stride: int) -> Tuple[int, int]:
+    """TF/flax "SAME" padding (before, after) for one spatial dimension."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """Bias-free conv with flax "SAME" padding, computed per input size."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
+        super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.kernel_size[0], self.stride[0]
+        top, bottom = _same_pads(x.shape[-2], k, s)
+        left, right = _same_pads(x.shape[-1], k, s)
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom))
+        return super().forward(x)
+
+
+def same_max_pool(x: torch.Tensor, kernel: int = 3, stride: int = 2) -> torch.Tensor:
+    """Max pool with flax "SAME" padding (padding never wins the max)."""
+    top, bottom = _same_pads(x.shape[-2], kernel, stride)
+    left, right = _same_pads(x.shape[-1], kernel, stride)
+    x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
+    return F.max_pool2d(x, kernel, stride)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs + GroupNorm with a (projected when needed) identity shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        self.conv1 = SameConv2d(in_ch, out_ch, 3, stride)
+        self.norm1 = nn.GroupNorm(NUM_GROUPS, out_ch, eps=GN_EPS)
+        self.conv2 = SameConv2d(out_ch, out_ch, 3, 1)
+        self.norm2 = nn.GroupNorm(NUM_GROUPS, out_ch, eps=GN_EPS)
+        self.has_proj = in_ch != out_ch or stride != 1
+        if self.has_proj:
+            self.proj_conv = SameConv2d(in_ch, out_ch, 1, stride)
+            self.proj_norm = nn.GroupNorm(NUM_GROUPS, out_ch, eps=GN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.norm1(self.conv1(x)))
+        y = self.norm2(self.conv2(y))
+        shortcut = self.proj_norm(self.proj_conv(x)) if self.has_proj else x
+        return F.relu(shortcut + y)
+
+
+class ResNet10Encoder(nn.Module):
+    """Frozen ResNet-10: uint8 ``[B, H, W, 3]`` RGB -> float32 ``[B, 512, H/32, W/32]``.
+
+    Frozen means: parameters have ``requires_grad=False``, the module is always in
+    eval mode (``train()`` is a no-op), and ``forward`` runs under ``no_grad`` so
+    no gradient reaches these weights even if a parent module re-enables
+    ``requires_grad``. Load real weights with :meth:`load_pretrained`; a fresh
+    instance has random (Kaiming) weights, which tests use.
+    """
+
+    def __init__(self, seed: Optional[int] = None):
+        super().__init__()
+        with torch.random.fork_rng(enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.stem_conv = SameConv2d(3, STAGE_WIDTHS[0], 7, 2)
+            self.stem_norm = nn.GroupNorm(NUM_GROUPS, STAGE_WIDTHS[0], eps=GN_EPS)
+            blocks: List[BasicBlock] = []
+            in_ch = STAGE_WIDTHS[0]
+            for i, width in enumerate(STAGE_WIDTHS):
+                blocks.append(BasicBlock(in_ch, width, stride=1 if i == 0 else 2))
+                in_ch = width
+            self.blocks = nn.ModuleList(blocks)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+        # Normalisation constants are buffers that are not part of the weights file.
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        super().train(False)
+
+    out_channels = STAGE_WIDTHS[-1]
+
+    def train(self, mode: bool = True) -> "ResNet10Encoder":
+        """Always eval: a frozen encoder has no training mode (GroupNorm has no stats anyway)."""
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            raise TypeError(
+                f"ResNet10Encoder expects uint8 HWC images, got {images.dtype}; "
+                "keep images uint8 end to end (normalisation happens inside)"
+            )
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected images of shape [B, H, W, 3], got {tuple(images.shape)}")
+        with torch.no_grad():
+            x = images.permute(0, 3, 1, 2).to(self.mean.dtype) / 255.0
+            x = (x - self.mean) / self.std
+            x = F.relu(self.stem_norm(self.stem_conv(x)))
+            x = same_max_pool(x, 3, 2)
+            for block in self.blocks:
+                x = block(x)
+        return x
+
+    # ---------------------------------------------------------------- weights
+    def expected_tensors(self) -> Dict[str, Tuple[Tuple[int, ...], np.dtype]]:
+        return {k: (tuple(v.shape), np.dtype(np.float32)) for k, v in self.state_dict().items()}
+
+    def save_weights(self, path: Union[str, Path]) -> Path:
+        """Write the weights (names in the module docstring) as a safetensors file."""
+        arrays = {k: v.detach().cpu().float().numpy() for k, v in self.state_dict().items()}
+        return tensorio.save_file(path, arrays, {"kind": WEIGHTS_KIND, "architecture": "resnet10"})
+
+    def load_pretrained(self, path: Union[str, Path]) -> "ResNet10Encoder":
+        """Load weights strictly: every tensor present, right shape, nothing extra.
+
+        Raises ``tensorio.TensorIOError`` naming the file and the offending key.
+        """
+        arrays, meta = tensorio.load_file(path)
+        kind = meta.get("kind")
+        if kind is not None and kind != WEIGHTS_KIND:
+            raise tensorio.TensorIOError(
+                f"{path}: holds {kind!r}, not ResNet-10 encoder weights ({WEIGHTS_KIND!r})"
+            )
+        expected = {k: (shape, None) for k, (shape, _) in self.expected_tensors().items()}
+        tensorio.check_arrays(arrays, expected, str(path))
+        state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
+        self.load_state_dict(state, strict=True)
+        return self
+
+
+# -------------------------------------------------------------- feature cache
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def encode_features(
+    encoder: ResNet10Encoder,
+    images_uint8: Union[np.ndarray, torch.Tensor],
+    batch_size: int = 256,
+) -> Union[np.ndarray, torch.Tensor]:
+    """Run the frozen encoder over ``[N, H, W, 3]`` uint8 images in chunks.
+
+    Returns float16 ``[N, 512, h, w]`` features (the buffer's feature-mode dtype):
+    a numpy array for numpy input, a CPU torch tensor for torch input.
+    """
+    as_numpy = isinstance(images_uint8, np.ndarray)
+    images = torch.from_numpy(images_uint8) if as_numpy else images_uint8
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = _device_of(encoder)
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            chunk = images[start : start + batch_size].to(device)
+            chunks.append(encoder(chunk).to(torch.float16).cpu())
+    if chunks:
+        out = torch.cat(chunks)
+    else:
+        h, w = images.shape[1:3] if images.ndim == 4 else (128, 128)
+        out = torch.zeros((0, encoder.out_channels, math.ceil(h / 32), math.ceil(w / 32)), dtype=torch.float16)
+    return out.numpy() if as_numpy else out
+
+
+def featurize_observation(
+    observation: Observation, encoder: ResNet10Encoder, cameras: Optional[Iterable[str]] = None
+) -> Observation:
+    """Replace ``image/<cam>`` entries of one observation by cached ``feature/<cam>``.
+
+    ``cameras`` limits which cameras are converted (default: all images present).
+    Other keys are passed through unchanged.
+    """
+    wanted = None if cameras is None else set(cameras)
+    out: Observation = {}
+    for key, value in observation.items():
+        if key.startswith(IMAGE_PREFIX) and (wanted is None or key[len(IMAGE_PREFIX):] in wanted):
+            cam = key[len(IMAGE_PREFIX):]
+            out[FEATURE_PREFIX + cam] = encode_features(encoder, np.asarray(value)[None])[0]
+        else:
+            out[key] = value
+    return out
+
+
+# ------------------------------------------------------- flax weight converter
+def _flax_to_torch_names() -> Dict[str, Tuple[str, str]]:
+    """torch name -> (flax '/' path, kind) with kind 'conv' or 'vec'."""
+    table: Dict[str, Tuple[str, str]] = {
+        "stem_conv.weight": ("conv_init/kernel", "conv"),
+        "stem_norm.weight": ("norm_init/scale", "vec"),
+        "stem_norm.bias": ("norm_init/bias", "vec"),
+    }
+    for i in range(len(STAGE_WIDTHS)):
+        fb, tb = f"ResNetBlock_{i}", f"blocks.{i}"
+        table[f"{tb}.conv1.weight"] = (f"{fb}/Conv_0/kernel", "conv")
+        table[f"{tb}.norm1.weight"] = (f"{fb}/MyGroupNorm_0/scale", "vec")
+        table[f"{tb}.norm1.bias"] = (f"{fb}/MyGroupNorm_0/bias", "vec")
+        table[f"{tb}.conv2.weight"] = (f"{fb}/Conv_1/kernel", "conv")
+        table[f"{tb}.norm2.weight"] = (f"{fb}/MyGroupNorm_1/scale", "vec")
+        table[f"{tb}.norm2.bias"] = (f"{fb}/MyGroupNorm_1/bias", "vec")
+        if i > 0:
+            table[f"{tb}.proj_conv.weight"] = (f"{fb}/conv_proj/kernel", "conv")
+            table[f"{tb}.proj_norm.weight"] = (f"{fb}/norm_proj/scale", "vec")
+            table[f"{tb}.proj_norm.bias"] = (f"{fb}/norm_proj/bias", "vec")
+    return table
+
+
+def _strip_prefix(flat: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Drop a leading path prefix so that 'conv_init/kernel' is at the root."""
+    for key in flat:
+        if key.endswith("conv_init/kernel"):
+            prefix = key[: -len("conv_init/kernel")]
+            return {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
+    return dict(flat)
+
+
+def convert_flax_resnet10(flat_params: Mapping[str, np.ndarray], where: str = "<params>") -> Tuple[Dict[str, np.ndarray], List[str]]:
+    """Map a flattened flax ResNet-10 tree to this module's tensor names.
+
+    Returns (torch-named float32 arrays, ignored flax keys). Conv kernels go from
+    flax HWIO to torch OIHW. Raises ``TensorIOError`` naming the missing or
+    mis-shaped flax key.
+    """
+    flat = _strip_prefix(flat_params)
+    expected = ResNet10Encoder().expected_tensors()
+    out: Dict[str, np.ndarray] = {}
+    used = set()
+    for torch_name, (flax_name, kind) in _flax_to_torch_names().items():
+        if flax_name not in flat:
+            raise tensorio.TensorIOError(
+                f"{where}: missing flax parameter {flax_name!r} (needed for {torch_name}); "
+                "is this the SERL/hil-serl resnetv1-10 tree flattened with sep='/'?"
+            )
+        value = np.asarray(flat[flax_name], dtype=np.float32)
+        if kind == "conv":
+            value = value.transpose(3, 2, 0, 1)
+        shape = expected[torch_name][0]
+        if value.shape != shape:
+            raise tensorio.TensorIOError(
+                f"{where}: flax parameter {flax_name!r} has shape {tuple(np.shape(flat[flax_name]))}, "
+                f"which does not give {torch_name} {shape}"
+            )
+        out[torch_name] = np.ascontiguousarray(value)
+        used.add(flax_name)
+    return out, sorted(set(flat) - used)
+
+
+def convert_npz(npz_path: Union[str, Path], out_path: Union[str, Path]) -> List[str]:
+    """Convert a flattened flax ``.npz`` (see module docstring) into a weights file.
+
+    Returns the ignored flax keys. The result loads with :meth:`ResNet10Encoder.load_pretrained`.
+    """
+    with np.load(npz_path, allow_pickle=False) as data:
+        flat = {k: data[k] for k in data.files}
+    arrays, ignored = convert_flax_resnet10(flat, str(npz_path))
+    tensorio.save_file(
+        out_path,
+        arrays,
+        {"kind": WEIGHTS_KIND, "architecture": "resnet10", "converted_from": Path(npz_path).name},
+    )
+    return ignored
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hilserl_core.encoders", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    conv = sub.add_parser("convert", help="flattened flax ResNet-10 .npz -> hilserl safetensors weights")
+    conv.add_argument("npz", help="npz of '/'-joined flax paths (see the module docstring)")
+    conv.add_argument("out", help="output .safetensors file")
+    args = parser.parse_args(argv)
+    try:
+        ignored = convert_npz(args.npz, args.out)
+    except (tensorio.TensorIOError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if ignored:
+        print(f"ignored {len(ignored)} flax entries not in the encoder: {', '.join(ignored[:8])}"
+              + (" ..." if len(ignored) > 8 else ""))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

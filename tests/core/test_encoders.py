@@ -1,0 +1,191 @@
+"""Frozen ResNet-10 encoder: shapes, freezing, weight files, flax conversion, feature cache."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hilserl_core import encoders, tensorio
+from hilserl_core.encoders import ResNet10Encoder, SameConv2d, encode_features, same_max_pool
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return ResNet10Encoder(seed=0)
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(3, 128, 128, 3), dtype=np.uint8)
+
+
+def test_forward_shape_dtype_for_128px_uint8(encoder, images):
+    out = encoder(torch.from_numpy(images))
+    assert out.shape == (3, 512, 4, 4)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    # per-sample: each image's features depend only on that image
+    single = encoder(torch.from_numpy(images[1:2]))
+    torch.testing.assert_close(single[0], out[1], rtol=1e-4, atol=1e-4)
+
+
+def test_imagenet_normalisation_is_inside(encoder, images):
+    # Re-run the layers by hand on ImageNet-normalised floats: same output as uint8 forward.
+    x = torch.from_numpy(images[:1]).permute(0, 3, 1, 2).double() / 255.0
+    mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)
+    x = ((x - mean) / std).float()
+    with torch.no_grad():
+        y = torch.relu(encoder.stem_norm(encoder.stem_conv(x)))
+        y = same_max_pool(y)
+        for block in encoder.blocks:
+            y = block(y)
+    torch.testing.assert_close(encoder(torch.from_numpy(images[:1])), y, rtol=1e-4, atol=1e-4)
+
+
+def test_rejects_float_images(encoder):
+    with pytest.raises(TypeError, match="uint8"):
+        encoder(torch.zeros(1, 128, 128, 3))
+    with pytest.raises(ValueError, match=r"\[B, H, W, 3\]"):
+        encoder(torch.zeros(1, 3, 128, 128, dtype=torch.uint8))
+
+
+def test_frozen_even_inside_a_trained_parent(images):
+    enc = ResNet10Encoder(seed=1)
+    assert not any(p.requires_grad for p in enc.parameters())
+    parent = nn.Sequential()
+    parent.add_module("enc", enc)
+    head = nn.Linear(512 * 16, 1)
+    parent.train()
+    assert not enc.training
+    enc.train(True)
+    assert not enc.training
+    # even if someone re-enables grads on the whole parent, no gradient reaches the encoder
+    parent.requires_grad_(True)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    opt = torch.optim.SGD(list(enc.parameters()) + list(head.parameters()), lr=1.0)
+    loss = head(enc(torch.from_numpy(images[:2])).flatten(1)).sum()
+    loss.backward()
+    opt.step()
+    assert all(p.grad is None for p in enc.parameters())
+    for k, v in enc.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, encoder, images):
+    path = encoder.save_weights(tmp_path / "enc.safetensors")
+    other = ResNet10Encoder(seed=123)
+    x = torch.from_numpy(images)
+    assert not torch.equal(other(x), encoder(x))
+    other.load_pretrained(path)
+    assert torch.equal(other(x), encoder(x))
+
+
+def test_load_names_missing_and_misshaped_keys_and_file(tmp_path, encoder):
+    state = {k: v.numpy() for k, v in encoder.state_dict().items()}
+    missing = dict(state)
+    del missing["blocks.2.proj_conv.weight"]
+    tensorio.save_file(tmp_path / "missing.safetensors", missing, {})
+    with pytest.raises(tensorio.TensorIOError, match=r"missing.safetensors.*blocks\.2\.proj_conv\.weight"):
+        ResNet10Encoder().load_pretrained(tmp_path / "missing.safetensors")
+    bad = dict(state)
+    bad["blocks.1.norm1.weight"] = np.zeros(64, np.float32)
+    tensorio.save_file(tmp_path / "bad.safetensors", bad, {})
+    with pytest.raises(tensorio.TensorIOError, match=r"bad.safetensors.*blocks\.1\.norm1\.weight.*shape"):
+        ResNet10Encoder().load_pretrained(tmp_path / "bad.safetensors")
+    extra = dict(state, head=np.zeros(3, np.float32))
+    tensorio.save_file(tmp_path / "extra.safetensors", extra, {})
+    with pytest.raises(tensorio.TensorIOError, match="unexpected.*head"):
+        ResNet10Encoder().load_pretrained(tmp_path / "extra.safetensors")
+    tensorio.save_file(tmp_path / "other.safetensors", state, {"kind": "reward_classifier"})
+    with pytest.raises(tensorio.TensorIOError, match="not ResNet-10"):
+        ResNet10Encoder().load_pretrained(tmp_path / "other.safetensors")
+
+
+def _to_flax_tree(encoder):
+    """Inverse of the converter: the flat flax tree a SERL checkpoint would hold."""
+    state = {k: v.numpy() for k, v in encoder.state_dict().items()}
+    flat = {}
+    for torch_name, (flax_name, kind) in encoders._flax_to_torch_names().items():
+        value = state[torch_name]
+        flat["params/" + flax_name] = value.transpose(2, 3, 1, 0) if kind == "conv" else value
+    flat["params/Dense_0/kernel"] = np.zeros((512, 1000), np.float32)  # an ImageNet head to ignore
+    return flat
+
+
+def test_flax_npz_conversion_cli_reproduces_the_network(tmp_path, images, capsys):
+    src = ResNet10Encoder(seed=7)
+    np.savez(tmp_path / "resnet10_params.npz", **_to_flax_tree(src))
+    out = tmp_path / "resnet10.safetensors"
+    rc = encoders.main(["convert", str(tmp_path / "resnet10_params.npz"), str(out)])
+    assert rc == 0
+    assert "Dense_0/kernel" in capsys.readouterr().out
+    loaded = ResNet10Encoder(seed=99).load_pretrained(out)
+    x = torch.from_numpy(images)
+    assert torch.equal(loaded(x), src(x))
+
+
+def test_flax_conversion_errors_name_the_flax_key(tmp_path):
+    flat = _to_flax_tree(ResNet10Encoder(seed=7))
+    del flat["params/ResNetBlock_3/norm_proj/scale"]
+    with pytest.raises(tensorio.TensorIOError, match="ResNetBlock_3/norm_proj/scale"):
+        encoders.convert_flax_resnet10(flat, "x.npz")
+    flat = _to_flax_tree(ResNet10Encoder(seed=7))
+    flat["params/conv_init/kernel"] = np.zeros((7, 7, 1, 64), np.float32)
+    with pytest.raises(tensorio.TensorIOError, match="conv_init/kernel.*shape"):
+        encoders.convert_flax_resnet10(flat, "x.npz")
+    np.savez(tmp_path / "broken.npz", a=np.zeros(1))
+    assert encoders.main(["convert", str(tmp_path / "broken.npz"), str(tmp_path / "o.safetensors")]) == 1
+
+
+def _reference_same_conv(x, w, stride):
+    """Direct numpy correlation with TF "SAME" padding (extra pad at bottom/right)."""
+    n, c, h, wd = x.shape
+    o, _, k, _ = w.shape
+    oh, ow = -(-h // stride), -(-wd // stride)
+    pad_h = max((oh - 1) * stride + k - h, 0)
+    pad_w = max((ow - 1) * stride + k - wd, 0)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)))
+    out = np.zeros((n, o, oh, ow), np.float64)
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, :, i * stride : i * stride + k, j * stride : j * stride + k]
+            out[:, :, i, j] = np.einsum("nchw,ochw->no", patch, w)
+    return out
+
+
+@pytest.mark.parametrize("size,kernel,stride", [(8, 3, 2), (7, 3, 2), (8, 3, 1), (8, 1, 2), (10, 7, 2)])
+def test_same_conv_matches_tf_same_padding(size, kernel, stride):
+    torch.manual_seed(0)
+    conv = SameConv2d(2, 3, kernel, stride)
+    x = torch.randn(1, 2, size, size)
+    ref = _reference_same_conv(x.numpy().astype(np.float64), conv.weight.detach().numpy(), stride)
+    np.testing.assert_allclose(conv(x).detach().numpy(), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_same_max_pool_puts_extra_padding_bottom_right_and_ignores_it():
+    x = -torch.arange(16.0).view(1, 1, 4, 4) - 1.0  # all negative: zero padding would win
+    out = same_max_pool(x, 3, 2)
+    # windows start at rows/cols 0 and 2 (pad 0 before, 1 after)
+    expected = torch.tensor([[-1.0, -3.0], [-9.0, -11.0]])
+    assert torch.equal(out[0, 0], expected)
+
+
+def test_encode_features_chunks_to_float16(encoder, images):
+    feats = encode_features(encoder, images, batch_size=2)
+    assert isinstance(feats, np.ndarray) and feats.dtype == np.float16
+    assert feats.shape == (3, 512, 4, 4)
+    ref = encoder(torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(feats.astype(np.float32), ref, rtol=1e-2, atol=1e-2)
+    t = encode_features(encoder, torch.from_numpy(images), batch_size=3)
+    assert t.dtype == torch.float16
+    # chunking changes float32 summation order, so compare at float16 resolution
+    np.testing.assert_allclose(t.numpy().astype(np.float32), feats.astype(np.float32), rtol=1e-2, atol=1e-2)
+
+
+def test_featurize_observation_swaps_images_for_features(encoder, images):
+    obs = {"proprio": np.ones(5, np.float32), "image/wrist": images[0], "image/side": images[1]}
+    out = encoders.featurize_observation(obs, encoder, cameras=["wrist"])
+    assert sorted(out) == ["feature/wrist", "image/side", "proprio"]
+    assert out["feature/wrist"].shape == (512, 4, 4) and out["feature/wrist"].dtype == np.float16
