@@ -1,0 +1,137 @@
+"""hilserl_interfaces with real rclpy nodes: parameters from schemas (live updates,
+rejections with reasons, read-only fields), safetensors payloads, diagnostics."""
+
+import time
+from dataclasses import dataclass, field
+from typing import Tuple
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+
+from hilserl_core import config as cfg
+from hilserl_core import tensorio
+from hilserl_interfaces import diagnostics, payload, qos
+from hilserl_interfaces.params import NodeConfig
+
+
+@dataclass(frozen=True)
+class Gains:
+    stiffness_n_per_m: Tuple[float, ...] = cfg.param((600.0, 600.0, 600.0), "stiffness", units="N/m", low=0.0, high=3000.0)
+
+
+@dataclass(frozen=True)
+class DemoSchema:
+    speed_scale: float = cfg.param(1.0, "operator twist gain", low=0.0, high=5.0, live=True)
+    dead_zone: float = cfg.param(0.05, "input dead zone", low=0.0, high=1.0, live=True)
+    rate_hz: int = cfg.param(10, "control rate", units="Hz", low=1, high=1000)
+    frame: str = cfg.param("ee", "action frame", choices=("ee", "base"))
+    gains: Gains = field(default_factory=Gains)
+
+
+def _set(spin_until, executor, client, params, timeout=10.0):
+    assert client.wait_for_services(timeout_sec=timeout)
+    fut = client.set_parameters(params)
+    assert spin_until(executor, fut.done, timeout)
+    return fut.result().results
+
+
+def test_schema_parameters_are_declared_validated_and_live(ros_context, spin_until):
+    changes = []
+    node = rclpy.create_node(
+        "mux_under_test",
+        context=ros_context,
+        parameter_overrides=[Parameter("rate_hz", value=20), Parameter("gains.stiffness_n_per_m", value=[100.0, 200.0, 300.0])],
+    )
+    conf = NodeConfig(node, DemoSchema, on_change=lambda old, new: changes.append((old, new)))
+    assert conf.value.rate_hz == 20 and conf.value.gains.stiffness_n_per_m == (100.0, 200.0, 300.0)
+    assert sorted(conf.live_parameter_names()) == ["dead_zone", "speed_scale"]
+
+    other = rclpy.create_node("param_setter", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(other)
+    client = AsyncParameterClient(other, "mux_under_test")
+
+    # live parameter: takes effect at once and notifies the node
+    (ok,) = _set(spin_until, ex, client, [Parameter("speed_scale", value=2.5)])
+    assert ok.successful and conf.value.speed_scale == 2.5
+    assert changes and changes[-1][0].speed_scale == 1.0 and changes[-1][1].speed_scale == 2.5
+
+    # out of range: rejected with a reason, old value kept
+    (bad,) = _set(spin_until, ex, client, [Parameter("speed_scale", value=9.0)])
+    assert not bad.successful and "speed_scale" in bad.reason
+    assert conf.value.speed_scale == 2.5 and node.get_parameter("speed_scale").value == 2.5
+
+    # not live: read-only after start
+    (ro,) = _set(spin_until, ex, client, [Parameter("rate_hz", value=50)])
+    assert not ro.successful and conf.value.rate_hz == 20
+
+    # describe shows units, range and liveness
+    d = node.describe_parameter("rate_hz")
+    assert "[Hz]" in d.description and "[1, 1000]" in d.description and d.read_only
+    assert d.integer_range[0].from_value == 1 and d.integer_range[0].to_value == 1000
+    ex.shutdown()
+    other.destroy_node()
+    node.destroy_node()
+
+
+def test_invalid_startup_parameters_stop_the_node_with_a_clear_error(ros_context):
+    node = rclpy.create_node("bad", context=ros_context, parameter_overrides=[Parameter("frame", value="tool")])
+    with pytest.raises(cfg.ConfigError, match="frame = 'tool' is not allowed; one of 'ee', 'base'"):
+        NodeConfig(node, DemoSchema)
+    node.destroy_node()
+
+
+def test_payload_roundtrip_to_a_late_joining_subscriber(ros_context, spin_until):
+    from std_msgs.msg import UInt8MultiArray
+
+    pub_node = rclpy.create_node("weights_pub", context=ros_context)
+    sub_node = rclpy.create_node("weights_sub", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(pub_node)
+    ex.add_node(sub_node)
+    arrays = {"actor.w": np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32), "step": np.array([7])}
+    pub = pub_node.create_publisher(UInt8MultiArray, "/test/weights", qos.LATCHED)
+    pub.publish(payload.encode(arrays, {"version": 3}))
+    time.sleep(0.2)
+    got = []
+    sub_node.create_subscription(UInt8MultiArray, "/test/weights", lambda m: got.append(payload.decode(m)), qos.LATCHED)
+    assert spin_until(ex, lambda: got, 10.0), "transient-local payload not delivered to a late joiner"
+    out, meta = got[0]
+    assert meta == {"version": 3} and np.array_equal(out["actor.w"], arrays["actor.w"])
+    # A corrupted payload is refused, never half-used.
+    msg = payload.encode(arrays)
+    msg.data[-1] ^= 0xFF
+    with pytest.raises(tensorio.TensorIOError):
+        payload.decode(msg)
+    with pytest.raises(tensorio.TensorIOError, match="not a hilserl payload"):
+        payload.decode(UInt8MultiArray())
+    ex.shutdown()
+    pub_node.destroy_node()
+    sub_node.destroy_node()
+
+
+def test_diagnostics_are_published(ros_context, spin_until):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    node = rclpy.create_node("diag_src", namespace="/left", context=ros_context)
+    listener = rclpy.create_node("diag_listener", context=ros_context)
+    diag = diagnostics.Diagnostics(node, period_s=0.05)
+    diag.report("inputs", diagnostics.WARN, "wrist camera stale", age_s=0.31)
+    assert diag.level("inputs") == diagnostics.WARN and diag.level("unknown") == -1
+    got = []
+    listener.create_subscription(DiagnosticArray, "/diagnostics", got.append, qos.EVENTS)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(listener)
+    assert spin_until(ex, lambda: got, 10.0)
+    status = got[-1].status[0]
+    assert status.name == "/left/diag_src: inputs" and status.level == bytes([1])
+    assert status.message == "wrist camera stale" and status.values[0].key == "age_s"
+    ex.shutdown()
+    node.destroy_node()
+    listener.destroy_node()
