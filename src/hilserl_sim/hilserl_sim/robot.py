@@ -1,0 +1,322 @@
+"""One simulated Franka arm: state read-out and the Cartesian controller.
+
+The control law is the real controller's, from :mod:`hilserl_core.control`
+(reference limiting, impedance wrench, wrench clamps and watchdog); this module
+only maps it to joint torques with the same structure as the C++ controller:
+
+    tau = J^T (F_impedance + F_feedforward) + N (K_null (q_null - q) - D_null qd) + c(q, qd) + g(q)
+
+with ``N = I - J^T J^{+T}`` the nullspace projector and ``c + g`` MuJoCo's
+bias forces (the real robot compensates gravity itself). Torques saturate at
+the actuators' datasheet limits.
+
+Commands are validated on arrival. A NaN/Inf, malformed or out-of-range
+command, or one that goes stale, makes the controller hold the pose measured at
+that moment and record why (``diagnostics()``); nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Deque, Dict, Optional, Tuple
+
+import mujoco
+import numpy as np
+
+from hilserl_core import control as law
+from hilserl_core import frames
+from hilserl_core.config import param
+
+from .model import ARM_JOINTS, FINGER_JOINTS, quat_xyzw_from_mj
+
+GRIPPER_MAX_WIDTH_M = 0.08
+
+
+@dataclass
+class ArmControlConfig:
+    """Controller parameters of one simulated arm (names as in the real controller's YAML)."""
+
+    translational_stiffness: float = param(2000.0, "Cartesian translational stiffness", units="N/m", low=0.0, high=5000.0)
+    rotational_stiffness: float = param(150.0, "Cartesian rotational stiffness", units="N m/rad", low=0.0, high=500.0)
+    damping_ratio: float = param(1.0, "damping as a fraction of critical for a unit-mass end effector (D = 2 zeta sqrt(K))", low=0.0, high=3.0)
+    reference_limit_m: float = param(0.02, "reference limiting: max distance of the commanded from the measured position", units="m", low=1e-4, high=0.5)
+    reference_limit_rad: float = param(0.1, "reference limiting: max angle of the commanded from the measured orientation", units="rad", low=1e-4, high=3.14)
+    nullspace_stiffness: float = param(10.0, "joint-space posture stiffness in the nullspace", units="N m/rad", low=0.0, high=100.0)
+    mode: str = param("pose", "active controller: pose = impedance to target_pose; wrench = target_pose impedance (wrench_* gains) plus feed-forward target_wrench", choices=("pose", "wrench"))
+    wrench_translational_stiffness: float = param(200.0, "translational stiffness in wrench mode", units="N/m", low=0.0, high=5000.0)
+    wrench_rotational_stiffness: float = param(10.0, "rotational stiffness in wrench mode", units="N m/rad", low=0.0, high=500.0)
+    wrench_reference_limit_m: float = param(0.1, "reference limit in wrench mode", units="m", low=1e-4, high=1.0)
+    wrench_reference_limit_rad: float = param(0.5, "angular reference limit in wrench mode", units="rad", low=1e-4, high=3.14)
+    max_force_n: float = param(30.0, "feed-forward force clamp (norm)", units="N", low=0.0, high=200.0)
+    max_torque_nm: float = param(5.0, "feed-forward torque clamp (norm)", units="N m", low=0.0, high=50.0)
+    wrench_timeout_s: float = param(0.25, "watchdog: a feed-forward wrench older than this is zeroed", units="s", low=0.001, high=5.0)
+    pose_timeout_s: float = param(1.0, "a target_pose older than this is stale: hold the measured pose", units="s", low=0.001, high=60.0)
+    target_low: Tuple[float, ...] = param((-0.3, -0.8, -0.1), "lowest accepted target position (base frame x, y, z)", units="m")
+    target_high: Tuple[float, ...] = param((0.95, 0.8, 1.0), "highest accepted target position (base frame x, y, z)", units="m")
+
+
+@dataclass
+class ArmState:
+    """What the real stack publishes for one arm (base frame of that arm)."""
+
+    stamp_s: float
+    position: np.ndarray  # TCP position [m]
+    quat: np.ndarray  # TCP orientation [x, y, z, w]
+    twist: np.ndarray  # TCP twist [v, w], base axes
+    wrench: np.ndarray  # wrench the environment exerts on the hand at the TCP, base axes [f, tau]
+    gripper_position: np.ndarray  # finger joint openings [m] (2,)
+    gripper_velocity: np.ndarray  # [m/s] (2,)
+    gripper_effort: np.ndarray  # finger actuator forces [N] (2,)
+    q: np.ndarray  # arm joint angles [rad] (7,)
+
+    @property
+    def gripper_width(self) -> float:
+        return float(self.gripper_position.sum())
+
+
+def _impedance_params(k_t: float, k_r: float, zeta: float, lim_m: float, lim_rad: float):
+    return law.ImpedanceParams(
+        translational_stiffness=k_t,
+        rotational_stiffness=k_r,
+        translational_damping=2.0 * zeta * math.sqrt(k_t),
+        rotational_damping=2.0 * zeta * math.sqrt(k_r),
+        reference_limit_m=lim_m,
+        reference_limit_rad=lim_rad,
+    )
+
+
+class SimArm:
+    """Indices, state and controller of the arm named ``name`` (elements ``<name>/...``)."""
+
+    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, name: str, config: Optional[ArmControlConfig] = None):
+        self.model, self.data, self.name = model, data, name
+        self.config = config or ArmControlConfig()
+        jid = [model.joint(f"{name}/{j}").id for j in ARM_JOINTS]
+        self.qadr = np.array([model.jnt_qposadr[j] for j in jid])
+        self.dadr = np.array([model.jnt_dofadr[j] for j in jid])
+        fj = [model.joint(f"{name}/{j}").id for j in FINGER_JOINTS]
+        self.finger_qadr = np.array([model.jnt_qposadr[j] for j in fj])
+        self.finger_dadr = np.array([model.jnt_dofadr[j] for j in fj])
+        self.act = np.array([model.actuator(f"{name}/{j}").id for j in ARM_JOINTS])
+        self.finger_act = np.array([model.actuator(f"{name}/finger{i}").id for i in (1, 2)])
+        self.tau_limit = model.actuator_ctrlrange[self.act, 1].copy()
+        self.site = model.site(f"{name}/tcp").id
+        self.base_body = model.body(f"{name}/link0").id
+        # Bodies whose contacts count as "external wrench on the hand".
+        hand = model.body(f"{name}/hand").id
+        self.hand_bodies = {hand, model.body(f"{name}/left_finger").id, model.body(f"{name}/right_finger").id,
+                            model.body(f"{name}/link7").id}
+        self.finger_bodies = (model.body(f"{name}/left_finger").id, model.body(f"{name}/right_finger").id)
+        self._jacp = np.zeros((3, model.nv))
+        self._jacr = np.zeros((3, model.nv))
+        self._quat_mj = np.zeros(4)
+        self.q_null = np.zeros(7)
+        self.diag_reasons: Deque[Tuple[float, str]] = deque(maxlen=50)
+        self.reason_counts: Dict[str, int] = {}
+        self.set_config(self.config)
+        self.reset_base_frame()
+        self.reset_commands()
+
+    # ------------------------------------------------------------------ set-up
+    def set_config(self, config: ArmControlConfig) -> None:
+        c = self.config = config
+        self._pose_params = _impedance_params(c.translational_stiffness, c.rotational_stiffness, c.damping_ratio,
+                                              c.reference_limit_m, c.reference_limit_rad)
+        self._wrench_mode_params = _impedance_params(c.wrench_translational_stiffness, c.wrench_rotational_stiffness,
+                                                     c.damping_ratio, c.wrench_reference_limit_m, c.wrench_reference_limit_rad)
+        self._wrench_params = law.WrenchParams(max_force=c.max_force_n, max_torque=c.max_torque_nm, timeout_s=c.wrench_timeout_s)
+        self._low, self._high = np.asarray(c.target_low, float), np.asarray(c.target_high, float)
+        self.null_kp = c.nullspace_stiffness
+        self.null_kd = 2.0 * math.sqrt(c.nullspace_stiffness)
+        self.watchdog = law.WrenchWatchdog(self._wrench_params)
+
+    def reset_base_frame(self) -> None:
+        """Cache the (fixed) base pose; call after mj_forward on a new model."""
+        mujoco.mj_kinematics(self.model, self.data)
+        self.R_wb = self.data.xmat[self.base_body].reshape(3, 3).copy()
+        self.p_wb = self.data.xpos[self.base_body].copy()
+
+    def reset_commands(self) -> None:
+        """Forget every command: hold the current pose, open nothing, zero wrench."""
+        pos, quat = self.tcp_pose()
+        self.target_pos, self.target_quat = pos, quat
+        self.pose_stamp_s = self.data.time
+        self.holding = False
+        self.watchdog = law.WrenchWatchdog(self._wrench_params)
+        self.last_ff_wrench_base = np.zeros(6)
+        self.q_null = self.data.qpos[self.qadr].copy()
+        self.gripper_width_cmd = float(self.data.qpos[self.finger_qadr].sum())
+        self.data.ctrl[self.finger_act] = self.gripper_width_cmd / 2.0
+
+    # ------------------------------------------------------------------ state
+    def tcp_pose(self) -> Tuple[np.ndarray, np.ndarray]:
+        d = self.data
+        pos = self.R_wb.T @ (d.site_xpos[self.site] - self.p_wb)
+        R = self.R_wb.T @ d.site_xmat[self.site].reshape(3, 3)
+        mujoco.mju_mat2Quat(self._quat_mj, R.ravel())
+        return pos, frames.quat_canonical(quat_xyzw_from_mj(self._quat_mj))
+
+    def jacobian(self) -> np.ndarray:
+        mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self.site)
+        return np.vstack((self.R_wb.T @ self._jacp[:, self.dadr], self.R_wb.T @ self._jacr[:, self.dadr]))
+
+    def external_wrench(self) -> np.ndarray:
+        """Contact wrench the environment exerts on hand + fingers, at the TCP, base axes."""
+        m, d = self.model, self.data
+        tcp = d.site_xpos[self.site]
+        total = np.zeros(6)
+        f6 = np.zeros(6)
+        for i in range(d.ncon):
+            c = d.contact[i]
+            b1, b2 = m.geom_bodyid[c.geom1], m.geom_bodyid[c.geom2]
+            on1, on2 = b1 in self.hand_bodies, b2 in self.hand_bodies
+            if on1 == on2:
+                continue
+            mujoco.mj_contactForce(m, d, i, f6)
+            frame = c.frame.reshape(3, 3)
+            f_world = frame.T @ f6[:3]  # force of geom1 on geom2
+            if on1:
+                f_world = -f_world
+            total[:3] += f_world
+            total[3:] += np.cross(c.pos - tcp, f_world)
+        return np.concatenate((self.R_wb.T @ total[:3], self.R_wb.T @ total[3:]))
+
+    def state(self) -> ArmState:
+        d = self.data
+        pos, quat = self.tcp_pose()
+        twist = self.jacobian() @ d.qvel[self.dadr]
+        return ArmState(
+            stamp_s=float(d.time), position=pos, quat=quat, twist=twist, wrench=self.external_wrench(),
+            gripper_position=d.qpos[self.finger_qadr].copy(), gripper_velocity=d.qvel[self.finger_dadr].copy(),
+            gripper_effort=d.actuator_force[self.finger_act].copy(), q=d.qpos[self.qadr].copy(),
+        )
+
+    def finger_contacts(self, geom_ids) -> Tuple[bool, bool]:
+        """Whether each finger touches any of ``geom_ids``."""
+        m, d = self.model, self.data
+        touch = [False, False]
+        for i in range(d.ncon):
+            c = d.contact[i]
+            for g_self, g_other in ((c.geom1, c.geom2), (c.geom2, c.geom1)):
+                if g_other in geom_ids:
+                    b = m.geom_bodyid[g_self]
+                    if b == self.finger_bodies[0]:
+                        touch[0] = True
+                    elif b == self.finger_bodies[1]:
+                        touch[1] = True
+        return touch[0], touch[1]
+
+    # ------------------------------------------------------------------ commands
+    def _reject(self, reason: str) -> None:
+        self.diag_reasons.append((float(self.data.time), reason))
+        key = reason.split(":")[0]
+        self.reason_counts[key] = self.reason_counts.get(key, 0) + 1
+
+    def hold(self, reason: str) -> None:
+        """Hold the pose measured now (and drop any feed-forward wrench)."""
+        self._reject(reason)
+        self.target_pos, self.target_quat = self.tcp_pose()
+        self.watchdog = law.WrenchWatchdog(self._wrench_params)
+        self.holding = True
+
+    def command_pose(self, position, quat_xyzw, stamp_s: Optional[float] = None) -> bool:
+        """Accept a target TCP pose (base frame). Returns False (and holds) if it is rejected."""
+        stamp = float(self.data.time) if stamp_s is None else stamp_s
+        try:
+            p = np.asarray(position, dtype=np.float64).reshape(3)
+            q = np.asarray(quat_xyzw, dtype=np.float64).reshape(4)
+            stamp = float(stamp)
+        except (TypeError, ValueError):
+            self.hold("target_pose rejected: malformed (need 3 position and 4 quaternion numbers)")
+            return False
+        if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q)) and math.isfinite(stamp)):
+            self.hold("target_pose rejected: NaN/Inf in the command")
+            return False
+        n = float(np.linalg.norm(q))
+        if abs(n - 1.0) > 0.1:
+            self.hold(f"target_pose rejected: quaternion norm {n:.3g} is not ~1")
+            return False
+        if np.any(p < self._low) or np.any(p > self._high):
+            self.hold(f"target_pose rejected: position {np.round(p, 3).tolist()} outside "
+                      f"[{list(self._low)}, {list(self._high)}] m")
+            return False
+        if self.data.time - stamp > self.config.pose_timeout_s:
+            self.hold(f"target_pose rejected: stale on arrival (age {self.data.time - stamp:.3f} s)")
+            return False
+        self.target_pos, self.target_quat, self.pose_stamp_s = p, q / n, stamp
+        self.holding = False
+        return True
+
+    def command_wrench(self, wrench_ee, stamp_s: Optional[float] = None) -> bool:
+        """Accept a feed-forward wrench [f, tau] in the current EE frame (applied at the TCP)."""
+        stamp = float(self.data.time) if stamp_s is None else stamp_s
+        try:
+            w = np.asarray(wrench_ee, dtype=np.float64).reshape(6)
+            stamp = float(stamp)
+        except (TypeError, ValueError):
+            self.hold("target_wrench rejected: malformed (need 6 numbers)")
+            return False
+        if not (np.all(np.isfinite(w)) and math.isfinite(stamp)):
+            self.hold("target_wrench rejected: NaN/Inf in the command")
+            return False
+        if self.config.mode != "wrench":
+            self._reject("target_wrench ignored: arm controller is in pose mode")
+            return False
+        clamped = law.clamp_wrench(w, self._wrench_params)
+        if not np.allclose(clamped, w):
+            self._reject("target_wrench clamped: exceeds max_force_n/max_torque_nm")
+        self.watchdog.command(clamped, stamp)
+        return True
+
+    def command_gripper(self, width_m) -> bool:
+        """Finger opening target [m] in [0, 0.08] (both fingers together)."""
+        try:
+            w = float(width_m)
+        except (TypeError, ValueError):
+            self._reject("gripper command rejected: not a number")
+            return False
+        if not math.isfinite(w) or w < -1e-3 or w > GRIPPER_MAX_WIDTH_M + 1e-3:
+            self._reject(f"gripper command rejected: width {w!r} outside [0, {GRIPPER_MAX_WIDTH_M}] m")
+            return False
+        self.gripper_width_cmd = min(max(w, 0.0), GRIPPER_MAX_WIDTH_M)
+        self.data.ctrl[self.finger_act] = self.gripper_width_cmd / 2.0
+        return True
+
+    def diagnostics(self) -> Dict[str, object]:
+        return {
+            "arm": self.name,
+            "mode": self.config.mode,
+            "holding": self.holding,
+            "last_reason": self.diag_reasons[-1][1] if self.diag_reasons else "",
+            "reason_counts": dict(self.reason_counts),
+        }
+
+    # ------------------------------------------------------------------ control (every physics step)
+    def compute_torques(self) -> None:
+        """Write this arm's joint torques into ``data.ctrl`` (call between mj_step1 and mj_step2)."""
+        d = self.data
+        now = d.time
+        if not self.holding and now - self.pose_stamp_s > self.config.pose_timeout_s:
+            self.hold(f"target_pose stale: no command for {now - self.pose_stamp_s:.3f} s "
+                      f"(> pose_timeout_s {self.config.pose_timeout_s} s)")
+        pos, quat = self.tcp_pose()
+        J = self.jacobian()
+        qd = d.qvel[self.dadr]
+        twist = J @ qd
+        params = self._wrench_mode_params if self.config.mode == "wrench" else self._pose_params
+        ref_pos, ref_quat = law.limit_reference(self.target_pos, self.target_quat, pos, quat, params)
+        F = law.impedance_wrench(ref_pos, ref_quat, pos, quat, twist, params)
+        if self.config.mode == "wrench":
+            w_ee = self.watchdog.output(now)
+            R = frames.quat_to_matrix(quat)
+            self.last_ff_wrench_base = np.concatenate((R @ w_ee[:3], R @ w_ee[3:]))
+            F = F + self.last_ff_wrench_base
+        # Nullspace posture torque, projected with the damped pseudo-inverse of J.
+        JJt = J @ J.T + 1e-6 * np.eye(6)
+        N = np.eye(7) - J.T @ np.linalg.solve(JJt, J)
+        q = d.qpos[self.qadr]
+        tau_null = N @ (self.null_kp * (self.q_null - q) - self.null_kd * qd)
+        tau = J.T @ F + tau_null + d.qfrc_bias[self.dadr]
+        d.ctrl[self.act] = np.clip(tau, -self.tau_limit, self.tau_limit)
