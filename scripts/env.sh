@@ -22,4 +22,8 @@ if [ -f "$_hilserl_root/install/setup.bash" ]; then
   source "$_hilserl_root/install/setup.bash"
   case $_hilserl_u in *u*) set -u;; esac
 fi
+# The `hilserl` command (installed where `ros2 run hilserl hilserl` finds it).
+if [ -d "$_hilserl_root/install/hilserl/lib/hilserl" ]; then
+  case ":$PATH:" in *":$_hilserl_root/install/hilserl/lib/hilserl:"*) ;; *) export PATH="$_hilserl_root/install/hilserl/lib/hilserl:$PATH";; esac
+fi
 unset _hilserl_root _venv _hilserl_u

@@ -1,0 +1,65 @@
+"""The ``hilserl`` command.
+
+    hilserl graphs                              list the setups in config/graphs/
+    hilserl show sim_dual_arm [task:=handover]  print the resolved nodes and their --ros-args
+    hilserl launch sim_dual_arm [name:=value]   start the graph as processes (Ctrl-C stops it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import List, Optional
+
+from . import graph as graphmod
+from .runner import GraphRunner
+
+
+def _cmd_graphs(args) -> int:
+    cfg_dir = graphmod.config_dir()
+    for name in graphmod.available_graphs(cfg_dir):
+        g = graphmod.load_graph(name, cfg_dir=cfg_dir)
+        print(f"{name:18s} {len(g.nodes):3d} nodes  {g.description}")
+    return 0
+
+
+def _cmd_show(args) -> int:
+    g = graphmod.load_graph(args.setup, graphmod.parse_overrides(args.overrides))
+    print(f"# {g.setup}: {g.description}")
+    print("# arguments: " + " ".join(f"{k}:={v}" for k, v in g.arguments))
+    for spec in g.nodes:
+        argv = graphmod.node_argv(spec)
+        print(f"{spec.fqn}\n    ros2 run {spec.package} {spec.executable} {shlex.join(argv)}")
+    return 0
+
+
+def _cmd_launch(args) -> int:
+    g = graphmod.load_graph(args.setup, graphmod.parse_overrides(args.overrides))
+    runner = GraphRunner(g)
+    print(f"[hilserl] launching {g.setup} ({len(g.nodes)} nodes); Ctrl-C to stop", flush=True)
+    return runner.run()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="hilserl", description="HIL-SERL on ROS 2: run graphs of hilserl nodes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("graphs", help="list the available setups").set_defaults(func=_cmd_graphs)
+    for name, func, text in (
+        ("show", _cmd_show, "print the nodes of a setup and their ROS arguments"),
+        ("launch", _cmd_launch, "start a setup's nodes as processes (the `ros2 launch` equivalent)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("setup", help="graph name (see `hilserl graphs`)")
+        p.add_argument("overrides", nargs="*", metavar="name:=value", help="graph arguments")
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except graphmod.GraphError as exc:
+        print(f"hilserl: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

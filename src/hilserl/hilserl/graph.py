@@ -1,0 +1,291 @@
+"""Graph descriptions: which nodes a setup runs, with what parameters.
+
+One YAML file per setup in ``config/graphs/`` is the single description that both
+the ``ros2 launch`` files (``launch/*.launch.py``, on a full ROS 2 install) and the
+``hilserl launch`` process runner (here, without ``launch``) turn into running
+nodes. Format::
+
+    description: Simulated single Franka arm, scripted operator.
+    arguments:                  # overridable as `name:=value` on either command line
+      task: pick_cube
+    arms: [left]                # expands `for_each: arm` entries
+    cameras: [wrist, side]      # expands `for_each: camera` / `[arm, camera]` entries
+    nodes:
+      - name: crop_{arm}_{camera}
+        package: hilserl_perception
+        executable: crop_node
+        namespace: /{arm}
+        for_each: [arm, camera]
+        params_files: [perception.yaml]      # relative to config/params/
+        parameters: {camera: "{camera}"}     # inline, after the files
+        remappings: {image_raw: "cameras/{camera}/image_raw"}
+
+``{arm}``, ``{camera}`` and ``{<argument>}`` are substituted in every string.
+A ``params_files`` entry is a standard ROS 2 parameters file (``/**:`` or node
+names with ``ros__parameters``), so ``ros2 run ... --ros-args --params-file`` and
+``ros2 param load`` use the same files. This module imports no ROS.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import yaml
+
+__all__ = [
+    "GraphError",
+    "NodeSpec",
+    "Graph",
+    "config_dir",
+    "available_graphs",
+    "load_graph",
+    "node_argv",
+    "parse_overrides",
+]
+
+_NODE_KEYS = {"name", "package", "executable", "namespace", "for_each", "params_files", "parameters", "remappings", "required", "condition"}
+_TOP_KEYS = {"description", "arguments", "arms", "cameras", "nodes"}
+_EXPANDABLE = ("arm", "camera")
+
+
+class GraphError(ValueError):
+    """A graph description is malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node to start, fully resolved (what `ros2 run` / launch_ros.Node need)."""
+
+    name: str
+    package: str
+    executable: str
+    namespace: str = "/"
+    params_files: Tuple[str, ...] = ()
+    parameters: Tuple[Tuple[str, Any], ...] = ()
+    remappings: Tuple[Tuple[str, str], ...] = ()
+    required: bool = True
+
+    @property
+    def fqn(self) -> str:
+        return ("" if self.namespace == "/" else self.namespace) + "/" + self.name
+
+    def parameter_dict(self) -> Dict[str, Any]:
+        return dict(self.parameters)
+
+
+@dataclass(frozen=True)
+class Graph:
+    setup: str
+    description: str
+    path: Path
+    arguments: Tuple[Tuple[str, str], ...]
+    arms: Tuple[str, ...]
+    cameras: Tuple[str, ...]
+    nodes: Tuple[NodeSpec, ...] = field(default_factory=tuple)
+
+    def node(self, fqn: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.fqn == fqn:
+                return n
+        raise KeyError(f"{fqn} is not in graph '{self.setup}'; nodes: {', '.join(n.fqn for n in self.nodes)}")
+
+
+def config_dir() -> Path:
+    """The workspace ``config/`` directory.
+
+    ``HILSERL_CONFIG_DIR`` wins; else the installed share directory of the
+    ``hilserl`` package (ament index), else the source tree this file lives in.
+    """
+    env = os.environ.get("HILSERL_CONFIG_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "config" / "graphs").is_dir():
+            return parent / "config"
+        share = parent / "share" / "hilserl" / "config"
+        if (share / "graphs").is_dir():
+            return share
+    raise GraphError("cannot find the hilserl config/ directory; set HILSERL_CONFIG_DIR")
+
+
+def available_graphs(cfg_dir: Optional[Path] = None) -> List[str]:
+    cfg_dir = cfg_dir or config_dir()
+    return sorted(p.stem for p in (cfg_dir / "graphs").glob("*.yaml"))
+
+
+class _Subst(string.Formatter):
+    def __init__(self, where: str):
+        self.where = where
+
+    def get_value(self, key, args, kwargs):
+        if key not in kwargs:
+            raise GraphError(f"{self.where}: unknown placeholder '{{{key}}}'; known: {', '.join(sorted(kwargs))}")
+        return kwargs[key]
+
+
+def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+        out = _Subst(where).format(value, **env)
+        return _typed(out) if value.startswith("{") and value.endswith("}") and value.count("{") == 1 else out
+    if isinstance(value, list):
+        return [_substitute(v, env, where) for v in value]
+    if isinstance(value, dict):
+        return {_substitute(k, env, where): _substitute(v, env, where) for k, v in value.items()}
+    return value
+
+
+def _typed(text: str) -> Any:
+    """A whole-string placeholder keeps the argument's YAML type (`{steps}` -> 100)."""
+    try:
+        return yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(items: Sequence[str]) -> Dict[str, str]:
+    """``["task:=peg_insertion", ...]`` -> dict (the `ros2 launch` argument syntax)."""
+    out = {}
+    for item in items:
+        if ":=" not in item:
+            raise GraphError(f"argument '{item}' must look like name:=value")
+        k, v = item.split(":=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def _check_keys(entry: Mapping, allowed: set, where: str) -> None:
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise GraphError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def load_graph(setup: str, overrides: Optional[Mapping[str, str]] = None, cfg_dir: Optional[Path] = None) -> Graph:
+    """Load and expand ``config/graphs/<setup>.yaml`` into resolved NodeSpecs."""
+    cfg_dir = Path(cfg_dir or config_dir())
+    path = cfg_dir / "graphs" / f"{setup}.yaml"
+    if not path.is_file():
+        raise GraphError(f"no graph '{setup}' ({path} missing); available: {', '.join(available_graphs(cfg_dir)) or 'none'}")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise GraphError(f"{path}: not valid YAML: {exc}") from exc
+    _check_keys(doc, _TOP_KEYS, str(path))
+    arguments = {str(k): str(v) for k, v in (doc.get("arguments") or {}).items()}
+    for k, v in (overrides or {}).items():
+        if k not in arguments:
+            raise GraphError(f"graph '{setup}' has no argument '{k}'; arguments: {', '.join(sorted(arguments)) or 'none'}")
+        arguments[k] = str(v)
+    arms = tuple(doc.get("arms") or ())
+    cameras = tuple(doc.get("cameras") or ())
+    nodes: List[NodeSpec] = []
+    for i, entry in enumerate(doc.get("nodes") or []):
+        where = f"{path}: nodes[{i}]"
+        if not isinstance(entry, Mapping):
+            raise GraphError(f"{where}: must be a mapping")
+        _check_keys(entry, _NODE_KEYS, where)
+        for key in ("name", "package", "executable"):
+            if key not in entry:
+                raise GraphError(f"{where}: missing '{key}'")
+        for_each = entry.get("for_each") or []
+        for_each = [for_each] if isinstance(for_each, str) else list(for_each)
+        for dim in for_each:
+            if dim not in _EXPANDABLE:
+                raise GraphError(f"{where}: for_each '{dim}' must be one of {', '.join(_EXPANDABLE)}")
+        domains = [arms if d == "arm" else cameras for d in for_each]
+        for combo in itertools.product(*domains):
+            env = dict(arguments)
+            env.update(zip(for_each, combo))
+            cond = entry.get("condition")
+            if cond is not None and not _truthy(_substitute(str(cond), env, where)):
+                continue
+            nodes.append(_resolve(entry, env, cfg_dir, where))
+    fqns = [n.fqn for n in nodes]
+    dupes = sorted({f for f in fqns if fqns.count(f) > 1})
+    if dupes:
+        raise GraphError(f"{path}: duplicate node names {', '.join(dupes)} (two nodes with one name break `ros2 param`)")
+    return Graph(
+        setup=setup,
+        description=str(doc.get("description", "")),
+        path=path,
+        arguments=tuple(sorted(arguments.items())),
+        arms=arms,
+        cameras=cameras,
+        nodes=tuple(nodes),
+    )
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _resolve(entry: Mapping, env: Mapping[str, str], cfg_dir: Path, where: str) -> NodeSpec:
+    e = _substitute(dict(entry), env, where)
+    name = str(e["name"])
+    if not _NAME_RE.match(name):
+        raise GraphError(f"{where}: node name '{name}' must be letters, digits and underscores")
+    ns = str(e.get("namespace", "/")) or "/"
+    if not ns.startswith("/"):
+        ns = "/" + ns
+    files = []
+    for f in e.get("params_files") or []:
+        p = (cfg_dir / "params" / f) if not os.path.isabs(f) else Path(f)
+        if not p.is_file():
+            raise GraphError(f"{where} ({name}): parameters file {p} not found")
+        files.append(str(p))
+    params = e.get("parameters") or {}
+    if not isinstance(params, Mapping):
+        raise GraphError(f"{where} ({name}): parameters must be a mapping")
+    remaps = e.get("remappings") or {}
+    return NodeSpec(
+        name=name,
+        package=str(e["package"]),
+        executable=str(e["executable"]),
+        namespace=ns.rstrip("/") or "/",
+        params_files=tuple(files),
+        parameters=tuple(sorted(_flatten(params).items())),
+        remappings=tuple(sorted((str(k), str(v)) for k, v in remaps.items())),
+        required=bool(e.get("required", True)),
+    )
+
+
+def _flatten(d: Mapping, prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _param_literal(value: Any) -> str:
+    """A value as `-p name:=<yaml>` expects it (ROS parses it as YAML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_param_literal(v) for v in value) + "]"
+    if isinstance(value, str):
+        return yaml.safe_dump(value, default_style="'").strip().removesuffix("\n...")
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def node_argv(spec: NodeSpec) -> List[str]:
+    """The ``--ros-args`` a node process needs, exactly what `ros2 run`/launch would pass."""
+    argv = ["--ros-args", "-r", f"__node:={spec.name}", "-r", f"__ns:={spec.namespace}"]
+    for f in spec.params_files:
+        argv += ["--params-file", f]
+    for k, v in spec.parameters:
+        argv += ["-p", f"{k}:={_param_literal(v)}"]
+    for src, dst in spec.remappings:
+        argv += ["-r", f"{src}:={dst}"]
+    return argv
