@@ -30,7 +30,7 @@ class Roi:
         if self.x + self.width > image_width or self.y + self.height > image_height:
             raise ValueError(
                 f"ROI x={self.x} y={self.y} width={self.width} height={self.height} does not fit in a "
-                f"{image_width}x{image_height} image; shrink the roi_* parameters of the crop node"
+                f"{image_width}x{image_height} image; adjust the roi.* parameters of the crop node"
             )
 
 

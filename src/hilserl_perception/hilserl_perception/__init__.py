@@ -1,0 +1,1 @@
+"""hilserl_perception: camera crop/resize node."""

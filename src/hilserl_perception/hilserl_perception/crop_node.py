@@ -1,0 +1,93 @@
+"""Camera crop node: ``cameras/<cam>/image_raw`` -> ``cameras/<cam>/image_cropped``.
+
+Crops the configured region of interest and area-resizes it to
+``output_size`` x ``output_size`` rgb8 (the paper's 128x128 policy input). The
+output keeps the input's header, so downstream staleness checks and latency
+measurements see the camera's own timestamp. The ROI is live: tune it with
+``ros2 param set`` while watching the cropped image in rqt_image_view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from hilserl_core import msgconv
+from hilserl_core.config import param
+from hilserl_core.imageproc import CropResizer, Roi
+from hilserl_interfaces import diagnostics, qos, topics
+from hilserl_interfaces.node_main import run_node
+from hilserl_interfaces.params import NodeConfig
+
+
+@dataclass(frozen=True)
+class RoiConfig:
+    x: int = param(0, "left edge of the region of interest", units="px", low=0, live=True)
+    y: int = param(0, "top edge of the region of interest", units="px", low=0, live=True)
+    width: int = param(0, "width of the region of interest; 0 = the largest centred square", units="px", low=0, live=True)
+    height: int = param(0, "height of the region of interest; 0 = same as width", units="px", low=0, live=True)
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    camera: str = param("wrist", "camera name: topics are cameras/<camera>/image_raw and .../image_cropped")
+    output_size: int = param(128, "side of the square output image", units="px", low=8, high=1024)
+    roi: RoiConfig = field(default_factory=RoiConfig)
+
+
+def resolve_roi(cfg: RoiConfig, width: int, height: int) -> Roi:
+    """The configured ROI for a frame size (0 sizes = centred square), validated."""
+    if cfg.width == 0:
+        side = min(width, height)
+        roi = Roi((width - side) // 2, (height - side) // 2, side, side)
+    else:
+        roi = Roi(cfg.x, cfg.y, cfg.width, cfg.height or cfg.width)
+    roi.check_inside(width, height)
+    return roi
+
+
+class CropNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("crop_node", **node_kwargs)
+        self.conf = NodeConfig(self, CropConfig, on_change=lambda old, new: self._reset())
+        self.diag = diagnostics.Diagnostics(self)
+        cam = self.conf.value.camera
+        self._resizer = None
+        self._pub = self.create_publisher(Image, topics.camera_cropped(cam), qos.SENSOR)
+        self.create_subscription(Image, topics.camera_raw(cam), self._on_image, qos.SENSOR)
+        self.frames = 0
+        self._healthy = False
+
+    def _reset(self) -> None:
+        self._resizer = None  # rebuilt for the new ROI on the next frame
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            rgb = msgconv.image_to_rgb(msg)
+            hw = rgb.shape[:2]
+            if self._resizer is None or self._resizer.image_hw != hw:
+                size = self.conf.value.output_size
+                roi = resolve_roi(self.conf.value.roi, hw[1], hw[0])
+                self._resizer = CropResizer(roi, hw, (size, size))
+            out = Image(header=msg.header)
+            msgconv.fill_image(out, self._resizer(rgb), "rgb8")
+        except ValueError as exc:  # bad encoding or ROI: say why, publish nothing
+            self._healthy = False
+            self._resizer = None
+            self.diag.report("crop", diagnostics.ERROR, str(exc))
+            return
+        self._pub.publish(out)
+        self.frames += 1
+        if not self._healthy:
+            self._healthy = True
+            self.diag.report("crop", diagnostics.OK, "cropping", roi=str(self._resizer.roi))
+
+
+def main(args=None) -> int:
+    return run_node(CropNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
