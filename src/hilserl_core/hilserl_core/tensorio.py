@@ -219,44 +219,76 @@ def read_metadata(path: PathLike) -> Dict[str, Any]:
     return json.loads(meta.get(_KEY_METADATA, "{}"))
 
 
+class FileReader:
+    """Read tensors of a container one at a time (bounded memory for large buffers).
+
+    Opening verifies the format version and, with ``verify``, the sha256 checksum.
+    ``metadata`` is the caller metadata; ``tensors`` maps name -> (shape, dtype).
+    Use as a context manager; :meth:`get` returns a fresh numpy array.
+    """
+
+    def __init__(self, path: PathLike, verify: bool = True):
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        where = str(self.path)
+        if not self.path.is_file():
+            raise TensorIOError(f"{where}: no such file")
+        with open(self.path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise TensorIOError(f"{where}: too short for a safetensors container")
+            (n,) = struct.unpack("<Q", head)
+            header = f.read(n)
+            if len(header) < n:
+                raise TensorIOError(f"{where}: truncated inside the header")
+            entries, meta = _parse_header(header, where)
+            if verify:
+                digest = hashlib.sha256(meta.get(_KEY_METADATA, "{}").encode("utf-8"))
+                while True:
+                    chunk = f.read(_HASH_CHUNK)
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                self.metadata = _check_digest(digest, meta, where)
+            else:
+                self.metadata = json.loads(meta.get(_KEY_METADATA, "{}"))
+        self._entries = entries
+        try:
+            self.tensors: Dict[str, Tuple[Tuple[int, ...], np.dtype]] = {
+                k: (tuple(v["shape"]), _CODE_TO_DTYPE[v["dtype"]]) for k, v in entries.items()
+            }
+            self._handle = safe_open(where, framework="numpy")
+        except Exception as exc:
+            raise TensorIOError(f"{where}: safetensors could not parse the payload ({exc})") from exc
+
+    def get(self, name: str) -> np.ndarray:
+        if name not in self._entries:
+            raise TensorIOError(f"{self.path}: no tensor {name!r}; the file holds {sorted(self._entries)}")
+        try:
+            arr = self._handle.get_tensor(name)
+        except Exception as exc:
+            raise TensorIOError(f"{self.path}: could not read tensor {name!r} ({exc})") from exc
+        return arr.reshape(self.tensors[name][0])
+
+    def close(self) -> None:
+        self._handle = None
+
+    def __enter__(self) -> "FileReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 def load_file(path: PathLike, verify: bool = True) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """Read a container written by :func:`save_file`: returns (arrays, metadata).
 
     With ``verify`` (default) the sha256 over metadata + data is checked first.
     """
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise TensorIOError(f"{path}: no such file")
-    where = str(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise TensorIOError(f"{where}: too short for a safetensors container")
-        (n,) = struct.unpack("<Q", head)
-        header = f.read(n)
-        if len(header) < n:
-            raise TensorIOError(f"{where}: truncated inside the header")
-        entries, meta = _parse_header(header, where)
-        if verify:
-            digest = hashlib.sha256(meta.get(_KEY_METADATA, "{}").encode("utf-8"))
-            while True:
-                chunk = f.read(_HASH_CHUNK)
-                if not chunk:
-                    break
-                digest.update(chunk)
-            metadata = _check_digest(digest, meta, where)
-        else:
-            metadata = json.loads(meta.get(_KEY_METADATA, "{}"))
-    try:
-        arrays: Dict[str, np.ndarray] = {}
-        with safe_open(str(path), framework="numpy") as st:
-            for name in st.keys():
-                arrays[name] = st.get_tensor(name)
-    except Exception as exc:
-        raise TensorIOError(f"{where}: safetensors could not parse the payload ({exc})") from exc
-    return _restore_shapes(arrays, entries), metadata
+    with FileReader(path, verify=verify) as reader:
+        arrays = {name: reader.get(name) for name in reader.tensors}
+        return arrays, reader.metadata
 
 
 def check_arrays(
