@@ -1,0 +1,216 @@
+"""The intervention mux of one arm, as a pure state machine (paper: human interventions).
+
+The mux is the only thing that turns actions into controller targets. Each
+control step it decides who acts:
+
+- **operator**: SpaceMouse input above the dead zone (or a button) takes over at
+  once and keeps control for ``intervention_hold_s`` after the last input, so a
+  person's brief pause does not flicker control back to the policy;
+- **policy**: otherwise a fresh, finite policy action is executed (once);
+- **hold**: otherwise (stale or rejected policy action) the last target is held.
+
+It integrates the chosen normalised twist into a target pose in the current
+end-effector frame (``control.integrate_twist_target``, clipped to the
+workspace box), or scales it to a feed-forward wrench in wrench mode, and
+reports the action it actually executed and who acted, which is what the actor
+records (intervention transitions go to both demo and RL buffers).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import control, frames
+from .config import param
+
+__all__ = ["Source", "WorkspaceConfig", "MuxConfig", "MuxDecision", "InterventionMux", "GRIPPER_OPEN", "GRIPPER_STAY", "GRIPPER_CLOSE"]
+
+GRIPPER_OPEN, GRIPPER_STAY, GRIPPER_CLOSE = 0, 1, 2
+GRIPPER_NONE = -1
+
+
+class Source(enum.IntEnum):
+    POLICY = 0
+    OPERATOR = 1
+    HOLD = 2
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    min_position_m: Tuple[float, ...] = param((0.25, -0.35, 0.02), "lower corner of the target box in the arm's base frame", units="m")
+    max_position_m: Tuple[float, ...] = param((0.75, 0.35, 0.55), "upper corner of the target box in the arm's base frame", units="m")
+
+    def box(self) -> control.WorkspaceBox:
+        return control.WorkspaceBox(self.min_position_m, self.max_position_m)
+
+
+@dataclass(frozen=True)
+class MuxConfig:
+    mode: str = param("twist", "action space: twist -> target_pose, wrench -> target_wrench", choices=("twist", "wrench"))
+    control_rate_hz: float = param(10.0, "control steps per second when no policy action drives the mux", units="Hz", low=1.0, high=1000.0)
+    linear_step_m: float = param(0.015, "end-effector displacement per control step at full action", units="m", low=1e-4, high=0.1)
+    angular_step_rad: float = param(0.1, "end-effector rotation per control step at full action", units="rad", low=1e-3, high=0.5)
+    max_force_n: float = param(20.0, "feed-forward force at full action (wrench mode)", units="N", low=0.0, high=100.0)
+    max_torque_nm: float = param(2.0, "feed-forward torque at full action (wrench mode)", units="N m", low=0.0, high=20.0)
+    speed_scale: float = param(1.0, "gain on the operator's SpaceMouse twist", low=0.0, high=5.0, live=True)
+    dead_zone: float = param(0.05, "SpaceMouse axis magnitude below which it counts as untouched", low=0.0, high=0.9, live=True)
+    intervention_hold_s: float = param(0.3, "operator keeps control this long after the last input above the dead zone", units="s", low=0.0, high=5.0, live=True)
+    policy_timeout_s: float = param(0.25, "a policy action older than this is stale and not executed", units="s", low=0.01, high=5.0, live=True)
+    operator_timeout_s: float = param(0.25, "operator input older than this counts as released", units="s", low=0.01, high=5.0, live=True)
+    operator_frame: str = param("base", "frame of the SpaceMouse twist: base (how a person sees the robot) or ee", choices=("base", "ee"))
+    workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
+
+
+@dataclass
+class MuxDecision:
+    source: Source
+    executed_action: np.ndarray  # normalised [6] in the current EE frame (what the buffer stores)
+    gripper_action: int  # 0 open, 1 stay, 2 close, -1 no gripper
+    gripper_closure: Optional[float]  # 0 open .. 1 closed command to the gripper, None = no gripper
+    target_pos: Optional[np.ndarray] = None  # twist mode
+    target_quat: Optional[np.ndarray] = None
+    wrench_ee: Optional[np.ndarray] = None  # wrench mode, [f, tau] in EE axes
+    policy_stamp_s: Optional[float] = None  # stamp of the policy action this step answered
+    reason: str = ""  # why the mux held, for diagnostics
+
+
+class InterventionMux:
+    def __init__(self, config: MuxConfig, has_gripper: bool = True):
+        self.config = config
+        self._box = config.workspace.box()
+        self.has_gripper = has_gripper
+        self._policy: Optional[Tuple[np.ndarray, int, float, float]] = None  # action, gripper, stamp, received
+        self._operator_twist = np.zeros(6)
+        self._operator_buttons: Tuple[int, ...] = ()
+        self._operator_received = -np.inf
+        self._last_operator_activity = -np.inf
+        self._pending_gripper_event = GRIPPER_STAY
+        self._closure = 0.0
+        self._last_target: Optional[Tuple[np.ndarray, np.ndarray]] = None
+        self.rejected = 0
+        self.last_reason = ""
+
+    def set_config(self, config: MuxConfig) -> None:
+        """Apply a live parameter change (the workspace box may change too)."""
+        self.config = config
+        self._box = config.workspace.box()
+
+    # -- inputs -------------------------------------------------------------------------
+    def on_policy(self, action: Sequence[float], gripper: int, stamp_s: float, now_s: float) -> bool:
+        """Queue a policy action; a NaN/Inf or malformed one is rejected (returns False)."""
+        a = np.asarray(action, dtype=float)
+        if a.shape != (6,) or not control.is_finite_command(a):
+            self.rejected += 1
+            self.last_reason = f"rejected policy action {a.tolist()}: needs 6 finite numbers"
+            return False
+        if gripper not in (GRIPPER_OPEN, GRIPPER_STAY, GRIPPER_CLOSE, GRIPPER_NONE):
+            self.rejected += 1
+            self.last_reason = f"rejected policy gripper action {gripper}: must be 0 (open), 1 (stay) or 2 (close)"
+            return False
+        self._policy = (np.clip(a, -1.0, 1.0), int(gripper), float(stamp_s), float(now_s))
+        return True
+
+    def on_operator(self, twist: Sequence[float], buttons: Sequence[int], now_s: float) -> None:
+        """SpaceMouse input: a twist in [-1, 1]^6 (spacenav/twist) and its buttons (spacenav/joy)."""
+        t = np.asarray(twist, dtype=float)
+        if t.shape != (6,) or not control.is_finite_command(t):
+            self.last_reason = f"ignored operator twist {t.tolist()}: needs 6 finite numbers"
+            return
+        buttons = tuple(int(b) for b in buttons)
+        prev = self._operator_buttons
+        # rising edges: button 0 closes, button 1 opens (as on the two-button SpaceMouse)
+        if len(buttons) > 0 and buttons[0] and not (len(prev) > 0 and prev[0]):
+            self._pending_gripper_event = GRIPPER_CLOSE
+        if len(buttons) > 1 and buttons[1] and not (len(prev) > 1 and prev[1]):
+            self._pending_gripper_event = GRIPPER_OPEN
+        self._operator_twist = np.clip(t, -1.0, 1.0)
+        self._operator_buttons = buttons
+        self._operator_received = float(now_s)
+        dz = self.config.dead_zone
+        if np.max(np.abs(self._operator_twist)) > dz or any(buttons):
+            self._last_operator_activity = float(now_s)
+
+    def on_operator_twist(self, twist: Sequence[float], now_s: float) -> None:
+        """Twist-only input (spacenav/twist); buttons keep their last state."""
+        self.on_operator(twist, self._operator_buttons, now_s)
+
+    def on_operator_buttons(self, buttons: Sequence[int], now_s: float) -> None:
+        """Button-only input (spacenav/joy buttons); the twist keeps its last value."""
+        self.on_operator(self._operator_twist, buttons, now_s)
+
+    def operator_active(self, now_s: float) -> bool:
+        c = self.config
+        fresh = now_s - self._operator_received <= max(c.operator_timeout_s, c.intervention_hold_s)
+        return fresh and now_s - self._last_operator_activity <= c.intervention_hold_s
+
+    def has_fresh_policy_action(self, now_s: float) -> bool:
+        return self._policy is not None and now_s - self._policy[3] <= self.config.policy_timeout_s
+
+    # -- one control step ---------------------------------------------------------------
+    def step(self, now_s: float, measured_pos, measured_quat) -> MuxDecision:
+        c = self.config
+        policy, self._policy = self._policy, None  # each policy action is executed at most once
+        policy_stamp = policy[2] if policy is not None else None
+        if self.operator_active(now_s):
+            source, action = Source.OPERATOR, self._operator_action(now_s, measured_quat)
+            gripper = self._pending_gripper_event
+            reason = ""
+        elif policy is not None and now_s - policy[3] <= c.policy_timeout_s:
+            source, action, gripper, reason = Source.POLICY, policy[0], policy[1], ""
+        else:
+            source, action, gripper = Source.HOLD, np.zeros(6), GRIPPER_STAY
+            if policy is not None:
+                reason = f"policy action stale ({now_s - policy[3]:.3f} s > {c.policy_timeout_s} s)"
+            else:
+                reason = self.last_reason if self.rejected else "no policy action"
+        self._pending_gripper_event = GRIPPER_STAY
+        if not self.has_gripper:
+            gripper = GRIPPER_NONE
+        elif gripper == GRIPPER_CLOSE:
+            self._closure = 1.0
+        elif gripper == GRIPPER_OPEN:
+            self._closure = 0.0
+        decision = MuxDecision(
+            source=source,
+            executed_action=action,
+            gripper_action=gripper,
+            gripper_closure=self._closure if self.has_gripper else None,
+            policy_stamp_s=policy_stamp,
+            reason=reason,
+        )
+        if c.mode == "wrench":
+            scale = np.array([c.max_force_n] * 3 + [c.max_torque_nm] * 3)
+            decision.wrench_ee = action * scale
+            return decision
+        if source == Source.HOLD:
+            if self._last_target is None:
+                self._last_target = self._box.clip(measured_pos, frames.quat_normalize(measured_quat))
+            decision.target_pos, decision.target_quat = self._last_target
+            return decision
+        try:
+            pos, quat = control.integrate_twist_target(
+                measured_pos, measured_quat, action, c.linear_step_m, c.angular_step_rad, self._box
+            )
+        except control.NonFiniteCommandError as exc:  # measured pose broken: hold, never guess
+            decision.source, decision.reason = Source.HOLD, str(exc)
+            decision.executed_action = np.zeros(6)
+            if self._last_target is not None:  # else no target at all: the node publishes nothing
+                decision.target_pos, decision.target_quat = self._last_target
+            return decision
+        self._last_target = (pos, quat)
+        decision.target_pos, decision.target_quat = pos, quat
+        return decision
+
+    def _operator_action(self, now_s: float, measured_quat) -> np.ndarray:
+        c = self.config
+        t = self._operator_twist.copy() if now_s - self._operator_received <= c.operator_timeout_s else np.zeros(6)
+        t[np.abs(t) <= c.dead_zone] = 0.0
+        if c.operator_frame == "base":
+            # A person pushes the SpaceMouse in the robot's base axes; the action space is the EE frame.
+            R_base_ee = frames.quat_to_matrix(frames.quat_normalize(measured_quat))
+            t = frames.rotate_twist(R_base_ee.T, t)
+        return np.clip(t * c.speed_scale, -1.0, 1.0)

@@ -1,0 +1,1 @@
+"""hilserl_teleop: SpaceMouse driver and the intervention mux."""
