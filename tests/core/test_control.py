@@ -169,6 +169,16 @@ def test_force_bounded_by_stiffness_times_limit(offset, tq, mq, k_t, k_r, lim_m,
         assert abs(np.linalg.norm(w[:3]) - k_t[0] * lim_m) <= 1e-9 * max(1.0, k_t[0])
 
 
+@given(vec3, quats(), vec3, quats(), st.lists(st.floats(-1, 1), min_size=6, max_size=6).map(np.array))
+def test_impedance_equals_spring_on_the_limited_reference(tp, tq, mp, mq, twist):
+    """impedance_wrench clips the error vector directly; it must equal the law on limit_reference's pose."""
+    p = C.ImpedanceParams([1000.0, 1500.0, 800.0], [80.0, 90.0, 100.0], 0.03, 0.4)
+    assume(F.quat_angle(tq, mq) < math.pi - 1e-6)  # at pi the rotation axis is ambiguous
+    ref_pos, ref_quat = C.limit_reference(tp, tq, mp, mq, p)
+    expected = p.stiffness * F.pose_error(ref_pos, ref_quat, mp, mq) - p.damping * twist
+    assert_close(C.impedance_wrench(tp, tq, mp, mq, twist, p), expected, 1e-9)
+
+
 def test_impedance_hand_checked_and_default_critical_damping():
     p = C.ImpedanceParams(2000.0, 100.0, 0.02, 0.1)
     assert_close(C.impedance_wrench([0.5, 0, 1.3], I, [0.5, 0, 0.3], I, np.zeros(6), p), [0, 0, 40, 0, 0, 0], 1e-12)
