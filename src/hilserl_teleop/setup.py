@@ -19,6 +19,7 @@ setup(
     entry_points={
         "console_scripts": [
             "mux_node = hilserl_teleop.mux_node:main",
+            "spacemouse_node = hilserl_teleop.spacemouse_node:main",
         ]
     },
 )

@@ -1,0 +1,85 @@
+"""SpaceMouse driver: publishes ``spacenav/twist`` and ``spacenav/joy`` (as the ROS
+``spacenav`` package does) from a 3Dconnexion device over HID (hidapi).
+
+One node per device; for two arms start two, in the ``/left`` and ``/right``
+namespaces, with ``device_index`` 0 and 1. On a full ROS install the ``spacenav``
+package may be used instead: the mux accepts either.
+"""
+
+from __future__ import annotations
+
+from geometry_msgs.msg import Twist
+from rclpy.node import Node
+from sensor_msgs.msg import Joy
+
+from hilserl_core import msgconv
+from hilserl_core.config import ConfigError
+from hilserl_core.spacemouse import KNOWN_DEVICES, SpaceMouseConfig, SpaceMouseState
+from hilserl_interfaces import diagnostics, qos, topics
+from hilserl_interfaces.node_main import run_node
+from hilserl_interfaces.params import NodeConfig
+
+
+def open_device(index: int):
+    """Open the index-th known 3Dconnexion device, non-blocking; clear errors otherwise."""
+    try:
+        import hid  # hidapi
+    except ImportError as exc:
+        raise ConfigError("the SpaceMouse driver needs the 'hidapi' Python package (pip install hidapi), "
+                          "or use the ROS spacenav package instead") from exc
+    found = sorted(
+        (d for d in hid.enumerate() if (d["vendor_id"], d["product_id"]) in KNOWN_DEVICES),
+        key=lambda d: d["path"],
+    )
+    if index >= len(found):
+        raise ConfigError(
+            f"device_index {index}: {len(found)} SpaceMouse device(s) found; plug one in and give the user "
+            "read access to its /dev/hidraw* node (udev rule), or use the ROS spacenav package"
+        )
+    info = found[index]
+    dev = hid.device()
+    dev.open_path(info["path"])
+    dev.set_nonblocking(True)
+    return dev, KNOWN_DEVICES[(info["vendor_id"], info["product_id"])]
+
+
+class SpaceMouseNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("spacemouse", **node_kwargs)
+        self.conf = NodeConfig(self, SpaceMouseConfig)
+        self.diag = diagnostics.Diagnostics(self)
+        self.state = SpaceMouseState()
+        self.device, model = open_device(self.conf.value.device_index)
+        self.diag.report("device", diagnostics.OK, f"reading {model}")
+        self._twist_pub = self.create_publisher(Twist, topics.SPACENAV_TWIST, qos.COMMAND)
+        self._joy_pub = self.create_publisher(Joy, topics.SPACENAV_JOY, qos.COMMAND)
+        self.create_timer(1.0 / self.conf.value.publish_rate_hz, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            while True:  # drain every pending report; the newest state wins
+                report = self.device.read(64)
+                if not report:
+                    break
+                self.state.update(report)
+        except OSError as exc:
+            self.diag.report("device", diagnostics.ERROR, f"read failed (unplugged?): {exc}")
+            self.state.raw[:] = 0.0  # never keep driving the robot from a lost device
+        v = self.state.twist(self.conf.value)
+        self._twist_pub.publish(msgconv.fill_twist(Twist(), v))
+        joy = Joy()
+        joy.header.stamp = self.get_clock().now().to_msg()
+        joy.axes = [float(x) for x in v]
+        joy.buttons = list(self.state.buttons)
+        self._joy_pub.publish(joy)
+
+    def close(self) -> None:
+        self.device.close()
+
+
+def main(args=None) -> int:
+    return run_node(SpaceMouseNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
