@@ -386,3 +386,20 @@ def test_ee_base_twist_round_trip_and_action_direction(T_base_ee, action):
     T_moved = T_base_ee.copy()
     T_moved[:3, 3] += 5.0
     assert_close(F.ee_twist_to_base(T_moved, action), base, atol=1e-15)
+
+
+@given(vec3, quats(), vec3, quats(), vec6)
+def test_pose_tuples_are_accepted_wherever_matrices_are(p1, q1, p2, q2, V):
+    A, B = (p1, q1), (p2, q2)
+    TA, TB = F.pose_to_matrix(p1, q1), F.pose_to_matrix(p2, q2)
+    assert_close(F.compose(A, B), F.compose(TA, TB))
+    assert_close(F.inverse_pose(A), F.inverse_pose(TA))
+    assert_close(F.transform_twist(A, V), F.transform_twist(TA, V))
+    assert_close(F.transform_wrench(A, V), F.transform_wrench(TA, V))
+    assert_close(F.relative_pose(A, B), F.relative_pose(TA, TB))
+    assert_close(F.ee_twist_to_base(A, V), F.ee_twist_to_base(TA, V))
+    assert_close(F.egocentric_proprio(A, B, V, V, 0.0), F.egocentric_proprio(TA, TB, V, V, 0.0), 0)
+    with pytest.raises(ValueError):
+        F.compose((p1, q1, 0), TB)
+    with pytest.raises(ValueError):
+        F.inverse_pose(np.eye(3))

@@ -15,8 +15,9 @@ Conventions (one for the whole workspace; the C++ controllers use the same):
   and *coordinates* (the axes its components are written in). The functions
   below say which of the two they change.
 - **Poses** are 4x4 homogeneous matrices ``T_ab`` (frame ``b`` expressed in
-  frame ``a``: ``p_a = T_ab @ p_b``), or ``(position[3], quat_xyzw[4])`` pairs
-  converted with :func:`pose_to_matrix` / :func:`matrix_to_pose`.
+  frame ``a``: ``p_a = T_ab @ p_b``), or ``(position[3], quat_xyzw[4])``
+  tuples; every function taking a pose accepts both (:func:`as_pose_matrix`),
+  and :func:`pose_to_matrix` / :func:`matrix_to_pose` convert explicitly.
 - **Batches**: every function accepts leading batch dimensions (``[..., 4]``
   quaternions, ``[..., 4, 4]`` poses, ``[..., 6]`` twists) and broadcasts them.
 
@@ -59,6 +60,7 @@ __all__ = [
     "quat_rotate",
     "skew",
     "pose_to_matrix",
+    "as_pose_matrix",
     "matrix_to_pose",
     "inverse_pose",
     "compose",
@@ -293,15 +295,30 @@ def pose_to_matrix(position, quat) -> np.ndarray:
     return T
 
 
+def as_pose_matrix(pose) -> np.ndarray:
+    """A pose as a 4x4 matrix: a ``(position, quat_xyzw)`` tuple is converted, an array is returned as float64.
+
+    Every function here that takes a pose (``T``, ``T_ab``, ``T_start``, ...) accepts either form.
+    """
+    if isinstance(pose, tuple):
+        if len(pose) != 2:
+            raise ValueError("a pose tuple must be (position[3], quat_xyzw[4]), got %d items" % len(pose))
+        return pose_to_matrix(*pose)
+    T = _f64(pose)
+    if T.shape[-2:] != (4, 4):
+        raise ValueError("a pose must be a 4x4 homogeneous matrix or a (position, quat_xyzw) tuple, got shape %s" % (T.shape,))
+    return T
+
+
 def matrix_to_pose(T) -> Tuple[np.ndarray, np.ndarray]:
     """``(position[..., 3], quat_xyzw[..., 4])`` of a 4x4 homogeneous matrix."""
-    T = _f64(T)
+    T = as_pose_matrix(T)
     return T[..., :3, 3].copy(), matrix_to_quat(T[..., :3, :3])
 
 
 def inverse_pose(T) -> np.ndarray:
     """``T_ba`` from ``T_ab`` (rigid inverse, no general matrix inversion)."""
-    T = _f64(T)
+    T = as_pose_matrix(T)
     Rt = np.swapaxes(T[..., :3, :3], -1, -2)
     out = np.zeros(T.shape)
     out[..., :3, :3] = Rt
@@ -312,7 +329,7 @@ def inverse_pose(T) -> np.ndarray:
 
 def compose(T_ab, T_bc) -> np.ndarray:
     """``T_ac = T_ab @ T_bc``."""
-    return np.matmul(_f64(T_ab), _f64(T_bc))
+    return np.matmul(as_pose_matrix(T_ab), as_pose_matrix(T_bc))
 
 
 # --------------------------------------------------------------------------- Lie groups
@@ -359,7 +376,7 @@ def se3_exp(xi) -> np.ndarray:
 
 def se3_log(T) -> np.ndarray:
     """Twist ``xi = [v, w]`` with ``se3_exp(xi) == T``; rotation angle in ``[0, pi]``."""
-    T = _f64(T)
+    T = as_pose_matrix(T)
     w = so3_log(T[..., :3, :3])
     theta = np.linalg.norm(w, axis=-1)[..., None, None]
     W = skew(w)
@@ -381,7 +398,7 @@ def se3_log(T) -> np.ndarray:
 
 def adjoint(T) -> np.ndarray:
     """6x6 adjoint of ``T_ab`` for ``[v, w]`` twists: ``[[R, [p]x R], [0, R]]``, so ``V_a = Ad(T_ab) V_b``."""
-    T = _f64(T)
+    T = as_pose_matrix(T)
     R, p = T[..., :3, :3], T[..., :3, 3]
     Ad = np.zeros(T.shape[:-2] + (6, 6))
     Ad[..., :3, :3] = R
@@ -398,7 +415,7 @@ def transform_twist(T_ab, twist_b) -> np.ndarray:
     body twist turned spatial). For the EE twist in base vs EE axes use
     :func:`rotate_twist`.
     """
-    T_ab, twist_b = _f64(T_ab), _f64(twist_b)
+    T_ab, twist_b = as_pose_matrix(T_ab), _f64(twist_b)
     R, p = T_ab[..., :3, :3], T_ab[..., :3, 3]
     v = np.einsum("...ij,...j->...i", R, twist_b[..., :3])
     w = np.einsum("...ij,...j->...i", R, twist_b[..., 3:])
@@ -428,7 +445,7 @@ def transform_wrench(T_ab, wrench_b) -> np.ndarray:
     taken about changes (e.g. a force sensor offset from the EE); for re-expressing
     the external wrench at the EE in base vs EE axes use :func:`rotate_wrench`.
     """
-    T_ab, wrench_b = _f64(T_ab), _f64(wrench_b)
+    T_ab, wrench_b = as_pose_matrix(T_ab), _f64(wrench_b)
     R, p = T_ab[..., :3, :3], T_ab[..., :3, 3]
     f = np.einsum("...ij,...j->...i", R, wrench_b[..., :3])
     tau = np.einsum("...ij,...j->...i", R, wrench_b[..., 3:])
@@ -455,7 +472,7 @@ def pose_error(target_pos, target_quat, pos, quat) -> np.ndarray:
 
 
 def _rotation_of(X) -> np.ndarray:
-    X = _f64(X)
+    X = as_pose_matrix(X) if isinstance(X, tuple) else _f64(X)
     if X.shape[-2:] == (4, 4):
         return X[..., :3, :3]
     if X.shape[-2:] == (3, 3):
