@@ -186,8 +186,10 @@ def impedance_wrench(target_pos, target_quat, measured_pos, measured_quat, measu
     and ``|F_rotational| <= max(K_r) * reference_limit_rad`` for any target.
     """
     twist = np.asarray(measured_twist_base, dtype=float)
-    if twist.shape != (6,) or not is_finite_command(twist):
-        raise NonFiniteCommandError(f"measured twist must be 6 finite numbers, got {measured_twist_base!r}")
+    if twist.shape != (6,):
+        raise ValueError(f"measured twist must be 6 numbers [vx, vy, vz, wx, wy, wz], got shape {twist.shape}")
+    if not is_finite_command(twist):
+        raise NonFiniteCommandError(f"measured twist has NaN/Inf: {twist.tolist()}")
     if not (is_finite_command(target_pos) and is_finite_command(target_quat)):
         raise NonFiniteCommandError(f"target pose has NaN/Inf: pos={target_pos!r}, quat={target_quat!r}")
     e = frames.pose_error(target_pos, target_quat, measured_pos, measured_quat)
