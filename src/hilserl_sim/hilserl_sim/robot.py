@@ -78,12 +78,12 @@ class ArmState:
 
 def _impedance_params(k_t: float, k_r: float, zeta: float, lim_m: float, lim_rad: float):
     return law.ImpedanceParams(
-        translational_stiffness=k_t,
-        rotational_stiffness=k_r,
-        translational_damping=2.0 * zeta * math.sqrt(k_t),
-        rotational_damping=2.0 * zeta * math.sqrt(k_r),
+        translational_stiffness_n_per_m=k_t,
+        rotational_stiffness_nm_per_rad=k_r,
         reference_limit_m=lim_m,
         reference_limit_rad=lim_rad,
+        translational_damping_ns_per_m=2.0 * zeta * math.sqrt(k_t),
+        rotational_damping_nms_per_rad=2.0 * zeta * math.sqrt(k_r),
     )
 
 
@@ -126,7 +126,7 @@ class SimArm:
                                               c.reference_limit_m, c.reference_limit_rad)
         self._wrench_mode_params = _impedance_params(c.wrench_translational_stiffness, c.wrench_rotational_stiffness,
                                                      c.damping_ratio, c.wrench_reference_limit_m, c.wrench_reference_limit_rad)
-        self._wrench_params = law.WrenchParams(max_force=c.max_force_n, max_torque=c.max_torque_nm, timeout_s=c.wrench_timeout_s)
+        self._wrench_params = law.WrenchParams(max_force_n=c.max_force_n, max_torque_nm=c.max_torque_nm, watchdog_timeout_s=c.wrench_timeout_s)
         self._low, self._high = np.asarray(c.target_low, float), np.asarray(c.target_high, float)
         self.null_kp = c.nullspace_stiffness
         self.null_kd = 2.0 * math.sqrt(c.nullspace_stiffness)
@@ -156,7 +156,8 @@ class SimArm:
         pos = self.R_wb.T @ (d.site_xpos[self.site] - self.p_wb)
         R = self.R_wb.T @ d.site_xmat[self.site].reshape(3, 3)
         mujoco.mju_mat2Quat(self._quat_mj, R.ravel())
-        return pos, frames.quat_canonical(quat_xyzw_from_mj(self._quat_mj))
+        q = quat_xyzw_from_mj(self._quat_mj)
+        return pos, (q if q[3] >= 0 else -q)  # canonical sign (w >= 0), as hilserl_core.frames returns
 
     def jacobian(self) -> np.ndarray:
         mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self.site)
@@ -264,10 +265,11 @@ class SimArm:
         if self.config.mode != "wrench":
             self._reject("target_wrench ignored: arm controller is in pose mode")
             return False
-        clamped = law.clamp_wrench(w, self._wrench_params)
-        if not np.allclose(clamped, w):
+        if not self.watchdog.command(w, stamp):
+            self._reject(f"target_wrench rejected: {self.watchdog.last_rejection}")
+            return False
+        if not np.allclose(law.clamp_wrench(w, self._wrench_params), w):
             self._reject("target_wrench clamped: exceeds max_force_n/max_torque_nm")
-        self.watchdog.command(clamped, stamp)
         return True
 
     def command_gripper(self, width_m) -> bool:
@@ -306,8 +308,12 @@ class SimArm:
         qd = d.qvel[self.dadr]
         twist = J @ qd
         params = self._wrench_mode_params if self.config.mode == "wrench" else self._pose_params
-        ref_pos, ref_quat = law.limit_reference(self.target_pos, self.target_quat, pos, quat, params)
-        F = law.impedance_wrench(ref_pos, ref_quat, pos, quat, twist, params)
+        try:
+            # Reference limiting happens inside impedance_wrench (|F_spring| <= K * limit).
+            F = law.impedance_wrench(self.target_pos, self.target_quat, pos, quat, twist, params)
+        except ValueError as exc:  # NaN/Inf state: never crash, command nothing but gravity compensation
+            self.hold(f"controller fault: {exc}")
+            F = np.zeros(6)
         if self.config.mode == "wrench":
             w_ee = self.watchdog.output(now)
             R = frames.quat_to_matrix(quat)
