@@ -1,0 +1,222 @@
+"""The actor's bookkeeping, without ROS: inputs, episodes, transitions.
+
+The actor node (10 Hz) does, every tick:
+
+1. ``LatestInputs.snapshot``: the newest message of every required input
+   (cropped images, pose, twist, wrench, gripper) no older than
+   ``max_input_age_s``; a stale or missing input means **no action** and a
+   diagnostic, never a guess (this replaces message_filters).
+2. ``EpisodeRecorder.observe``: closes the previous step into a Transition
+   (its observation, the action the mux ACTUALLY executed, the reward, the new
+   observation) and opens the new step;
+3. runs the policy on the observation and publishes the action stamped with the
+   observation's time; the mux answers on ``mux/executed`` with the same stamp,
+   the executed action and who acted (``EpisodeRecorder.on_executed``).
+
+Episode ends: success (``terminated``), time limit (``truncated``: the target
+still bootstraps), operator reset (``truncated``). A step whose executed action
+never came back (mux held, message lost) is dropped and counted, never filled
+with the policy's intention: the buffer must hold what the robot did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import frames
+from .intervention import GRIPPER_CLOSE, GRIPPER_OPEN, Source
+from .types import Observation, Transition
+
+__all__ = ["LatestInputs", "StepRecord", "EpisodeRecorder", "grasp_penalty", "EpisodeSummary"]
+
+
+class LatestInputs:
+    """Newest value of each named input with its stamp (seconds)."""
+
+    def __init__(self) -> None:
+        self._values: Dict[str, Tuple[Any, float]] = {}
+
+    def put(self, key: str, value: Any, stamp_s: float) -> None:
+        self._values[key] = (value, float(stamp_s))
+
+    def get(self, key: str) -> Optional[Tuple[Any, float]]:
+        return self._values.get(key)
+
+    def snapshot(self, now_s: float, keys: Sequence[str], max_age_s: float) -> Tuple[Optional[Dict[str, Any]], str]:
+        """All ``keys`` if each is present and fresh, else ``(None, reason)``."""
+        missing = [k for k in keys if k not in self._values]
+        if missing:
+            return None, "waiting for " + ", ".join(missing)
+        stale = [(k, now_s - self._values[k][1]) for k in keys if now_s - self._values[k][1] > max_age_s]
+        if stale:
+            return None, "stale: " + ", ".join(f"{k} ({age * 1e3:.0f} ms old)" for k, age in stale) + f" > {max_age_s * 1e3:.0f} ms"
+        return {k: self._values[k][0] for k in keys}, ""
+
+    def oldest_stamp(self, keys: Sequence[str]) -> float:
+        return min(self._values[k][1] for k in keys)
+
+
+def grasp_penalty(gripper_action: int, closed_before: bool, penalty: float) -> float:
+    """The paper's small penalty for a gripper action that changes the gripper state."""
+    if gripper_action == GRIPPER_CLOSE and not closed_before:
+        return penalty
+    if gripper_action == GRIPPER_OPEN and closed_before:
+        return penalty
+    return 0.0
+
+
+@dataclass
+class StepRecord:
+    observation: Observation
+    stamp_s: float
+    executed: Optional[np.ndarray] = None
+    grasp_action: int = 1
+    source: Optional[Source] = None
+
+
+@dataclass
+class EpisodeSummary:
+    episode_id: int
+    steps: int
+    success: bool
+    duration_s: float
+    intervention_steps: int
+    end: str  # "success", "time_limit", "operator_reset"
+    total_reward: float
+
+
+@dataclass
+class EpisodeRecorder:
+    """Turns a stream of observations and executed actions into Transitions."""
+
+    max_episode_steps: int
+    control_period_s: float
+    grasp_penalty_value: float = -0.02
+    n_grippers: int = 1
+    episode_id: int = 0
+    dropped_steps: int = 0
+    _pending: Optional[StepRecord] = None
+    _steps: int = 0
+    _interventions: int = 0
+    _reward_sum: float = 0.0
+    _closed: List[bool] = field(default_factory=list)
+    start_pose: Dict[str, np.ndarray] = field(default_factory=dict)
+
+    def start_episode(self, start_poses: Dict[str, np.ndarray], episode_id: Optional[int] = None) -> None:
+        """Begin an episode at the given EE poses (4x4 per arm): the egocentric origin."""
+        self.episode_id = self.episode_id + 1 if episode_id is None else episode_id
+        self.start_pose = {k: np.asarray(v, dtype=float) for k, v in start_poses.items()}
+        self._pending = None
+        self._steps = 0
+        self._interventions = 0
+        self._reward_sum = 0.0
+        self._closed = [False] * self.n_grippers
+
+    @property
+    def steps(self) -> int:
+        return self._steps
+
+    def on_executed(self, stamp_s: float, action: np.ndarray, grasp_action: int, source: Source, tol_s: float = 1e-6) -> bool:
+        """The mux's report for the step stamped ``stamp_s``; False if it matches no open step."""
+        p = self._pending
+        if p is None or abs(p.stamp_s - stamp_s) > tol_s:
+            return False
+        p.executed = np.asarray(action, dtype=np.float32)
+        p.grasp_action = int(grasp_action)
+        p.source = Source(source)
+        return True
+
+    def observe(
+        self,
+        observation: Observation,
+        stamp_s: float,
+        reward: float,
+        success: bool,
+        operator_reset: bool = False,
+    ) -> Tuple[Optional[Transition], Optional[EpisodeSummary]]:
+        """A new observation (with the reward for reaching it): close the open step, open a new one.
+
+        Returns the finished transition (or None: first step, or the open step was
+        never executed) and, when the episode ended with it, its summary. After an
+        episode end, call ``start_episode`` before the next ``observe``.
+        """
+        transition = None
+        p = self._pending
+        if p is not None:
+            if p.executed is None or p.source == Source.HOLD:
+                self.dropped_steps += 1
+            else:
+                self._steps += 1
+                intervened = p.source == Source.OPERATOR
+                self._interventions += int(intervened)
+                self._reward_sum += float(reward)
+                transition = Transition(
+                    observation=p.observation,
+                    action=p.executed,
+                    reward=float(reward),
+                    terminated=False,
+                    truncated=False,
+                    next_observation=observation,
+                    intervened=intervened,
+                    grasp_action=p.grasp_action,
+                    grasp_penalty=self._grasp_penalty(p.grasp_action),
+                    episode_id=self.episode_id,
+                    step=self._steps - 1,
+                )
+        # success ends the MDP; a time limit or an operator reset only cuts it (bootstrap)
+        terminated = p is not None and bool(success)
+        truncated = not terminated and (operator_reset or self._steps >= self.max_episode_steps)
+        if terminated or truncated:
+            if transition is not None:
+                transition.terminated, transition.truncated = terminated, truncated
+            end = "success" if terminated else ("operator_reset" if operator_reset else "time_limit")
+            self._pending = None
+            return transition, self._summary(terminated, end)
+        self._pending = StepRecord(observation, float(stamp_s))
+        return transition, None
+
+    def _grasp_penalty(self, grasp_action: int) -> float:
+        """Penalty over all grippers of a joint grasp action (base-3 digits, gripper 0 first)."""
+        total, a = 0.0, grasp_action
+        for g in range(self.n_grippers):
+            digit = a % 3
+            a //= 3
+            total += grasp_penalty(digit, self._closed[g], self.grasp_penalty_value)
+            if digit == GRIPPER_CLOSE:
+                self._closed[g] = True
+            elif digit == GRIPPER_OPEN:
+                self._closed[g] = False
+        return total
+
+    def _summary(self, success: bool, end: str) -> EpisodeSummary:
+        return EpisodeSummary(
+            episode_id=self.episode_id,
+            steps=self._steps,
+            success=success,
+            duration_s=self._steps * self.control_period_s,
+            intervention_steps=self._interventions,
+            end=end,
+            total_reward=self._reward_sum,
+        )
+
+
+def egocentric_observation(
+    images: Dict[str, np.ndarray],
+    arms: Sequence[str],
+    start_pose: Dict[str, np.ndarray],
+    pose: Dict[str, Tuple[np.ndarray, np.ndarray]],
+    twist_base: Dict[str, np.ndarray],
+    wrench_base: Dict[str, np.ndarray],
+    gripper: Dict[str, float],
+) -> Observation:
+    """The policy's observation: images as given plus one egocentric proprio vector over the arms."""
+    parts = []
+    for arm in arms:
+        T_now = frames.pose_to_matrix(*pose[arm])
+        parts.append(frames.egocentric_proprio(start_pose[arm], T_now, twist_base[arm], wrench_base[arm], gripper[arm]))
+    obs: Observation = {"proprio": np.concatenate(parts).astype(np.float32)}
+    obs.update(images)
+    return obs
