@@ -1,0 +1,1 @@
+"""hilserl_reward: the reward-classifier node."""

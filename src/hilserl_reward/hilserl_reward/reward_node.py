@@ -1,0 +1,122 @@
+"""Reward node: cropped camera images -> success probability -> binary success.
+
+Subscribes to ``/<arm>/cameras/<cam>/image_cropped`` for each entry
+``<arm>/<cam>`` of ``cameras`` (the classifier's camera keys are ``<arm>_<cam>``),
+classifies each new set of frames (triggered by the first camera, all frames
+no older than ``max_input_age_s``), and publishes ``/reward/probability``
+(std_msgs/Float32) and ``/reward/success`` (std_msgs/Bool: probability above
+``threshold`` for ``consecutive_frames`` frames in a row). ``threshold`` and
+``consecutive_frames`` are live. ``/reward/reset`` (std_msgs/Empty, sent by the
+actor at an episode start) clears the streak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import numpy as np
+import torch
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Empty, Float32
+
+from hilserl_core import msgconv
+from hilserl_core.actor import LatestInputs
+from hilserl_core.config import ConfigError, param
+from hilserl_core.encoders import ResNet10Encoder
+from hilserl_core.reward_classifier import RewardClassifier
+from hilserl_core.success import SuccessRule
+from hilserl_interfaces import diagnostics, qos, topics
+from hilserl_interfaces.node_main import run_node
+from hilserl_interfaces.params import NodeConfig
+
+REWARD_RESET = "/reward/reset"
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    classifier_path: str = param("", "reward classifier file (safetensors) written by the classifier training command")
+    encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests and smoke runs only)")
+    cameras: Tuple[str, ...] = param(("left/wrist",), "cameras as <arm>/<camera>; classifier keys are <arm>_<camera>")
+    threshold: float = param(0.5, "success when the probability is above this", low=0.01, high=0.99, live=True)
+    consecutive_frames: int = param(1, "frames in a row above the threshold before success is reported", low=1, high=100, live=True)
+    max_input_age_s: float = param(0.2, "frames older than this are not classified", units="s", low=0.01, high=5.0)
+
+
+def camera_key(entry: str) -> str:
+    """``left/wrist`` -> ``left_wrist`` (observation key suffix)."""
+    arm, _, cam = entry.partition("/")
+    if not arm or not cam:
+        raise ConfigError(f"camera entry '{entry}' must look like <arm>/<camera>, e.g. left/wrist")
+    return f"{arm}_{cam}"
+
+
+def load_models(conf: RewardConfig) -> RewardClassifier:
+    if not conf.classifier_path:
+        raise ConfigError("classifier_path is empty: train a classifier first and set the parameter to its file")
+    encoder = ResNet10Encoder(seed=0)
+    if conf.encoder_weights:
+        encoder.load_pretrained(conf.encoder_weights)
+    model = RewardClassifier.load(conf.classifier_path, encoder=encoder)
+    keys = [camera_key(c) for c in conf.cameras]
+    if sorted(keys) != sorted(model.cameras):
+        raise ConfigError(f"classifier {conf.classifier_path} was trained on cameras {model.cameras}, node configured for {keys}")
+    return model
+
+
+class RewardNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("reward_classifier", **node_kwargs)
+        self.conf = NodeConfig(self, RewardConfig, on_change=self._on_change)
+        c = self.conf.value
+        self.diag = diagnostics.Diagnostics(self)
+        self.model = load_models(c)
+        self.rule = SuccessRule(c.threshold, c.consecutive_frames)
+        if not c.encoder_weights:
+            self.diag.report("encoder", diagnostics.WARN, "random encoder weights: set encoder_weights for real use")
+        self.inputs = LatestInputs()
+        self._keys = [camera_key(e) for e in c.cameras]
+        self._prob_pub = self.create_publisher(Float32, topics.REWARD_PROBABILITY, qos.EVENTS)
+        self._success_pub = self.create_publisher(Bool, topics.REWARD_SUCCESS, qos.EVENTS)
+        for i, entry in enumerate(c.cameras):
+            arm, _, cam = entry.partition("/")
+            self.create_subscription(Image, f"/{arm}/{topics.camera_cropped(cam)}",
+                                     lambda m, k=self._keys[i], first=(i == 0): self._on_image(k, m, first), qos.SENSOR)
+        self.create_subscription(Empty, REWARD_RESET, lambda _m: self.rule.reset(), qos.EVENTS)
+        self.classified = 0
+
+    def _on_change(self, old: RewardConfig, new: RewardConfig) -> None:
+        self.rule.configure(new.threshold, new.consecutive_frames)
+
+    def _on_image(self, key: str, msg: Image, trigger: bool) -> None:
+        stamp = msgconv.stamp_to_seconds(msg.header.stamp)
+        try:
+            self.inputs.put(key, msgconv.image_to_rgb(msg), stamp)
+        except ValueError as exc:
+            self.diag.report("inputs", diagnostics.ERROR, f"{key}: {exc}")
+            return
+        if trigger:
+            self._classify(stamp)
+
+    def _classify(self, now_s: float) -> None:
+        frames, why = self.inputs.snapshot(now_s, self._keys, self.conf.value.max_input_age_s)
+        if frames is None:
+            self.diag.report("inputs", diagnostics.WARN, why)
+            return
+        batch = {f"image/{k}": torch.from_numpy(v[None]) for k, v in frames.items()}
+        prob = float(self.model.predict_proba(batch)[0])
+        success = self.rule.update(prob)
+        self._prob_pub.publish(Float32(data=prob))
+        self._success_pub.publish(Bool(data=success))
+        self.classified += 1
+        self.diag.report("reward", diagnostics.OK, "classifying", probability=f"{prob:.3f}", success=success)
+
+
+def main(args=None) -> int:
+    torch.set_num_threads(1)  # one frame at a time: threads cost more than they give
+    return run_node(RewardNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
