@@ -296,10 +296,61 @@ class HandoverExpert(_Expert):
         return out
 
 
+class PanFlipExpert(_Expert):
+    """Wrench actions: wait for the object to settle, toss (upward force + pitch torque), then catch.
+
+    The catch is closed loop like a person's: push the pan under the object and
+    level it. An object that did not turn over but is still in the pan is tossed again.
+    """
+
+    # Toss: (steps, normalized EE-frame wrench). EE z points down, so "up" is -z.
+    toss = ((2, (0.0, 0.0, -0.84, 0.0, -0.28, 0.0)), (0, (0.0, 0.0, -0.23, 0.0, 0.45, 0.0)))
+    catch_gains = (8.76, 1.63, 4.45, 0.67)  # lateral kp [1/m], lateral kd [s/m], level kp [1/rad], level kd [s/rad]
+
+    def __init__(self, env, gain):
+        super().__init__(env, gain)
+        self.toss_steps = [np.array(w) for n, w in self.toss for _ in range(n)]
+
+    def __call__(self, obs):
+        env = self.env
+        arm = env.arm_names[0]
+        st = obs["state"][arm]
+        ps = env.task.privileged_state()
+        mem = self.mem[arm]
+        R = _quat_to_R(st.quat)
+        R0 = _quat_to_R(env.anchor[arm][1])
+        v_ee, w_ee = R.T @ st.twist[:3], R.T @ st.twist[3:]
+        kp, kd, kr, kw = self.catch_gains
+        catch = np.zeros(6)
+        catch[:2] = kp * ps["cake_rel"][:2] - kd * v_ee[:2]
+        catch[3:5] = (kr * (R.T @ _rotvec_between(R0, R)) - kw * w_ee)[:2]  # level the pan (not its yaw)
+        catch = np.clip(catch, -1.0, 1.0)
+        if mem.phase == "toss":
+            if mem.counter < len(self.toss_steps):
+                mem.counter += 1
+                return {arm: (self.toss_steps[mem.counter - 1], True)}
+            mem.phase, mem.counter = "catch", 0
+        if mem.phase == "catch":
+            mem.counter += 1
+            settled = ps["cake_speed"] < 0.05 and abs(ps["cake_rel"][2]) < 0.03
+            if mem.counter > 6 and settled:
+                mem.phase, mem.counter = "", 0
+            return {arm: (catch, True)}
+        # Settle: level the pan, wait for the object to rest, then toss if it is still the right way up.
+        if ps["cake_speed"] < 0.03 and ps["cake_up"] > 0.9 and np.linalg.norm(st.twist[3:]) < 0.2:
+            mem.counter += 1
+            if mem.counter >= 2:
+                mem.phase, mem.counter = "toss", 0
+        else:
+            mem.counter = 0
+        return {arm: (np.zeros(6), True)}
+
+
 EXPERTS: Dict[str, Callable[[TaskEnv, float], _Expert]] = {
     "pick_cube": PickCubeExpert,
     "peg_insertion": PegInsertionExpert,
     "handover": HandoverExpert,
+    "pan_flip": PanFlipExpert,
 }
 
 

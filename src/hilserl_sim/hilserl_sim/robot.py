@@ -45,8 +45,9 @@ class ArmControlConfig:
     reference_limit_rad: float = param(0.1, "reference limiting: max angle of the commanded from the measured orientation", units="rad", low=1e-4, high=3.14)
     nullspace_stiffness: float = param(10.0, "joint-space posture stiffness in the nullspace", units="N m/rad", low=0.0, high=100.0)
     mode: str = param("pose", "active controller: pose = impedance to target_pose; wrench = target_pose impedance (wrench_* gains) plus feed-forward target_wrench", choices=("pose", "wrench"))
-    wrench_translational_stiffness: float = param(200.0, "translational stiffness in wrench mode", units="N/m", low=0.0, high=5000.0)
-    wrench_rotational_stiffness: float = param(10.0, "rotational stiffness in wrench mode", units="N m/rad", low=0.0, high=500.0)
+    wrench_translational_stiffness: float = param(100.0, "translational stiffness in wrench mode", units="N/m", low=0.0, high=5000.0)
+    wrench_rotational_stiffness: float = param(3.0, "rotational stiffness in wrench mode", units="N m/rad", low=0.0, high=500.0)
+    wrench_damping_ratio: float = param(0.3, "damping ratio of the holding impedance in wrench mode (low, so the feed-forward wrench is not eaten by damping)", low=0.0, high=3.0)
     wrench_reference_limit_m: float = param(0.1, "reference limit in wrench mode", units="m", low=1e-4, high=1.0)
     wrench_reference_limit_rad: float = param(0.5, "angular reference limit in wrench mode", units="rad", low=1e-4, high=3.14)
     max_force_n: float = param(30.0, "feed-forward force clamp (norm)", units="N", low=0.0, high=200.0)
@@ -125,7 +126,7 @@ class SimArm:
         self._pose_params = _impedance_params(c.translational_stiffness, c.rotational_stiffness, c.damping_ratio,
                                               c.reference_limit_m, c.reference_limit_rad)
         self._wrench_mode_params = _impedance_params(c.wrench_translational_stiffness, c.wrench_rotational_stiffness,
-                                                     c.damping_ratio, c.wrench_reference_limit_m, c.wrench_reference_limit_rad)
+                                                     c.wrench_damping_ratio, c.wrench_reference_limit_m, c.wrench_reference_limit_rad)
         self._wrench_params = law.WrenchParams(max_force_n=c.max_force_n, max_torque_nm=c.max_torque_nm, watchdog_timeout_s=c.wrench_timeout_s)
         self._low, self._high = np.asarray(c.target_low, float), np.asarray(c.target_high, float)
         self.null_kp = c.nullspace_stiffness

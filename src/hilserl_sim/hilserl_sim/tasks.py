@@ -432,9 +432,129 @@ class Handover(Task):
         return out
 
 
+# ---------------------------------------------------------------------------- pan_flip
+
+
+@dataclass
+class PanFlipConfig(EEStartConfig):
+    ee_start_low: Tuple[float, ...] = param((0.45, -0.05, 0.25), "lower corner of the randomized EE start box (base frame)", units="m")
+    ee_start_high: Tuple[float, ...] = param((0.55, 0.05, 0.32), "upper corner of the randomized EE start box (base frame)", units="m")
+    ee_start_yaw_rad: float = param(0.2, "EE start yaw drawn from [-v, v] about the pointing-down orientation", units="rad", low=0.0, high=3.14)
+    time_limit_s: float = param(8.0, "episode time limit (truncation)", units="s", low=1.0, high=120.0)
+    pan_radius_m: float = param(0.1, "pan radius (the pan is rigidly held by the hand)", units="m", low=0.05, high=0.2)
+    pan_offset_m: float = param(0.04, "pan surface distance below the TCP along the hand axis", units="m", low=0.0, high=0.2)
+    cake_half_size_m: Tuple[float, ...] = param((0.035, 0.035, 0.008), "half sizes of the flat object to flip", units="m")
+    cake_mass_kg: float = param(0.03, "mass of the object to flip", units="kg", low=0.005, high=0.5)
+    cake_offset_m: float = param(0.02, "object start position drawn within +-v of the pan centre", units="m", low=0.0, high=0.05)
+    max_force_n: float = param(60.0, "feed-forward force clamp of the wrench controller (action 1.0)", units="N", low=1.0, high=200.0)
+    max_torque_nm: float = param(10.0, "feed-forward torque clamp of the wrench controller (action 1.0)", units="N m", low=0.1, high=50.0)
+
+
+class PanFlip(Task):
+    name = "pan_flip"
+    n_arms = 1
+    Config = PanFlipConfig
+    description = "single arm, wrench actions: toss the flat object held in a pan so it lands upside down in the pan"
+
+    def arm_configs(self, arm_names):
+        c = self.config
+        return {a: ArmControlConfig(mode="wrench", max_force_n=c.max_force_n, max_torque_nm=c.max_torque_nm) for a in arm_names}
+
+    def add_objects(self, spec, arm_names):
+        c = self.config
+        arm = arm_names[0]
+        hand = spec.body(f"{arm}/hand")
+        pan = hand.add_body()
+        pan.name = "pan"
+        # Hand z points down: the pan face (normal -z_hand) points up; the handle stub sits between the fingers.
+        z_surface = 0.1034 + c.pan_offset_m
+        pan.pos = [0.0, 0.0, z_surface]
+        t = 0.004
+        base = pan.add_geom()
+        base.type = mujoco.mjtGeom.mjGEOM_CYLINDER
+        base.size = [c.pan_radius_m, t, 0]
+        base.pos = [0, 0, t]
+        base.mass = 0.25
+        base.rgba = [0.2, 0.2, 0.22, 1]
+        base.contype, base.conaffinity, base.condim = 2, 1, 3
+        base.friction = [0.6, 0.01, 0.001]
+        n_rim = 16
+        for i in range(n_rim):
+            a = 2 * math.pi * i / n_rim
+            g = pan.add_geom()
+            g.type = mujoco.mjtGeom.mjGEOM_BOX
+            g.size = [0.004, c.pan_radius_m * math.pi / n_rim, 0.012]
+            g.pos = [c.pan_radius_m * math.cos(a), c.pan_radius_m * math.sin(a), -0.012]
+            g.quat = list(quat_mj_from_xyzw(yaw_quat(a)))
+            g.mass = 0.005
+            g.rgba = [0.2, 0.2, 0.22, 1]
+            g.contype, g.conaffinity, g.condim = 2, 1, 3
+        stub = pan.add_geom()
+        stub.type = mujoco.mjtGeom.mjGEOM_BOX
+        stub.size = [0.01, 0.012, c.pan_offset_m / 2 + 0.005]
+        stub.pos = [0, 0, -c.pan_offset_m / 2 - 0.005]
+        stub.mass = 0.01
+        stub.rgba = [0.1, 0.1, 0.1, 1]
+        stub.contype = stub.conaffinity = 0
+        h = c.cake_half_size_m
+        cake = _free_body(spec, "cake", (0.5, 0, 0.3))
+        _add_box(cake, h, (0.75, 0.55, 0.3, 1), mass=c.cake_mass_kg, name="cake", friction=(0.6, 0.01, 0.001), condim=4)
+        top = cake.add_geom()  # coloured top face so the cameras can tell the sides apart
+        top.type = mujoco.mjtGeom.mjGEOM_BOX
+        top.size = [h[0] * 0.9, h[1] * 0.9, 0.001]
+        top.pos = [0, 0, h[2]]
+        top.rgba = [0.95, 0.85, 0.2, 1]
+        top.contype = top.conaffinity = 0
+        top.mass = 0.0001
+
+    def bind(self, model):
+        self.arm = self.sim.arm_names[0]
+        self.pan_body = model.body("pan").id
+
+    def randomize(self, rng):
+        c = self.config
+        self.place_ee(self.arm, rng)
+        self.set_gripper(self.arm, 0.024)
+        mujoco.mj_kinematics(self.sim.model, self.sim.data)
+        d = self.sim.data
+        pan_p = d.xpos[self.pan_body]
+        off = rng.uniform(-c.cake_offset_m, c.cake_offset_m, 2)
+        pos = pan_p + np.array([off[0], off[1], c.cake_half_size_m[2] + 0.001])
+        self.set_free_body("cake", pos, yaw_quat(rng.uniform(-math.pi, math.pi)))
+
+    def reset(self, rng):
+        super().reset(rng)
+        a = self.sim.arms[self.arm]
+        a.command_gripper(0.0)  # squeeze the handle
+
+    def cake_in_pan(self) -> Tuple[np.ndarray, float, float]:
+        """(object position in the pan frame, its up-axis z component in the pan frame, speed)."""
+        d = self.sim.data
+        R_pan = d.xmat[self.pan_body].reshape(3, 3)
+        # Pan frame: z points into the pan (down); flip it so +z is the pan's "up".
+        bid = self.sim.model.body("cake").id
+        rel = R_pan.T @ (d.xpos[bid] - d.xpos[self.pan_body])
+        rel = np.array([rel[0], rel[1], -rel[2]])
+        up = -(R_pan.T @ d.xmat[bid].reshape(3, 3)[:, 2])[2]
+        jnt = self.sim.model.body("cake").jntadr[0]
+        dof = self.sim.model.jnt_dofadr[jnt]
+        speed = float(np.linalg.norm(d.qvel[dof:dof + 3]))
+        return rel, float(up), speed
+
+    def success(self) -> bool:
+        rel, up, speed = self.cake_in_pan()
+        c = self.config
+        resting = np.linalg.norm(rel[:2]) < c.pan_radius_m and rel[2] < c.cake_half_size_m[2] + 0.01
+        return bool(resting and up < -0.9 and speed < 0.2)
+
+    def privileged_state(self):
+        rel, up, speed = self.cake_in_pan()
+        return {"cake_rel": rel, "cake_up": up, "cake_speed": speed}
+
+
 # ---------------------------------------------------------------------------- registry
 
-TASKS: Dict[str, Type[Task]] = {t.name: t for t in (PickCube, PegInsertion, Handover)}
+TASKS: Dict[str, Type[Task]] = {t.name: t for t in (PickCube, PegInsertion, Handover, PanFlip)}
 
 
 def register(task_cls: Type[Task]) -> Type[Task]:

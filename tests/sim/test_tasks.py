@@ -1,0 +1,94 @@
+"""Task registry, config errors, seeded randomized resets, time-limit truncation."""
+
+import numpy as np
+import pytest
+
+from hilserl_sim.env import ArmAction, TaskEnv
+from hilserl_sim.tasks import TaskError, make_task, task_names
+
+ALL_TASKS = ["handover", "pan_flip", "peg_insertion", "pick_cube"]
+
+
+def test_registry_lists_every_task():
+    assert task_names() == ALL_TASKS
+
+
+def test_unknown_task_lists_the_valid_names():
+    with pytest.raises(TaskError) as err:
+        make_task("pick_cubes")
+    for name in ALL_TASKS:
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({"cube_mas_kg": 0.1}, ["cube_mas_kg", "valid keys", "cube_mass_kg"]),
+        ({"cube_mass_kg": 5.0}, ["cube_mass_kg", "out of range"]),
+        ({"time_limit_s": "ten"}, ["time_limit_s", "number"]),
+        ({"cube_low": [0.7, 0.0], "cube_high": [0.6, 0.1]}, ["cube_low", "cube_high", "<="]),
+        ({"ee_start_low": [0.4, 0.0], "ee_start_high": [0.5, 0.1]}, ["ee_start_low", "3 numbers"]),
+    ],
+)
+def test_malformed_config_names_the_key(config, words):
+    with pytest.raises(TaskError) as err:
+        make_task("pick_cube", config, source="config/sim.yaml")
+    msg = str(err.value)
+    assert "config/sim.yaml" in msg
+    for w in words:
+        assert w in msg, msg
+
+
+def _object_state(env):
+    d = env.sim.data
+    return np.concatenate([d.qpos.copy(), d.mocap_pos.ravel().copy()])
+
+
+@pytest.mark.parametrize("name", ALL_TASKS)
+def test_resets_are_seeded_randomized_and_start_unsolved(name):
+    env = TaskEnv(name, cameras=())
+    try:
+        env.reset(seed=3)
+        a = _object_state(env)
+        env.reset(seed=3)
+        b = _object_state(env)
+        env.reset(seed=4)
+        c = _object_state(env)
+        np.testing.assert_allclose(a, b)
+        assert np.abs(a - c).max() > 1e-3
+        cfg = env.task.config
+        for seed in range(5):
+            obs = env.reset(seed=seed)
+            assert not env.task.success()
+            for arm in env.arm_names:
+                p = obs["state"][arm].position
+                assert np.all(p >= np.asarray(cfg.ee_start_low) - 2e-3), (arm, p)
+                assert np.all(p <= np.asarray(cfg.ee_start_high) + 2e-3), (arm, p)
+    finally:
+        env.close()
+
+
+def test_time_limit_is_truncation_not_termination():
+    env = TaskEnv("pick_cube", {"time_limit_s": 1.0}, cameras=())
+    try:
+        env.reset(seed=0)
+        results = [env.step({"arm": ArmAction()}, render=False) for _ in range(10)]
+        *_, terminated, truncated, info = results[-1]
+        assert truncated and not terminated and not info["success"]
+        assert not any(r[3] for r in results[:-1])
+    finally:
+        env.close()
+
+
+def test_observation_has_the_real_stack_quantities():
+    env = TaskEnv("handover", cameras=("left/wrist", "right/front"))
+    try:
+        obs = env.reset(seed=0)
+        assert set(obs["images"]) == {"left/wrist", "right/front"}
+        for arm in ("left", "right"):
+            st = obs["state"][arm]
+            assert st.position.shape == (3,) and st.quat.shape == (4,) and st.twist.shape == (6,)
+            assert st.wrench.shape == (6,) and st.gripper_position.shape == (2,)
+            assert abs(np.linalg.norm(st.quat) - 1) < 1e-9 and st.quat[3] >= 0
+    finally:
+        env.close()
