@@ -1,0 +1,1 @@
+"""hilserl_learner: the learner node."""

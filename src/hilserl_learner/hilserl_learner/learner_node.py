@@ -1,0 +1,182 @@
+"""Learner node: transitions in, policy weights out.
+
+Receives transitions on ``/learner/transitions`` (safetensors payloads, see
+hilserl_core.wire), routes them into the demo and RL buffers (interventions into
+both), runs RLPD updates on 50/50 demo/online batches in a training thread at the
+update-to-data ratio, broadcasts the trainable policy weights on
+``/learner/policy_weights`` (reliable, transient-local: a restarted actor gets the
+newest at once) and checkpoints agents + buffers atomically. On start it resumes
+from the newest checkpoint in ``checkpoint_dir`` if there is one.
+
+Live parameters: ``learner.updates_per_transition`` (UTD), ``learner.max_updates_per_s``,
+``learner.weights_period_s``.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Tuple
+
+import torch
+from rclpy.node import Node
+from std_msgs.msg import UInt8MultiArray
+
+from hilserl_core import frames, tensorio, wire
+from hilserl_core.config import ConfigError, param
+from hilserl_core.encoders import ResNet10Encoder
+from hilserl_core.learner import Learner, LearnerConfig, latest_checkpoint
+from hilserl_core.replay import ReplayBuffer
+from hilserl_core.rlpd import RLPDAgent, RLPDConfig
+from hilserl_interfaces import diagnostics, payload, qos, topics
+from hilserl_interfaces.node_main import run_node
+from hilserl_interfaces.params import NodeConfig
+
+
+@dataclass(frozen=True)
+class LearnerNodeConfig:
+    arms: Tuple[str, ...] = param(("left",), "arm namespaces, in action order")
+    cameras: Tuple[str, ...] = param(("left/wrist", "left/side"), "cameras as <arm>/<camera> (observation keys <arm>_<camera>)")
+    encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
+    checkpoint_dir: str = param("", "where checkpoints go and resume comes from; empty = no checkpoints")
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    agent: RLPDConfig = field(default_factory=RLPDConfig)
+
+
+def camera_keys(entries) -> Tuple[str, ...]:
+    keys = []
+    for e in entries:
+        arm, _, cam = e.partition("/")
+        if not arm or not cam:
+            raise ConfigError(f"camera entry '{e}' must look like <arm>/<camera>")
+        keys.append(f"{arm}_{cam}")
+    return tuple(keys)
+
+
+def dims(conf: LearnerNodeConfig) -> Tuple[int, int]:
+    """(proprio_dim, action_dim) of the egocentric observation and twist action over all arms."""
+    return frames.proprio_size(1) * len(conf.arms), 6 * len(conf.arms)
+
+
+def build_learner(conf: LearnerNodeConfig) -> Learner:
+    proprio_dim, action_dim = dims(conf)
+    cams = camera_keys(conf.cameras)
+    encoder = ResNet10Encoder(seed=0)
+    if conf.encoder_weights:
+        encoder.load_pretrained(conf.encoder_weights)
+    mode = "feature" if conf.learner.storage == "features" else "image"
+    agent = RLPDAgent(conf.agent, action_dim, cams, proprio_dim,
+                      image_encoder=None if mode == "feature" else encoder)
+    bufs = [ReplayBuffer.for_cameras(cap, cams, proprio_dim, action_dim, mode)
+            for cap in (conf.learner.demo_capacity, conf.learner.rl_capacity)]
+    return Learner(conf.learner, {"rlpd": agent}, bufs[0], bufs[1], conf.agent.batch_size,
+                   encoder=encoder if mode == "feature" else None)
+
+
+class LearnerNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("learner", **node_kwargs)
+        self.conf = NodeConfig(self, LearnerNodeConfig, on_change=self._on_change)
+        c = self.conf.value
+        self.diag = diagnostics.Diagnostics(self)
+        self.learner = build_learner(c)
+        if c.checkpoint_dir and latest_checkpoint(c.checkpoint_dir) is not None:
+            path = latest_checkpoint(c.checkpoint_dir)
+            self.learner.load_checkpoint(path)
+            self.get_logger().info(f"resumed from {path}: {self.learner.counters()}")
+        self.sequences = wire.SequenceTracker()
+        self._queue: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self._weights_pub = self.create_publisher(UInt8MultiArray, topics.POLICY_WEIGHTS, qos.LATCHED)
+        self.create_subscription(UInt8MultiArray, topics.TRANSITIONS, self._on_transition, qos.TRANSITIONS)
+        self.weights_bytes = 0
+        self._last_weights_s = 0.0
+        self._last_ckpt_updates = self.learner.updates
+        self.publish_weights()  # actors start from the learner's initial (or resumed) policy
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._train_loop, name="learner-train", daemon=True)
+        self._thread.start()
+        self.create_timer(1.0, self._report)
+
+    def _on_change(self, old: LearnerNodeConfig, new: LearnerNodeConfig) -> None:
+        with self._lock:
+            self.learner.config = new.learner
+
+    def _on_transition(self, msg: UInt8MultiArray) -> None:
+        try:
+            t, actor_id, seq = wire.arrays_to_transition(*payload.decode(msg))
+        except (tensorio.TensorIOError, ValueError) as exc:
+            self.diag.report("transitions", diagnostics.ERROR, f"rejected a transition payload: {exc}")
+            return
+        lost = self.sequences.see(actor_id, seq)
+        if lost:
+            self.diag.report("transitions", diagnostics.WARN, f"{lost} transition(s) from {actor_id} lost before #{seq}",
+                             lost_total=self.sequences.lost)
+        self._queue.append(t)
+
+    def publish_weights(self) -> None:
+        with self._lock:
+            state, version = self.learner.policy_weights()
+            msg = payload.encode(*wire.weights_to_arrays(state, version, {"updates": self.learner.updates}))
+        self._weights_pub.publish(msg)
+        self.weights_bytes = payload.payload_size(msg)
+        self._last_weights_s = time.monotonic()
+
+    def _train_loop(self) -> None:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        while not self._stop.is_set():
+            worked = False
+            while self._queue:
+                t = self._queue.popleft()
+                with self._lock:
+                    self.learner.add(t)
+                worked = True
+            with self._lock:
+                due = self.learner.updates_due()
+                cfg = self.learner.config
+            if due > 0:
+                t0 = time.monotonic()
+                with self._lock:
+                    self.learner.train_step()
+                worked = True
+                # respect the update-rate cap
+                pause = 1.0 / cfg.max_updates_per_s - (time.monotonic() - t0)
+                if pause > 0:
+                    self._stop.wait(pause)
+                if time.monotonic() - self._last_weights_s >= cfg.weights_period_s:
+                    self.publish_weights()
+                ck = self.conf.value.checkpoint_dir
+                if ck and cfg.checkpoint_period_updates and self.learner.updates - self._last_ckpt_updates >= cfg.checkpoint_period_updates:
+                    with self._lock:
+                        path = self.learner.save_checkpoint(ck)
+                    self._last_ckpt_updates = self.learner.updates
+                    self.get_logger().info(f"checkpoint {path}")
+            if not worked:
+                self._stop.wait(0.01)
+
+    def _report(self) -> None:
+        L = self.learner
+        level = diagnostics.OK if L.ready() else diagnostics.WARN
+        text = "training" if L.ready() else f"waiting for data ({L.transitions_received}/{L.config.learning_starts} transitions, demo buffer {len(L.buffers['demo'])})"
+        self.diag.report("learner", level, text, updates=L.updates, weights_version=L.weights_version,
+                         weights_bytes=self.weights_bytes, lost_transitions=self.sequences.lost,
+                         **{f"{k}_buffer": len(b) for k, b in L.buffers.items()},
+                         **{k: f"{v:.4g}" for k, v in L.last_metrics.items()})
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10.0)
+        ck = self.conf.value.checkpoint_dir
+        if ck and self.learner.updates > self._last_ckpt_updates:
+            with self._lock:
+                self.learner.save_checkpoint(ck)
+
+
+def main(args=None) -> int:
+    return run_node(LearnerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
