@@ -35,6 +35,13 @@ slot ever has a dangling next pointer.
 
 ``len(buffer)`` counts sampleable transitions, which is at most ``capacity - 1``
 and about ``capacity * T / (T + 1)`` for episodes of ``T`` steps.
+
+Feature mode trades augmentation for speed: cached encoder features cannot be
+random-shifted, so DrQ augmentation (``augment.random_shift``) only applies to
+cameras stored as images.
+
+A buffer is not thread-safe: a learner that inserts from a subscription thread
+and samples from an update thread holds one lock around ``add``/``sample``/``save``.
 """
 
 from __future__ import annotations
