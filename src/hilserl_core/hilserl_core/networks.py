@@ -352,35 +352,44 @@ class GraspCritic(nn.Module):
         return self.head(self.trunk(features))
 
 
-def _is_frozen(module: nn.Module) -> bool:
-    params = list(module.parameters())
-    return bool(getattr(module, "frozen", False)) or (bool(params) and not any(p.requires_grad for p in params))
+def _is_frozen_encoder(module: nn.Module) -> bool:
+    if getattr(module, "frozen", False):
+        return True
+    try:  # local import: encoders.py is optional for feature-only learners
+        from .encoders import ResNet10Encoder
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(module, ResNet10Encoder)
 
 
 def frozen_module_prefixes(module: nn.Module) -> List[str]:
-    """Names (``a.b.``) of the outermost submodules that are frozen (all parameters fixed)."""
+    """Names (``a.b.``) of the frozen image encoders inside ``module``.
+
+    A frozen encoder is any ``ObservationEncoder.image_encoder``, a
+    ``ResNet10Encoder``, or a module flagged ``frozen = True``. Target networks
+    (``requires_grad`` off, but trained by Polyak averaging) are not frozen.
+    """
     prefixes: List[str] = []
     for name, sub in module.named_modules():
-        if not name or any(name.startswith(p) for p in prefixes):
+        if name and any(name.startswith(p) for p in prefixes):
             continue
-        if _is_frozen(sub):
+        if isinstance(sub, ObservationEncoder) and sub.image_encoder is not None:
+            prefixes.append(f"{name}.image_encoder." if name else "image_encoder.")
+        elif name and _is_frozen_encoder(sub):
             prefixes.append(name + ".")
     return prefixes
 
 
 def trainable_state_dict(module: nn.Module) -> Dict[str, torch.Tensor]:
-    """Parameters (and buffers) the learner trains; frozen submodules (the ResNet) excluded.
+    """Every parameter and buffer the learner changes; frozen image encoders (the ResNet) excluded.
 
     Tensors are detached contiguous CPU copies, ready for ``safetensors``.
     """
-    frozen = frozen_module_prefixes(module)
+    frozen = tuple(frozen_module_prefixes(module))
     out: Dict[str, torch.Tensor] = {}
-    for name, p in module.named_parameters():
-        if p.requires_grad and not any(name.startswith(f) for f in frozen):
-            out[name] = p.detach().to("cpu", copy=True).contiguous()
-    for name, b in module.named_buffers():
-        if not any(name.startswith(f) for f in frozen):
-            out[name] = b.detach().to("cpu", copy=True).contiguous()
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        if not (frozen and name.startswith(frozen)):
+            out[name] = t.detach().to("cpu", copy=True).contiguous()
     return out
 
 

@@ -1,0 +1,137 @@
+"""RLPD learner throughput on cached image features (CPU).
+
+Measures ``RLPDAgent.update(batch)`` calls per second at batch 256 with two
+cameras of cached ResNet-10 features (float16 ``[512, 4, 4]``) plus proprio,
+for 2 and for 10 critics. One update = one critic step; every
+``critic_actor_ratio``-th update also steps the actor and temperature, so a
+timed block always holds whole critic/actor cycles. Reported: median over
+repeats of the block rate, after warm-up.
+
+Reproduce:
+    cd /work/main && source scripts/env.sh && \
+        PYTHONPATH=src/hilserl_core:$PYTHONPATH python benchmarks/learner_throughput.py
+
+The last line printed is one JSON object (keys carry their units).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "hilserl_core"))
+
+from hilserl_core.config import replace, to_dict  # noqa: E402
+from hilserl_core.rlpd import RLPDAgent, RLPDConfig  # noqa: E402
+from hilserl_core.types import Batch, feature_key  # noqa: E402
+
+CAMERAS = ("wrist", "side")
+PROPRIO_DIM = 19
+ACTION_DIM = 6
+
+
+def make_batch(batch_size: int, feature_shape=(512, 4, 4), seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+
+    def obs():
+        o = {feature_key(c): torch.rand(batch_size, *feature_shape, generator=g).half() for c in CAMERAS}
+        o["proprio"] = torch.randn(batch_size, PROPRIO_DIM, generator=g)
+        return o
+
+    return Batch(
+        observations=obs(),
+        actions=torch.rand(batch_size, ACTION_DIM, generator=g) * 2 - 1,
+        rewards=(torch.rand(batch_size, generator=g) < 0.1).float(),
+        terminated=(torch.rand(batch_size, generator=g) < 0.05).float(),
+        next_observations=obs(),
+        grasp_actions=torch.randint(0, 3, (batch_size,), generator=g),
+        grasp_penalties=torch.zeros(batch_size),
+        intervened=torch.zeros(batch_size, dtype=torch.bool),
+    )
+
+
+def measure(config: RLPDConfig, warmup: int, block: int, repeats: int) -> dict:
+    agent = RLPDAgent(config, ACTION_DIM, CAMERAS, PROPRIO_DIM)
+    batch = make_batch(config.batch_size)
+    for _ in range(warmup):
+        agent.update(batch)
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(block):
+            agent.update(batch)
+        rates.append(block / (time.perf_counter() - t0))
+    return {
+        "median_updates_per_s": statistics.median(rates),
+        "min_updates_per_s": min(rates),
+        "max_updates_per_s": max(rates),
+    }
+
+
+def bytes_per_transition() -> "int | None":
+    try:
+        from hilserl_core import replay  # noqa: F401
+    except ImportError:
+        return None
+    fn = getattr(replay, "bytes_per_transition", None)
+    if fn is None:
+        return None
+    try:
+        return int(fn(camera_names=CAMERAS, proprio_dim=PROPRIO_DIM, action_dim=ACTION_DIM, mode="feature"))
+    except TypeError:
+        return None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--block", type=int, default=20, help="updates per timed block (a multiple of the ratio)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--num-spatial-kernels", type=int, nargs="+", default=None,
+                   help="also measure these k values (paper: 8); default: only the config default")
+    p.add_argument("--actor-encoder", choices=("shared_detached", "separate"), default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    base = RLPDConfig()
+    if args.actor_encoder:
+        base = replace(base, actor_encoder=args.actor_encoder)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()},"
+          f" {os.cpu_count()} logical CPUs (machine may be shared: timings are noisy)")
+    print(f"batch {base.batch_size}, cameras {CAMERAS} with cached float16 features [512,4,4], "
+          f"proprio {PROPRIO_DIM}, action {ACTION_DIM}; update = 1 critic step (+ actor/temperature every "
+          f"{base.critic_actor_ratio}); median of {args.repeats} blocks of {args.block} after {args.warmup} warm-up")
+    result: dict = {}
+    ks = args.num_spatial_kernels or [base.num_spatial_kernels]
+    for k in ks:
+        for n in (2, 10):
+            config = replace(base, num_critics=n, num_spatial_kernels=k)
+            r = measure(config, args.warmup, args.block, args.repeats)
+            print(f"  k={k:2d} critics={n:2d} actor_encoder={config.actor_encoder}: "
+                  f"{r['median_updates_per_s']:.1f} updates/s (min {r['min_updates_per_s']:.1f}, "
+                  f"max {r['max_updates_per_s']:.1f}), {1000 / r['median_updates_per_s']:.2f} ms/update")
+            suffix = "" if k == base.num_spatial_kernels else f"_k{k}"
+            result[f"updates_per_s_{n}_critics{suffix}"] = round(r["median_updates_per_s"], 2)
+    bpt = bytes_per_transition()
+    result["bytes_per_transition"] = bpt
+    if bpt is None:
+        print("bytes_per_transition: hilserl_core.replay (data engineer) not available or has no "
+              "bytes_per_transition(); not measured here")
+    result["config"] = {k: v for k, v in to_dict(base).items() if k not in ("num_critics",)}
+    result["batch_size_transitions"] = base.batch_size
+    result["threads"] = torch.get_num_threads()
+    result["reproduce"] = "PYTHONPATH=src/hilserl_core:$PYTHONPATH python benchmarks/learner_throughput.py"
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,453 @@
+"""RLPD learner: SAC with a LayerNorm critic ensemble (Ball et al. 2023; HIL-SERL learner).
+
+One ``update(batch)`` is one gradient step of the critic. Every
+``critic_actor_ratio``-th call also steps the actor and the temperature;
+the other calls leave them untouched (ARCHITECTURE.md anchor defect: "the actor
+moved by the optimizer on critic-only steps"). The 50/50 demo/online mixing
+happens in ``replay.MixedSampler``, before a batch reaches this module.
+
+Encoder sharing (measured, see ``benchmarks/learner_throughput.py``): by default
+one ``ObservationEncoder`` (image heads + proprio encoder) is trained by the
+critic loss only; the actor reads its features *detached* (DrQ-v2 style), and
+the target critic is a Polyak copy of the Q-ensemble that reads the online
+encoder's features of ``next_obs``. That costs one image-head forward on
+``obs`` (with backward) and one on ``next_obs`` per step, against three
+forwards plus two backwards per actor step for SERL-style separate actor and
+critic encoders (``actor_encoder="separate"``, kept for comparison).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import config as cfg
+from .config import ConfigError, param
+from .networks import (
+    CriticEnsemble,
+    ObservationEncoder,
+    TanhGaussianActor,
+    load_trainable_state_dict,
+    trainable_state_dict,
+)
+from .types import Batch, Observation
+
+__all__ = ["RLPDConfig", "RLPDAgent", "polyak_update", "save_optimizer", "load_optimizer"]
+
+FORMAT = "hilserl.rlpd/1"
+
+
+@dataclass
+class RLPDConfig:
+    """RLPD/SAC hyper-parameters. Defaults: the published HIL-SERL implementation, except
+    ``num_spatial_kernels`` (CPU default, see the field)."""
+
+    batch_size: int = param(256, "transitions per gradient step (half demo, half online)", low=1, high=65536)
+    discount: float = param(0.97, "discount factor gamma", low=0.0, high=1.0)
+    actor_lr: float = param(3e-4, "Adam learning rate of the actor", low=0.0, high=1.0)
+    critic_lr: float = param(3e-4, "Adam learning rate of the critic ensemble and encoder", low=0.0, high=1.0)
+    temperature_lr: float = param(3e-4, "Adam learning rate of log(temperature)", low=0.0, high=1.0)
+    tau: float = param(0.005, "Polyak rate of the target critic per critic step", low=0.0, high=1.0)
+    init_temperature: float = param(0.01, "initial SAC temperature alpha", low=1e-8, high=100.0)
+    num_critics: int = param(2, "critic ensemble size N (RLPD recommends 10)", low=1, high=64)
+    num_min_critics: int = param(2, "random subset of target critics whose min forms the target", low=1, high=64)
+    critic_actor_ratio: int = param(2, "critic steps per actor/temperature step", low=1, high=64)
+    utd_ratio: int = param(1, "gradient steps per environment step (update-to-data ratio)", low=1, high=64)
+    backup_entropy: bool = param(False, "subtract alpha*log pi(a'|s') in the TD target")
+    actor_hidden_dims: Tuple[int, ...] = param((256, 256), "actor MLP widths", low=1, high=8192)
+    critic_hidden_dims: Tuple[int, ...] = param((256, 256), "critic MLP widths", low=1, high=8192)
+    actor_layer_norm: bool = param(True, "LayerNorm in the actor MLP")
+    critic_layer_norm: bool = param(True, "LayerNorm in the critic MLP (RLPD: required for stability)")
+    log_std_min: float = param(-5.0, "lower bound of the policy log-std", low=-20.0, high=0.0)
+    log_std_max: float = param(2.0, "upper bound of the policy log-std", low=-5.0, high=5.0)
+    num_spatial_kernels: int = param(
+        1,
+        "learned spatial maps per ResNet channel (paper: 8; 1 is the CPU default, "
+        "see benchmarks/learner_throughput.py)",
+        low=1,
+        high=64,
+    )
+    image_bottleneck_dim: int = param(256, "image head output width per camera", low=1, high=4096)
+    proprio_latent_dim: int = param(64, "proprio encoder width", low=1, high=4096)
+    image_dropout: float = param(0.1, "dropout on the spatial embedding", low=0.0, high=0.99)
+    actor_encoder: str = param(
+        "shared_detached",
+        "actor reads the critic's encoder features detached (DrQ-v2) or has its own encoder (SERL)",
+        choices=("shared_detached", "separate"),
+    )
+    seed: int = param(0, "seed of the agent's own random generator (noise, target subsets)", low=0)
+
+    def __post_init__(self) -> None:
+        cfg.validate(self, "RLPDConfig")
+        if self.num_min_critics > self.num_critics:
+            raise ConfigError(
+                f"RLPDConfig: num_min_critics = {self.num_min_critics} exceeds num_critics = {self.num_critics}; "
+                "the target takes the min over a subset of the ensemble"
+            )
+        if self.log_std_min >= self.log_std_max:
+            raise ConfigError(f"RLPDConfig: log_std_min {self.log_std_min} must be < log_std_max {self.log_std_max}")
+        if self.batch_size % self.utd_ratio:
+            raise ConfigError(
+                f"RLPDConfig: batch_size {self.batch_size} must be divisible by utd_ratio {self.utd_ratio} "
+                "(update_utd splits one sampled batch into utd_ratio minibatches)"
+            )
+
+
+def polyak_update(target: Sequence[torch.Tensor], online: Sequence[torch.Tensor], tau: float) -> None:
+    """theta' <- tau * theta + (1 - tau) * theta' (in place, all tensors at once)."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target), list(online), tau)
+
+
+def _obs_to_tensors(obs: Mapping[str, np.ndarray], device: torch.device) -> Dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.asarray(v)).unsqueeze(0).to(device) for k, v in obs.items()}
+
+
+class RLPDAgent:
+    """Actor, critic ensemble, target critic, temperature and their optimizers."""
+
+    def __init__(
+        self,
+        config: RLPDConfig,
+        action_dim: int,
+        camera_names: Sequence[str] = (),
+        proprio_dim: int = 0,
+        feature_shape: Sequence[int] = (512, 4, 4),
+        image_encoder: Optional[nn.Module] = None,
+        augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if action_dim < 1:
+            raise ValueError(f"action_dim (continuous action dims) must be >= 1, got {action_dim}")
+        self.config = config
+        self.action_dim = int(action_dim)
+        self.camera_names = tuple(camera_names)
+        self.proprio_dim = int(proprio_dim)
+        self.feature_shape = tuple(int(v) for v in feature_shape)
+        self.device = torch.device(device)
+        self.step = 0  # update() calls so far
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # network initialisation
+
+        def make_encoder() -> ObservationEncoder:
+            return ObservationEncoder(
+                self.camera_names,
+                self.proprio_dim,
+                feature_shape=self.feature_shape,
+                num_spatial_kernels=config.num_spatial_kernels,
+                bottleneck_dim=config.image_bottleneck_dim,
+                proprio_latent_dim=config.proprio_latent_dim,
+                dropout=config.image_dropout,
+                image_encoder=image_encoder,
+                augment=augment,
+            )
+
+        self.encoder = make_encoder().to(self.device)
+        self.actor_encoder = make_encoder().to(self.device) if config.actor_encoder == "separate" else None
+        feat_dim = self.encoder.out_dim
+        self.critic = CriticEnsemble(
+            feat_dim + self.action_dim, config.num_critics, config.critic_hidden_dims, config.critic_layer_norm
+        ).to(self.device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor = TanhGaussianActor(
+            feat_dim,
+            self.action_dim,
+            config.actor_hidden_dims,
+            config.actor_layer_norm,
+            config.log_std_min,
+            config.log_std_max,
+        ).to(self.device)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature), device=self.device))
+        # SAC heuristic restricted to the continuous dims; the gripper is the grasp critic's business.
+        self.target_entropy = -float(self.action_dim)
+
+        self.critic_params = [p for p in self.encoder.parameters() if p.requires_grad] + list(self.critic.parameters())
+        self.actor_params = list(self.actor.parameters())
+        if self.actor_encoder is not None:
+            self.actor_params = [p for p in self.actor_encoder.parameters() if p.requires_grad] + self.actor_params
+        # fused Adam: one kernel for all parameters (the default on CPU is a per-tensor Python loop).
+        fused = dict(fused=True) if self.device.type in ("cpu", "cuda") else {}
+        self.critic_optimizer = torch.optim.Adam(self.critic_params, lr=config.critic_lr, **fused)
+        self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=config.actor_lr, **fused)
+        self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr, **fused)
+        self._online_critic = list(self.critic.parameters())
+        self._target_critic = list(self.target_critic.parameters())
+
+    # ------------------------------------------------------------------ acting
+    @property
+    def temperature(self) -> float:
+        return float(self.log_alpha.detach().exp())
+
+    def _actor_features(self, obs: Mapping[str, torch.Tensor], critic_features: Optional[torch.Tensor] = None):
+        if self.actor_encoder is None:
+            return (self.encoder(obs) if critic_features is None else critic_features).detach()
+        return self.actor_encoder(obs)
+
+    @torch.no_grad()
+    def sample_actions(self, obs: Mapping[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
+        """Batched actions ``[B, A]`` in [-1, 1] from observation tensors."""
+        was_training = self.encoder.training
+        self.eval_mode()
+        feats = self._actor_features(obs)
+        actions = self.actor.mode(feats) if deterministic else self.actor.sample(feats, self.generator)[0]
+        self.train_mode(was_training)
+        return actions
+
+    def act(self, observation: Observation, deterministic: bool = False) -> np.ndarray:
+        """One environment observation (numpy dict) -> one action (numpy ``[A]``)."""
+        obs = _obs_to_tensors(observation, self.device)
+        return self.sample_actions(obs, deterministic)[0].cpu().numpy()
+
+    def eval_mode(self) -> None:
+        self.train_mode(False)
+
+    def train_mode(self, mode: bool = True) -> None:
+        for m in (self.encoder, self.actor, self.critic, self.actor_encoder):
+            if m is not None:
+                m.train(mode)
+
+    # ---------------------------------------------------------------- learning
+    def target_members(self) -> torch.Tensor:
+        """Random subset of ``num_min_critics`` target critics (RLPD: in-target minimisation)."""
+        perm = torch.randperm(self.config.num_critics, generator=self.generator, device=self.device)
+        return perm[: self.config.num_min_critics]
+
+    @torch.no_grad()
+    def td_target(
+        self,
+        rewards: torch.Tensor,
+        terminated: torch.Tensor,
+        next_features: torch.Tensor,
+        next_actor_features: torch.Tensor,
+        members: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """y = r + gamma * (1 - terminated) * (min_{i in subset} Q'_i(s', a') [- alpha log pi(a'|s')])."""
+        next_actions, next_log_probs = self.actor.sample(next_actor_features, self.generator)
+        members = self.target_members() if members is None else members
+        next_q = self.target_critic(next_features, next_actions, members).min(dim=0).values
+        if self.config.backup_entropy:
+            next_q = next_q - self.log_alpha.exp() * next_log_probs  # soft value, SAC Eq. 3
+        # Truncation is not in ``terminated``: a time limit still bootstraps (types.py).
+        return rewards + self.config.discount * (1.0 - terminated) * next_q
+
+    def update(self, batch: Batch, update_actor: Optional[bool] = None) -> Dict[str, float]:
+        """One critic step; plus one actor and temperature step every ``critic_actor_ratio`` calls.
+
+        On actor steps all three losses are taken at the same parameters (as in
+        SERL/HIL-SERL's joint update), so the actor loss reuses the critic's
+        projection of ``obs``. ``update_actor`` overrides the schedule.
+        """
+        if update_actor is None:
+            update_actor = (self.step + 1) % self.config.critic_actor_ratio == 0
+        rewards = batch.rewards.float()
+        terminated = batch.terminated.float()
+
+        # Encoder with gradient on s (critic loss only); s' without gradient and without dropout.
+        self.train_mode(True)
+        features = self.encoder(batch.observations, augment=True)
+        with torch.no_grad():
+            self.train_mode(False)
+            next_features = self.encoder(batch.next_observations, augment=True)
+            if self.actor_encoder is None:
+                next_actor_features = next_features
+            else:
+                next_actor_features = self.actor_encoder(batch.next_observations, augment=True)
+            self.train_mode(True)
+        target = self.td_target(rewards, terminated, next_features, next_actor_features)
+        projection = self.critic.input_projection(features)
+        q = self.critic.forward_from_projection(projection, batch.actions.float())  # [N, B]
+        critic_loss = ((q - target.unsqueeze(0)) ** 2).mean()  # SAC Eq. 5 (soft Bellman residual), every member
+
+        info = {
+            "critic_loss": float(critic_loss.detach()),
+            "q_mean": float(q.detach().mean()),
+            "target_mean": float(target.mean()),
+            "actor_updated": float(update_actor),
+        }
+        if update_actor:
+            actor_features = self._actor_features(batch.observations, features)
+            actions, log_probs = self.actor.sample(actor_features, self.generator)
+            q_pi = self.critic.forward_from_projection(projection.detach(), actions).mean(dim=0)  # RLPD: ensemble mean
+            alpha = self.log_alpha.detach().exp()
+            actor_loss = (alpha * log_probs - q_pi).mean()  # SAC Eq. 7 (reparameterised policy objective)
+            entropy = -log_probs.detach().mean()
+            temperature_loss = self.log_alpha.exp() * (entropy - self.target_entropy)  # SAC Eq. 18 (alpha tuning)
+
+        # Each loss reaches only its own parameters: backward(inputs=...) leaves every other .grad alone.
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward(inputs=self.critic_params, retain_graph=update_actor)
+        if update_actor:
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward(inputs=self.actor_params)
+            self.temperature_optimizer.zero_grad(set_to_none=True)
+            temperature_loss.backward(inputs=[self.log_alpha])
+            self.actor_optimizer.step()
+            self.temperature_optimizer.step()
+            info.update(
+                actor_loss=float(actor_loss.detach()),
+                entropy=float(entropy),
+                temperature_loss=float(temperature_loss.detach()),
+            )
+        self.critic_optimizer.step()
+        polyak_update(self._target_critic, self._online_critic, self.config.tau)  # theta' <- tau theta + (1-tau) theta'
+        info["temperature"] = self.temperature
+        self.step += 1
+        return info
+
+    def update_utd(self, batch: Batch) -> Dict[str, float]:
+        """``utd_ratio`` consecutive updates on equal slices of one sampled batch (RLPD's high UTD)."""
+        n = self.config.utd_ratio
+        size = batch.size // n
+        info: Dict[str, float] = {}
+        for i in range(n):
+            sl = slice(i * size, (i + 1) * size)
+            info = self.update(_slice_batch(batch, sl))
+        return info
+
+    # -------------------------------------------------------------- weights io
+    def modules(self) -> Dict[str, nn.Module]:
+        mods: Dict[str, nn.Module] = {
+            "encoder": self.encoder,
+            "actor": self.actor,
+            "critic": self.critic,
+            "target_critic": self.target_critic,
+        }
+        if self.actor_encoder is not None:
+            mods["actor_encoder"] = self.actor_encoder
+        return mods
+
+    def policy_state_dict(self) -> Dict[str, torch.Tensor]:
+        """What the actor node needs to act (trainable weights only, never the frozen ResNet)."""
+        enc = self.actor_encoder if self.actor_encoder is not None else self.encoder
+        out = {f"encoder/{k}": v for k, v in trainable_state_dict(enc).items()}
+        out.update({f"actor/{k}": v for k, v in trainable_state_dict(self.actor).items()})
+        return out
+
+    def load_policy_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        enc = self.actor_encoder if self.actor_encoder is not None else self.encoder
+        load_trainable_state_dict(enc, _strip(state, "encoder/"))
+        load_trainable_state_dict(self.actor, _strip(state, "actor/"))
+
+    def _optimizers(self) -> Dict[str, torch.optim.Optimizer]:
+        return {
+            "critic": self.critic_optimizer,
+            "actor": self.actor_optimizer,
+            "temperature": self.temperature_optimizer,
+        }
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``agent.safetensors`` (all tensors) and ``agent.json`` (config, step, optimizer groups)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors: Dict[str, torch.Tensor] = {}
+        for name, mod in self.modules().items():
+            tensors.update({f"{name}/{k}": v for k, v in trainable_state_dict(mod).items()})
+        tensors["log_alpha"] = self.log_alpha.detach().cpu().clone()
+        tensors["rng_state"] = self.generator.get_state().clone()
+        groups = {}
+        for name, opt in self._optimizers().items():
+            t, g = save_optimizer(opt)
+            tensors.update({f"optim/{name}/{k}": v for k, v in t.items()})
+            groups[name] = g
+        meta = {
+            "format": FORMAT,
+            "config": cfg.to_dict(self.config),
+            "step": self.step,
+            "action_dim": self.action_dim,
+            "camera_names": list(self.camera_names),
+            "proprio_dim": self.proprio_dim,
+            "feature_shape": list(self.feature_shape),
+            "optimizer_param_groups": groups,
+        }
+        tmp = directory / "agent.safetensors.tmp"
+        save_file(tensors, str(tmp))
+        tmp.replace(directory / "agent.safetensors")  # atomic: a crash never leaves a half-written checkpoint
+        (directory / "agent.json.tmp").write_text(json.dumps(meta, indent=2))
+        (directory / "agent.json.tmp").replace(directory / "agent.json")
+
+    def load_state(self, directory: str | Path) -> None:
+        """Restore everything ``save`` wrote into this (identically configured) agent."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        meta = json.loads((directory / "agent.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{directory}/agent.json: format {meta.get('format')!r}, expected {FORMAT!r}")
+        tensors = load_file(str(directory / "agent.safetensors"))
+        for name, mod in self.modules().items():
+            load_trainable_state_dict(mod, _strip(tensors, f"{name}/"))
+        with torch.no_grad():
+            self.log_alpha.copy_(tensors["log_alpha"])
+        self.generator.set_state(tensors["rng_state"])
+        for name, opt in self._optimizers().items():
+            load_optimizer(opt, _strip(tensors, f"optim/{name}/"), meta["optimizer_param_groups"][name])
+        self.step = int(meta["step"])
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        image_encoder: Optional[nn.Module] = None,
+        augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        device: str | torch.device = "cpu",
+    ) -> "RLPDAgent":
+        meta = json.loads((Path(directory) / "agent.json").read_text())
+        config = cfg.from_mapping(RLPDConfig, meta["config"], f"{directory}/agent.json")
+        agent = cls(
+            config,
+            meta["action_dim"],
+            meta["camera_names"],
+            meta["proprio_dim"],
+            meta["feature_shape"],
+            image_encoder=image_encoder,
+            augment=augment,
+            device=device,
+        )
+        agent.load_state(directory)
+        return agent
+
+
+def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _slice_batch(batch: Batch, sl: slice) -> Batch:
+    return Batch(
+        observations={k: v[sl] for k, v in batch.observations.items()},
+        actions=batch.actions[sl],
+        rewards=batch.rewards[sl],
+        terminated=batch.terminated[sl],
+        next_observations={k: v[sl] for k, v in batch.next_observations.items()},
+        grasp_actions=batch.grasp_actions[sl],
+        grasp_penalties=batch.grasp_penalties[sl],
+        intervened=batch.intervened[sl],
+    )
+
+
+def save_optimizer(opt: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], list]:
+    """Optimizer state as flat tensors (``state/<i>/<key>``) + JSON-able param groups (no pickle)."""
+    sd = opt.state_dict()
+    tensors: Dict[str, torch.Tensor] = {}
+    for idx, st in sd["state"].items():
+        for key, value in st.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"state/{idx}/{key}"] = t.detach().cpu().clone().contiguous()
+    return tensors, sd["param_groups"]
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], param_groups: list) -> None:
+    state: Dict[int, Dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        _, idx, key = name.split("/", 2)
+        state.setdefault(int(idx), {})[key] = value
+    opt.load_state_dict({"state": state, "param_groups": param_groups})
