@@ -189,3 +189,17 @@ def test_featurize_observation_swaps_images_for_features(encoder, images):
     out = encoders.featurize_observation(obs, encoder, cameras=["wrist"])
     assert sorted(out) == ["feature/wrist", "image/side", "proprio"]
     assert out["feature/wrist"].shape == (512, 4, 4) and out["feature/wrist"].dtype == np.float16
+
+
+def test_cached_featurizer_reuses_the_previous_next_observation(encoder, images):
+    feat = encoders.CachedFeaturizer(encoder)
+    first = feat({"image/wrist": images[0], "proprio": np.zeros(2, np.float32)})
+    again = feat({"image/wrist": images[0].copy()})
+    other = feat({"image/wrist": images[1]})
+    assert (feat.hits, feat.misses) == (1, 2)
+    assert again["feature/wrist"].tobytes() == first["feature/wrist"].tobytes()
+    assert not np.array_equal(other["feature/wrist"], first["feature/wrist"])
+    np.testing.assert_allclose(
+        other["feature/wrist"].astype(np.float32), encoder(torch.from_numpy(images[1:2]))[0].numpy(), rtol=1e-2, atol=1e-2
+    )
+    assert "proprio" in first and "image/wrist" not in first

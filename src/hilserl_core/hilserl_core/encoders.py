@@ -264,6 +264,43 @@ def featurize_observation(
     return out
 
 
+class CachedFeaturizer:
+    """:func:`featurize_observation` that remembers the last image per camera.
+
+    A learner in feature mode featurizes ``observation`` and ``next_observation``
+    of every transition; the next transition's observation is the same image.
+    Reusing the remembered features halves the encoder work and guarantees the
+    byte-identical features the replay buffer needs to store that observation
+    only once (a GPU or a different batch size can change the last bits).
+    """
+
+    def __init__(self, encoder: ResNet10Encoder, cameras: Optional[Iterable[str]] = None):
+        self.encoder = encoder
+        self.cameras = None if cameras is None else set(cameras)
+        self._last: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(self, observation: Observation) -> Observation:
+        out: Observation = {}
+        for key, value in observation.items():
+            cam = key[len(IMAGE_PREFIX):] if key.startswith(IMAGE_PREFIX) else None
+            if cam is None or (self.cameras is not None and cam not in self.cameras):
+                out[key] = value
+                continue
+            image = np.asarray(value)
+            last = self._last.get(cam)
+            if last is not None and np.array_equal(last[0], image):
+                self.hits += 1
+                feats = last[1]
+            else:
+                self.misses += 1
+                feats = encode_features(self.encoder, image[None])[0]
+                self._last[cam] = (image.copy(), feats)
+            out[FEATURE_PREFIX + cam] = feats
+        return out
+
+
 # ------------------------------------------------------- flax weight converter
 def _flax_to_torch_names() -> Dict[str, Tuple[str, str]]:
     """torch name -> (flax '/' path, kind) with kind 'conv' or 'vec'."""
