@@ -429,6 +429,8 @@ def test_save_load_round_trip_samples_identically(tmp_path, mode):
 
 
 def test_save_of_unwrapped_buffer_writes_only_filled_slots(tmp_path):
+    empty = ReplayBuffer.load(make_buffer(1000).save(tmp_path / "empty.safetensors"))
+    assert len(empty) == 0 and empty.capacity == 1000
     rec, buf = Recorder(), make_buffer(1000)
     buf.extend(rec.episode(0, 5))
     path = buf.save(tmp_path / "b.safetensors")
