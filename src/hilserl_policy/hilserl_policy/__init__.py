@@ -1,0 +1,1 @@
+"""hilserl_policy: the actor node."""

@@ -1,0 +1,261 @@
+"""Actor node (10 Hz): observations -> policy + grasp critic -> actions; transitions -> learner.
+
+Per arm it reads ``current_pose``, ``current_twist``, ``external_wrench``,
+``gripper/joint_states``, the cropped cameras and ``mux/executed``; globally
+``/reward/success``, ``/learner/policy_weights`` and ``/episode/reset``. Each tick:
+
+1. all inputs must be fresh (``max_input_age_s``): else no action, a diagnostic;
+2. the previous step is closed with the action the mux reported as executed
+   (``hilserl_core.actor.EpisodeRecorder``) and sent to the learner;
+3. the policy acts on the egocentric observation; one ``policy/action`` per arm,
+   stamped with the observation time, so the mux's report pairs with it.
+
+Episodes end on success (terminal), on the time limit or an operator reset
+(truncations); then the actor asks ``reset_service`` (the simulator's
+``/sim/reset``; empty on a robot where a person resets) and starts the next
+episode from the new pose. New weights are swapped in between ticks, whole.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState, Joy
+from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
+from std_srvs.srv import Trigger
+
+from hilserl_core import frames, msgconv, tensorio, wire
+from hilserl_core.actor import EpisodeRecorder, LatestInputs, egocentric_observation
+from hilserl_core.config import ConfigError, param
+from hilserl_core.encoders import ResNet10Encoder
+from hilserl_core.grasp_dqn import GraspDQNConfig, joint_index_to_gripper_actions
+from hilserl_core.intervention import Source
+from hilserl_core.metrics import EpisodeMetrics, EpisodeRecord
+from hilserl_core.policy import PolicyRunner, WeightsMismatch
+from hilserl_core.rlpd import RLPDConfig
+from hilserl_interfaces import actions, diagnostics, payload, qos, topics
+from hilserl_interfaces.node_main import run_node
+from hilserl_interfaces.params import NodeConfig
+
+EPISODE_RESET = "/episode/reset"
+GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand: fully open
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    arms: Tuple[str, ...] = param(("left",), "arm namespaces, in action order")
+    cameras: Tuple[str, ...] = param(("left/wrist", "left/side"), "cameras as <arm>/<camera>")
+    encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
+    control_rate_hz: float = param(10.0, "policy rate", units="Hz", low=1.0, high=100.0)
+    max_input_age_s: float = param(0.25, "inputs older than this at a tick mean no action", units="s", low=0.01, high=5.0, live=True)
+    max_episode_steps: int = param(100, "time limit (a truncation, not a terminal state)", units="steps", low=1, high=100_000, live=True)
+    deterministic: bool = param(False, "act with the policy mean (evaluation) instead of sampling (exploration)", live=True)
+    grasp_epsilon: float = param(0.05, "probability of a random gripper action (grasp exploration)", low=0.0, high=1.0, live=True)
+    use_grasp_critic: bool = param(True, "grippers are driven by the grasp critic (else they stay)")
+    grasp_penalty: float = param(-0.02, "reward added for a gripper action that changes the gripper state", low=-1.0, high=0.0)
+    reset_service: str = param("/sim/reset", "std_srvs/Trigger that resets the scene between episodes; empty = wait for the operator")
+    actor_id: str = param("", "name in transition payloads (default: the node's full name)")
+    agent: RLPDConfig = field(default_factory=RLPDConfig)
+    grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
+
+
+def split_camera(entry: str) -> Tuple[str, str]:
+    arm, _, cam = entry.partition("/")
+    if not arm or not cam:
+        raise ConfigError(f"camera entry '{entry}' must look like <arm>/<camera>")
+    return arm, cam
+
+
+class ActorNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("actor", **node_kwargs)
+        self.conf = NodeConfig(self, ActorConfig)
+        c = self.conf.value
+        self.diag = diagnostics.Diagnostics(self)
+        self.arms = list(c.arms)
+        self.cam_keys = [f"{a}_{k}" for a, k in map(split_camera, c.cameras)]
+        n_arms = len(self.arms)
+        encoder = ResNet10Encoder(seed=0)
+        if c.encoder_weights:
+            encoder.load_pretrained(c.encoder_weights)
+        else:
+            self.diag.report("encoder", diagnostics.WARN, "random encoder weights: set encoder_weights for real use")
+        grasp_cfg = None
+        if c.use_grasp_critic:
+            from hilserl_core import config as cfg
+
+            grasp_cfg = cfg.replace(c.grasp, n_grippers=n_arms)
+        self.policy = PolicyRunner(c.agent, 6 * n_arms, self.cam_keys, frames.proprio_size(1) * n_arms, encoder, grasp_cfg)
+        self.recorder = EpisodeRecorder(c.max_episode_steps, 1.0 / c.control_rate_hz, c.grasp_penalty, n_grippers=n_arms)
+        self.metrics = EpisodeMetrics()
+        self.inputs = LatestInputs()
+        self.actor_id = c.actor_id or self.get_fully_qualified_name()
+        self.sequence = 0
+        self.state = "reset"  # reset -> waiting -> running
+        self._executed: Dict[str, Tuple[float, np.ndarray, int, Source]] = {}
+        self._pending_stamp: Optional[float] = None
+        self._reset_future = None
+        self._operator_reset = False
+
+        self._action_pubs = {}
+        for arm in self.arms:
+            ns = f"/{arm}/"
+            self.create_subscription(PoseStamped, ns + topics.CURRENT_POSE, lambda m, a=arm: self._put(f"{a}/pose", msgconv.pose_to_arrays(m.pose), m.header.stamp), qos.SENSOR)
+            self.create_subscription(TwistStamped, ns + topics.CURRENT_TWIST, lambda m, a=arm: self._put(f"{a}/twist", msgconv.vector6_from_twist(m.twist), m.header.stamp), qos.SENSOR)
+            self.create_subscription(WrenchStamped, ns + topics.EXTERNAL_WRENCH, lambda m, a=arm: self._put(f"{a}/wrench", msgconv.vector6_from_wrench(m.wrench), m.header.stamp), qos.SENSOR)
+            self.create_subscription(JointState, ns + topics.GRIPPER_JOINT_STATES, lambda m, a=arm: self._put(f"{a}/gripper", min(1.0, sum(m.position) / GRIPPER_MAX_WIDTH_M), m.header.stamp), qos.SENSOR)
+            self.create_subscription(Joy, ns + "mux/executed", lambda m, a=arm: self._on_executed(a, m), qos.EVENTS)
+            self._action_pubs[arm] = self.create_publisher(Joy, ns + topics.POLICY_ACTION, qos.COMMAND)
+        for entry, key in zip(c.cameras, self.cam_keys):
+            arm, cam = split_camera(entry)
+            self.create_subscription(Image, f"/{arm}/{topics.camera_cropped(cam)}", lambda m, k=key: self._on_image(k, m), qos.SENSOR)
+        self.create_subscription(Bool, topics.REWARD_SUCCESS, lambda m: self._put("success", bool(m.data), None), qos.EVENTS)
+        self.create_subscription(UInt8MultiArray, topics.POLICY_WEIGHTS, self._on_weights, qos.LATCHED)
+        self.create_subscription(Empty, EPISODE_RESET, self._on_operator_reset, qos.EVENTS)
+        self._transition_pub = self.create_publisher(UInt8MultiArray, topics.TRANSITIONS, qos.TRANSITIONS)
+        self._metrics_pub = self.create_publisher(String, topics.EPISODE_METRICS, qos.EVENTS)
+        self._reward_reset_pub = self.create_publisher(Empty, "/reward/reset", qos.EVENTS)
+        self._reset_client = self.create_client(Trigger, c.reset_service) if c.reset_service else None
+        self.create_timer(1.0 / c.control_rate_hz, self._tick)
+        self.transitions_sent = 0
+        self.actions_sent = 0
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _put(self, key: str, value, stamp) -> None:
+        # Stamps of zero (publishers that leave the header empty) count as "now".
+        t = msgconv.stamp_to_seconds(stamp) if stamp is not None and (stamp.sec or stamp.nanosec) else self._now()
+        self.inputs.put(key, value, t)
+
+    def _on_image(self, key: str, msg: Image) -> None:
+        try:
+            self._put("image/" + key, msgconv.image_to_rgb(msg), msg.header.stamp)
+        except ValueError as exc:
+            self.diag.report("inputs", diagnostics.ERROR, f"{key}: {exc}")
+
+    def _on_executed(self, arm: str, msg: Joy) -> None:
+        a = actions.from_joy(msg)
+        self._executed[arm] = (a.stamp_s, a.action, a.gripper, a.source)
+        if self._pending_stamp is None or not all(
+            arm in self._executed and abs(self._executed[arm][0] - self._pending_stamp) < 1e-6 for arm in self.arms
+        ):
+            return
+        rep = [self._executed[arm] for arm in self.arms]
+        sources = {r[3] for r in rep}
+        source = Source.OPERATOR if Source.OPERATOR in sources else (Source.HOLD if Source.HOLD in sources else Source.POLICY)
+        grasp = sum(max(r[2], 0) * 3**i for i, r in enumerate(rep)) if self.conf.value.use_grasp_critic else 1
+        self.recorder.on_executed(self._pending_stamp, np.concatenate([r[1] for r in rep]), grasp, source)
+
+    def _on_weights(self, msg: UInt8MultiArray) -> None:
+        try:
+            arrays, version = wire.arrays_to_weights(*payload.decode(msg))
+            self.policy.load_weights(arrays, version)
+        except (tensorio.TensorIOError, ValueError, WeightsMismatch) as exc:
+            self.diag.report("weights", diagnostics.ERROR, f"kept weights v{self.policy.version}: {exc}")
+            return
+        self.diag.report("weights", diagnostics.OK, f"policy weights v{version}", bytes=len(msg.data))
+
+    def _on_operator_reset(self, _msg: Empty) -> None:
+        self._operator_reset = True
+
+    # -- the 10 Hz loop -------------------------------------------------------------------
+    def _required(self) -> list:
+        keys = [f"{a}/{k}" for a in self.arms for k in ("pose", "twist", "wrench", "gripper")]
+        return keys + ["image/" + k for k in self.cam_keys] + ["success"]
+
+    def _tick(self) -> None:
+        if self.state == "reset":
+            self._request_reset()
+            return
+        if self.state == "resetting":
+            if self._reset_future is not None and not self._reset_future.done():
+                return
+            self.state = "waiting"
+            self._reset_started_s = self._now()
+        now = self._now()
+        c = self.conf.value
+        values, why = self.inputs.snapshot(now, self._required(), c.max_input_age_s)
+        if values is None:
+            self.diag.report("inputs", diagnostics.WARN, why)
+            return
+        if self.state == "waiting":
+            # start poses must be measured after the reset finished
+            if self.inputs.oldest_stamp([f"{a}/pose" for a in self.arms]) < self._reset_started_s:
+                return
+            self.recorder.max_episode_steps = c.max_episode_steps
+            self.recorder.start_episode({a: frames.pose_to_matrix(*values[f"{a}/pose"]) for a in self.arms})
+            self._reward_reset_pub.publish(Empty())
+            self.inputs.put("success", False, now)  # no stale success from the last episode
+            values["success"] = False
+            self.state = "running"
+        obs = egocentric_observation(
+            {"image/" + k: values["image/" + k] for k in self.cam_keys},
+            self.arms,
+            self.recorder.start_pose,
+            {a: values[f"{a}/pose"] for a in self.arms},
+            {a: values[f"{a}/twist"] for a in self.arms},
+            {a: values[f"{a}/wrench"] for a in self.arms},
+            {a: values[f"{a}/gripper"] for a in self.arms},
+        )
+        success = bool(values["success"])
+        transition, summary = self.recorder.observe(obs, now, float(success), success, self._operator_reset)
+        self._operator_reset = False
+        if transition is not None:
+            self._transition_pub.publish(payload.encode(*wire.transition_to_arrays(transition, self.actor_id, self.sequence)))
+            self.sequence += 1
+            self.transitions_sent += 1
+        if summary is not None:
+            self._end_episode(summary)
+            return
+        self._act(obs, now)
+
+    def _act(self, obs, stamp_s: float) -> None:
+        c = self.conf.value
+        action, grasp = self.policy.act(obs, deterministic=c.deterministic, grasp_epsilon=0.0 if c.deterministic else c.grasp_epsilon)
+        grippers = joint_index_to_gripper_actions(grasp, len(self.arms)) if grasp is not None else [1] * len(self.arms)
+        self._pending_stamp = stamp_s
+        self._executed.clear()
+        for i, arm in enumerate(self.arms):
+            msg = actions.to_joy(actions.ActionMsg(action[6 * i : 6 * i + 6], int(grippers[i]), stamp_s, frame_id=f"{arm}_ee"))
+            self._action_pubs[arm].publish(msg)
+        self.actions_sent += 1
+        self.diag.report("actor", diagnostics.OK, "acting", weights_version=self.policy.version,
+                         transitions_sent=self.transitions_sent, dropped_steps=self.recorder.dropped_steps)
+
+    def _end_episode(self, summary) -> None:
+        self.metrics.add(EpisodeRecord(summary.success, summary.duration_s, summary.steps, summary.intervention_steps,
+                                       summary.total_reward, summary.episode_id))
+        report = {**self.metrics.summary(), "end": summary.end, "weights_version": self.policy.version}
+        self._metrics_pub.publish(String(data=json.dumps(report, sort_keys=True)))
+        self.get_logger().info(
+            f"episode {summary.episode_id}: {summary.end} after {summary.steps} steps, "
+            f"{summary.intervention_steps} intervened; success rate {self.metrics.success_rate:.2f} (last {len(self.metrics.recent)})"
+        )
+        self._pending_stamp = None
+        self.state = "reset"
+
+    def _request_reset(self) -> None:
+        self.state = "resetting"
+        self._reset_future = None
+        if self._reset_client is None:
+            return  # a person resets the scene; the next fresh inputs start the episode
+        if not self._reset_client.service_is_ready():
+            self.state = "reset"
+            self.diag.report("reset", diagnostics.WARN, f"waiting for {self.conf.value.reset_service}")
+            return
+        self._reset_future = self._reset_client.call_async(Trigger.Request())
+
+
+def main(args=None) -> int:
+    return run_node(ActorNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""The actor node with scripted peers for robot state, cameras, reward, mux and reset:
+actions stamped with their observation, transitions carry the EXECUTED action and the
+intervention flag, success ends an episode (terminal) and triggers a reset, a stale
+input stops acting, and new weights are used."""
+
+import json
+
+import numpy as np
+import pytest
+import rclpy
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState, Joy
+from std_msgs.msg import Bool, String, UInt8MultiArray
+from std_srvs.srv import Trigger
+
+from hilserl_core import frames, msgconv, wire
+from hilserl_core.intervention import Source
+from hilserl_interfaces import actions, payload, qos
+from hilserl_policy.actor_node import ActorNode
+
+SMALL = {"agent.actor_hidden_dims": [16], "agent.critic_hidden_dims": [16], "agent.image_bottleneck_dim": 8,
+         "grasp.hidden_dims": [16], "grasp.image_bottleneck_dim": 8}
+
+
+class World:
+    """Robot, camera, reward and mux stand-ins on one node."""
+
+    def __init__(self, ctx):
+        self.node = rclpy.create_node("world", context=ctx)
+        n = self.node
+        self.pubs = {
+            "pose": n.create_publisher(PoseStamped, "/left/current_pose", qos.COMMAND),
+            "twist": n.create_publisher(TwistStamped, "/left/current_twist", qos.COMMAND),
+            "wrench": n.create_publisher(WrenchStamped, "/left/external_wrench", qos.COMMAND),
+            "gripper": n.create_publisher(JointState, "/left/gripper/joint_states", qos.COMMAND),
+            "image": n.create_publisher(Image, "/left/cameras/wrist/image_cropped", qos.COMMAND),
+            "success": n.create_publisher(Bool, "/reward/success", qos.EVENTS),
+            "executed": n.create_publisher(Joy, "/left/mux/executed", qos.EVENTS),
+        }
+        self.actions, self.transitions, self.metrics = [], [], []
+        n.create_subscription(Joy, "/left/policy/action", self.on_action, qos.COMMAND)
+        n.create_subscription(UInt8MultiArray, "/learner/transitions", lambda m: self.transitions.append(wire.arrays_to_transition(*payload.decode(m))[0]), qos.TRANSITIONS)
+        n.create_subscription(String, "/metrics/episodes", lambda m: self.metrics.append(json.loads(m.data)), qos.EVENTS)
+        n.create_service(Trigger, "/sim/reset", self.on_reset)
+        self.resets = 0
+        self.operator = False
+        self.success = False
+        self.fresh = True
+        self.img = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+
+    def on_reset(self, req, resp):
+        self.resets += 1
+        self.success = False
+        resp.success = True
+        return resp
+
+    def on_action(self, msg):
+        a = actions.from_joy(msg)
+        self.actions.append(a)
+        # the mux: the operator overrides with a fixed action when intervening
+        src = Source.OPERATOR if self.operator else Source.POLICY
+        executed = np.full(6, 0.5) if self.operator else a.action
+        self.pubs["executed"].publish(actions.to_joy(actions.ActionMsg(executed, 1, a.stamp_s, src), executed=True))
+
+    def publish_state(self):
+        if not self.fresh:
+            return
+        n = self.node
+        stamp = n.get_clock().now().to_msg()
+        p = PoseStamped()
+        p.header.stamp = stamp
+        msgconv.fill_pose(p.pose, [0.5, 0, 0.3], frames.quat_from_euler_xyz(np.pi, 0, 0))
+        self.pubs["pose"].publish(p)
+        t = TwistStamped()
+        t.header.stamp = stamp
+        self.pubs["twist"].publish(t)
+        w = WrenchStamped()
+        w.header.stamp = stamp
+        self.pubs["wrench"].publish(w)
+        self.pubs["gripper"].publish(JointState(header=p.header, name=["f1", "f2"], position=[0.02, 0.02]))
+        im = Image(header=p.header)
+        msgconv.fill_image(im, self.img)
+        self.pubs["image"].publish(im)
+        self.pubs["success"].publish(Bool(data=self.success))
+
+
+@pytest.fixture
+def rig(ros_context):
+    params = [Parameter("cameras", value=["left/wrist"]), Parameter("max_episode_steps", value=50)]
+    params += [Parameter(k, value=v) for k, v in SMALL.items()]
+    actor = ActorNode(context=ros_context, parameter_overrides=params)
+    world = World(ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(actor)
+    ex.add_node(world.node)
+    world.node.create_timer(0.02, world.publish_state)
+    yield actor, world, ex
+    ex.shutdown()
+    actor.destroy_node()
+    world.node.destroy_node()
+
+
+def test_actor_loop(rig, spin_until):
+    actor, world, ex = rig
+    assert spin_until(ex, lambda: len(world.transitions) >= 3, 30), "no transitions from the actor"
+    assert world.resets == 1
+    # every transition's action is the one the mux executed, for the observation it was chosen on
+    sent = {round(a.stamp_s, 6): a.action for a in world.actions}
+    assert all(not t.intervened for t in world.transitions)
+    assert any(np.allclose(t.action, s, atol=1e-6) for t in world.transitions[:1] for s in sent.values())
+    # operator takes over: transitions are flagged and carry the operator's action
+    world.operator = True
+    n0 = len(world.transitions)
+    assert spin_until(ex, lambda: len(world.transitions) >= n0 + 3, 30)
+    ops = [t for t in world.transitions[n0 + 1:]]
+    assert ops and all(t.intervened and np.allclose(t.action, 0.5) for t in ops)
+    # success ends the episode as terminal, the metrics come out, and the scene is reset
+    world.operator = False
+    world.success = True
+    assert spin_until(ex, lambda: world.metrics, 30)
+    last = world.transitions[-1]
+    assert last.terminated and not last.truncated and last.reward == 1.0
+    assert world.metrics[-1]["successes_total"] == 1 and world.metrics[-1]["end"] == "success"
+    assert spin_until(ex, lambda: world.resets == 2, 10)
+    # stale inputs: no action
+    world.fresh = False
+    ex.spin_once(timeout_sec=0.5)
+    n_actions = len(world.actions)
+    spin_until(ex, lambda: False, 1.0)
+    assert len(world.actions) <= n_actions + 1 and "stale" in actor.diag._statuses["inputs"].message
+
+
+def test_actor_swaps_in_weights_and_rejects_foreign_ones(rig, spin_until):
+    actor, world, ex = rig
+    other = ActorNode(context=ex.context, namespace="/other", parameter_overrides=[
+        Parameter("cameras", value=["left/wrist"]), Parameter("agent.seed", value=9), Parameter("grasp.seed", value=9)]
+        + [Parameter(k, value=v) for k, v in SMALL.items()])
+    state = {f"{n}/{k}": v.numpy() for n, a in other.policy.agents().items() for k, v in a.policy_state_dict().items()}
+    pub = world.node.create_publisher(UInt8MultiArray, "/learner/policy_weights", qos.LATCHED)
+    pub.publish(payload.encode(*wire.weights_to_arrays(state, 4)))
+    assert spin_until(ex, lambda: actor.policy.version == 4, 10)
+    k = next(iter(state))
+    assert np.array_equal(actor.policy.agents()[k.split("/")[0]].policy_state_dict()[k.split("/", 1)[1]].numpy(), state[k])
+    state.pop(k)
+    pub.publish(payload.encode(*wire.weights_to_arrays(state, 5)))
+    assert spin_until(ex, lambda: "kept weights v4" in getattr(actor.diag._statuses.get("weights"), "message", ""), 10)
+    assert actor.policy.version == 4
+    other.destroy_node()
