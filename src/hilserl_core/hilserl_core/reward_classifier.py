@@ -54,8 +54,8 @@ class _CameraHead(nn.Module):
         self.norm = nn.LayerNorm(bottleneck_dim)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        # sum_hw features[b, c, hw] * kernel[c, hw, f]; broadcasting, because torch.einsum
-        # lowers this to 512 tiny batched matmuls and is ~1000x slower on CPU (measured)
+        # sum_hw features[b, c, hw] * kernel[c, hw, f]; for these small maps broadcasting
+        # was faster on CPU than torch.einsum (2-5x in our measurements)
         pooled = (features.flatten(2).unsqueeze(-1) * self.kernel.flatten(1, 2).unsqueeze(0)).sum(2).flatten(1)
         return torch.tanh(self.norm(self.proj(self.dropout(pooled))))
 
