@@ -1,0 +1,1 @@
+# Installed by hilserl_controllers when it is built without ament_cmake; see local_setup.sh.
