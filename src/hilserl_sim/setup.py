@@ -19,8 +19,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "sim_node = hilserl_sim.sim_node:main",
-            "scripted_operator = hilserl_sim.operator_node:main",
+            # the scripted SpaceMouse operator runs inside sim_node (it needs privileged scene state)
+            "sim_node = hilserl_sim.ros_sim_node:main",
         ],
     },
 )

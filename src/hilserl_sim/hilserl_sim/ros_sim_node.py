@@ -1,0 +1,238 @@
+"""Simulator node: the MuJoCo scene behind the real robot's topics.
+
+Per arm namespace (``/left``, ``/right``) it publishes what franka_ros2 and the
+camera drivers publish, with the same names and types:
+``cameras/<cam>/image_raw`` (rgb8), ``current_pose`` (PoseStamped, arm base frame),
+``current_twist``, ``external_wrench``, ``gripper/joint_states``; and accepts what
+the controllers accept: ``target_pose``, ``target_wrench``, ``gripper/command``
+(Float64, 0 open .. 1 closed). Inside, the same control law as the real
+controllers runs at the physics rate (``hilserl_core.control``). Bad commands
+(NaN/Inf, out of range, stale) make the arm hold its pose; the reason shows in
+diagnostics. ``/sim/reset`` (std_srvs/Trigger) starts a new randomized episode;
+``/sim/success`` is the ground truth, for evaluation only.
+
+With ``operator.mode`` = ``assist`` or ``demo``, a scripted SpaceMouse operator
+(``hilserl_sim.operator``) runs in this process (it needs privileged scene state)
+and publishes ``spacenav/twist`` and ``spacenav/joy`` per arm like a person:
+twist in base axes, button 0 closes and button 1 opens the gripper. In ``assist``
+it watches ``policy/action`` and takes over when the policy strays.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, Twist, TwistStamped, WrenchStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState, Joy
+from std_msgs.msg import Bool, Float64
+from std_srvs.srv import Trigger
+
+from hilserl_core import frames, msgconv
+from hilserl_core.config import ConfigError, param
+from hilserl_interfaces import actions, diagnostics, qos, topics
+from hilserl_interfaces.node_main import run_node
+from hilserl_interfaces.params import NodeConfig
+
+from .env import ArmAction, TaskEnv
+from .operator import OperatorConfig, ScriptedOperator
+from .robot import GRIPPER_MAX_WIDTH_M
+from .tasks import TASKS, TaskError, task_names
+
+
+@dataclass(frozen=True)
+class OperatorNodeConfig:
+    mode: str = param("off", "scripted SpaceMouse operator: off, assist (corrects a straying policy) or demo (full control)", choices=("off", "assist", "demo"))
+    settings: OperatorConfig = field(default_factory=OperatorConfig)
+
+
+@dataclass(frozen=True)
+class SimNodeConfig:
+    task: str = param("pick_cube", "task to simulate (pick_cube, peg_insertion, handover, pan_flip)")
+    seed: int = param(0, "seed of the randomized resets", low=0)
+    arms: Tuple[str, ...] = param(("left", "right"), "arm namespaces; a single-arm task uses the first")
+    image_size: int = param(128, "side of the square raw camera images", units="px", low=32, high=1024)
+    camera_rate_hz: float = param(10.0, "camera frame rate", units="Hz", low=1.0, high=60.0)
+    state_rate_hz: float = param(100.0, "robot state rate; physics advances in steps of this period", units="Hz", low=10.0, high=1000.0)
+    operator: OperatorNodeConfig = field(default_factory=OperatorNodeConfig)
+
+
+def gripper_closure_to_width(closure: float) -> float:
+    """``gripper/command`` (0 open .. 1 closed) -> finger opening in metres."""
+    return (1.0 - min(max(float(closure), 0.0), 1.0)) * GRIPPER_MAX_WIDTH_M
+
+
+class SimNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("sim", **node_kwargs)
+        self.conf = NodeConfig(self, SimNodeConfig)
+        c = self.conf.value
+        if c.task not in task_names():
+            raise ConfigError(f"task '{c.task}' is not a simulated task; choose one of {', '.join(task_names())}")
+        n_arms = TASKS[c.task].n_arms
+        if len(c.arms) < n_arms:
+            raise ConfigError(f"task '{c.task}' needs {n_arms} arm namespaces, parameter arms has {list(c.arms)}")
+        try:
+            self.env = TaskEnv(c.task, seed=c.seed, image_size=(c.image_size, c.image_size), arm_names=list(c.arms[:n_arms]))
+        except TaskError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.sim = self.env.sim
+        self.diag = diagnostics.Diagnostics(self)
+        self.arms = list(self.env.arm_names)
+        self.cameras = list(self.env.cameras)  # "<arm>/<cam>"
+        self.episode = 0
+        self._rng = np.random.default_rng(c.seed)
+        self.env.reset(int(self._rng.integers(2**31)))
+        self._pubs: Dict[str, Dict[str, object]] = {}
+        for arm in self.arms:
+            ns = f"/{arm}/"
+            self._pubs[arm] = {
+                "pose": self.create_publisher(PoseStamped, ns + topics.CURRENT_POSE, qos.SENSOR),
+                "twist": self.create_publisher(TwistStamped, ns + topics.CURRENT_TWIST, qos.SENSOR),
+                "wrench": self.create_publisher(WrenchStamped, ns + topics.EXTERNAL_WRENCH, qos.SENSOR),
+                "gripper": self.create_publisher(JointState, ns + topics.GRIPPER_JOINT_STATES, qos.SENSOR),
+                "spacenav_twist": self.create_publisher(Twist, ns + topics.SPACENAV_TWIST, qos.COMMAND),
+                "spacenav_joy": self.create_publisher(Joy, ns + topics.SPACENAV_JOY, qos.COMMAND),
+            }
+            self.create_subscription(PoseStamped, ns + topics.TARGET_POSE, lambda m, a=arm: self._on_target_pose(a, m), qos.COMMAND)
+            self.create_subscription(WrenchStamped, ns + topics.TARGET_WRENCH, lambda m, a=arm: self._on_target_wrench(a, m), qos.COMMAND)
+            self.create_subscription(Float64, ns + topics.GRIPPER_COMMAND, lambda m, a=arm: self._on_gripper(a, m), qos.COMMAND)
+            self.create_subscription(Joy, ns + topics.POLICY_ACTION, lambda m, a=arm: self._on_policy(a, m), qos.COMMAND)
+        self._image_pubs = {
+            key: self.create_publisher(Image, f"/{key.split('/')[0]}/{topics.camera_raw(key.split('/')[1])}", qos.SENSOR)
+            for key in self.cameras
+        }
+        self._success_pub = self.create_publisher(Bool, "/sim/success", qos.EVENTS)
+        self.create_service(Trigger, "/sim/reset", self._on_reset)
+        self.operator = None
+        if c.operator.mode != "off":
+            self.operator = ScriptedOperator(self.env, c.operator.settings)
+        self._policy: Dict[str, ArmAction] = {a: ArmAction() for a in self.arms}
+        self._camera_period = 1.0 / c.camera_rate_hz
+        self._next_camera_s = 0.0
+        self._wall_start, self._sim_start = time.monotonic(), self.sim.time
+        self.create_timer(1.0 / c.state_rate_hz, self._tick)
+
+    # -- commands ---------------------------------------------------------------------
+    def _on_target_pose(self, arm: str, msg: PoseStamped) -> None:
+        pos, quat = msgconv.pose_to_arrays(msg.pose)
+        self.sim.arms[arm].command_pose(pos, quat)  # stamped on arrival, in sim time
+
+    def _on_target_wrench(self, arm: str, msg: WrenchStamped) -> None:
+        self.sim.arms[arm].command_wrench(msgconv.vector6_from_wrench(msg.wrench))
+
+    def _on_gripper(self, arm: str, msg: Float64) -> None:
+        a = self.sim.arms[arm]
+        if not np.isfinite(msg.data):
+            a.command_gripper(float("nan"))  # rejected and counted by the arm
+            return
+        a.command_gripper(gripper_closure_to_width(msg.data))
+
+    def _on_policy(self, arm: str, msg: Joy) -> None:
+        try:
+            a = actions.from_joy(msg)
+        except ValueError:
+            return
+        self._policy[arm] = ArmAction(a.action, {0: 1.0, 2: -1.0}.get(a.gripper, 0.0))
+
+    def _on_reset(self, request, response):
+        if self.operator is not None:
+            self.operator.record_episode(bool(self.env.task.success()))
+        self.episode += 1
+        self.env.reset(int(self._rng.integers(2**31)))
+        if self.operator is not None:
+            self.operator.reset()
+        response.success = True
+        response.message = f"episode {self.episode} of {self.conf.value.task}"
+        return response
+
+    # -- the loop -------------------------------------------------------------------------
+    def _tick(self) -> None:
+        c = self.conf.value
+        self.sim.step(duration_s=1.0 / c.state_rate_hz)
+        stamp = self.get_clock().now().to_msg()
+        for arm in self.arms:
+            self._publish_state(arm, stamp)
+        if self.sim.time >= self._next_camera_s:
+            self._next_camera_s = self.sim.time + self._camera_period - 1e-9
+            images = self.sim.render(self.cameras)
+            for key, rgb in images.items():
+                msg = Image()
+                msg.header.stamp, msg.header.frame_id = stamp, key.replace("/", "_") + "_camera"
+                msgconv.fill_image(msg, rgb, "rgb8")
+                self._image_pubs[key].publish(msg)
+            self._success_pub.publish(Bool(data=bool(self.env.task.success())))
+            if self.operator is not None:
+                self._operator_step()
+            self._report()
+
+    def _publish_state(self, arm: str, stamp) -> None:
+        st = self.sim.arm_state(arm)
+        frame = f"{arm}_base"
+        p = PoseStamped()
+        p.header.stamp, p.header.frame_id = stamp, frame
+        msgconv.fill_pose(p.pose, st.position, st.quat)
+        t = TwistStamped()
+        t.header = p.header
+        msgconv.fill_twist(t.twist, st.twist)
+        w = WrenchStamped()
+        w.header = p.header
+        msgconv.fill_wrench(w.wrench, st.wrench)
+        j = JointState()
+        j.header = p.header
+        j.name = [f"{arm}_finger_joint1", f"{arm}_finger_joint2"]
+        j.position = [float(x) for x in st.gripper_position]
+        j.velocity = [float(x) for x in st.gripper_velocity]
+        j.effort = [float(x) for x in st.gripper_effort]
+        pubs = self._pubs[arm]
+        pubs["pose"].publish(p)
+        pubs["twist"].publish(t)
+        pubs["wrench"].publish(w)
+        pubs["gripper"].publish(j)
+
+    def _operator_step(self) -> None:
+        for arm in self.arms:  # what the gripper really was told, as a person would see it
+            self.env.gripper_closed[arm] = self.sim.arms[arm].gripper_width_cmd < 0.5 * GRIPPER_MAX_WIDTH_M
+        obs = {"state": {a: self.sim.arm_state(a) for a in self.arms}}
+        if self.conf.value.operator.mode == "demo":
+            out = self.operator.demonstrate(obs)
+        else:
+            _, _, out = self.operator.act(obs, self._policy)
+        for arm in self.arms:
+            twist_ee = out.twist[arm] if out.intervening else np.zeros(6)
+            # A person pushes in the robot's base axes; the mux converts back to the EE action frame.
+            R_base_ee = frames.quat_to_matrix(self.sim.arm_state(arm).quat)
+            twist_base = frames.rotate_twist(R_base_ee, twist_ee)
+            toggle = out.intervening and out.buttons[arm][0]
+            closed = self.env.gripper_closed[arm]
+            buttons = [int(toggle and not closed), int(toggle and closed)]  # 0 close, 1 open
+            self._pubs[arm]["spacenav_twist"].publish(msgconv.fill_twist(Twist(), twist_base))
+            joy = Joy()
+            joy.header.stamp = self.get_clock().now().to_msg()
+            joy.axes = [float(x) for x in twist_base]
+            joy.buttons = buttons
+            self._pubs[arm]["spacenav_joy"].publish(joy)
+
+    def _report(self) -> None:
+        wall = time.monotonic() - self._wall_start
+        rtf = (self.sim.time - self._sim_start) / wall if wall > 0 else 0.0
+        for arm in self.arms:
+            d = self.sim.arms[arm].diagnostics()
+            level = diagnostics.WARN if d["holding"] else diagnostics.OK
+            self.diag.report(f"arm {arm}", level, d["last_reason"] or "tracking", mode=d["mode"], **{k: v for k, v in d["reason_counts"].items()})
+        self.diag.report("sim", diagnostics.OK if rtf > 0.8 else diagnostics.WARN, f"task {self.conf.value.task}, episode {self.episode}",
+                         real_time_factor=f"{rtf:.2f}", sim_time_s=f"{self.sim.time:.1f}")
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+def main(args=None) -> int:
+    return run_node(SimNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
