@@ -22,7 +22,7 @@ def params(tmp_path, **extra):
     base = {
         "arms": ["left"], "cameras": ["left/wrist"], "checkpoint_dir": str(tmp_path / "ckpt"),
         "learner.learning_starts": 6, "learner.rl_capacity": 200, "learner.demo_capacity": 200,
-        "learner.checkpoint_period_updates": 0, "learner.weights_period_s": 0.2,
+        "learner.checkpoint_period_updates": 0, "learner.weights_period_s": 0.2, "grasp.hidden_dims": [16], "grasp.image_bottleneck_dim": 8,
         "agent.batch_size": 8, "agent.actor_hidden_dims": [32], "agent.critic_hidden_dims": [32],
         "agent.image_bottleneck_dim": 16,
     }
@@ -67,8 +67,10 @@ def test_learner_node_end_to_end(ros_context, spin_until, tmp_path):
     ex.add_node(late)
     assert spin_until(ex, lambda: got, 10)
     state, version = wire.arrays_to_weights(*payload.decode(got[-1]))
-    assert version >= 1 and all(k.startswith("rlpd/") for k in state)
-    assert not any("image_encoder" in k or "stem_conv" in k or "critic" in k for k in state)
+    assert version >= 1 and {k.split("/")[0] for k in state} == {"rlpd", "grasp"}
+    assert not any("image_encoder" in k or "stem_conv" in k for k in state)  # never the frozen ResNet
+    assert not any(k.startswith("rlpd/") and "critic" in k for k in state)  # the actor needs no Q-ensemble
+    assert any(k.startswith("grasp/critic") for k in state)  # but it does need the grasp critic to act
     assert sum(v.nbytes for v in state.values()) < 4 * 2**20
 
     # live update-to-data ratio: 0 stops training

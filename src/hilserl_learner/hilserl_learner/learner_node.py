@@ -27,6 +27,8 @@ from std_msgs.msg import UInt8MultiArray
 from hilserl_core import frames, tensorio, wire
 from hilserl_core.config import ConfigError, param
 from hilserl_core.encoders import ResNet10Encoder
+from hilserl_core import config as cfg
+from hilserl_core.grasp_dqn import GraspDQNAgent, GraspDQNConfig
 from hilserl_core.learner import Learner, LearnerConfig, latest_checkpoint
 from hilserl_core.replay import ReplayBuffer
 from hilserl_core.rlpd import RLPDAgent, RLPDConfig
@@ -41,8 +43,10 @@ class LearnerNodeConfig:
     cameras: Tuple[str, ...] = param(("left/wrist", "left/side"), "cameras as <arm>/<camera> (observation keys <arm>_<camera>)")
     encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
     checkpoint_dir: str = param("", "where checkpoints go and resume comes from; empty = no checkpoints")
+    use_grasp_critic: bool = param(True, "train the grasp critic (DQN over open/stay/close per gripper)")
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     agent: RLPDConfig = field(default_factory=RLPDConfig)
+    grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
 
 
 def camera_keys(entries) -> Tuple[str, ...]:
@@ -67,11 +71,14 @@ def build_learner(conf: LearnerNodeConfig) -> Learner:
     if conf.encoder_weights:
         encoder.load_pretrained(conf.encoder_weights)
     mode = "feature" if conf.learner.storage == "features" else "image"
-    agent = RLPDAgent(conf.agent, action_dim, cams, proprio_dim,
-                      image_encoder=None if mode == "feature" else encoder)
+    image_encoder = None if mode == "feature" else encoder
+    agents = {"rlpd": RLPDAgent(conf.agent, action_dim, cams, proprio_dim, image_encoder=image_encoder)}
+    if conf.use_grasp_critic:
+        grasp = cfg.replace(conf.grasp, n_grippers=len(conf.arms))
+        agents["grasp"] = GraspDQNAgent(grasp, cams, proprio_dim, image_encoder=image_encoder)
     bufs = [ReplayBuffer.for_cameras(cap, cams, proprio_dim, action_dim, mode)
             for cap in (conf.learner.demo_capacity, conf.learner.rl_capacity)]
-    return Learner(conf.learner, {"rlpd": agent}, bufs[0], bufs[1], conf.agent.batch_size,
+    return Learner(conf.learner, agents, bufs[0], bufs[1], conf.agent.batch_size,
                    encoder=encoder if mode == "feature" else None)
 
 
