@@ -42,6 +42,8 @@ DEMO = {
             "remappings": {"image_raw": "cameras/{camera}/image_raw"},
         },
         {"name": "recorder", "package": "hilserl", "executable": "rec", "condition": "{task}" + "_off", "required": False},
+        {"name": "handover_helper", "package": "hilserl", "executable": "h", "condition": "{task} == handover"},
+        {"name": "not_handover", "package": "hilserl", "executable": "h", "condition": "{task} != handover"},
     ],
 }
 
@@ -49,7 +51,8 @@ DEMO = {
 def test_expansion_substitution_and_argv(tmp_path):
     cfg = _write_cfg(tmp_path, DEMO, {"crop.yaml": {"/**": {"ros__parameters": {"out_size": 128}}}})
     g = G.load_graph("demo", {"task": "peg_insertion"}, cfg_dir=cfg)
-    assert [n.fqn for n in g.nodes] == ["/sim", "/left/crop_wrist", "/left/crop_side", "/right/crop_wrist", "/right/crop_side"]
+    assert [n.fqn for n in g.nodes] == ["/sim", "/left/crop_wrist", "/left/crop_side", "/right/crop_wrist", "/right/crop_side", "/not_handover"]
+    assert "/handover_helper" in [n.fqn for n in G.load_graph("demo", cfg_dir=cfg).nodes]
     sim = g.node("/sim")
     assert sim.parameter_dict() == {"task": "peg_insertion", "max_steps": 100}  # whole-string placeholder keeps int type
     crop = g.node("/right/crop_side")

@@ -21,6 +21,8 @@ nodes. Format::
         remappings: {image_raw: "cameras/{camera}/image_raw"}
 
 ``{arm}``, ``{camera}`` and ``{<argument>}`` are substituted in every string.
+``condition`` keeps a node only when it holds: a true-ish value (``true``, ``1``)
+or a comparison such as ``"{reward} == classifier"``.
 A ``params_files`` entry is a standard ROS 2 parameters file (``/**:`` or node
 names with ``ros__parameters``), so ``ros2 run ... --ros-args --params-file`` and
 ``ros2 param load`` use the same files. This module imports no ROS.
@@ -222,7 +224,13 @@ def load_graph(setup: str, overrides: Optional[Mapping[str, str]] = None, cfg_di
 
 
 def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+    """A condition: ``a == b``, ``a != b`` (after substitution), or a true-ish word."""
+    text = str(value).strip()
+    for op in ("==", "!="):
+        if f" {op} " in text:
+            left, right = (part.strip() for part in text.split(f" {op} ", 1))
+            return (left == right) if op == "==" else (left != right)
+    return text.lower() in ("1", "true", "yes", "on")
 
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")

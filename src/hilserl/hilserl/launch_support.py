@@ -55,3 +55,73 @@ def launch_description(setup: str):
         for name, value in defaults.arguments
     ]
     return LaunchDescription(declared + [OpaqueFunction(function=expand)])
+
+
+def franka_actions(n_arms: int, controller: str = "cartesian_impedance_controller"):
+    """Robot-side actions for the real bring-up: franka_ros2 hardware + hilserl controllers.
+
+    Declares ``robot_ip`` (``robot_ip_left``/``robot_ip_right`` for two arms), includes
+    franka_bringup's launch file (``franka_launch`` argument, default ``franka.launch.py``)
+    and spawns ``controller`` with ``config/controllers_{single,dual}_arm.yaml``.
+    """
+    import os
+
+    from ament_index_python.packages import get_package_share_directory
+    from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+    from launch_ros.actions import Node
+    from launch_ros.substitutions import FindPackageShare
+
+    share = get_package_share_directory("hilserl")
+    controllers = os.path.join(share, "config", "controllers_single_arm.yaml" if n_arms == 1 else "controllers_dual_arm.yaml")
+    ip_args = ["robot_ip"] if n_arms == 1 else ["robot_ip_left", "robot_ip_right"]
+    actions = [DeclareLaunchArgument(a, description="IP address of the Franka control box") for a in ip_args]
+    actions.append(DeclareLaunchArgument("franka_launch", default_value="franka.launch.py",
+                                         description="franka_bringup launch file that starts the hardware interface"))
+    launch_args = {"robot_ip": LaunchConfiguration(ip_args[0]), "load_gripper": "true"}
+    if n_arms == 2:
+        launch_args["robot_ip_2"] = LaunchConfiguration(ip_args[1])
+    actions.append(IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare("franka_bringup"), "launch", LaunchConfiguration("franka_launch")])),
+        launch_arguments=launch_args.items(),
+    ))
+    actions.append(Node(package="controller_manager", executable="spawner", output="screen",
+                        arguments=[controller, "--param-file", controllers]))
+    return actions
+
+
+def demo_topics(graph) -> list:
+    """The topics a demonstration bag needs, for every arm and camera of a graph."""
+    per_arm = ["current_pose", "current_twist", "external_wrench", "gripper/joint_states",
+               "mux/executed", "spacenav/twist", "spacenav/joy", "target_pose", "gripper/command"]
+    topics = []
+    for arm in graph.arms:
+        topics += [f"/{arm}/cameras/{cam}/image_cropped" for cam in graph.cameras]
+        topics += [f"/{arm}/{t}" for t in per_arm]
+    return topics + ["/reward/success", "/diagnostics"]
+
+
+def record_demos_description():
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    def expand(context, *args, **kwargs):  # noqa: ARG001
+        setup = LaunchConfiguration("setup").perform(context)
+        defaults = load_graph(setup)
+        given = context.launch_configurations
+        overrides = {name: given[name] for name, _ in defaults.arguments if name in given}
+        overrides["learning"] = "false"  # demos: the operator drives, no policy
+        graph = load_graph(setup, overrides)
+        nodes = [Node(**node_kwargs(spec)) for spec in graph.nodes]
+        bag = LaunchConfiguration("bag").perform(context)
+        record = ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", bag, *demo_topics(graph)], output="screen")
+        return nodes + [record]
+
+    return LaunchDescription([
+        DeclareLaunchArgument("setup", default_value="real_single_arm", description="graph to run (config/graphs)"),
+        DeclareLaunchArgument("bag", default_value="demos/demo", description="output bag directory (rosbag2, MCAP)"),
+        OpaqueFunction(function=expand),
+    ])

@@ -57,7 +57,7 @@ class SimNodeConfig:
     image_size: int = param(128, "side of the square raw camera images", units="px", low=32, high=1024)
     camera_rate_hz: float = param(10.0, "camera frame rate", units="Hz", low=1.0, high=60.0)
     state_rate_hz: float = param(100.0, "robot state rate; physics advances in steps of this period", units="Hz", low=10.0, high=1000.0)
-    publish_reward: bool = param(False, "also publish the ground-truth success on /reward/success, standing in for a trained reward classifier")
+    reward_source: str = param("classifier", "who publishes /reward/success: classifier (the reward node) or sim (this node's ground truth stands in until a classifier is trained)", choices=("classifier", "sim"))
     operator: OperatorNodeConfig = field(default_factory=OperatorNodeConfig)
 
 
@@ -107,7 +107,7 @@ class SimNode(Node):
             for key in self.cameras
         }
         self._success_pub = self.create_publisher(Bool, "/sim/success", qos.EVENTS)
-        self._reward_pub = self.create_publisher(Bool, topics.REWARD_SUCCESS, qos.EVENTS) if c.publish_reward else None
+        self._reward_pub = self.create_publisher(Bool, topics.REWARD_SUCCESS, qos.EVENTS) if c.reward_source == "sim" else None
         self.create_service(Trigger, "/sim/reset", self._on_reset)
         self.operator = None
         if c.operator.mode != "off":

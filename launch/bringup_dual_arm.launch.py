@@ -1,0 +1,15 @@
+"""Two real Franka arms: franka_ros2 hardware, hilserl controllers, and the HIL-SERL node graph
+(config/graphs/real_dual_arm.yaml).
+
+    ros2 launch hilserl bringup_dual_arm.launch.py robot_ip_left:=172.16.0.2 robot_ip_right:=172.16.1.2 \
+        classifier_path:=/data/clf.safetensors encoder_weights:=/data/resnet10.safetensors
+"""
+
+from hilserl.launch_support import franka_actions, launch_description
+
+
+def generate_launch_description():
+    ld = launch_description("real_dual_arm")
+    for action in franka_actions(n_arms=2):
+        ld.add_action(action)
+    return ld

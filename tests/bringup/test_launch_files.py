@@ -1,0 +1,242 @@
+"""The launch files (for a full ROS 2 install) and the `hilserl launch` runner start the
+same nodes with the same parameters, and every parameter in config/ fits the schema
+of the node that receives it.
+
+`launch`/`launch_ros` are not installable here, so the launch files run against small
+recording stand-ins for the parts of their API they use (Node, OpaqueFunction,
+DeclareLaunchArgument, ...). What the stand-ins record is compared with what the
+runner passes on the command line (`--ros-args`), parsed back the way rcl parses it.
+"""
+
+import ast
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hilserl import graph as G
+from hilserl.launch_support import demo_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = ROOT / "launch"
+CONFIG = ROOT / "config"
+
+LAUNCH_FILES = {
+    "sim_single_arm.launch.py": "sim_single_arm",
+    "sim_dual_arm.launch.py": "sim_dual_arm",
+    "bringup_single_arm.launch.py": "real_single_arm",
+    "bringup_dual_arm.launch.py": "real_dual_arm",
+}
+
+
+# -- recording stand-ins for the launch API ---------------------------------------------------
+class _Action:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class LaunchDescription:
+    def __init__(self, actions=None):
+        self.actions = list(actions or [])
+
+    def add_action(self, action):
+        self.actions.append(action)
+
+
+class DeclareLaunchArgument(_Action):
+    @property
+    def name(self):
+        return self.args[0]
+
+
+class OpaqueFunction(_Action):
+    pass
+
+
+class LaunchConfiguration:
+    def __init__(self, name):
+        self.name = name
+
+    def perform(self, context):
+        return context.launch_configurations[self.name]
+
+
+class Node(_Action):
+    pass
+
+
+def fake_launch_modules():
+    mods = {name: types.ModuleType(name) for name in (
+        "launch", "launch.actions", "launch.substitutions", "launch.launch_description_sources",
+        "launch_ros", "launch_ros.actions", "launch_ros.substitutions")}
+    mods["launch"].LaunchDescription = LaunchDescription
+    a = mods["launch.actions"]
+    a.DeclareLaunchArgument, a.OpaqueFunction = DeclareLaunchArgument, OpaqueFunction
+    a.Shutdown = a.ExecuteProcess = a.IncludeLaunchDescription = _Action
+    mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    mods["launch.substitutions"].PathJoinSubstitution = _Action
+    mods["launch.launch_description_sources"].PythonLaunchDescriptionSource = _Action
+    mods["launch_ros.actions"].Node = Node
+    mods["launch_ros.substitutions"].FindPackageShare = _Action
+    return mods
+
+
+def run_launch_file(path, monkeypatch, overrides=None):
+    for name, mod in fake_launch_modules().items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ld = module.generate_launch_description()
+    context = types.SimpleNamespace(launch_configurations={})
+    for act in ld.actions:
+        if isinstance(act, DeclareLaunchArgument):
+            context.launch_configurations[act.name] = act.kwargs.get("default_value")
+    context.launch_configurations.update(overrides or {})
+    started = []
+    for act in ld.actions:
+        if isinstance(act, OpaqueFunction):
+            started += act.kwargs["function"](context)
+        elif isinstance(act, Node):
+            started.append(act)
+    return ld, context, started
+
+
+# -- parse the runner's --ros-args back, as rcl does -------------------------------------------
+def parse_ros_args(argv):
+    assert argv[0] == "--ros-args"
+    out = {"files": [], "params": {}, "remaps": {}}
+    i = 1
+    while i < len(argv):
+        flag, value = argv[i], argv[i + 1]
+        if flag == "--params-file":
+            out["files"].append(value)
+        elif flag == "-p":
+            k, v = value.split(":=", 1)
+            out["params"][k] = yaml.safe_load(v)
+        elif flag == "-r":
+            k, v = value.split(":=", 1)
+            if k == "__node":
+                out["name"] = v
+            elif k == "__ns":
+                out["namespace"] = v
+            else:
+                out["remaps"][k] = v
+        i += 2
+    return out
+
+
+def hilserl_nodes(started):
+    return [n.kwargs for n in started if isinstance(n, Node) and n.kwargs.get("package", "").startswith("hilserl")]
+
+
+@pytest.mark.parametrize("launch_file, setup", sorted(LAUNCH_FILES.items()))
+def test_launch_file_and_runner_start_the_same_nodes_with_the_same_parameters(launch_file, setup, monkeypatch):
+    _, _, started = run_launch_file(LAUNCH / launch_file, monkeypatch)
+    from_launch = {(kw["namespace"].rstrip("/") or "") + "/" + kw["name"]: kw for kw in hilserl_nodes(started)}
+    graph = G.load_graph(setup)
+    assert sorted(from_launch) == sorted(n.fqn for n in graph.nodes)
+    for spec in graph.nodes:
+        kw, argv = from_launch[spec.fqn], parse_ros_args(G.node_argv(spec))
+        assert (kw["package"], kw["executable"]) == (spec.package, spec.executable)
+        assert (argv["name"], argv["namespace"]) == (kw["name"], kw["namespace"])
+        files = [p for p in kw["parameters"] if isinstance(p, str)]
+        inline = {k: v for p in kw["parameters"] if isinstance(p, dict) for k, v in p.items()}
+        assert argv["files"] == files
+        assert argv["params"] == inline, spec.fqn
+        assert argv["remaps"] == dict(kw["remappings"])
+
+
+def test_launch_arguments_reach_the_nodes_like_runner_overrides(monkeypatch):
+    _, _, started = run_launch_file(LAUNCH / "sim_single_arm.launch.py", monkeypatch, {"task": "peg_insertion", "operator": "demo"})
+    sim = [kw for kw in hilserl_nodes(started) if kw["name"] == "sim"][0]
+    params = {k: v for p in sim["parameters"] if isinstance(p, dict) for k, v in p.items()}
+    runner = G.load_graph("sim_single_arm", {"task": "peg_insertion", "operator": "demo"}).node("/sim")
+    assert params["task"] == "peg_insertion" and params["operator.mode"] == "demo"
+    assert parse_ros_args(G.node_argv(runner))["params"] == params
+
+
+def test_real_bringup_adds_franka_hardware_and_controllers(monkeypatch):
+    pytest.importorskip("ament_index_python", reason="ament_index_python wheel not installed")
+    for name, n_arms in (("bringup_single_arm.launch.py", 1), ("bringup_dual_arm.launch.py", 2)):
+        ld, _, started = run_launch_file(LAUNCH / name, monkeypatch)
+        spawners = [n.kwargs for n in started if isinstance(n, Node) and n.kwargs.get("package") == "controller_manager"]
+        assert spawners and spawners[0]["arguments"][0] == "cartesian_impedance_controller"
+        controllers = Path(spawners[0]["arguments"][-1])
+        assert controllers.name == ("controllers_single_arm.yaml" if n_arms == 1 else "controllers_dual_arm.yaml")
+        doc = yaml.safe_load((CONFIG / controllers.name).read_text())
+        assert len(doc["cartesian_impedance_controller"]["ros__parameters"]["arms"]) == n_arms
+        ip_args = [a.name for a in ld.actions if isinstance(a, DeclareLaunchArgument) and a.name.startswith("robot_ip")]
+        assert len(ip_args) == n_arms
+
+
+def test_record_demos_runs_the_graph_without_learning_and_records_its_topics(monkeypatch):
+    _, _, started = run_launch_file(LAUNCH / "record_demos.launch.py", monkeypatch, {"setup": "sim_dual_arm", "bag": "demos/x"})
+    names = {kw["name"] for kw in hilserl_nodes(started)}
+    assert "actor" not in names and "learner" not in names and "intervention_mux" in names
+    record = [a for a in started if not isinstance(a, Node)][0]
+    cmd = record.kwargs["cmd"]
+    assert cmd[:6] == ["ros2", "bag", "record", "-s", "mcap", "-o"] and cmd[6] == "demos/x"
+    assert "/right/cameras/front/image_cropped" in cmd and "/left/mux/executed" in cmd
+    assert cmd[7:] == demo_topics(G.load_graph("sim_dual_arm", {"learning": "false"}))
+
+
+# -- every node a graph names exists, and its parameters fit its schema ---------------------------
+def _console_scripts(package):
+    tree = ast.parse((ROOT / "src" / package / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values):
+                if isinstance(k, ast.Constant) and k.value == "console_scripts":
+                    return {s.value.split("=")[0].strip(): s.value.split("=")[1].strip() for s in v.elts}
+    return {}
+
+
+def _schema(entry_point):
+    """The schema the node passes to NodeConfig (its declared parameters)."""
+    import re
+
+    module = entry_point.partition(":")[0]
+    mod = importlib.import_module(module)
+    found = re.search(r"NodeConfig\(self, (\w+)", Path(mod.__file__).read_text())
+    assert found, f"{module}: no NodeConfig(self, <Schema>) call"
+    return getattr(mod, found.group(1))
+
+
+def _nest(flat):
+    out = {}
+    for k, v in flat.items():
+        d = out
+        parts = k.split(".")
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = v
+    return out
+
+
+def _merge(a, b):
+    for k, v in b.items():
+        a[k] = _merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+    return a
+
+
+@pytest.mark.parametrize("setup", sorted(G.available_graphs(CONFIG)))
+def test_every_graph_node_exists_and_its_parameters_fit_its_schema(setup):
+    from hilserl_core import config as cfg
+
+    graph = G.load_graph(setup, cfg_dir=CONFIG)
+    for spec in graph.nodes:
+        scripts = _console_scripts(spec.package)
+        assert spec.executable in scripts, f"{setup}: {spec.package} has no executable '{spec.executable}'"
+        schema = _schema(scripts[spec.executable])
+        merged = {}
+        for f in spec.params_files:
+            doc = yaml.safe_load(Path(f).read_text()) or {}
+            for key in ("/**", spec.fqn, spec.name):
+                if key in doc:
+                    _merge(merged, doc[key]["ros__parameters"])
+        _merge(merged, _nest(spec.parameter_dict()))
+        cfg.from_mapping(schema, merged, f"{setup}: {spec.fqn}")  # raises ConfigError naming the bad key
