@@ -47,6 +47,7 @@ def test_transitions_carry_executed_action_and_intervention_flag():
     ts, summary = run(rec, 4, [Source.POLICY, Source.OPERATOR, Source.OPERATOR, Source.POLICY], success_at=4)
     assert [t.intervened for t in ts] == [False, True, True, False]
     assert [t.step for t in ts] == [0, 1, 2, 3]
+    assert [t.info["stamp_s"] for t in ts] == [i / 10 for i in range(4)]
     assert all(np.array_equal(t.next_observation["proprio"], obs(i + 1)["proprio"]) for i, t in enumerate(ts))
     assert np.allclose(ts[1].action, 0.1)
     assert ts[-1].terminated and not ts[-1].truncated and ts[-1].reward == 1.0

@@ -165,6 +165,7 @@ class EpisodeRecorder:
                     grasp_penalty=self._grasp_penalty(p.grasp_action),
                     episode_id=self.episode_id,
                     step=self._steps - 1,
+                    info={"stamp_s": p.stamp_s},  # the observation's time: pairs the step with the mux's report
                 )
         # success ends the MDP; a time limit or an operator reset only cuts it (bootstrap)
         terminated = p is not None and bool(success)

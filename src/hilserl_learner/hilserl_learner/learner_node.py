@@ -168,6 +168,7 @@ class LearnerNode(Node):
         level = diagnostics.OK if L.ready() else diagnostics.WARN
         text = "training" if L.ready() else f"waiting for data ({L.transitions_received}/{L.config.learning_starts} transitions, demo buffer {len(L.buffers['demo'])})"
         self.diag.report("learner", level, text, updates=L.updates, weights_version=L.weights_version,
+                         transitions_received=L.transitions_received, interventions_received=L.interventions_received,
                          weights_bytes=self.weights_bytes, lost_transitions=self.sequences.lost,
                          **{f"{k}_buffer": len(b) for k, b in L.buffers.items()},
                          **{k: f"{v:.4g}" for k, v in L.last_metrics.items()})
