@@ -304,8 +304,8 @@ class PanFlipExpert(_Expert):
     """
 
     # Toss: (steps, normalized EE-frame wrench). EE z points down, so "up" is -z.
-    toss = ((2, (0.0, 0.0, -0.84, 0.0, -0.28, 0.0)), (0, (0.0, 0.0, -0.23, 0.0, 0.45, 0.0)))
-    catch_gains = (8.76, 1.63, 4.45, 0.67)  # lateral kp [1/m], lateral kd [s/m], level kp [1/rad], level kd [s/rad]
+    toss = ((1, (0.0, 0.0, -0.8, 0.0, 1.0, 0.0)), (1, (0.0, 0.0, 0.8, 0.0, -0.3, 0.0)))
+    catch_gains = (2.0, 0.2, 0.3, 0.05)  # lateral kp [1/m], lateral kd [s/m], level kp [1/rad], level kd [s/rad]
 
     def __init__(self, env, gain):
         super().__init__(env, gain)
@@ -325,6 +325,12 @@ class PanFlipExpert(_Expert):
         catch[:2] = kp * ps["cake_rel"][:2] - kd * v_ee[:2]
         catch[3:5] = (kr * (R.T @ _rotvec_between(R0, R)) - kw * w_ee)[:2]  # level the pan (not its yaw)
         catch = np.clip(catch, -1.0, 1.0)
+        if mem.phase == "nudge":  # object leaning on the rim: jerk the pan under it, then back
+            mem.counter += 1
+            d = mem.extra["nudge"]
+            if mem.counter <= 2:
+                return {arm: (np.concatenate((d if mem.counter == 1 else -d, [0.0, 0.0, 0.0, 0.0])), True)}
+            mem.phase, mem.counter = "catch", 0
         if mem.phase == "toss":
             if mem.counter < len(self.toss_steps):
                 mem.counter += 1
@@ -337,10 +343,15 @@ class PanFlipExpert(_Expert):
                 mem.phase, mem.counter = "", 0
             return {arm: (catch, True)}
         # Settle: level the pan, wait for the object to rest, then toss if it is still the right way up.
-        if ps["cake_speed"] < 0.03 and ps["cake_up"] > 0.9 and np.linalg.norm(st.twist[3:]) < 0.2:
+        in_pan = ps["cake_rel"][2] > -0.005
+        if in_pan and ps["cake_speed"] < 0.03 and ps["cake_up"] > -0.9 and np.linalg.norm(st.twist[3:]) < 0.2:
             mem.counter += 1
             if mem.counter >= 2:
                 mem.phase, mem.counter = "toss", 0
+                rel = ps["cake_rel"][:2]
+                if abs(ps["cake_up"]) < 0.9 and np.linalg.norm(rel) > 1e-3:
+                    mem.phase = "nudge"
+                    mem.extra["nudge"] = 0.8 * rel / np.linalg.norm(rel)
         else:
             mem.counter = 0
         return {arm: (np.zeros(6), True)}

@@ -440,8 +440,9 @@ class PanFlipConfig(EEStartConfig):
     ee_start_low: Tuple[float, ...] = param((0.45, -0.05, 0.25), "lower corner of the randomized EE start box (base frame)", units="m")
     ee_start_high: Tuple[float, ...] = param((0.55, 0.05, 0.32), "upper corner of the randomized EE start box (base frame)", units="m")
     ee_start_yaw_rad: float = param(0.2, "EE start yaw drawn from [-v, v] about the pointing-down orientation", units="rad", low=0.0, high=3.14)
-    time_limit_s: float = param(8.0, "episode time limit (truncation)", units="s", low=1.0, high=120.0)
-    pan_radius_m: float = param(0.1, "pan radius (the pan is rigidly held by the hand)", units="m", low=0.05, high=0.2)
+    time_limit_s: float = param(20.0, "episode time limit (truncation)", units="s", low=1.0, high=120.0)
+    pan_rim_height_m: float = param(0.06, "height of the pan's rim above its floor", units="m", low=0.005, high=0.15)
+    pan_radius_m: float = param(0.12, "half width of the (square) pan floor; the pan is rigidly held by the hand", units="m", low=0.05, high=0.2)
     pan_offset_m: float = param(0.04, "pan surface distance below the TCP along the hand axis", units="m", low=0.0, high=0.2)
     cake_half_size_m: Tuple[float, ...] = param((0.035, 0.035, 0.008), "half sizes of the flat object to flip", units="m")
     cake_mass_kg: float = param(0.03, "mass of the object to flip", units="kg", low=0.005, high=0.5)
@@ -469,26 +470,24 @@ class PanFlip(Task):
         # Hand z points down: the pan face (normal -z_hand) points up; the handle stub sits between the fingers.
         z_surface = 0.1034 + c.pan_offset_m
         pan.pos = [0.0, 0.0, z_surface]
-        t = 0.004
-        base = pan.add_geom()
-        base.type = mujoco.mjtGeom.mjGEOM_CYLINDER
-        base.size = [c.pan_radius_m, t, 0]
-        base.pos = [0, 0, t]
-        base.mass = 0.25
-        base.rgba = [0.2, 0.2, 0.22, 1]
-        base.contype, base.conaffinity, base.condim = 2, 1, 3
-        base.friction = [0.6, 0.01, 0.001]
-        n_rim = 16
-        for i in range(n_rim):
-            a = 2 * math.pi * i / n_rim
+        # Thick box floor and walls with stiff contacts: a thin floor or a soft contact lets the
+        # light tossed object sink through the accelerating pan at 2 ms steps. A square pan
+        # (box-box contacts give several points) keeps the object flat when it lands.
+        r, t, hr = c.pan_radius_m, 0.015, c.pan_rim_height_m / 2
+
+        def pan_box(size, pos, mass, rgba=(0.2, 0.2, 0.22, 1)):
             g = pan.add_geom()
             g.type = mujoco.mjtGeom.mjGEOM_BOX
-            g.size = [0.004, c.pan_radius_m * math.pi / n_rim, 0.012]
-            g.pos = [c.pan_radius_m * math.cos(a), c.pan_radius_m * math.sin(a), -0.012]
-            g.quat = list(quat_mj_from_xyzw(yaw_quat(a)))
-            g.mass = 0.005
-            g.rgba = [0.2, 0.2, 0.22, 1]
+            g.size, g.pos, g.mass, g.rgba = list(size), list(pos), mass, list(rgba)
             g.contype, g.conaffinity, g.condim = 2, 1, 3
+            g.friction = [0.6, 0.01, 0.001]
+            g.solref, g.solimp = [0.005, 1.0], [0.95, 0.99, 0.001, 0.5, 2.0]
+            return g
+
+        pan_box((r, r, t), (0, 0, t), 0.25)
+        for sx, sy, px, py in ((0.01, r + 0.02, r + 0.01, 0), (0.01, r + 0.02, -r - 0.01, 0),
+                               (r, 0.01, 0, r + 0.01), (r, 0.01, 0, -r - 0.01)):
+            pan_box((sx, sy, hr), (px, py, -hr), 0.02)
         stub = pan.add_geom()
         stub.type = mujoco.mjtGeom.mjGEOM_BOX
         stub.size = [0.01, 0.012, c.pan_offset_m / 2 + 0.005]
@@ -498,7 +497,8 @@ class PanFlip(Task):
         stub.contype = stub.conaffinity = 0
         h = c.cake_half_size_m
         cake = _free_body(spec, "cake", (0.5, 0, 0.3))
-        _add_box(cake, h, (0.75, 0.55, 0.3, 1), mass=c.cake_mass_kg, name="cake", friction=(0.6, 0.01, 0.001), condim=4)
+        g = _add_box(cake, h, (0.75, 0.55, 0.3, 1), mass=c.cake_mass_kg, name="cake", friction=(0.6, 0.01, 0.001), condim=4)
+        g.solref, g.solimp = [0.005, 1.0], [0.95, 0.99, 0.001, 0.5, 2.0]
         top = cake.add_geom()  # coloured top face so the cameras can tell the sides apart
         top.type = mujoco.mjtGeom.mjGEOM_BOX
         top.size = [h[0] * 0.9, h[1] * 0.9, 0.001]
@@ -544,7 +544,8 @@ class PanFlip(Task):
     def success(self) -> bool:
         rel, up, speed = self.cake_in_pan()
         c = self.config
-        resting = np.linalg.norm(rel[:2]) < c.pan_radius_m and rel[2] < c.cake_half_size_m[2] + 0.01
+        # Lying flat on the pan floor (not on the table below, not leaning on the rim).
+        resting = np.all(np.abs(rel[:2]) < c.pan_radius_m) and -0.005 < rel[2] < c.cake_half_size_m[2] + 0.01
         return bool(resting and up < -0.9 and speed < 0.2)
 
     def privileged_state(self):

@@ -1,0 +1,101 @@
+"""Scripted SpaceMouse operator: solves every task alone, intervenes on a straying policy less as it improves."""
+
+import numpy as np
+import pytest
+
+from hilserl_sim.env import ArmAction, TaskEnv
+from hilserl_sim.operator import OperatorConfig, ScriptedOperator, run_demo_episode
+
+EPISODES = 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["pick_cube", "peg_insertion", "handover", "pan_flip"])
+def test_scripted_operator_solves_each_task(task):
+    env = TaskEnv(task, cameras=())
+    op = ScriptedOperator(env, OperatorConfig(seed=1))
+    try:
+        # Seeds 1000+ are not the ones the operator was tuned on (0..49 in the benchmark).
+        results = [run_demo_episode(env, op, seed=1000 + i) for i in range(EPISODES)]
+    finally:
+        env.close()
+    rate = np.mean([r["success"] for r in results])
+    assert rate >= 0.8, (task, results)
+
+
+def test_operator_output_is_a_spacemouse_sample():
+    env = TaskEnv("handover", cameras=())
+    op = ScriptedOperator(env, OperatorConfig(noise_std=0.3, seed=0))
+    try:
+        obs = env.reset(seed=0)
+        for _ in range(20):
+            out = op.demonstrate(obs)
+            assert set(out.twist) == {"left", "right"}
+            for arm, tw in out.twist.items():
+                assert tw.shape == (6,) and np.all(np.abs(tw) <= 1.0)
+                toggle, intervening = out.buttons[arm]
+                assert toggle in (0, 1) and intervening == 1
+            obs, *_ = env.step(op.to_actions(out), render=False)
+    finally:
+        env.close()
+
+
+def _bad_policy(env):
+    """A policy that drifts up and away: the operator should see it straying."""
+    return {a: ArmAction(np.array([0.0, 0.8, -0.8, 0.0, 0.0, 0.0]), 0.0) for a in env.arm_names}
+
+
+def _count_interventions(op, env, episodes, steps=30):
+    total = 0
+    for ep in range(episodes):
+        obs = env.reset(seed=ep)
+        op.reset()
+        for _ in range(steps):
+            acts, intervened, _ = op.act(obs, _bad_policy(env))
+            obs, _, term, trunc, _ = env.step(acts, render=False)
+            total += int(intervened)
+            if term or trunc:
+                break
+    return total
+
+
+def test_interventions_are_frequent_early_and_rare_once_the_policy_succeeds():
+    env = TaskEnv("pick_cube", cameras=())
+    try:
+        novice = ScriptedOperator(env, OperatorConfig(seed=3))
+        assert novice.intervention_probability == pytest.approx(0.9)
+        early = _count_interventions(novice, env, episodes=4)
+        trusting = ScriptedOperator(env, OperatorConfig(seed=3))
+        for _ in range(20):
+            trusting.record_episode(True)
+        assert trusting.intervention_probability == pytest.approx(0.05)
+        late = _count_interventions(trusting, env, episodes=4)
+    finally:
+        env.close()
+    assert early >= 20 and late <= early / 3, (early, late)
+
+
+def test_intervention_corrects_and_hands_back():
+    env = TaskEnv("pick_cube", cameras=())
+    op = ScriptedOperator(env, OperatorConfig(seed=0, intervention_prob_min=1.0, intervention_prob_max=1.0,
+                                              correction_steps_min=4, correction_steps_max=4))
+    try:
+        obs = env.reset(seed=1)
+        op.reset()
+        flags = []
+        dist_before = dist_after = None  # horizontal hand-cube distance at the start/end of the first correction
+        for k in range(12):
+            acts, intervened, out = op.act(obs, _bad_policy(env))
+            cube = env.task.privileged_state()["cube_pos"]
+            if intervened and dist_before is None:
+                dist_before = np.linalg.norm(obs["state"]["arm"].position[:2] - cube[:2])
+            flags.append(intervened)
+            obs, *_ = env.step(acts, render=False)
+            if intervened and not (False in flags[2:]):  # first correction only
+                dist_after = np.linalg.norm(obs["state"]["arm"].position[:2] - cube[:2])
+                assert out.buttons["arm"][1] == 1
+    finally:
+        env.close()
+    # The 3rd consecutive straying step (patience_steps) triggers a 4-step correction, then control goes back.
+    assert flags[:2] == [False, False] and flags[2:6] == [True] * 4 and not flags[6]
+    assert dist_after < dist_before - 0.02  # the correction brought the hand back over the cube
