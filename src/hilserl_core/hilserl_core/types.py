@@ -5,7 +5,7 @@ Observation keys (one flat namespace, the same on the wire, in buffers and in ba
 - ``"proprio"``: float32 ``[P]`` egocentric proprioception (see ``frames.py``).
 - ``"image/<cam>"``: uint8 ``[H, W, 3]`` RGB, normally 128x128 after cropping.
 - ``"feature/<cam>"``: float16 ``[C, h, w]`` output of the frozen image encoder
-  (``networks.ResNet10Encoder``: ``[512, 4, 4]`` for 128x128 input). A buffer in
+  (``encoders.ResNet10Encoder``: ``[512, 4, 4]`` for 128x128 input). A buffer in
   feature mode stores these instead of images so CPU learner updates never
   re-run the ResNet.
 
