@@ -52,6 +52,7 @@ class ActorConfig:
     cameras: Tuple[str, ...] = param(("left/wrist", "left/side"), "cameras as <arm>/<camera>")
     encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
     control_rate_hz: float = param(10.0, "policy rate", units="Hz", low=1.0, high=100.0)
+    trigger: str = param("camera", "when to act: camera (as soon as a new frame of every camera is in, at most about control_rate_hz; lowest latency) or timer (a free-running control_rate_hz timer)", choices=("camera", "timer"))
     max_input_age_s: float = param(0.25, "inputs older than this at a tick mean no action", units="s", low=0.01, high=5.0, live=True)
     max_episode_steps: int = param(100, "time limit (a truncation, not a terminal state)", units="steps", low=1, high=100_000, live=True)
     deterministic: bool = param(False, "act with the policy mean (evaluation) instead of sampling (exploration)", live=True)
@@ -121,7 +122,9 @@ class ActorNode(Node):
         self._metrics_pub = self.create_publisher(String, topics.EPISODE_METRICS, qos.EVENTS)
         self._reward_reset_pub = self.create_publisher(Empty, "/reward/reset", qos.EVENTS)
         self._reset_client = self.create_client(Trigger, c.reset_service) if c.reset_service else None
-        self.create_timer(1.0 / c.control_rate_hz, self._tick)
+        self.create_timer(1.0 / c.control_rate_hz, self._on_timer)
+        self._last_obs_stamp = -1.0  # image time of the last observation acted on
+        self._last_tick_s = -1.0
         self.transitions_sent = 0
         self.actions_sent = 0
 
@@ -139,6 +142,21 @@ class ActorNode(Node):
             self._put("image/" + key, msgconv.image_to_rgb(msg), msg.header.stamp)
         except ValueError as exc:
             self.diag.report("inputs", diagnostics.ERROR, f"{key}: {exc}")
+            return
+        c = self.conf.value
+        if c.trigger == "camera" and self._new_frames() and self._now() - self._last_tick_s >= 0.8 / c.control_rate_hz:
+            self._tick()
+
+    def _new_frames(self) -> bool:
+        """Every camera has a frame newer than the last observation acted on."""
+        got = [self.inputs.get("image/" + k) for k in self.cam_keys]
+        return all(g is not None and g[1] > self._last_obs_stamp for g in got)
+
+    def _on_timer(self) -> None:
+        c = self.conf.value
+        # camera trigger: the timer only covers resets and missing cameras (to say why nothing happens)
+        if c.trigger == "timer" or self.state != "running" or self._now() - self._last_tick_s > 1.5 / c.control_rate_hz:
+            self._tick()
 
     def _on_executed(self, arm: str, msg: Joy) -> None:
         a = actions.from_joy(msg)
@@ -171,6 +189,7 @@ class ActorNode(Node):
         return keys + ["image/" + k for k in self.cam_keys] + ["success"]
 
     def _tick(self) -> None:
+        self._last_tick_s = self._now()
         if self.state == "reset":
             self._request_reset()
             return
@@ -184,6 +203,11 @@ class ActorNode(Node):
         values, why = self.inputs.snapshot(now, self._required(), c.max_input_age_s)
         if values is None:
             self.diag.report("inputs", diagnostics.WARN, why)
+            return
+        # The observation's time is its oldest camera frame; never act twice on the same frames.
+        obs_stamp = self.inputs.oldest_stamp(["image/" + k for k in self.cam_keys])
+        if obs_stamp <= self._last_obs_stamp:
+            self.diag.report("inputs", diagnostics.OK, "waiting for new camera frames")
             return
         if self.state == "waiting":
             # start poses must be measured after the reset finished
@@ -205,7 +229,8 @@ class ActorNode(Node):
             {a: values[f"{a}/gripper"] for a in self.arms},
         )
         success = bool(values["success"])
-        transition, summary = self.recorder.observe(obs, now, float(success), success, self._operator_reset)
+        self._last_obs_stamp = obs_stamp
+        transition, summary = self.recorder.observe(obs, obs_stamp, float(success), success, self._operator_reset)
         self._operator_reset = False
         if transition is not None:
             self._transition_pub.publish(payload.encode(*wire.transition_to_arrays(transition, self.actor_id, self.sequence)))
@@ -214,7 +239,7 @@ class ActorNode(Node):
         if summary is not None:
             self._end_episode(summary)
             return
-        self._act(obs, now)
+        self._act(obs, obs_stamp)
 
     def _act(self, obs, stamp_s: float) -> None:
         c = self.conf.value
