@@ -25,6 +25,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from hilserl_core import control as law
+from hilserl_core.intervention import MuxConfig  # step sizes and workspace box: the mux's own schema
 
 from .robot import GRIPPER_MAX_WIDTH_M, ArmState
 from .tasks import Task, make_task
@@ -34,16 +35,6 @@ from .tasks import Task, make_task
 class ArmAction:
     twist: np.ndarray = field(default_factory=lambda: np.zeros(6))
     gripper: float = 0.0  # -1 close, +1 open, 0 stay
-
-
-@dataclass
-class MuxConfig:
-    """How a normalized action becomes a controller command (the mux's job on the robot)."""
-
-    linear_step_m: float = 0.03  # target offset per control step at full deflection
-    angular_step_rad: float = 0.2
-    workspace_low: Tuple[float, float, float] = (0.2, -0.35, 0.0)
-    workspace_high: Tuple[float, float, float] = (0.8, 0.35, 0.5)
 
 
 class TaskEnv:
@@ -57,7 +48,7 @@ class TaskEnv:
         for cam in self.cameras:
             self.sim._camera_id(cam)  # fail early on a bad camera name
         self.mux = mux or MuxConfig()
-        self.box = law.WorkspaceBox(min_position_m=self.mux.workspace_low, max_position_m=self.mux.workspace_high)
+        self.box = self.mux.workspace.box()
         self.rng = np.random.default_rng(seed)
         self.gripper_closed: Dict[str, bool] = {a: False for a in self.arm_names}
         self.anchor: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
