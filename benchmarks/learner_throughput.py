@@ -8,8 +8,8 @@ timed block always holds whole critic/actor cycles. Reported: median over
 repeats of the block rate, after warm-up.
 
 Reproduce:
-    cd /work/main && source scripts/env.sh && \
-        PYTHONPATH=src/hilserl_core:$PYTHONPATH python benchmarks/learner_throughput.py
+    cd /work/main && source scripts/env.sh && python benchmarks/learner_throughput.py
+    (options: --threads N, --num-spatial-kernels 1 8, --actor-encoder separate)
 
 The last line printed is one JSON object (keys carry their units).
 """
@@ -63,31 +63,31 @@ def measure(config: RLPDConfig, warmup: int, block: int, repeats: int) -> dict:
     batch = make_batch(config.batch_size)
     for _ in range(warmup):
         agent.update(batch)
-    rates = []
+    rates, cpu_ms = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(block):
             agent.update(batch)
         rates.append(block / (time.perf_counter() - t0))
+        cpu_ms.append((time.process_time() - c0) / block * 1e3)
     return {
         "median_updates_per_s": statistics.median(rates),
+        "median_cpu_ms_per_update": statistics.median(cpu_ms),
         "min_updates_per_s": min(rates),
         "max_updates_per_s": max(rates),
     }
 
 
-def bytes_per_transition() -> "int | None":
+def replay_bytes_per_transition() -> "dict | None":
+    """Bytes per stored transition from the data engineer's buffer (hilserl_core.replay)."""
     try:
-        from hilserl_core import replay  # noqa: F401
+        from hilserl_core.replay import bytes_per_transition
     except ImportError:
         return None
-    fn = getattr(replay, "bytes_per_transition", None)
-    if fn is None:
-        return None
-    try:
-        return int(fn(camera_names=CAMERAS, proprio_dim=PROPRIO_DIM, action_dim=ACTION_DIM, mode="feature"))
-    except TypeError:
-        return None
+    return {
+        mode: float(bytes_per_transition(cameras=CAMERAS, mode=mode, proprio_dim=PROPRIO_DIM, action_dim=ACTION_DIM))
+        for mode in ("feature", "image")
+    }
 
 
 def main() -> None:
@@ -106,7 +106,8 @@ def main() -> None:
     if args.actor_encoder:
         base = replace(base, actor_encoder=args.actor_encoder)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()},"
-          f" {os.cpu_count()} logical CPUs (machine may be shared: timings are noisy)")
+          f" {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f} "
+          "(shared machine: other processes compete for the cores)")
     print(f"batch {base.batch_size}, cameras {CAMERAS} with cached float16 features [512,4,4], "
           f"proprio {PROPRIO_DIM}, action {ACTION_DIM}; update = 1 critic step (+ actor/temperature every "
           f"{base.critic_actor_ratio}); median of {args.repeats} blocks of {args.block} after {args.warmup} warm-up")
@@ -118,18 +119,26 @@ def main() -> None:
             r = measure(config, args.warmup, args.block, args.repeats)
             print(f"  k={k:2d} critics={n:2d} actor_encoder={config.actor_encoder}: "
                   f"{r['median_updates_per_s']:.1f} updates/s (min {r['min_updates_per_s']:.1f}, "
-                  f"max {r['max_updates_per_s']:.1f}), {1000 / r['median_updates_per_s']:.2f} ms/update")
+                  f"max {r['max_updates_per_s']:.1f}), {1000 / r['median_updates_per_s']:.2f} ms/update wall, "
+                  f"{r['median_cpu_ms_per_update']:.2f} ms CPU (all threads)")
             suffix = "" if k == base.num_spatial_kernels else f"_k{k}"
             result[f"updates_per_s_{n}_critics{suffix}"] = round(r["median_updates_per_s"], 2)
-    bpt = bytes_per_transition()
-    result["bytes_per_transition"] = bpt
+            result[f"cpu_ms_per_update_{n}_critics{suffix}"] = round(r["median_cpu_ms_per_update"], 2)
+    bpt = replay_bytes_per_transition()
     if bpt is None:
-        print("bytes_per_transition: hilserl_core.replay (data engineer) not available or has no "
-              "bytes_per_transition(); not measured here")
+        print("bytes_per_transition: hilserl_core.replay not available; not measured")
+    else:
+        print(f"replay bytes/transition (hilserl_core.replay.bytes_per_transition, same cameras/proprio/action): "
+              f"feature mode {bpt['feature']:.0f} B, image mode {bpt['image']:.0f} B")
+        result["bytes_per_transition"] = bpt["feature"]
+        result["bytes_per_transition_image_mode"] = bpt["image"]
     result["config"] = {k: v for k, v in to_dict(base).items() if k not in ("num_critics",)}
     result["batch_size_transitions"] = base.batch_size
     result["threads"] = torch.get_num_threads()
-    result["reproduce"] = "PYTHONPATH=src/hilserl_core:$PYTHONPATH python benchmarks/learner_throughput.py"
+    result["load_average_1min"] = os.getloadavg()[0]
+    result["reproduce"] = "cd /work/main && source scripts/env.sh && python benchmarks/learner_throughput.py " + " ".join(
+        sys.argv[1:]
+    )
     print(json.dumps(result))
 
 
