@@ -101,6 +101,13 @@ class SimArm:
         self.finger_qadr = np.array([model.jnt_qposadr[j] for j in fj])
         self.finger_dadr = np.array([model.jnt_dofadr[j] for j in fj])
         self.act = np.array([model.actuator(f"{name}/{j}").id for j in ARM_JOINTS])
+        # The 7 joints, dofs and motors of one arm are contiguous: slices are views, not copies.
+        for idx in (self.qadr, self.dadr, self.act):
+            assert np.all(np.diff(idx) == 1), f"{name}: arm joints/actuators are not contiguous"
+        self.q_sl = slice(int(self.qadr[0]), int(self.qadr[0]) + 7)
+        self.d_sl = slice(int(self.dadr[0]), int(self.dadr[0]) + 7)
+        self.a_sl = slice(int(self.act[0]), int(self.act[0]) + 7)
+        self._J = np.zeros((6, 7))
         self.finger_act = np.array([model.actuator(f"{name}/finger{i}").id for i in (1, 2)])
         self.tau_limit = model.actuator_ctrlrange[self.act, 1].copy()
         self.site = model.site(f"{name}/tcp").id
@@ -161,8 +168,12 @@ class SimArm:
         return pos, (q if q[3] >= 0 else -q)  # canonical sign (w >= 0), as hilserl_core.frames returns
 
     def jacobian(self) -> np.ndarray:
+        """Geometric Jacobian of the TCP [v; w] in base axes (6 x 7); a fresh array."""
         mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self.site)
-        return np.vstack((self.R_wb.T @ self._jacp[:, self.dadr], self.R_wb.T @ self._jacr[:, self.dadr]))
+        J = np.empty((6, 7))
+        np.dot(self.R_wb.T, self._jacp[:, self.d_sl], out=J[:3])
+        np.dot(self.R_wb.T, self._jacr[:, self.d_sl], out=J[3:])
+        return J
 
     def external_wrench(self) -> np.ndarray:
         """Contact wrench the environment exerts on hand + fingers, at the TCP, base axes."""
@@ -306,7 +317,7 @@ class SimArm:
                       f"(> pose_timeout_s {self.config.pose_timeout_s} s)")
         pos, quat = self.tcp_pose()
         J = self.jacobian()
-        qd = d.qvel[self.dadr]
+        qd = d.qvel[self.d_sl]
         twist = J @ qd
         params = self._wrench_mode_params if self.config.mode == "wrench" else self._pose_params
         try:
@@ -320,10 +331,10 @@ class SimArm:
             R = frames.quat_to_matrix(quat)
             self.last_ff_wrench_base = np.concatenate((R @ w_ee[:3], R @ w_ee[3:]))
             F = F + self.last_ff_wrench_base
-        # Nullspace posture torque, projected with the damped pseudo-inverse of J.
-        JJt = J @ J.T + 1e-6 * np.eye(6)
-        N = np.eye(7) - J.T @ np.linalg.solve(JJt, J)
-        q = d.qpos[self.qadr]
-        tau_null = N @ (self.null_kp * (self.q_null - q) - self.null_kd * qd)
-        tau = J.T @ F + tau_null + d.qfrc_bias[self.dadr]
-        d.ctrl[self.act] = np.clip(tau, -self.tau_limit, self.tau_limit)
+        # Nullspace posture torque projected with N = I - J^T (J J^T)^-1 J (damped), applied to a vector.
+        tau0 = self.null_kp * (self.q_null - d.qpos[self.q_sl]) - self.null_kd * qd
+        JJt = J @ J.T
+        JJt.flat[::7] += 1e-6
+        tau_null = tau0 - J.T @ np.linalg.solve(JJt, J @ tau0)
+        # Saturation at the datasheet torque limits is MuJoCo's (motors are ctrllimited).
+        d.ctrl[self.a_sl] = J.T @ F + tau_null + d.qfrc_bias[self.d_sl]
