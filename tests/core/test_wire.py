@@ -47,3 +47,17 @@ def test_weights_roundtrip_and_name_check():
     assert version == 5 and np.array_equal(out["actor.w"], state["actor.w"].numpy())
     with pytest.raises(ValueError, match="do not match"):
         wire.arrays_to_weights({"actor.w": arrays["actor.w"]}, meta)
+
+
+def test_weights_can_travel_as_float16_and_load_into_float32():
+    from hilserl_core.networks import load_trainable_state_dict
+
+    layer = torch.nn.Linear(64, 32)
+    arrays, meta = wire.weights_to_arrays(dict(layer.state_dict()), 1, float_dtype="float16")
+    assert all(a.dtype == np.float16 for a in arrays.values())
+    assert sum(a.nbytes for a in arrays.values()) == 2 * (64 * 32 + 32)
+    other = torch.nn.Linear(64, 32)
+    out, _ = wire.arrays_to_weights(*tensorio.from_bytes(tensorio.to_bytes(arrays, meta)))
+    load_trainable_state_dict(other, {k: torch.from_numpy(v) for k, v in out.items()})
+    assert other.weight.dtype == torch.float32
+    assert torch.allclose(other.weight, layer.weight, rtol=1e-3, atol=1e-4)

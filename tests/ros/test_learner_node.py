@@ -72,6 +72,7 @@ def test_learner_node_end_to_end(ros_context, spin_until, tmp_path):
     assert not any(k.startswith("rlpd/") and "critic" in k for k in state)  # the actor needs no Q-ensemble
     assert any(k.startswith("grasp/critic") for k in state)  # but it does need the grasp critic to act
     assert sum(v.nbytes for v in state.values()) < 4 * 2**20
+    assert all(v.dtype == np.float16 for v in state.values() if np.issubdtype(v.dtype, np.floating))  # weights_dtype default
 
     # live update-to-data ratio: 0 stops training
     node.set_parameters([Parameter("learner.updates_per_transition", value=0.0)])

@@ -66,8 +66,12 @@ class PolicyRunner:
         bad = [k for k, (shape, _) in expected.items() if tuple(np.shape(arrays[k])) != shape]
         if bad:
             raise WeightsMismatch(f"weights v{version}: shape mismatch for {bad[:5]}")
+        non_float = [k for k, (_, dtype) in expected.items() if dtype.is_floating_point and not np.issubdtype(np.asarray(arrays[k]).dtype, np.floating)]
+        if non_float:
+            raise WeightsMismatch(f"weights v{version}: non-float values for float parameters {non_float[:5]}")
         for name, agent in self.agents().items():
             prefix = name + "/"
+            # float16 on the wire is copied into the float32 parameters (load_trainable_state_dict converts)
             agent.load_policy_state_dict({k[len(prefix):]: torch.as_tensor(np.asarray(v)) for k, v in arrays.items() if k.startswith(prefix)})
         self.version = int(version)
 

@@ -25,11 +25,14 @@ class Diagnostics:
         self._pub = node.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.EVENTS)
         self._timer = node.create_timer(period_s, self.publish)
 
-    def report(self, name: str, level: int, message: str, **values) -> None:
+    def report(self, name: str, level: int, message: str, publish_now: bool = False, **values) -> None:
+        """Set the status of ``name``; ``publish_now`` sends at once (events), else on the timer."""
         full = f"{self._hardware_id}: {name}"
         status = DiagnosticStatus(level=bytes([level]), name=full, message=message, hardware_id=self._hardware_id)
         status.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
         self._statuses[name] = status
+        if publish_now:
+            self.publish()
 
     def level(self, name: str) -> int:
         status = self._statuses.get(name)

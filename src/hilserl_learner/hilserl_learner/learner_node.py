@@ -44,6 +44,7 @@ class LearnerNodeConfig:
     encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
     checkpoint_dir: str = param("", "where checkpoints go and resume comes from; empty = no checkpoints")
     use_grasp_critic: bool = param(True, "train the grasp critic (DQN over open/stay/close per gripper)")
+    weights_dtype: str = param("float16", "float type of the broadcast policy weights (float16 halves the message; training stays float32)", choices=("float16", "float32"))
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     agent: RLPDConfig = field(default_factory=RLPDConfig)
     grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
@@ -126,7 +127,9 @@ class LearnerNode(Node):
     def publish_weights(self) -> None:
         with self._lock:
             state, version = self.learner.policy_weights()
-            msg = payload.encode(*wire.weights_to_arrays(state, version, {"updates": self.learner.updates}))
+            published_s = self.get_clock().now().nanoseconds * 1e-9  # lets receivers measure delivery time
+            msg = payload.encode(*wire.weights_to_arrays(
+                state, version, {"updates": self.learner.updates, "published_s": published_s}, float_dtype=self.conf.value.weights_dtype))
         self._weights_pub.publish(msg)
         self.weights_bytes = payload.payload_size(msg)
         self._last_weights_s = time.monotonic()

@@ -173,12 +173,16 @@ class ActorNode(Node):
 
     def _on_weights(self, msg: UInt8MultiArray) -> None:
         try:
-            arrays, version = wire.arrays_to_weights(*payload.decode(msg))
+            arrays, meta = payload.decode(msg)
+            arrays, version = wire.arrays_to_weights(arrays, meta)
             self.policy.load_weights(arrays, version)
         except (tensorio.TensorIOError, ValueError, WeightsMismatch) as exc:
-            self.diag.report("weights", diagnostics.ERROR, f"kept weights v{self.policy.version}: {exc}")
+            self.diag.report("weights", diagnostics.ERROR, f"kept weights v{self.policy.version}: {exc}", publish_now=True)
             return
-        self.diag.report("weights", diagnostics.OK, f"policy weights v{version}", bytes=len(msg.data))
+        extra = {}
+        if "published_s" in meta:  # learner publish -> loaded here (same clock source on one machine; NTP across)
+            extra["delivery_s"] = f"{self._now() - float(meta['published_s']):.4f}"
+        self.diag.report("weights", diagnostics.OK, f"policy weights v{version}", publish_now=True, bytes=len(msg.data), **extra)
 
     def _on_operator_reset(self, _msg: Empty) -> None:
         self._operator_reset = True

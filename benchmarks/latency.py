@@ -1,0 +1,258 @@
+"""Camera -> controller-target latency through crop, actor and mux, and weight broadcast cost.
+
+Starts the real nodes as separate processes over DDS on loopback (crop node per camera,
+actor, intervention mux per arm, learner), from a graph description like the
+launch files use. This script plays camera driver and robot: it publishes raw
+camera images (all cameras of a frame set with one stamp) and robot state at the
+camera rate, and measures, for every frame set, the time from publishing the
+images to the mux's report that it sent the controller target for the action
+chosen on those frames (``mux/executed`` is published right after ``target_pose``,
+in the same callback, and carries the observation's image stamp).
+
+Weights: size of the learner's policy-weights message and the time from the
+learner publishing it to the actor having loaded it (the actor's diagnostics
+report the version it uses; its transient-local subscription is reliable).
+
+    python benchmarks/latency.py                 # dual arm, 2 cameras per arm
+    python benchmarks/latency.py --arms 1 --frames 200
+
+The last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
+
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from sensor_msgs.msg import Image, JointState, Joy  # noqa: E402
+from std_msgs.msg import Bool, UInt8MultiArray  # noqa: E402
+
+from hilserl import graph as G  # noqa: E402
+from hilserl.runner import GraphRunner  # noqa: E402
+from hilserl_core import frames, msgconv, wire  # noqa: E402
+from hilserl_interfaces import actions, payload, qos  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ARM_NAMES = ["left", "right"]
+CAMERAS = ["wrist", "side"]
+
+
+def write_graph(cfg: Path, arms: list, raw: int) -> None:
+    cams = [f"{a}/{c}" for a in arms for c in CAMERAS]
+    doc = {
+        "description": "latency benchmark: crop, actor, mux (and a learner for the weight figures)",
+        "arguments": {"with_learner": "false"},
+        "arms": arms,
+        "cameras": CAMERAS,
+        "nodes": [
+            {"name": "crop_{camera}", "package": "hilserl_perception", "executable": "crop_node", "namespace": "/{arm}",
+             "for_each": ["arm", "camera"], "params_files": ["perception_real.yaml"], "parameters": {"camera": "{camera}"}},
+            {"name": "intervention_mux", "package": "hilserl_teleop", "executable": "mux_node", "namespace": "/{arm}",
+             "for_each": "arm", "params_files": ["mux.yaml"]},
+            {"name": "actor", "package": "hilserl_policy", "executable": "actor_node", "params_files": ["agent.yaml", "actor.yaml"],
+             "parameters": {"arms": arms, "cameras": cams, "reset_service": "", "max_episode_steps": 100000}},
+            {"name": "learner", "package": "hilserl_learner", "executable": "learner_node", "params_files": ["agent.yaml", "learner.yaml"],
+             "condition": "{with_learner}",
+             # no operator here, so no demo data: online-only batches, a modest update rate on this shared CPU
+             "parameters": {"arms": arms, "cameras": cams, "checkpoint_dir": "", "learner.weights_period_s": 1.0,
+                            "learner.demo_fraction": 0.0, "learner.learning_starts": 20, "learner.updates_per_transition": 0.2}},
+        ],
+    }
+    (cfg / "graphs" / "latency.yaml").write_text(yaml.safe_dump(doc))
+
+
+class Driver:
+    """Camera driver + robot + observer."""
+
+    def __init__(self, arms, raw):
+        self.node = rclpy.create_node("latency_driver")
+        n = self.node
+        self.arms = arms
+        self.pubs = {}
+        for a in arms:
+            for c in CAMERAS:
+                self.pubs[f"{a}/{c}"] = n.create_publisher(Image, f"/{a}/cameras/{c}/image_raw", qos.COMMAND)
+            self.pubs[a] = {
+                "pose": n.create_publisher(PoseStamped, f"/{a}/current_pose", qos.COMMAND),
+                "twist": n.create_publisher(TwistStamped, f"/{a}/current_twist", qos.COMMAND),
+                "wrench": n.create_publisher(WrenchStamped, f"/{a}/external_wrench", qos.COMMAND),
+                "gripper": n.create_publisher(JointState, f"/{a}/gripper/joint_states", qos.COMMAND),
+            }
+            n.create_subscription(Joy, f"/{a}/mux/executed", lambda m, a=a: self.on_executed(a, m), qos.EVENTS)
+        self.success = n.create_publisher(Bool, "/reward/success", qos.EVENTS)
+        n.create_subscription(UInt8MultiArray, "/learner/policy_weights", self.on_weights, qos.LATCHED)
+        n.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, qos.EVENTS)
+        rng = np.random.default_rng(0)
+        self.frames = [rng.integers(0, 256, (raw, raw, 3), dtype=np.uint8) for _ in range(4)]
+        self.published = {}  # stamp -> wall time of publishing
+        self.latency = {a: [] for a in arms}
+        self.weights = {}  # version -> (bytes, receive wall time at the observer)
+        self.delivery = {}  # version -> learner publish -> actor loaded, as the actor measured it
+
+    def now(self):
+        return self.node.get_clock().now()
+
+    def publish(self, i):
+        t = self.now()
+        stamp = t.to_msg()
+        key = round(t.nanoseconds * 1e-9, 6)
+        for a in self.arms:
+            p = PoseStamped()
+            p.header.stamp = stamp
+            msgconv.fill_pose(p.pose, [0.5, 0.0, 0.3], frames.quat_from_euler_xyz(np.pi, 0, 0))
+            self.pubs[a]["pose"].publish(p)
+            tw = TwistStamped()
+            tw.header.stamp = stamp
+            self.pubs[a]["twist"].publish(tw)
+            wr = WrenchStamped()
+            wr.header.stamp = stamp
+            self.pubs[a]["wrench"].publish(wr)
+            self.pubs[a]["gripper"].publish(JointState(header=p.header, name=["a", "b"], position=[0.04, 0.04]))
+        self.success.publish(Bool(data=False))
+        self.published[key] = time.monotonic()
+        for k, pub in self.pubs.items():
+            if "/" in k:
+                msg = Image()
+                msg.header.stamp = stamp
+                msgconv.fill_image(msg, self.frames[i % 4], "rgb8")
+                pub.publish(msg)
+
+    def on_executed(self, arm, msg):
+        a = actions.from_joy(msg)
+        t0 = self.published.get(round(a.stamp_s, 6))
+        if t0 is not None:
+            self.latency[arm].append(time.monotonic() - t0)
+
+    def on_weights(self, msg):
+        _, version = wire.arrays_to_weights(*payload.decode(msg))
+        self.weights.setdefault(version, (len(msg.data), time.monotonic()))
+
+    def on_diag(self, msg):
+        for s in msg.status:
+            if s.name.endswith("/actor: weights"):
+                v = s.message.rsplit("v", 1)[-1]
+                values = {kv.key: kv.value for kv in s.values}
+                if v.isdigit() and "delivery_s" in values:
+                    self.delivery.setdefault(int(v), float(values["delivery_s"]))
+
+
+def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool) -> Driver:
+    """Start the graph, drive it with camera frames at 10 Hz, return the driver's records."""
+    log = io.StringIO()
+    runner = GraphRunner(G.load_graph("latency", {"with_learner": str(with_learner).lower()}, cfg_dir=cfg), out=log)
+    drv = Driver(arms, raw)
+    ex = SingleThreadedExecutor()
+    ex.add_node(drv.node)
+    runner.start()
+    i = 0
+
+    def drive(until, stop=lambda: False):
+        nonlocal i
+        next_t = time.monotonic()
+        while time.monotonic() < until and not stop():
+            if runner.poll() is not None:
+                raise RuntimeError("a node died:\n" + log.getvalue()[-3000:])
+            if time.monotonic() >= next_t:
+                drv.publish(i)
+                i += 1
+                next_t += 0.1
+                if with_learner is False and i % 50 == 0 and measuring:
+                    print(f"[latency]   {i - first}/{frames} frame sets", flush=True)
+            ex.spin_once(timeout_sec=0.002)
+
+    measuring, first = False, 0
+    try:
+        print(f"[latency] {len(runner.graph.nodes)} nodes starting; warming up ...", flush=True)
+        drive(time.monotonic() + 120, lambda: all(len(v) >= 10 for v in drv.latency.values()))
+        if not all(drv.latency.values()):
+            raise RuntimeError("no actions came back during warm-up:\n" + log.getvalue()[-3000:])
+        if with_learner:
+            print("[latency] measuring weight broadcasts (learner training on the actor's transitions) ...", flush=True)
+            drive(time.monotonic() + 90, lambda: len([v for v in drv.delivery if v > 1]) >= 3)
+        else:
+            for v in drv.latency.values():
+                v.clear()
+            print(f"[latency] measuring {frames} frame sets at 10 Hz ...", flush=True)
+            measuring, first = True, i
+            drive(time.monotonic() + frames * 0.1 + 1e-3)
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.01)
+    finally:
+        runner.shutdown()
+        ex.shutdown()
+        drv.node.destroy_node()
+    return drv
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arms", type=int, choices=(1, 2), default=2)
+    ap.add_argument("--frames", type=int, default=300, help="frame sets to measure (10 Hz)")
+    ap.add_argument("--raw", type=int, default=128, help="raw camera image side in pixels (the simulator renders 128)")
+    args = ap.parse_args(argv)
+    arms = ARM_NAMES[: args.arms]
+    cmd = f"python benchmarks/latency.py --arms {args.arms} --frames {args.frames} --raw {args.raw}"
+    tmp = Path(tempfile.mkdtemp(prefix="hilserl_latency_"))
+    cfg = tmp / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    write_graph(cfg, arms, args.raw)
+    rclpy.init()
+    try:
+        # Phase 1: latency with crop, actor and mux (on a robot the learner runs on another machine).
+        lat_drv = run_phase(cfg, arms, args.raw, args.frames, with_learner=False)
+        # Phase 2: weight broadcasts from a learner training on this machine.
+        w_drv = run_phase(cfg, arms, args.raw, args.frames, with_learner=True)
+    finally:
+        rclpy.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    lat = np.array([x for v in lat_drv.latency.values() for x in v]) * 1e3
+    answered = len(lat) / (args.frames * len(arms))
+    live = {v: d for v, d in w_drv.delivery.items() if v > 1}  # v1 is sent before the actor exists (late joiner)
+    sizes = [w_drv.weights[v][0] for v in live if v in w_drv.weights]
+    figures = {
+        "arms": len(arms),
+        "cameras_per_arm": len(CAMERAS),
+        "raw_image_px": args.raw,
+        "frames": args.frames,
+        "answered_fraction": round(answered, 3),
+        "latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "latency_p90_ms": round(float(np.percentile(lat, 90)), 2),
+        "latency_p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "latency_max_ms": round(float(lat.max()), 2),
+        "weights_bytes": max(sizes) if sizes else None,
+        "weights_delivery_s": round(statistics.median(live.values()), 4) if live else None,
+        "weights_delivery_max_s": round(max(live.values()), 4) if live else None,
+        "weights_updates_measured": len(live),
+    }
+    print(f"\ncamera -> controller target, {len(arms)} arm(s) x {len(CAMERAS)} cameras, {args.raw}px raw, {len(lat)} actions:")
+    print(f"  p50 {figures['latency_p50_ms']} ms   p90 {figures['latency_p90_ms']} ms   p99 {figures['latency_p99_ms']} ms   max {figures['latency_max_ms']} ms")
+    print(f"  frame sets answered: {answered:.1%}")
+    print(f"policy weights: {figures['weights_bytes']} bytes per update; learner publish -> actor loaded: "
+          f"median {figures['weights_delivery_s']} s, max {figures['weights_delivery_max_s']} s over {len(live)} updates")
+    print(f"reproduce: {cmd}")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
