@@ -212,3 +212,21 @@ def test_grasp_dqn_learns_to_close_when_objects_are_between_the_fingers(one_torc
           f"{time.perf_counter() - t0:.0f} s")
     assert random_success < 0.3
     assert success >= 0.95
+
+
+def test_image_grasp_critic_shares_frozen_resnet_with_its_target_and_never_exports_it():
+    from hilserl_core.encoders import ResNet10Encoder
+
+    resnet = ResNet10Encoder(seed=0)
+    agent = GraspDQNAgent(GraspDQNConfig(n_grippers=1, hidden_dims=(16,)), ("wrist",), 3, image_encoder=resnet)
+    assert agent.target_network["encoder"].image_encoder is resnet
+    g = torch.Generator().manual_seed(0)
+    obs = lambda: {"image/wrist": torch.randint(0, 256, (2, 128, 128, 3), generator=g, dtype=torch.uint8),  # noqa: E731
+                   "proprio": torch.zeros(2, 3)}
+    b = Batch(obs(), torch.zeros(2, 1), torch.ones(2), torch.zeros(2), obs(), torch.tensor([0, 2]), torch.zeros(2),
+              torch.zeros(2, dtype=torch.bool))
+    before = [p.clone() for p in resnet.parameters()]
+    agent.update(b)
+    assert all(torch.equal(p, q) for p, q in zip(before, resnet.parameters()))
+    assert agent.q_values(b.observations).shape == (2, 3)
+    assert not any("image_encoder" in k for k in agent.policy_state_dict())

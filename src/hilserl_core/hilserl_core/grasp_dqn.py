@@ -102,21 +102,24 @@ class GraspDQNAgent:
         self.num_actions = 3**config.n_grippers
         self.step = 0
         self.rng = np.random.default_rng(config.seed)
-        torch.manual_seed(config.seed)
-        encoder = ObservationEncoder(
-            self.camera_names,
-            self.proprio_dim,
-            feature_shape=self.feature_shape,
-            num_spatial_kernels=config.num_spatial_kernels,
-            bottleneck_dim=config.image_bottleneck_dim,
-            proprio_latent_dim=config.proprio_latent_dim,
-            dropout=config.image_dropout,
-            image_encoder=image_encoder,
-            augment=augment,
-        )
-        head = GraspCritic(encoder.out_dim, config.n_grippers, config.hidden_dims, config.layer_norm)
-        self.network = nn.ModuleDict({"encoder": encoder, "critic": head}).to(self.device)
-        self.target_network = copy.deepcopy(self.network).requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG stream untouched
+            torch.manual_seed(config.seed)
+            encoder = ObservationEncoder(
+                self.camera_names,
+                self.proprio_dim,
+                feature_shape=self.feature_shape,
+                num_spatial_kernels=config.num_spatial_kernels,
+                bottleneck_dim=config.image_bottleneck_dim,
+                proprio_latent_dim=config.proprio_latent_dim,
+                dropout=config.image_dropout,
+                image_encoder=image_encoder,
+                augment=augment,
+            )
+            head = GraspCritic(encoder.out_dim, config.n_grippers, config.hidden_dims, config.layer_norm)
+            self.network = nn.ModuleDict({"encoder": encoder, "critic": head}).to(self.device)
+        # The target shares the frozen ResNet (deepcopy memo) instead of holding a second copy.
+        memo = {id(image_encoder): image_encoder} if image_encoder is not None else {}
+        self.target_network = copy.deepcopy(self.network, memo).requires_grad_(False)
         self.params = [p for p in self.network.parameters() if p.requires_grad]
         target_by_name = dict(self.target_network.named_parameters())
         self._target_params = [target_by_name[n] for n, p in self.network.named_parameters() if p.requires_grad]

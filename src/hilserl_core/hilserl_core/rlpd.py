@@ -135,7 +135,28 @@ class RLPDAgent:
         self.device = torch.device(device)
         self.step = 0  # update() calls so far
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        torch.manual_seed(config.seed)  # network initialisation
+        # Seeded initialisation without touching the caller's global RNG stream.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self._build_networks(image_encoder, augment)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature), device=self.device))
+        # SAC heuristic restricted to the continuous dims; the gripper is the grasp critic's business.
+        self.target_entropy = -float(self.action_dim)
+
+        self.critic_params = [p for p in self.encoder.parameters() if p.requires_grad] + list(self.critic.parameters())
+        self.actor_params = list(self.actor.parameters())
+        if self.actor_encoder is not None:
+            self.actor_params = [p for p in self.actor_encoder.parameters() if p.requires_grad] + self.actor_params
+        # fused Adam: one kernel for all parameters (the default on CPU is a per-tensor Python loop).
+        fused = dict(fused=True) if self.device.type in ("cpu", "cuda") else {}
+        self.critic_optimizer = torch.optim.Adam(self.critic_params, lr=config.critic_lr, **fused)
+        self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=config.actor_lr, **fused)
+        self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr, **fused)
+        self._online_critic = list(self.critic.parameters())
+        self._target_critic = list(self.target_critic.parameters())
+
+    def _build_networks(self, image_encoder: Optional[nn.Module], augment) -> None:
+        config = self.config
 
         def make_encoder() -> ObservationEncoder:
             return ObservationEncoder(
@@ -165,21 +186,6 @@ class RLPDAgent:
             config.log_std_min,
             config.log_std_max,
         ).to(self.device)
-        self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature), device=self.device))
-        # SAC heuristic restricted to the continuous dims; the gripper is the grasp critic's business.
-        self.target_entropy = -float(self.action_dim)
-
-        self.critic_params = [p for p in self.encoder.parameters() if p.requires_grad] + list(self.critic.parameters())
-        self.actor_params = list(self.actor.parameters())
-        if self.actor_encoder is not None:
-            self.actor_params = [p for p in self.actor_encoder.parameters() if p.requires_grad] + self.actor_params
-        # fused Adam: one kernel for all parameters (the default on CPU is a per-tensor Python loop).
-        fused = dict(fused=True) if self.device.type in ("cpu", "cuda") else {}
-        self.critic_optimizer = torch.optim.Adam(self.critic_params, lr=config.critic_lr, **fused)
-        self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=config.actor_lr, **fused)
-        self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr, **fused)
-        self._online_critic = list(self.critic.parameters())
-        self._target_critic = list(self.target_critic.parameters())
 
     # ------------------------------------------------------------------ acting
     @property
