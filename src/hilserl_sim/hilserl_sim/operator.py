@@ -339,7 +339,7 @@ class PanFlipExpert(_Expert):
         if mem.phase == "catch":
             mem.counter += 1
             settled = ps["cake_speed"] < 0.05 and abs(ps["cake_rel"][2]) < 0.03
-            if mem.counter > 6 and settled:
+            if (mem.counter > 6 and settled) or mem.counter > 12:  # then let go and let it settle
                 mem.phase, mem.counter = "", 0
             return {arm: (catch, True)}
         # Settle: level the pan, wait for the object to rest, then toss if it is still the right way up.
@@ -385,7 +385,10 @@ class ScriptedOperator:
         self.reset()
 
     # ------------------------------------------------------------------ bookkeeping
-    def reset(self) -> None:
+    def reset(self, seed: Optional[int] = None) -> None:
+        """New episode; with ``seed`` the operator's noise and decisions are reproducible per episode."""
+        if seed is not None:
+            self.rng = np.random.default_rng([self.config.seed, seed])
         self.expert = self._factory(self.env, 0.6 * self.config.skill)
         self._queue: Deque[Dict[str, Tuple[np.ndarray, bool]]] = deque()
         self.intervening = False
@@ -485,7 +488,7 @@ class ScriptedOperator:
 def run_demo_episode(env: TaskEnv, operator: ScriptedOperator, seed: int, render: bool = False) -> Dict[str, float]:
     """One full scripted demonstration; returns success, steps and sim time."""
     obs = env.reset(seed=seed) if render else _reset_no_render(env, seed)
-    operator.reset()
+    operator.reset(seed=seed)
     steps = 0
     while True:
         out = operator.demonstrate(obs)
