@@ -99,3 +99,29 @@ def test_intervention_corrects_and_hands_back():
     # The 3rd consecutive straying step (patience_steps) triggers a 4-step correction, then control goes back.
     assert flags[:2] == [False, False] and flags[2:6] == [True] * 4 and not flags[6]
     assert dist_after < dist_before - 0.02  # the correction brought the hand back over the cube
+
+
+def test_peg_insertion_needs_contact_with_the_hole():
+    """The clearance is tight (0.5 mm per side): the peg touches the walls on the way in."""
+    env = TaskEnv("peg_insertion", cameras=())
+    op = ScriptedOperator(env, OperatorConfig(seed=2))
+    m = env.sim.model
+    walls = {m.geom(f"hole_wall{i}").id for i in range(4)}
+    peg = m.geom("peg").id
+    touched, solved = 0, 0
+    try:
+        for seed in range(3):
+            obs = env.reset(seed=seed)
+            op.reset(seed=seed)
+            contact = False
+            for _ in range(env.task.time_limit_steps):
+                obs, _, term, trunc, _ = env.step(op.to_actions(op.demonstrate(obs)), render=False)
+                d = env.sim.data
+                contact |= any({c.geom1, c.geom2} & walls and peg in (c.geom1, c.geom2) for c in d.contact[:d.ncon])
+                if term or trunc:
+                    break
+            touched += contact
+            solved += term
+    finally:
+        env.close()
+    assert solved == 3 and touched >= 2, (solved, touched)

@@ -285,7 +285,7 @@ class PegInsertionConfig(EEStartConfig):
     time_limit_s: float = param(12.0, "episode time limit (truncation)", units="s", low=1.0, high=120.0)
     peg_half_width_m: float = param(0.012, "square peg half width", units="m", low=0.005, high=0.03)
     peg_half_length_m: float = param(0.04, "peg half length", units="m", low=0.02, high=0.08)
-    clearance_m: float = param(0.0015, "hole half width minus peg half width (per side)", units="m", low=0.0002, high=0.01)
+    clearance_m: float = param(0.0005, "hole half width minus peg half width (per side): tight, insertion needs contact", units="m", low=0.0002, high=0.01)
     hole_depth_m: float = param(0.04, "hole depth", units="m", low=0.01, high=0.08)
     hole_low: Tuple[float, ...] = param((0.5, -0.12), "hole centre x, y lower bounds (base frame)", units="m")
     hole_high: Tuple[float, ...] = param((0.6, 0.12), "hole centre x, y upper bounds (base frame)", units="m")
