@@ -162,3 +162,18 @@ def test_bad_wrench_and_gripper_commands_are_rejected_without_crashing():
         assert arm.command_gripper(0.02)
     finally:
         sim.close()
+
+
+def test_wrench_mode_keeps_its_anchor_without_pose_commands():
+    """The mux sends only target_wrench in wrench mode: no stale-pose hold, the wrench still acts."""
+    cfg = ArmControlConfig(mode="wrench", pose_timeout_s=0.2, wrench_timeout_s=0.25)
+    sim = Simulator(model.compile_scene(model.build_scene_spec(n_arms=1)), ("arm",), arm_configs={"arm": cfg})
+    try:
+        arm = sim.arms["arm"]
+        sim.step(0.5)  # no pose command for longer than pose_timeout_s
+        assert arm.command_wrench([10.0, 0, 0, 0, 0, 0], stamp_s=sim.time)
+        sim.step(0.05)
+        assert not arm.diagnostics()["holding"]
+        assert np.linalg.norm(arm.last_ff_wrench_base[:3]) == pytest.approx(10.0)
+    finally:
+        sim.close()

@@ -312,7 +312,9 @@ class SimArm:
         """Write this arm's joint torques into ``data.ctrl`` (call between mj_step1 and mj_step2)."""
         d = self.data
         now = d.time
-        if not self.holding and now - self.pose_stamp_s > self.config.pose_timeout_s:
+        # In wrench mode the pose target is a deliberately held anchor (the mux sends only
+        # wrenches), so only pose mode treats an old target_pose as stale.
+        if self.config.mode == "pose" and not self.holding and now - self.pose_stamp_s > self.config.pose_timeout_s:
             self.hold(f"target_pose stale: no command for {now - self.pose_stamp_s:.3f} s "
                       f"(> pose_timeout_s {self.config.pose_timeout_s} s)")
         pos, quat = self.tcp_pose()
