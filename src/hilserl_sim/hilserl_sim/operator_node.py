@@ -117,6 +117,8 @@ class OperatorNode(Node):
         self._last_success = bool(msg.data)
 
     def _on_state(self, msg: String) -> None:
+        if not self.context.ok():  # shutting down (SIGINT/SIGTERM): publish nothing more
+            return
         data = _arrays(json.loads(msg.data))
         if data.get("task") != self.view.task.name:
             self.get_logger().error(f"simulator runs {data.get('task')!r} but this operator scripts {self.view.task.name!r}")

@@ -133,6 +133,8 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ publishing
     def _tick(self) -> None:
+        if not self.context.ok():  # shutting down: publish nothing more
+            return
         self.sim.step(self.chunk_s)
         self.ticks += 1
         now = self.get_clock().now().to_msg()
