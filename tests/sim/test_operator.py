@@ -125,3 +125,33 @@ def test_peg_insertion_needs_contact_with_the_hole():
     finally:
         env.close()
     assert solved == 3 and touched >= 2, (solved, touched)
+
+
+def test_demonstrate_alone_keeps_the_operators_timing():
+    """A ROS node only reads demonstrate()'s SpaceMouse sample (it never calls to_actions);
+    the operator must still wait for the fingers after its own button press."""
+    env = TaskEnv("pick_cube", cameras=())
+    op = ScriptedOperator(env, OperatorConfig(seed=4))
+    solved = 0
+    since_press = []  # the operator's own count of steps since its last press, right after each press
+    try:
+        for seed in range(3):
+            obs = env.reset(seed=seed)
+            op.reset(seed=seed)
+            pressed_at = None
+            for k in range(env.task.time_limit_steps):
+                out = op.demonstrate(obs)
+                if pressed_at is not None and k - pressed_at <= 2:
+                    since_press.append((k - pressed_at, op.expert.mem["arm"].since_toggle))
+                if out.buttons["arm"][0]:
+                    pressed_at = k
+                # What the mux does with a SpaceMouse sample: a press flips that arm's gripper.
+                g = {a: (1.0 if env.gripper_closed[a] else -1.0) if out.buttons[a][0] else 0.0 for a in env.arm_names}
+                obs, _, term, trunc, _ = env.step({a: ArmAction(out.twist[a], g[a]) for a in env.arm_names}, render=False)
+                if term or trunc:
+                    break
+            solved += term
+    finally:
+        env.close()
+    assert solved == 3
+    assert since_press and all(steps == counted for steps, counted in since_press), since_press

@@ -4,6 +4,6 @@ ROS-free core: :mod:`model` (MJCF assets, scene assembly), :mod:`robot` (per-arm
 Cartesian impedance / wrench controller built on ``hilserl_core.control``),
 :mod:`sim` (physics, per-arm state, cameras), :mod:`tasks` (task registry),
 :mod:`env` (task episodes at the 10 Hz control period), :mod:`operator`
-(scripted SpaceMouse operator). The ROS nodes (:mod:`sim_node`,
-:mod:`operator_node`) are thin wrappers around these.
+(scripted SpaceMouse operator). The ROS node (:mod:`ros_sim_node`, executable
+``sim_node``) is a thin wrapper around these.
 """

@@ -413,6 +413,9 @@ class ScriptedOperator:
 
     # ------------------------------------------------------------------ acting
     def _expert_now(self, obs) -> Dict[str, Tuple[np.ndarray, bool]]:
+        # One call per control step: the operator's sense of time since its last press.
+        for mem in self.expert.mem.values():
+            mem.since_toggle += 1
         plan = self.expert(obs)
         # Remember the gripper state the decision was made against (a delayed press must not undo a newer one).
         plan = {a: (tw, closed, self.env.gripper_closed[a]) for a, (tw, closed) in plan.items()}
@@ -428,20 +431,19 @@ class ScriptedOperator:
             t = np.clip(tw + self.rng.normal(0.0, noise, 6) * (np.abs(tw).max() > 1e-9), -1.0, 1.0)
             twists[arm] = t
             toggle = int(want_closed != closed_then and closed_then == self.env.gripper_closed[arm])
+            if toggle:
+                self.expert.mem[arm].since_toggle = 0
             buttons[arm] = (toggle, int(intervening))
         return OperatorOutput(twists, buttons, intervening)
 
     def to_actions(self, out: OperatorOutput) -> Dict[str, ArmAction]:
-        """Apply the SpaceMouse semantics: a toggle press flips the arm's gripper."""
+        """Apply the SpaceMouse semantics: a toggle press flips the arm's gripper (no side effects)."""
         acts = {}
         for arm, tw in out.twist.items():
             g = 0.0
             if out.buttons[arm][0]:
                 g = 1.0 if self.env.gripper_closed[arm] else -1.0
-                self.expert.mem[arm].since_toggle = 0
             acts[arm] = ArmAction(tw, g)
-        for arm in self.expert.mem:
-            self.expert.mem[arm].since_toggle += 1
         return acts
 
     def demonstrate(self, obs) -> OperatorOutput:
@@ -480,8 +482,6 @@ class ScriptedOperator:
             out = self._to_output(plan, True)
             return self.to_actions(out), True, out
         out = OperatorOutput({a: np.zeros(6) for a in plan}, {a: (0, 0) for a in plan}, False)
-        for arm in self.expert.mem:
-            self.expert.mem[arm].since_toggle += 1
         return dict(policy), False, out
 
 
