@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "hilserl_core"))
 
 from hilserl_core.config import replace, to_dict  # noqa: E402
-from hilserl_core.rlpd import RLPDAgent, RLPDConfig  # noqa: E402
+from hilserl_core.rlpd import RLPDAgent, RLPDConfig, configure_cpu_allocator  # noqa: E402
 from hilserl_core.types import Batch, feature_key  # noqa: E402
 
 CAMERAS = ("wrist", "side")
@@ -99,7 +99,10 @@ def main() -> None:
     p.add_argument("--num-spatial-kernels", type=int, nargs="+", default=None,
                    help="also measure these k values (paper: 8); default: only the config default")
     p.add_argument("--actor-encoder", choices=("shared_detached", "separate"), default=None)
+    p.add_argument("--no-allocator-tuning", action="store_true",
+                   help="leave glibc malloc at its defaults (see rlpd.configure_cpu_allocator)")
     args = p.parse_args()
+    allocator_tuned = False if args.no_allocator_tuning else configure_cpu_allocator()
     torch.set_num_threads(args.threads)
 
     base = RLPDConfig()
@@ -110,7 +113,8 @@ def main() -> None:
           "(shared machine: other processes compete for the cores)")
     print(f"batch {base.batch_size}, cameras {CAMERAS} with cached float16 features [512,4,4], "
           f"proprio {PROPRIO_DIM}, action {ACTION_DIM}; update = 1 critic step (+ actor/temperature every "
-          f"{base.critic_actor_ratio}); median of {args.repeats} blocks of {args.block} after {args.warmup} warm-up")
+          f"{base.critic_actor_ratio}); median of {args.repeats} blocks of {args.block} after {args.warmup} warm-up; "
+          f"glibc allocator tuned: {allocator_tuned}")
     result: dict = {}
     ks = args.num_spatial_kernels or [base.num_spatial_kernels]
     for k in ks:
@@ -135,6 +139,7 @@ def main() -> None:
     result["config"] = {k: v for k, v in to_dict(base).items() if k not in ("num_critics",)}
     result["batch_size_transitions"] = base.batch_size
     result["threads"] = torch.get_num_threads()
+    result["allocator_tuned"] = allocator_tuned
     result["load_average_1min"] = os.getloadavg()[0]
     result["reproduce"] = "cd /work/main && source scripts/env.sh && python benchmarks/learner_throughput.py " + " ".join(
         sys.argv[1:]

@@ -201,3 +201,17 @@ def test_image_head_dropout_only_in_training():
     head.train()
     assert not torch.equal(head(x), head(x))
     assert math.isclose(head.out_dim, 256)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_chunked_spatial_embedding_gradients(k):
+    from hilserl_core.networks import _ChunkedSpatialEmbedding
+
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(70, 5, 6, dtype=torch.double, generator=g, requires_grad=True)  # > one chunk of rows
+    w = torch.randn(5, 6, k, dtype=torch.double, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(_ChunkedSpatialEmbedding.apply, (x, w))
+    # float16 input (cached features) gives the float32 result of the converted input.
+    emb = SpatialLearnedEmbedding(5, 2, 3, k)
+    x16 = torch.rand(40, 5, 2, 3).half()
+    torch.testing.assert_close(emb(x16), emb(x16.float()))

@@ -310,7 +310,7 @@ def test_rlpd_from_state_solves_pendulum_with_few_demos(one_torch_thread):
     sampler = MixedSampler(demo, online, 0.5)
     rng = np.random.default_rng(0)
     o, _ = env.reset(seed=0)
-    for step in range(3000):
+    for step in range(4000):
         a = rng.uniform(-1, 1, 1).astype(np.float32) if step < 400 else agent.act({"proprio": o.astype(np.float32)})
         o2, r, term, trunc, _ = env.step(2.0 * a)
         online.add(Transition({"proprio": o.astype(np.float32)}, a, float(r), term, trunc,
@@ -323,3 +323,14 @@ def test_rlpd_from_state_solves_pendulum_with_few_demos(one_torch_thread):
     elapsed = time.perf_counter() - t_start
     print(f"pendulum eval returns {np.round(returns, 1)}, mean {np.mean(returns):.1f}, {elapsed:.0f} s")
     assert np.mean(returns) > -200.0
+
+
+def test_update_utd_runs_utd_ratio_steps_on_disjoint_slices():
+    agent = make_agent(utd_ratio=4, batch_size=16)
+    seen = []
+    original = agent.update
+    agent.update = lambda b, update_actor=None: seen.append(b.rewards.clone()) or original(b, update_actor)
+    batch = make_batch(16)
+    agent.update_utd(batch)
+    assert agent.step == 4 and len(seen) == 4
+    torch.testing.assert_close(torch.cat(seen), batch.rewards)

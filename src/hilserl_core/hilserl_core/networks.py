@@ -53,11 +53,52 @@ def _uniform_fan_in_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
         return t.uniform_(-bound, bound)
 
 
+_SPATIAL_CHUNK_ROWS = 32  # batch rows per chunk: the float32 temporaries of a chunk stay in cache
+
+
+class _ChunkedSpatialEmbedding(torch.autograd.Function):
+    """out[b, c, k] = sum_p x[b, c, p] W[c, p, k], computed over batch chunks.
+
+    The learner is memory-bound here, not FLOP-bound: a whole-batch version
+    writes and re-reads several float32 copies of the ``[B, 512, 16]`` features
+    (8 MB each at B = 256). Chunking converts the float16 input chunk by chunk,
+    so the temporaries stay in cache and the input is read once per pass.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:  # x [B, C, P], kernel [C, P, K]
+        ctx.save_for_backward(x, kernel)
+        # Elementwise product + sum per kernel map: a 512-way batched GEMM with 16x1
+        # operands runs as a Python-level loop of tiny matmuls inside torch on CPU.
+        maps = kernel.unbind(-1)  # k x [C, P]
+        outs = []
+        for xc in x.split(_SPATIAL_CHUNK_ROWS):
+            xc = xc.to(kernel.dtype)
+            outs.append(torch.stack([(xc * m).sum(-1) for m in maps], dim=-1))
+        return torch.cat(outs)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # grad_out [B, C, K]
+        x, kernel = ctx.saved_tensors
+        grad_x = grad_kernel = None
+        if ctx.needs_input_grad[1]:
+            grad_kernel = torch.zeros_like(kernel)
+            maps = grad_kernel.unbind(-1)
+            for xc, gc in zip(x.split(_SPATIAL_CHUNK_ROWS), grad_out.split(_SPATIAL_CHUNK_ROWS)):
+                xc = xc.to(kernel.dtype)
+                for j, m in enumerate(maps):  # dL/dW[c, p, j] = sum_b g[b, c, j] x[b, c, p]
+                    m += (gc[:, :, j : j + 1] * xc).sum(0)
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.einsum("bck,cpk->bcp", grad_out, kernel).to(x.dtype)
+        return grad_x, grad_kernel
+
+
 class SpatialLearnedEmbedding(nn.Module):
     """Per channel, ``k`` learned weight maps over the ``h*w`` grid: [B,C,h,w] -> [B, C*k].
 
     Keeps *where* a feature fired (unlike global pooling) at ``k`` numbers per
-    channel instead of ``h*w`` (SERL's ``SpatialLearnedEmbeddings``).
+    channel instead of ``h*w`` (SERL's ``SpatialLearnedEmbeddings``). Accepts
+    float16 cached features directly (converted chunk-wise, see above).
     """
 
     def __init__(self, channels: int, height: int, width: int, num_kernels: int) -> None:
@@ -75,13 +116,7 @@ class SpatialLearnedEmbedding(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         b = features.shape[0]
         x = features.reshape(b, self.channels, self.height * self.width)
-        if self.num_kernels == 1:
-            # Same contraction as below; an elementwise product is ~2x faster than a
-            # 512-way batched GEMM with a 16x1 right-hand side on CPU.
-            return (x * self.kernel[:, :, 0]).sum(dim=-1)
-        # out[b, c, k] = sum_p x[b, c, p] * W[c, p, k]
-        out = torch.einsum("bcp,cpk->bck", x, self.kernel)
-        return out.reshape(b, self.out_dim)
+        return _ChunkedSpatialEmbedding.apply(x, self.kernel).reshape(b, self.out_dim)
 
 
 class ImageHead(nn.Module):
@@ -103,7 +138,7 @@ class ImageHead(nn.Module):
         self.out_dim = bottleneck_dim
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.spatial(features.float())
+        x = self.spatial(features)
         return torch.tanh(self.norm(self.dense(self.dropout(x))))
 
 
