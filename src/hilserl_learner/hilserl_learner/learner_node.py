@@ -44,6 +44,7 @@ class LearnerNodeConfig:
     encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
     checkpoint_dir: str = param("", "where checkpoints go and resume comes from; empty = no checkpoints")
     use_grasp_critic: bool = param(True, "train the grasp critic (DQN over open/stay/close per gripper)")
+    torch_threads: int = param(1, "torch CPU threads for training (raise it on a learner host with idle cores; on a shared machine 1 avoids OpenMP threads waiting on busy cores)", low=1, high=256)
     weights_dtype: str = param("float16", "float type of the broadcast policy weights (float16 halves the message; training stays float32)", choices=("float16", "float32"))
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     agent: RLPDConfig = field(default_factory=RLPDConfig)
@@ -88,6 +89,7 @@ class LearnerNode(Node):
         super().__init__("learner", **node_kwargs)
         self.conf = NodeConfig(self, LearnerNodeConfig, on_change=self._on_change)
         c = self.conf.value
+        torch.set_num_threads(c.torch_threads)
         self.diag = diagnostics.Diagnostics(self)
         self.learner = build_learner(c)
         if c.checkpoint_dir and latest_checkpoint(c.checkpoint_dir) is not None:
@@ -135,7 +137,6 @@ class LearnerNode(Node):
         self._last_weights_s = time.monotonic()
 
     def _train_loop(self) -> None:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         while not self._stop.is_set():
             worked = False
             while self._queue:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+import torch
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState, Joy
@@ -61,6 +62,7 @@ class ActorConfig:
     grasp_penalty: float = param(-0.02, "reward added for a gripper action that changes the gripper state", low=-1.0, high=0.0)
     reset_service: str = param("/sim/reset", "std_srvs/Trigger that resets the scene between episodes; empty = wait for the operator")
     actor_id: str = param("", "name in transition payloads (default: the node's full name)")
+    torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core made a 128 px ResNet pass 70x slower on 2 cores)", low=1, high=256)
     agent: RLPDConfig = field(default_factory=RLPDConfig)
     grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
 
@@ -77,6 +79,7 @@ class ActorNode(Node):
         super().__init__("actor", **node_kwargs)
         self.conf = NodeConfig(self, ActorConfig)
         c = self.conf.value
+        torch.set_num_threads(c.torch_threads)
         self.diag = diagnostics.Diagnostics(self)
         self.arms = list(c.arms)
         self.cam_keys = [f"{a}_{k}" for a, k in map(split_camera, c.cameras)]
