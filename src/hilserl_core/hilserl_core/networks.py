@@ -361,7 +361,8 @@ class CriticEnsemble(nn.Module):
             if i > 0:
                 h = torch.baddbmm(take(self.biases[i]), h, take(self.weights[i]))
             if self.use_layer_norm:
-                h = F.layer_norm(h, h.shape[-1:]) * take(self.ln_weights[i]) + take(self.ln_biases[i])
+                # Per-member affine in one fused op (F.layer_norm's affine is shared across members).
+                h = torch.addcmul(take(self.ln_biases[i]), F.layer_norm(h, h.shape[-1:]), take(self.ln_weights[i]))
             h = F.relu(h)
         return torch.baddbmm(take(self.biases[-1]), h, take(self.weights[-1])).squeeze(-1)
 
