@@ -130,6 +130,7 @@ class ActorNode(Node):
         self._last_tick_s = -1.0
         self.transitions_sent = 0
         self.actions_sent = 0
+        self._frame_to_action_ms: list = []
 
     # -- inputs ---------------------------------------------------------------------------
     def _now(self) -> float:
@@ -146,14 +147,18 @@ class ActorNode(Node):
         except ValueError as exc:
             self.diag.report("inputs", diagnostics.ERROR, f"{key}: {exc}")
             return
-        c = self.conf.value
-        if c.trigger == "camera" and self._new_frames() and self._now() - self._last_tick_s >= 0.8 / c.control_rate_hz:
+        if self.conf.value.trigger == "camera" and self._new_frames():
             self._tick()
 
     def _new_frames(self) -> bool:
-        """Every camera has a frame newer than the last observation acted on."""
+        """Every camera has a frame about one control period newer than the last observation acted on.
+
+        Measured in camera time, not wall time: a tick that ran late must not push the
+        next frame set out (with a wall-clock rule the actor phase-locked ~80 ms late).
+        """
+        min_gap = 0.8 / self.conf.value.control_rate_hz if self._last_obs_stamp > 0 else 0.0
         got = [self.inputs.get("image/" + k) for k in self.cam_keys]
-        return all(g is not None and g[1] > self._last_obs_stamp for g in got)
+        return all(g is not None and g[1] >= self._last_obs_stamp + min_gap for g in got)
 
     def _on_timer(self) -> None:
         c = self.conf.value
@@ -258,8 +263,12 @@ class ActorNode(Node):
             msg = actions.to_joy(actions.ActionMsg(action[6 * i : 6 * i + 6], int(grippers[i]), stamp_s, frame_id=f"{arm}_ee"))
             self._action_pubs[arm].publish(msg)
         self.actions_sent += 1
+        # camera frame -> action published, as this node sees it (the latency budget is 100 ms)
+        self._frame_to_action_ms.append((self._now() - stamp_s) * 1e3)
+        recent = sorted(self._frame_to_action_ms[-50:])
         self.diag.report("actor", diagnostics.OK, "acting", weights_version=self.policy.version,
-                         transitions_sent=self.transitions_sent, dropped_steps=self.recorder.dropped_steps)
+                         transitions_sent=self.transitions_sent, dropped_steps=self.recorder.dropped_steps,
+                         frame_to_action_p50_ms=f"{recent[len(recent) // 2]:.1f}")
 
     def _end_episode(self, summary) -> None:
         self.metrics.add(EpisodeRecord(summary.success, summary.duration_s, summary.steps, summary.intervention_steps,
