@@ -8,7 +8,7 @@ Publishes: ``target_pose`` (twist mode) or ``target_wrench`` (wrench mode),
 (what was executed and who acted, for the actor's transitions).
 
 A step runs when a policy action arrives (lowest latency), and on a timer at
-``control_rate_hz`` when no policy action has come for 1.5 periods (operator-only
+``control_rate_hz`` while no policy action has come for 1.5 periods (operator-only
 teleoperation, demo recording, holding). The logic is hilserl_core.intervention.
 """
 
@@ -45,7 +45,7 @@ class MuxNode(Node):
         self.mux = InterventionMux(c.mux, has_gripper=c.has_gripper)
         self.diag = diagnostics.Diagnostics(self)
         self._pose = None
-        self._last_step_s = -1.0
+        self._last_policy_step_s = -1.0
         self.steps = {s: 0 for s in Source}
         self._target_pub = self.create_publisher(PoseStamped, topics.TARGET_POSE, qos.COMMAND)
         self._wrench_pub = self.create_publisher(WrenchStamped, topics.TARGET_WRENCH, qos.COMMAND)
@@ -75,6 +75,7 @@ class MuxNode(Node):
         if not ok:
             self.diag.report("policy", diagnostics.WARN, self.mux.last_reason, rejected=self.mux.rejected)
             return
+        self._last_policy_step_s = now
         self._step(now)
 
     def _on_twist(self, msg: Twist) -> None:
@@ -84,15 +85,16 @@ class MuxNode(Node):
         self.mux.on_operator_buttons(list(msg.buttons), self._now())
 
     def _on_timer(self) -> None:
+        # Without a policy driving the steps (teleoperation, demos, holding), the timer
+        # steps at the control rate; while policy actions arrive, they drive every step.
         now = self._now()
-        if now - self._last_step_s > 1.5 / self.conf.value.mux.control_rate_hz:
+        if now - self._last_policy_step_s > 1.5 / self.conf.value.mux.control_rate_hz:
             self._step(now)
 
     def _step(self, now: float) -> None:
         if self._pose is None:
             self.diag.report("inputs", diagnostics.WARN, "no current_pose yet: holding nothing, publishing nothing")
             return
-        self._last_step_s = now
         c = self.conf.value
         d = self.mux.step(now, *self._pose)
         self.steps[d.source] += 1
