@@ -59,6 +59,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except graphmod.GraphError as exc:
         print(f"hilserl: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hilserl show ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
