@@ -94,8 +94,13 @@ def test_scripted_operator_drives_the_spacenav_topics(ros_context, spin_until):
     peer.create_subscription(Joy, "/left/spacenav/joy", joys.append, qos.COMMAND)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(sim)
+    for companion in sim.companion_nodes:
+        ex.add_node(companion)
     ex.add_node(peer)
     assert spin_until(ex, lambda: len(twists) >= 5, 20)
+    # the operator is a node of its own in the graph, as a SpaceMouse driver would be
+    assert "scripted_operator" in peer.get_node_names()
+    assert peer.count_publishers("/left/spacenav/twist") == 1 and sim.operator_node.interventions > 0
     assert any(np.abs(msgconv.vector6_from_twist(t)).max() > 0.05 for t in twists)  # it moves the mouse
     assert all(len(j.buttons) == 2 and len(j.axes) == 6 for j in joys)
     ex.shutdown()

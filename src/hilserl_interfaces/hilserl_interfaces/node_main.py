@@ -24,6 +24,8 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: Optional[List[str]]
         node = factory()
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
+        for companion in getattr(node, "companion_nodes", ()):  # nodes composed into this process
+            executor.add_node(companion)
         executor.spin()
         return 0
     except ConfigError as exc:
@@ -36,6 +38,8 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: Optional[List[str]]
             close = getattr(node, "close", None)
             if callable(close):
                 close()
+            for companion in getattr(node, "companion_nodes", ()):
+                companion.destroy_node()
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -11,11 +11,12 @@ controllers runs at the physics rate (``hilserl_core.control``). Bad commands
 diagnostics. ``/sim/reset`` (std_srvs/Trigger) starts a new randomized episode;
 ``/sim/success`` is the ground truth, for evaluation only.
 
-With ``operator.mode`` = ``assist`` or ``demo``, a scripted SpaceMouse operator
-(``hilserl_sim.operator``) runs in this process (it needs privileged scene state)
-and publishes ``spacenav/twist`` and ``spacenav/joy`` per arm like a person:
-twist in base axes, button 0 closes and button 1 opens the gripper. In ``assist``
-it watches ``policy/action`` and takes over when the policy strays.
+With ``operator.mode`` = ``assist`` or ``demo``, the ``scripted_operator`` node
+(``hilserl_sim.operator`` behind ROS) is composed into this process: like a person
+it sees the true scene, which no topic carries. It publishes ``spacenav/twist`` and
+``spacenav/joy`` per arm like a person with a SpaceMouse: twist in base axes, button 0
+closes and button 1 opens the gripper. In ``assist`` it watches ``policy/action`` and
+takes over when the policy strays.
 """
 
 from __future__ import annotations
@@ -95,13 +96,10 @@ class SimNode(Node):
                 "twist": self.create_publisher(TwistStamped, ns + topics.CURRENT_TWIST, qos.SENSOR),
                 "wrench": self.create_publisher(WrenchStamped, ns + topics.EXTERNAL_WRENCH, qos.SENSOR),
                 "gripper": self.create_publisher(JointState, ns + topics.GRIPPER_JOINT_STATES, qos.SENSOR),
-                "spacenav_twist": self.create_publisher(Twist, ns + topics.SPACENAV_TWIST, qos.COMMAND),
-                "spacenav_joy": self.create_publisher(Joy, ns + topics.SPACENAV_JOY, qos.COMMAND),
             }
             self.create_subscription(PoseStamped, ns + topics.TARGET_POSE, lambda m, a=arm: self._on_target_pose(a, m), qos.COMMAND)
             self.create_subscription(WrenchStamped, ns + topics.TARGET_WRENCH, lambda m, a=arm: self._on_target_wrench(a, m), qos.COMMAND)
             self.create_subscription(Float64, ns + topics.GRIPPER_COMMAND, lambda m, a=arm: self._on_gripper(a, m), qos.COMMAND)
-            self.create_subscription(Joy, ns + topics.POLICY_ACTION, lambda m, a=arm: self._on_policy(a, m), qos.COMMAND)
         self._image_pubs = {
             key: self.create_publisher(Image, f"/{key.split('/')[0]}/{topics.camera_raw(key.split('/')[1])}", qos.SENSOR)
             for key in self.cameras
@@ -109,10 +107,11 @@ class SimNode(Node):
         self._success_pub = self.create_publisher(Bool, "/sim/success", qos.EVENTS)
         self._reward_pub = self.create_publisher(Bool, topics.REWARD_SUCCESS, qos.EVENTS) if c.reward_source == "sim" else None
         self.create_service(Trigger, "/sim/reset", self._on_reset)
-        self.operator = None
+        self.operator_node = None
+        self.companion_nodes = []  # run_node spins these in this process's executor
         if c.operator.mode != "off":
-            self.operator = ScriptedOperator(self.env, c.operator.settings)
-        self._policy: Dict[str, ArmAction] = {a: ArmAction() for a in self.arms}
+            self.operator_node = ScriptedOperatorNode(self, c.operator, context=node_kwargs.get("context"))
+            self.companion_nodes.append(self.operator_node)
         self._camera_period = 1.0 / c.camera_rate_hz
         self._next_camera_s = 0.0
         self._wall_start, self._sim_start = time.monotonic(), self.sim.time
@@ -133,20 +132,12 @@ class SimNode(Node):
             return
         a.command_gripper(gripper_closure_to_width(msg.data))
 
-    def _on_policy(self, arm: str, msg: Joy) -> None:
-        try:
-            a = actions.from_joy(msg)
-        except ValueError:
-            return
-        self._policy[arm] = ArmAction(a.action, {0: 1.0, 2: -1.0}.get(a.gripper, 0.0))
-
     def _on_reset(self, request, response):
-        if self.operator is not None:
-            self.operator.record_episode(bool(self.env.task.success()))
+        success = bool(self.env.task.success())
         self.episode += 1
         self.env.reset(int(self._rng.integers(2**31)))
-        if self.operator is not None:
-            self.operator.reset()
+        if self.operator_node is not None:
+            self.operator_node.episode_ended(success)
         response.success = True
         response.message = f"episode {self.episode} of {self.conf.value.task}"
         return response
@@ -170,8 +161,8 @@ class SimNode(Node):
             self._success_pub.publish(success)
             if self._reward_pub is not None:
                 self._reward_pub.publish(success)
-            if self.operator is not None:
-                self._operator_step()
+            if self.operator_node is not None:
+                self.operator_node.step()  # at the camera rate, in sim time, like a person watching
             self._report()
 
     def _publish_state(self, arm: str, stamp) -> None:
@@ -198,29 +189,6 @@ class SimNode(Node):
         pubs["wrench"].publish(w)
         pubs["gripper"].publish(j)
 
-    def _operator_step(self) -> None:
-        for arm in self.arms:  # what the gripper really was told, as a person would see it
-            self.env.gripper_closed[arm] = self.sim.arms[arm].gripper_width_cmd < 0.5 * GRIPPER_MAX_WIDTH_M
-        obs = {"state": {a: self.sim.arm_state(a) for a in self.arms}}
-        if self.conf.value.operator.mode == "demo":
-            out = self.operator.demonstrate(obs)
-        else:
-            _, _, out = self.operator.act(obs, self._policy)
-        for arm in self.arms:
-            twist_ee = out.twist[arm] if out.intervening else np.zeros(6)
-            # A person pushes in the robot's base axes; the mux converts back to the EE action frame.
-            R_base_ee = frames.quat_to_matrix(self.sim.arm_state(arm).quat)
-            twist_base = frames.rotate_twist(R_base_ee, twist_ee)
-            toggle = out.intervening and out.buttons[arm][0]
-            closed = self.env.gripper_closed[arm]
-            buttons = [int(toggle and not closed), int(toggle and closed)]  # 0 close, 1 open
-            self._pubs[arm]["spacenav_twist"].publish(msgconv.fill_twist(Twist(), twist_base))
-            joy = Joy()
-            joy.header.stamp = self.get_clock().now().to_msg()
-            joy.axes = [float(x) for x in twist_base]
-            joy.buttons = buttons
-            self._pubs[arm]["spacenav_joy"].publish(joy)
-
     def _report(self) -> None:
         wall = time.monotonic() - self._wall_start
         rtf = (self.sim.time - self._sim_start) / wall if wall > 0 else 0.0
@@ -233,6 +201,68 @@ class SimNode(Node):
 
     def close(self) -> None:
         self.sim.close()
+
+
+class ScriptedOperatorNode(Node):
+    """``scripted_operator``: a person with a SpaceMouse per arm, for unattended HIL runs.
+
+    Composed into the simulator's process (it reads the true scene from the shared
+    simulator, as a person looks at the robot); it acts only through ``spacenav/twist``
+    and ``spacenav/joy``, and watches ``policy/action`` to decide when to intervene.
+    """
+
+    def __init__(self, sim_node: SimNode, config: OperatorNodeConfig, **node_kwargs):
+        super().__init__("scripted_operator", **node_kwargs)
+        self.env, self.sim, self.arms = sim_node.env, sim_node.sim, sim_node.arms
+        self.mode = config.mode
+        self.operator = ScriptedOperator(self.env, config.settings)
+        self._policy: Dict[str, ArmAction] = {a: ArmAction() for a in self.arms}
+        self._pubs = {}
+        for arm in self.arms:
+            ns = f"/{arm}/"
+            self._pubs[arm] = (
+                self.create_publisher(Twist, ns + topics.SPACENAV_TWIST, qos.COMMAND),
+                self.create_publisher(Joy, ns + topics.SPACENAV_JOY, qos.COMMAND),
+            )
+            self.create_subscription(Joy, ns + topics.POLICY_ACTION, lambda m, a=arm: self._on_policy(a, m), qos.COMMAND)
+        self.interventions = 0
+
+    def _on_policy(self, arm: str, msg: Joy) -> None:
+        try:
+            a = actions.from_joy(msg)
+        except ValueError:
+            return
+        self._policy[arm] = ArmAction(a.action, {0: 1.0, 2: -1.0}.get(a.gripper, 0.0))
+
+    def episode_ended(self, success: bool) -> None:
+        """The scene was reset: remember how the policy did (trust grows with success)."""
+        self.operator.record_episode(success)
+        self.operator.reset()
+
+    def step(self) -> None:
+        for arm in self.arms:  # what the gripper really was told, as a person would see it
+            self.env.gripper_closed[arm] = self.sim.arms[arm].gripper_width_cmd < 0.5 * GRIPPER_MAX_WIDTH_M
+        obs = {"state": {a: self.sim.arm_state(a) for a in self.arms}}
+        if self.mode == "demo":
+            out = self.operator.demonstrate(obs)
+        else:
+            _, _, out = self.operator.act(obs, self._policy)
+        self.interventions += int(out.intervening)
+        for arm in self.arms:
+            twist_ee = out.twist[arm] if out.intervening else np.zeros(6)
+            # A person pushes in the robot's base axes; the mux converts back to the EE action frame.
+            R_base_ee = frames.quat_to_matrix(self.sim.arm_state(arm).quat)
+            twist_base = frames.rotate_twist(R_base_ee, twist_ee)
+            toggle = out.intervening and out.buttons[arm][0]
+            closed = self.env.gripper_closed[arm]
+            buttons = [int(toggle and not closed), int(toggle and closed)]  # 0 close, 1 open
+            twist_pub, joy_pub = self._pubs[arm]
+            twist_pub.publish(msgconv.fill_twist(Twist(), twist_base))
+            joy = Joy()
+            joy.header.stamp = self.get_clock().now().to_msg()
+            joy.axes = [float(x) for x in twist_base]
+            joy.buttons = buttons
+            joy_pub.publish(joy)
 
 
 def main(args=None) -> int:
