@@ -55,7 +55,7 @@ ARM_NAMES = ["left", "right"]
 CAMERAS = ["wrist", "side"]
 
 
-def write_graph(cfg: Path, arms: list, raw: int) -> None:
+def write_graph(cfg: Path, arms: list) -> None:
     cams = [f"{a}/{c}" for a in arms for c in CAMERAS]
     doc = {
         "description": "latency benchmark: crop, actor, mux (and a learner for the weight figures)",
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hilserl_latency_"))
     cfg = tmp / "config"
     shutil.copytree(ROOT / "config", cfg)
-    write_graph(cfg, arms, args.raw)
+    write_graph(cfg, arms)
     rclpy.init()
     try:
         # Phase 1: latency with crop, actor and mux (on a robot the learner runs on another machine).

@@ -206,17 +206,6 @@ def _schema(entry_point):
     return getattr(mod, found.group(1))
 
 
-def _nest(flat):
-    out = {}
-    for k, v in flat.items():
-        d = out
-        parts = k.split(".")
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        d[parts[-1]] = v
-    return out
-
-
 def _merge(a, b):
     for k, v in b.items():
         a[k] = _merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
@@ -238,5 +227,5 @@ def test_every_graph_node_exists_and_its_parameters_fit_its_schema(setup):
             for key in ("/**", spec.fqn, spec.name):
                 if key in doc:
                     _merge(merged, doc[key]["ros__parameters"])
-        _merge(merged, _nest(spec.parameter_dict()))
+        _merge(merged, cfg.nest(spec.parameter_dict()))
         cfg.from_mapping(schema, merged, f"{setup}: {spec.fqn}")  # raises ConfigError naming the bad key

@@ -99,3 +99,11 @@ def test_field_without_description_is_rejected():
 
     with pytest.raises(TypeError, match="config.param"):
         cfg.describe(Bad)
+
+
+def test_nest_and_flatten_are_inverse_on_dotted_names():
+    flat = {"batch_size": 64, "impedance.stiffness_n_per_m": [1.0, 2.0, 3.0], "a.b.c": True}
+    nested = cfg.nest(flat)
+    assert nested == {"batch_size": 64, "impedance": {"stiffness_n_per_m": [1.0, 2.0, 3.0]}, "a": {"b": {"c": True}}}
+    assert cfg.flatten(nested) == flat
+    assert cfg.from_mapping(Outer, cfg.nest({"impedance.stiffness_n_per_m": [5, 5, 5]})).impedance.stiffness_n_per_m == (5.0, 5.0, 5.0)

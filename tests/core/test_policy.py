@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from hilserl_core.encoders import ResNet10Encoder
 from hilserl_core.grasp_dqn import GraspDQNConfig

@@ -10,7 +10,7 @@ from sensor_msgs.msg import Image
 
 from hilserl_core import msgconv
 from hilserl_interfaces import qos
-from hilserl_perception.crop_node import CropConfig, CropNode, RoiConfig, resolve_roi
+from hilserl_perception.crop_node import CropNode, RoiConfig, resolve_roi
 
 
 def test_resolve_roi_defaults_to_centred_square():

@@ -14,7 +14,6 @@ episodes with the scripted operator intervening. Checked from outside, as a user
 import io
 import json
 import shutil
-import time
 
 import pytest
 import rclpy

@@ -135,3 +135,14 @@ def test_diagnostics_are_published(ros_context, spin_until):
     ex.shutdown()
     node.destroy_node()
     listener.destroy_node()
+
+
+def test_camera_entries_name_keys_and_topics():
+    from hilserl_interfaces import topics
+
+    assert topics.split_camera("left/wrist") == ("left", "wrist")
+    assert topics.camera_key("right/front") == "right_front"
+    assert topics.cropped_topic("left/side") == "/left/cameras/side/image_cropped"
+    for bad in ("wrist", "/wrist", "left/", "left/wrist/extra"):
+        with pytest.raises(cfg.ConfigError, match="must look like <arm>/<camera>"):
+            topics.camera_key(bad)

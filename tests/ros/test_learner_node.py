@@ -4,7 +4,6 @@ caching, gap detection, weights to a late joiner (trainable only), live UTD, res
 import time
 
 import numpy as np
-import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter

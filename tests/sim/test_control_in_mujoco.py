@@ -1,6 +1,5 @@
 """The hilserl_core control law running in MuJoCo: reference limiting, watchdog, bad commands."""
 
-import math
 
 import mujoco
 import numpy as np

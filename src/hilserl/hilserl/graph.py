@@ -40,6 +40,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from hilserl_core.config import flatten
+
 __all__ = [
     "GraphError",
     "NodeSpec",
@@ -260,20 +262,10 @@ def _resolve(entry: Mapping, env: Mapping[str, str], cfg_dir: Path, where: str) 
         executable=str(e["executable"]),
         namespace=ns.rstrip("/") or "/",
         params_files=tuple(files),
-        parameters=tuple(sorted(_flatten(params).items())),
+        parameters=tuple(sorted(flatten(params).items())),
         remappings=tuple(sorted((str(k), str(v)) for k, v in remaps.items())),
         required=bool(e.get("required", True)),
     )
-
-
-def _flatten(d: Mapping, prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _param_literal(value: Any) -> str:

@@ -33,6 +33,8 @@ __all__ = [
     "to_dict",
     "validate",
     "replace",
+    "nest",
+    "flatten",
 ]
 
 
@@ -231,6 +233,29 @@ def replace(obj: T, source: str = "<override>", **changes: Any) -> T:
     """``dataclasses.replace`` that type-checks and range-checks the new values."""
     merged = {**to_dict(obj), **changes}
     return from_mapping(type(obj), merged, source)
+
+
+def nest(flat: Mapping[str, Any]) -> dict:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}`` (ROS parameter names of nested sections)."""
+    out: dict = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(".")
+        d = out
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[leaf] = value
+    return out
+
+
+def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: the inverse of :func:`nest`."""
+    out: dict = {}
+    for k, v in nested.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def to_dict(obj: Any) -> dict:

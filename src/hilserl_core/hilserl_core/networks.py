@@ -22,13 +22,13 @@ weight update").
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .types import FEATURE_PREFIX, IMAGE_PREFIX, PROPRIO_KEY, feature_key, image_key
+from .types import PROPRIO_KEY, feature_key, image_key
 
 __all__ = [
     "SpatialLearnedEmbedding",

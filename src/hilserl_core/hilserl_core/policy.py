@@ -13,8 +13,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .encoders import ResNet10Encoder, encode_features
-from .types import FEATURE_PREFIX, IMAGE_PREFIX
+from .encoders import ResNet10Encoder, featurize_observation
 from .grasp_dqn import GraspDQNAgent, GraspDQNConfig
 from .rlpd import RLPDAgent, RLPDConfig
 from .types import Observation
@@ -75,20 +74,10 @@ class PolicyRunner:
             agent.load_policy_state_dict({k[len(prefix):]: torch.as_tensor(np.asarray(v)) for k, v in arrays.items() if k.startswith(prefix)})
         self.version = int(version)
 
-    def featurize(self, observation: Observation) -> Observation:
-        """All cameras through the frozen encoder in ONE batch (batch 2 costs about what batch 1 does)."""
-        keys = [IMAGE_PREFIX + c for c in self.camera_names if IMAGE_PREFIX + c in observation]
-        out = {k: v for k, v in observation.items() if k not in keys}
-        if keys:
-            feats = encode_features(self.encoder, np.stack([np.asarray(observation[k]) for k in keys]))
-            for i, k in enumerate(keys):
-                out[FEATURE_PREFIX + k[len(IMAGE_PREFIX):]] = feats[i]
-        return out
-
     @torch.no_grad()
     def act(self, observation: Observation, deterministic: bool = False, grasp_epsilon: float = 0.0) -> Tuple[np.ndarray, Optional[int]]:
         """Continuous action ``[A]`` in [-1, 1] and the joint gripper action (None without a grasp critic)."""
-        feats = self.featurize(observation)
+        feats = featurize_observation(observation, self.encoder, self.camera_names)
         action = self.rlpd.act(feats, deterministic=deterministic)
         grasp = self.grasp.act(feats, epsilon=grasp_epsilon) if self.grasp is not None else None
         return action, grasp

@@ -12,7 +12,7 @@ with the schema's reason, and the node keeps its previous configuration.
 from __future__ import annotations
 
 import typing
-from typing import Any, Callable, Dict, Generic, Optional, Type, TypeVar
+from typing import Any, Callable, Generic, Optional, Type, TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.parameter import Parameter
@@ -70,17 +70,6 @@ def descriptor(spec: cfg.ParamSpec) -> ParameterDescriptor:
     return d
 
 
-def _nest(flat: Dict[str, Any]) -> Dict[str, Any]:
-    nested: Dict[str, Any] = {}
-    for name, value in flat.items():
-        parts = name.split(".")
-        d = nested
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        d[parts[-1]] = value
-    return nested
-
-
 def _ros_default(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -107,27 +96,16 @@ class NodeConfig(Generic[C]):
                 node.declare_parameter(name, _ros_default(spec.default), descriptor(spec))
         flat = {name: node.get_parameter(name).value for name in self._specs}
         # Raises cfg.ConfigError naming the parameter and its range: the node must not start.
-        self.value: C = cfg.from_mapping(schema, _nest(flat), self._source)
+        self.value: C = cfg.from_mapping(schema, cfg.nest(flat), self._source)
         node.add_on_set_parameters_callback(self._on_set)
 
     def _on_set(self, params) -> SetParametersResult:
         ours = {p.name: p.value for p in params if p.name in self._specs}
         if not ours:
             return SetParametersResult(successful=True)
-        current = cfg.to_dict(self.value)
-        flat = {}
-
-        def flatten(d, prefix=""):
-            for k, v in d.items():
-                if isinstance(v, dict):
-                    flatten(v, prefix + k + ".")
-                else:
-                    flat[prefix + k] = v
-
-        flatten(current)
-        flat.update(ours)
+        flat = {**cfg.flatten(cfg.to_dict(self.value)), **ours}
         try:
-            new = cfg.from_mapping(self._schema, _nest(flat), self._source)
+            new = cfg.from_mapping(self._schema, cfg.nest(flat), self._source)
         except cfg.ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         old, self.value = self.value, new

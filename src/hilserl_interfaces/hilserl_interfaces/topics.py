@@ -25,6 +25,27 @@ EPISODE_METRICS = "/metrics/episodes"
 DIAGNOSTICS = "/diagnostics"
 
 
+def split_camera(entry: str) -> tuple:
+    """A ``<arm>/<camera>`` parameter entry (e.g. ``left/wrist``) -> ``("left", "wrist")``."""
+    from hilserl_core.config import ConfigError
+
+    arm, _, cam = entry.partition("/")
+    if not arm or not cam or "/" in cam:
+        raise ConfigError(f"camera entry '{entry}' must look like <arm>/<camera>, e.g. left/wrist")
+    return arm, cam
+
+
+def camera_key(entry: str) -> str:
+    """``left/wrist`` -> ``left_wrist``: the camera's observation key suffix (``image/left_wrist``)."""
+    return "_".join(split_camera(entry))
+
+
+def cropped_topic(entry: str) -> str:
+    """``left/wrist`` -> ``/left/cameras/wrist/image_cropped``."""
+    arm, cam = split_camera(entry)
+    return f"/{arm}/{camera_cropped(cam)}"
+
+
 def camera_raw(camera: str) -> str:
     return CAMERA_RAW.format(camera=camera)
 

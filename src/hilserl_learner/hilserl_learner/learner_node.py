@@ -25,8 +25,8 @@ from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
 from hilserl_core import frames, tensorio, wire
-from hilserl_core.config import ConfigError, param
-from hilserl_core.encoders import ResNet10Encoder
+from hilserl_core.config import param
+from hilserl_core.encoders import load_frozen_encoder
 from hilserl_core import config as cfg
 from hilserl_core.grasp_dqn import GraspDQNAgent, GraspDQNConfig
 from hilserl_core.learner import Learner, LearnerConfig, latest_checkpoint
@@ -51,16 +51,6 @@ class LearnerNodeConfig:
     grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
 
 
-def camera_keys(entries) -> Tuple[str, ...]:
-    keys = []
-    for e in entries:
-        arm, _, cam = e.partition("/")
-        if not arm or not cam:
-            raise ConfigError(f"camera entry '{e}' must look like <arm>/<camera>")
-        keys.append(f"{arm}_{cam}")
-    return tuple(keys)
-
-
 def dims(conf: LearnerNodeConfig) -> Tuple[int, int]:
     """(proprio_dim, action_dim) of the egocentric observation and twist action over all arms."""
     return frames.proprio_size(1) * len(conf.arms), 6 * len(conf.arms)
@@ -68,10 +58,8 @@ def dims(conf: LearnerNodeConfig) -> Tuple[int, int]:
 
 def build_learner(conf: LearnerNodeConfig) -> Learner:
     proprio_dim, action_dim = dims(conf)
-    cams = camera_keys(conf.cameras)
-    encoder = ResNet10Encoder(seed=0)
-    if conf.encoder_weights:
-        encoder.load_pretrained(conf.encoder_weights)
+    cams = tuple(topics.camera_key(e) for e in conf.cameras)
+    encoder = load_frozen_encoder(conf.encoder_weights)
     mode = "feature" if conf.learner.storage == "features" else "image"
     image_encoder = None if mode == "feature" else encoder
     agents = {"rlpd": RLPDAgent(conf.agent, action_dim, cams, proprio_dim, image_encoder=image_encoder)}
@@ -146,20 +134,20 @@ class LearnerNode(Node):
                 worked = True
             with self._lock:
                 due = self.learner.updates_due()
-                cfg = self.learner.config
+                schedule = self.learner.config
             if due > 0:
                 t0 = time.monotonic()
                 with self._lock:
                     self.learner.train_step()
                 worked = True
                 # respect the update-rate cap
-                pause = 1.0 / cfg.max_updates_per_s - (time.monotonic() - t0)
+                pause = 1.0 / schedule.max_updates_per_s - (time.monotonic() - t0)
                 if pause > 0:
                     self._stop.wait(pause)
-                if time.monotonic() - self._last_weights_s >= cfg.weights_period_s:
+                if time.monotonic() - self._last_weights_s >= schedule.weights_period_s:
                     self.publish_weights()
                 ck = self.conf.value.checkpoint_dir
-                if ck and cfg.checkpoint_period_updates and self.learner.updates - self._last_ckpt_updates >= cfg.checkpoint_period_updates:
+                if ck and schedule.checkpoint_period_updates and self.learner.updates - self._last_ckpt_updates >= schedule.checkpoint_period_updates:
                     with self._lock:
                         path = self.learner.save_checkpoint(ck)
                     self._last_ckpt_updates = self.learner.updates

@@ -32,8 +32,9 @@ from std_srvs.srv import Trigger
 
 from hilserl_core import frames, msgconv, tensorio, wire
 from hilserl_core.actor import EpisodeRecorder, LatestInputs, egocentric_observation
-from hilserl_core.config import ConfigError, param
-from hilserl_core.encoders import ResNet10Encoder
+from hilserl_core import config as cfg
+from hilserl_core.config import param
+from hilserl_core.encoders import load_frozen_encoder
 from hilserl_core.grasp_dqn import GraspDQNConfig, joint_index_to_gripper_actions
 from hilserl_core.intervention import Source
 from hilserl_core.metrics import EpisodeMetrics, EpisodeRecord
@@ -67,13 +68,6 @@ class ActorConfig:
     grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
 
 
-def split_camera(entry: str) -> Tuple[str, str]:
-    arm, _, cam = entry.partition("/")
-    if not arm or not cam:
-        raise ConfigError(f"camera entry '{entry}' must look like <arm>/<camera>")
-    return arm, cam
-
-
 class ActorNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("actor", **node_kwargs)
@@ -82,17 +76,13 @@ class ActorNode(Node):
         torch.set_num_threads(c.torch_threads)
         self.diag = diagnostics.Diagnostics(self)
         self.arms = list(c.arms)
-        self.cam_keys = [f"{a}_{k}" for a, k in map(split_camera, c.cameras)]
+        self.cam_keys = [topics.camera_key(e) for e in c.cameras]
         n_arms = len(self.arms)
-        encoder = ResNet10Encoder(seed=0)
-        if c.encoder_weights:
-            encoder.load_pretrained(c.encoder_weights)
-        else:
+        encoder = load_frozen_encoder(c.encoder_weights)
+        if not c.encoder_weights:
             self.diag.report("encoder", diagnostics.WARN, "random encoder weights: set encoder_weights for real use")
         grasp_cfg = None
         if c.use_grasp_critic:
-            from hilserl_core import config as cfg
-
             grasp_cfg = cfg.replace(c.grasp, n_grippers=n_arms)
         self.policy = PolicyRunner(c.agent, 6 * n_arms, self.cam_keys, frames.proprio_size(1) * n_arms, encoder, grasp_cfg)
         self.recorder = EpisodeRecorder(c.max_episode_steps, 1.0 / c.control_rate_hz, c.grasp_penalty, n_grippers=n_arms)
@@ -116,8 +106,7 @@ class ActorNode(Node):
             self.create_subscription(Joy, ns + "mux/executed", lambda m, a=arm: self._on_executed(a, m), qos.EVENTS)
             self._action_pubs[arm] = self.create_publisher(Joy, ns + topics.POLICY_ACTION, qos.COMMAND)
         for entry, key in zip(c.cameras, self.cam_keys):
-            arm, cam = split_camera(entry)
-            self.create_subscription(Image, f"/{arm}/{topics.camera_cropped(cam)}", lambda m, k=key: self._on_image(k, m), qos.SENSOR)
+            self.create_subscription(Image, topics.cropped_topic(entry), lambda m, k=key: self._on_image(k, m), qos.SENSOR)
         self.create_subscription(Bool, topics.REWARD_SUCCESS, lambda m: self._put("success", bool(m.data), None), qos.EVENTS)
         self.create_subscription(UInt8MultiArray, topics.POLICY_WEIGHTS, self._on_weights, qos.LATCHED)
         self.create_subscription(Empty, EPISODE_RESET, self._on_operator_reset, qos.EVENTS)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
-import numpy as np
 import torch
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -24,7 +23,7 @@ from std_msgs.msg import Bool, Empty, Float32
 from hilserl_core import msgconv
 from hilserl_core.actor import LatestInputs
 from hilserl_core.config import ConfigError, param
-from hilserl_core.encoders import ResNet10Encoder
+from hilserl_core.encoders import load_frozen_encoder
 from hilserl_core.reward_classifier import RewardClassifier
 from hilserl_core.success import SuccessRule
 from hilserl_interfaces import diagnostics, qos, topics
@@ -44,22 +43,11 @@ class RewardConfig:
     max_input_age_s: float = param(0.2, "frames older than this are not classified", units="s", low=0.01, high=5.0)
 
 
-def camera_key(entry: str) -> str:
-    """``left/wrist`` -> ``left_wrist`` (observation key suffix)."""
-    arm, _, cam = entry.partition("/")
-    if not arm or not cam:
-        raise ConfigError(f"camera entry '{entry}' must look like <arm>/<camera>, e.g. left/wrist")
-    return f"{arm}_{cam}"
-
-
 def load_models(conf: RewardConfig) -> RewardClassifier:
     if not conf.classifier_path:
         raise ConfigError("classifier_path is empty: train a classifier first and set the parameter to its file")
-    encoder = ResNet10Encoder(seed=0)
-    if conf.encoder_weights:
-        encoder.load_pretrained(conf.encoder_weights)
-    model = RewardClassifier.load(conf.classifier_path, encoder=encoder)
-    keys = [camera_key(c) for c in conf.cameras]
+    model = RewardClassifier.load(conf.classifier_path, encoder=load_frozen_encoder(conf.encoder_weights))
+    keys = [topics.camera_key(c) for c in conf.cameras]
     if sorted(keys) != sorted(model.cameras):
         raise ConfigError(f"classifier {conf.classifier_path} was trained on cameras {model.cameras}, node configured for {keys}")
     return model
@@ -76,12 +64,11 @@ class RewardNode(Node):
         if not c.encoder_weights:
             self.diag.report("encoder", diagnostics.WARN, "random encoder weights: set encoder_weights for real use")
         self.inputs = LatestInputs()
-        self._keys = [camera_key(e) for e in c.cameras]
+        self._keys = [topics.camera_key(e) for e in c.cameras]
         self._prob_pub = self.create_publisher(Float32, topics.REWARD_PROBABILITY, qos.EVENTS)
         self._success_pub = self.create_publisher(Bool, topics.REWARD_SUCCESS, qos.EVENTS)
         for i, entry in enumerate(c.cameras):
-            arm, _, cam = entry.partition("/")
-            self.create_subscription(Image, f"/{arm}/{topics.camera_cropped(cam)}",
+            self.create_subscription(Image, topics.cropped_topic(entry),
                                      lambda m, k=self._keys[i], first=(i == 0): self._on_image(k, m, first), qos.SENSOR)
         self.create_subscription(Empty, REWARD_RESET, lambda _m: self.rule.reset(), qos.EVENTS)
         self.classified = 0

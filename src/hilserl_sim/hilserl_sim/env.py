@@ -18,7 +18,6 @@ set on ground-truth success (evaluation only).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -27,7 +26,7 @@ import numpy as np
 from hilserl_core import control as law
 from hilserl_core.intervention import MuxConfig  # step sizes and workspace box: the mux's own schema
 
-from .robot import GRIPPER_MAX_WIDTH_M, ArmState
+from .robot import GRIPPER_MAX_WIDTH_M
 from .tasks import Task, make_task
 
 
