@@ -82,7 +82,7 @@ def write_graph(cfg: Path, arms: list) -> None:
 class Driver:
     """Camera driver + robot + observer."""
 
-    def __init__(self, arms, raw):
+    def __init__(self, arms, raw, breakdown=False):
         self.node = rclpy.create_node("latency_driver")
         n = self.node
         self.arms = arms
@@ -97,6 +97,11 @@ class Driver:
                 "gripper": n.create_publisher(JointState, f"/{a}/gripper/joint_states", qos.COMMAND),
             }
             n.create_subscription(Joy, f"/{a}/mux/executed", lambda m, a=a: self.on_executed(a, m), qos.EVENTS)
+            if breakdown:  # arrival of each intermediate message, keyed by the image stamp it carries
+                for c in CAMERAS:
+                    n.create_subscription(Image, f"/{a}/cameras/{c}/image_cropped",
+                                          lambda m, k=f"{a}/{c}": self.on_hop(k, m.header.stamp), qos.SENSOR)
+                n.create_subscription(Joy, f"/{a}/policy/action", lambda m, a=a: self.on_hop(f"{a}/action", m.header.stamp), qos.COMMAND)
         self.success = n.create_publisher(Bool, "/reward/success", qos.EVENTS)
         n.create_subscription(UInt8MultiArray, "/learner/policy_weights", self.on_weights, qos.LATCHED)
         n.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, qos.EVENTS)
@@ -104,6 +109,8 @@ class Driver:
         self.frames = [rng.integers(0, 256, (raw, raw, 3), dtype=np.uint8) for _ in range(4)]
         self.published = {}  # stamp -> wall time of publishing
         self.latency = {a: [] for a in arms}
+        self.answered = {a: [] for a in arms}  # (stamp, wall time of mux/executed)
+        self.hops = {}  # stamp -> {hop key: wall time of arrival at this observer}
         self.weights = {}  # version -> (bytes, receive wall time at the observer)
         self.delivery = {}  # version -> learner publish -> actor loaded, as the actor measured it
 
@@ -139,7 +146,32 @@ class Driver:
         a = actions.from_joy(msg)
         t0 = self.published.get(round(a.stamp_s, 6))
         if t0 is not None:
-            self.latency[arm].append(time.monotonic() - t0)
+            now = time.monotonic()
+            self.latency[arm].append(now - t0)
+            self.answered[arm].append((round(a.stamp_s, 6), now))
+
+    def on_hop(self, key, stamp):
+        k = round(msgconv.stamp_to_seconds(stamp), 6)
+        if k in self.published:
+            self.hops.setdefault(k, {})[key] = time.monotonic()
+
+    def hop_breakdown(self, stamps):
+        """Median ms per hop over frame sets that were answered: camera publish -> last cropped
+        image of the arm seen here, -> policy action, -> mux/executed."""
+        rows = {"crop": [], "actor": [], "mux": []}
+        for a in self.arms:
+            for k, t_exec in stamps.get(a, []):
+                h = self.hops.get(k, {})
+                cams = [h.get(f"{a}/{c}") for c in CAMERAS]
+                t_act = h.get(f"{a}/action")
+                if None in cams or t_act is None:
+                    continue
+                t0 = self.published[k]
+                rows["crop"].append(max(cams) - t0)
+                rows["actor"].append(t_act - max(cams))
+                rows["mux"].append(t_exec - t_act)
+        return {f"{name}_ms": {"p50": round(float(np.percentile(v, 50)) * 1e3, 2), "p90": round(float(np.percentile(v, 90)) * 1e3, 2)}
+                for name, v in rows.items() if v}
 
     def on_weights(self, msg):
         _, version = wire.arrays_to_weights(*payload.decode(msg))
@@ -154,29 +186,38 @@ class Driver:
                     self.delivery.setdefault(int(v), float(values["delivery_s"]))
 
 
-def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool) -> Driver:
+def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool, breakdown: bool = False) -> Driver:
     """Start the graph, drive it with camera frames at 10 Hz, return the driver's records."""
     log = io.StringIO()
     runner = GraphRunner(G.load_graph("latency", {"with_learner": str(with_learner).lower()}, cfg_dir=cfg), out=log)
-    drv = Driver(arms, raw)
+    drv = Driver(arms, raw, breakdown)
     ex = SingleThreadedExecutor()
     ex.add_node(drv.node)
     runner.start()
     i = 0
 
-    def drive(until, stop=lambda: False):
+    def tick():
         nonlocal i
-        next_t = time.monotonic()
+        if not driving:
+            return
+        drv.publish(i)
+        i += 1
+        if with_learner is False and i % 50 == 0 and measuring:
+            print(f"[latency]   {i - first}/{frames} frame sets", flush=True)
+
+    # the camera clock is a timer in this process's executor: no busy polling that would take
+    # CPU from the nodes under test on a small machine
+    drv.node.create_timer(0.1, tick)
+    driving = False
+
+    def drive(until, stop=lambda: False):
+        nonlocal driving
+        driving = True
         while time.monotonic() < until and not stop():
             if runner.poll() is not None:
                 raise RuntimeError("a node died:\n" + log.getvalue()[-3000:])
-            if time.monotonic() >= next_t:
-                drv.publish(i)
-                i += 1
-                next_t += 0.1
-                if with_learner is False and i % 50 == 0 and measuring:
-                    print(f"[latency]   {i - first}/{frames} frame sets", flush=True)
-            ex.spin_once(timeout_sec=0.002)
+            ex.spin_once(timeout_sec=0.05)
+        driving = False
 
     measuring, first = False, 0
     try:
@@ -188,11 +229,11 @@ def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool) 
             print("[latency] measuring weight broadcasts (learner training on the actor's transitions) ...", flush=True)
             drive(time.monotonic() + 90, lambda: len([v for v in drv.delivery if v > 1]) >= 3)
         else:
-            for v in drv.latency.values():
+            for v in list(drv.latency.values()) + list(drv.answered.values()):
                 v.clear()
             print(f"[latency] measuring {frames} frame sets at 10 Hz ...", flush=True)
             measuring, first = True, i
-            drive(time.monotonic() + frames * 0.1 + 1e-3)
+            drive(time.monotonic() + frames * 0.1 + 0.05)
             end = time.monotonic() + 2.0
             while time.monotonic() < end:
                 ex.spin_once(timeout_sec=0.01)
@@ -208,9 +249,12 @@ def main(argv=None) -> int:
     ap.add_argument("--arms", type=int, choices=(1, 2), default=2)
     ap.add_argument("--frames", type=int, default=300, help="frame sets to measure (10 Hz)")
     ap.add_argument("--raw", type=int, default=128, help="raw camera image side in pixels (the simulator renders 128)")
+    ap.add_argument("--breakdown", action="store_true", help="also time each hop (crop, actor, mux) by observing the intermediate topics")
+    ap.add_argument("--no-weights", action="store_true", help="skip the weight-broadcast phase (latency only)")
     args = ap.parse_args(argv)
     arms = ARM_NAMES[: args.arms]
     cmd = f"python benchmarks/latency.py --arms {args.arms} --frames {args.frames} --raw {args.raw}"
+    cmd += " --breakdown" * args.breakdown + " --no-weights" * args.no_weights
     tmp = Path(tempfile.mkdtemp(prefix="hilserl_latency_"))
     cfg = tmp / "config"
     shutil.copytree(ROOT / "config", cfg)
@@ -218,17 +262,17 @@ def main(argv=None) -> int:
     rclpy.init()
     try:
         # Phase 1: latency with crop, actor and mux (on a robot the learner runs on another machine).
-        lat_drv = run_phase(cfg, arms, args.raw, args.frames, with_learner=False)
+        lat_drv = run_phase(cfg, arms, args.raw, args.frames, with_learner=False, breakdown=args.breakdown)
         # Phase 2: weight broadcasts from a learner training on this machine.
-        w_drv = run_phase(cfg, arms, args.raw, args.frames, with_learner=True)
+        w_drv = None if args.no_weights else run_phase(cfg, arms, args.raw, args.frames, with_learner=True)
     finally:
         rclpy.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
     lat = np.array([x for v in lat_drv.latency.values() for x in v]) * 1e3
     answered = len(lat) / (args.frames * len(arms))
-    live = {v: d for v, d in w_drv.delivery.items() if v > 1}  # v1 is sent before the actor exists (late joiner)
-    sizes = [w_drv.weights[v][0] for v in live if v in w_drv.weights]
+    live = {v: d for v, d in w_drv.delivery.items() if v > 1} if w_drv else {}  # v1 is sent before the actor exists (late joiner)
+    sizes = [w_drv.weights[v][0] for v in live if v in w_drv.weights] if w_drv else []
     figures = {
         "arms": len(arms),
         "cameras_per_arm": len(CAMERAS),
@@ -239,6 +283,8 @@ def main(argv=None) -> int:
         "latency_p90_ms": round(float(np.percentile(lat, 90)), 2),
         "latency_p99_ms": round(float(np.percentile(lat, 99)), 2),
         "latency_max_ms": round(float(lat.max()), 2),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        **({"hops": lat_drv.hop_breakdown(lat_drv.answered)} if args.breakdown else {}),
         "weights_bytes": max(sizes) if sizes else None,
         "weights_delivery_s": round(statistics.median(live.values()), 4) if live else None,
         "weights_delivery_max_s": round(max(live.values()), 4) if live else None,
@@ -247,6 +293,8 @@ def main(argv=None) -> int:
     print(f"\ncamera -> controller target, {len(arms)} arm(s) x {len(CAMERAS)} cameras, {args.raw}px raw, {len(lat)} actions:")
     print(f"  p50 {figures['latency_p50_ms']} ms   p90 {figures['latency_p90_ms']} ms   p99 {figures['latency_p99_ms']} ms   max {figures['latency_max_ms']} ms")
     print(f"  frame sets answered: {answered:.1%}")
+    if args.breakdown:
+        print("  per hop (ms, as seen by this observer): " + "   ".join(f"{k} p50 {v['p50']} p90 {v['p90']}" for k, v in figures["hops"].items()))
     print(f"policy weights: {figures['weights_bytes']} bytes per update; learner publish -> actor loaded: "
           f"median {figures['weights_delivery_s']} s, max {figures['weights_delivery_max_s']} s over {len(live)} updates")
     print(f"reproduce: {cmd}")

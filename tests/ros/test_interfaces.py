@@ -146,3 +146,33 @@ def test_camera_entries_name_keys_and_topics():
     for bad in ("wrist", "/wrist", "left/", "left/wrist/extra"):
         with pytest.raises(cfg.ConfigError, match="must look like <arm>/<camera>"):
             topics.camera_key(bad)
+
+
+def test_nodes_keep_numpy_blas_single_threaded_and_idle_between_products():
+    """A crop node's per-frame matrix products must not leave OpenBLAS workers spinning
+    (they took 0.5-1 core per node at 10 Hz); run_node limits BLAS before building a node."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    prog = textwrap.dedent(
+        """
+        import json, time, numpy as np
+        from hilserl_interfaces.threads import blas_threads, limit_blas_threads, loaded_openblas
+        n = limit_blas_threads(1)
+        a, b = np.ones((128, 128), np.float32), np.ones((128, 384), np.float32)
+        c0, w0 = time.process_time(), time.monotonic()
+        for _ in range(20):  # 10 Hz, like a camera
+            a @ b
+            time.sleep(0.05)
+        print(json.dumps([n, len(loaded_openblas()), blas_threads(), (time.process_time() - c0) / (time.monotonic() - w0)]))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    n_set, n_loaded, counts, cpu = json.loads(out.stdout)
+    if n_loaded == 0:
+        pytest.skip("numpy here does not use OpenBLAS")
+    assert n_set == n_loaded and set(counts) == {1}
+    assert cpu < 0.3, f"process used {cpu:.2f} of a core between products"

@@ -4,6 +4,10 @@ A configuration error (a parameter outside its schema) is printed as one line
 naming the parameter and its valid range, and the process exits with status 2
 so the graph runner / launch reports the node as dead instead of it running
 with a guessed value.
+
+numpy's BLAS is limited to ``blas_threads`` (default 1) before the node is built:
+OpenBLAS worker threads busy-wait between products, and on a small shared machine
+each crop node burned half a core or more that way (see ``threads``).
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 
 from hilserl_core.config import ConfigError
 
+from .threads import limit_blas_threads
 
-def run_node(factory: Callable[[], "rclpy.node.Node"], args: Optional[List[str]] = None, threads: int = 1) -> int:
+
+def run_node(factory: Callable[[], "rclpy.node.Node"], args: Optional[List[str]] = None, threads: int = 1,
+             blas_threads: int = 1) -> int:
+    limit_blas_threads(blas_threads)
     rclpy.init(args=args)
     node = None
     try:
