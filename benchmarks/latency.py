@@ -107,8 +107,12 @@ class Driver:
         n.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, qos.EVENTS)
         rng = np.random.default_rng(0)
         self.frames = [rng.integers(0, 256, (raw, raw, 3), dtype=np.uint8) for _ in range(4)]
-        self.published = {}  # stamp -> wall time of publishing
+        self.published = {}  # stamp (ns) -> wall time of publishing
+        self.by_ms = {}  # stamp // 1 ms -> stamp (ns), for matching stamps that went through float seconds
         self.latency = {a: [] for a in arms}
+        self.measuring = False
+        self.measured_stamps = []
+        self.actor_compute_ms = []  # the actor's own p50 of its policy forward passes, as it reports them
         self.answered = {a: [] for a in arms}  # (stamp, wall time of mux/executed)
         self.hops = {}  # stamp -> {hop key: wall time of arrival at this observer}
         self.weights = {}  # version -> (bytes, receive wall time at the observer)
@@ -120,7 +124,7 @@ class Driver:
     def publish(self, i):
         t = self.now()
         stamp = t.to_msg()
-        key = round(t.nanoseconds * 1e-9, 6)
+        key = t.nanoseconds
         for a in self.arms:
             p = PoseStamped()
             p.header.stamp = stamp
@@ -135,6 +139,9 @@ class Driver:
             self.pubs[a]["gripper"].publish(JointState(header=p.header, name=["a", "b"], position=[0.04, 0.04]))
         self.success.publish(Bool(data=False))
         self.published[key] = time.monotonic()
+        self.by_ms[key // 1_000_000] = key
+        if self.measuring:
+            self.measured_stamps.append(key)
         for k, pub in self.pubs.items():
             if "/" in k:
                 msg = Image()
@@ -144,15 +151,27 @@ class Driver:
 
     def on_executed(self, arm, msg):
         a = actions.from_joy(msg)
-        t0 = self.published.get(round(a.stamp_s, 6))
-        if t0 is not None:
+        k = self.frame_key(msg.header.stamp)
+        if k is not None:
             now = time.monotonic()
-            self.latency[arm].append(now - t0)
-            self.answered[arm].append((round(a.stamp_s, 6), now))
+            self.latency[arm].append(now - self.published[k])
+            self.answered[arm].append((k, now))
+
+    def frame_key(self, stamp):
+        """The published frame set a stamp names. Stamps pass through float seconds in the
+        nodes (about 0.2 us resolution at today's epoch), so match to the nanosecond key
+        within 10 us; rounding both to microseconds instead missed ~10% of the frame sets."""
+        ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        ms = ns // 1_000_000
+        for bucket in (ms, ms - 1, ms + 1):
+            k = self.by_ms.get(bucket)
+            if k is not None and abs(k - ns) < 10_000:
+                return k
+        return None
 
     def on_hop(self, key, stamp):
-        k = round(msgconv.stamp_to_seconds(stamp), 6)
-        if k in self.published:
+        k = self.frame_key(stamp)
+        if k is not None:
             self.hops.setdefault(k, {})[key] = time.monotonic()
 
     def hop_breakdown(self, stamps):
@@ -170,8 +189,25 @@ class Driver:
                 rows["crop"].append(max(cams) - t0)
                 rows["actor"].append(t_act - max(cams))
                 rows["mux"].append(t_exec - t_act)
-        return {f"{name}_ms": {"p50": round(float(np.percentile(v, 50)) * 1e3, 2), "p90": round(float(np.percentile(v, 90)) * 1e3, 2)}
-                for name, v in rows.items() if v}
+        out = {f"{name}_ms": {"p50": round(float(np.percentile(v, 50)) * 1e3, 2), "p90": round(float(np.percentile(v, 90)) * 1e3, 2)}
+               for name, v in rows.items() if v}
+        # frame sets published while measuring that got no mux/executed: where they stopped
+        done = {k for a in self.arms for k, _ in stamps.get(a, [])}
+        lost = {"no_cropped_image": 0, "no_policy_action": 0, "no_executed": 0}
+        for k in self.measured_stamps:
+            if k in done:
+                continue
+            h = self.hops.get(k, {})
+            if any(f"{a}/{c}" not in h for a in self.arms for c in CAMERAS):
+                lost["no_cropped_image"] += 1
+            elif any(f"{a}/action" not in h for a in self.arms):
+                lost["no_policy_action"] += 1
+            else:
+                lost["no_executed"] += 1
+        out["unanswered"] = lost
+        if self.actor_compute_ms:  # median of the actor's reported p50s over the run
+            out["actor_policy_compute_ms"] = {"p50": round(statistics.median(self.actor_compute_ms), 2)}
+        return out
 
     def on_weights(self, msg):
         _, version = wire.arrays_to_weights(*payload.decode(msg))
@@ -179,6 +215,10 @@ class Driver:
 
     def on_diag(self, msg):
         for s in msg.status:
+            if s.name.endswith("/actor: actor"):
+                values = {kv.key: kv.value for kv in s.values}
+                if "policy_compute_p50_ms" in values:
+                    self.actor_compute_ms.append(float(values["policy_compute_p50_ms"]))
             if s.name.endswith("/actor: weights"):
                 v = s.message.rsplit("v", 1)[-1]
                 values = {kv.key: kv.value for kv in s.values}
@@ -233,7 +273,9 @@ def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool, 
                 v.clear()
             print(f"[latency] measuring {frames} frame sets at 10 Hz ...", flush=True)
             measuring, first = True, i
+            drv.measuring = True
             drive(time.monotonic() + frames * 0.1 + 0.05)
+            drv.measuring = False
             end = time.monotonic() + 2.0
             while time.monotonic() < end:
                 ex.spin_once(timeout_sec=0.01)
@@ -269,8 +311,9 @@ def main(argv=None) -> int:
         rclpy.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    lat = np.array([x for v in lat_drv.latency.values() for x in v]) * 1e3
-    answered = len(lat) / (args.frames * len(arms))
+    measured = set(lat_drv.measured_stamps)
+    lat = np.array([t - lat_drv.published[k] for v in lat_drv.answered.values() for k, t in v if k in measured]) * 1e3
+    answered = len(lat) / (len(measured) * len(arms))
     live = {v: d for v, d in w_drv.delivery.items() if v > 1} if w_drv else {}  # v1 is sent before the actor exists (late joiner)
     sizes = [w_drv.weights[v][0] for v in live if v in w_drv.weights] if w_drv else []
     figures = {
@@ -294,7 +337,8 @@ def main(argv=None) -> int:
     print(f"  p50 {figures['latency_p50_ms']} ms   p90 {figures['latency_p90_ms']} ms   p99 {figures['latency_p99_ms']} ms   max {figures['latency_max_ms']} ms")
     print(f"  frame sets answered: {answered:.1%}")
     if args.breakdown:
-        print("  per hop (ms, as seen by this observer): " + "   ".join(f"{k} p50 {v['p50']} p90 {v['p90']}" for k, v in figures["hops"].items()))
+        print("  per hop (ms, as seen by this observer): " + "   ".join(f"{k} " + " ".join(f"{q} {x}" for q, x in v.items()) for k, v in figures["hops"].items() if k != "unanswered"))
+        print(f"  frame sets lost: {figures['hops']['unanswered']}")
     print(f"policy weights: {figures['weights_bytes']} bytes per update; learner publish -> actor loaded: "
           f"median {figures['weights_delivery_s']} s, max {figures['weights_delivery_max_s']} s over {len(live)} updates")
     print(f"reproduce: {cmd}")

@@ -19,6 +19,7 @@ episode from the new pose. New weights are swapped in between ticks, whole.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
@@ -120,6 +121,7 @@ class ActorNode(Node):
         self.transitions_sent = 0
         self.actions_sent = 0
         self._frame_to_action_ms: list = []
+        self._compute_ms: list = []  # policy + grasp critic forward passes
 
     # -- inputs ---------------------------------------------------------------------------
     def _now(self) -> float:
@@ -244,7 +246,9 @@ class ActorNode(Node):
 
     def _act(self, obs, stamp_s: float) -> None:
         c = self.conf.value
+        t0 = time.perf_counter()
         action, grasp = self.policy.act(obs, deterministic=c.deterministic, grasp_epsilon=0.0 if c.deterministic else c.grasp_epsilon)
+        self._compute_ms.append((time.perf_counter() - t0) * 1e3)
         grippers = joint_index_to_gripper_actions(grasp, len(self.arms)) if grasp is not None else [1] * len(self.arms)
         self._pending_stamp = stamp_s
         self._executed.clear()
@@ -254,10 +258,12 @@ class ActorNode(Node):
         self.actions_sent += 1
         # camera frame -> action published, as this node sees it (the latency budget is 100 ms)
         self._frame_to_action_ms.append((self._now() - stamp_s) * 1e3)
-        recent = sorted(self._frame_to_action_ms[-50:])
+        del self._frame_to_action_ms[:-50], self._compute_ms[:-50]
+        recent, compute = sorted(self._frame_to_action_ms), sorted(self._compute_ms)
         self.diag.report("actor", diagnostics.OK, "acting", weights_version=self.policy.version,
                          transitions_sent=self.transitions_sent, dropped_steps=self.recorder.dropped_steps,
-                         frame_to_action_p50_ms=f"{recent[len(recent) // 2]:.1f}")
+                         frame_to_action_p50_ms=f"{recent[len(recent) // 2]:.1f}",
+                         policy_compute_p50_ms=f"{compute[len(compute) // 2]:.1f}")
 
     def _end_episode(self, summary) -> None:
         self.metrics.add(EpisodeRecord(summary.success, summary.duration_s, summary.steps, summary.intervention_steps,
