@@ -55,8 +55,9 @@ ARM_NAMES = ["left", "right"]
 CAMERAS = ["wrist", "side"]
 
 
-def write_graph(cfg: Path, arms: list) -> None:
+def write_graph(cfg: Path, arms: list, compose: bool = False) -> None:
     cams = [f"{a}/{c}" for a in arms for c in CAMERAS]
+    hot = {"process": "hot_path"} if compose else {}  # crop nodes, actor and muxes in one process
     doc = {
         "description": "latency benchmark: crop, actor, mux (and a learner for the weight figures)",
         "arguments": {"with_learner": "false"},
@@ -64,11 +65,11 @@ def write_graph(cfg: Path, arms: list) -> None:
         "cameras": CAMERAS,
         "nodes": [
             {"name": "crop_{camera}", "package": "hilserl_perception", "executable": "crop_node", "namespace": "/{arm}",
-             "for_each": ["arm", "camera"], "params_files": ["perception_real.yaml"], "parameters": {"camera": "{camera}"}},
+             "for_each": ["arm", "camera"], "params_files": ["perception_real.yaml"], "parameters": {"camera": "{camera}"}, **hot},
             {"name": "intervention_mux", "package": "hilserl_teleop", "executable": "mux_node", "namespace": "/{arm}",
-             "for_each": "arm", "params_files": ["mux.yaml"]},
+             "for_each": "arm", "params_files": ["mux.yaml"], **hot},
             {"name": "actor", "package": "hilserl_policy", "executable": "actor_node", "params_files": ["agent.yaml", "actor.yaml"],
-             "parameters": {"arms": arms, "cameras": cams, "reset_service": "", "max_episode_steps": 100000}},
+             "parameters": {"arms": arms, "cameras": cams, "reset_service": "", "max_episode_steps": 100000}, **hot},
             {"name": "learner", "package": "hilserl_learner", "executable": "learner_node", "params_files": ["agent.yaml", "learner.yaml"],
              "condition": "{with_learner}",
              # no operator here, so no demo data: online-only batches, a modest update rate on this shared CPU
@@ -261,7 +262,7 @@ def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool, 
 
     measuring, first = False, 0
     try:
-        print(f"[latency] {len(runner.graph.nodes)} nodes starting; warming up ...", flush=True)
+        print(f"[latency] {len(runner.graph.nodes)} nodes in {len(runner.processes)} processes starting; warming up ...", flush=True)
         drive(time.monotonic() + 120, lambda: all(len(v) >= 10 for v in drv.latency.values()))
         if not all(drv.latency.values()):
             raise RuntimeError("no actions came back during warm-up:\n" + log.getvalue()[-3000:])
@@ -292,15 +293,16 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=300, help="frame sets to measure (10 Hz)")
     ap.add_argument("--raw", type=int, default=128, help="raw camera image side in pixels (the simulator renders 128)")
     ap.add_argument("--breakdown", action="store_true", help="also time each hop (crop, actor, mux) by observing the intermediate topics")
+    ap.add_argument("--compose", action="store_true", help="run crop nodes, actor and muxes in one process (graph `process:`)")
     ap.add_argument("--no-weights", action="store_true", help="skip the weight-broadcast phase (latency only)")
     args = ap.parse_args(argv)
     arms = ARM_NAMES[: args.arms]
     cmd = f"python benchmarks/latency.py --arms {args.arms} --frames {args.frames} --raw {args.raw}"
-    cmd += " --breakdown" * args.breakdown + " --no-weights" * args.no_weights
+    cmd += " --compose" * args.compose + " --breakdown" * args.breakdown + " --no-weights" * args.no_weights
     tmp = Path(tempfile.mkdtemp(prefix="hilserl_latency_"))
     cfg = tmp / "config"
     shutil.copytree(ROOT / "config", cfg)
-    write_graph(cfg, arms)
+    write_graph(cfg, arms, args.compose)
     rclpy.init()
     try:
         # Phase 1: latency with crop, actor and mux (on a robot the learner runs on another machine).
@@ -321,6 +323,7 @@ def main(argv=None) -> int:
         "cameras_per_arm": len(CAMERAS),
         "raw_image_px": args.raw,
         "frames": args.frames,
+        "composed": args.compose,
         "answered_fraction": round(answered, 3),
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
         "latency_p90_ms": round(float(np.percentile(lat, 90)), 2),

@@ -12,6 +12,7 @@ setup(
     ],
     install_requires=["setuptools"],
     zip_safe=True,
+    entry_points={"console_scripts": ["compose_nodes = hilserl_interfaces.compose:main"]},
     maintainer="hilserl maintainers",
     maintainer_email="maintainers@hilserl.dev",
     description="Topic names, QoS, payload codecs and parameter plumbing shared by hilserl nodes.",

@@ -182,3 +182,79 @@ def test_cli_runner_process_exits_zero_on_ctrl_c(tmp_path):
     rest, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, "".join(lines) + rest
     assert "clean shutdown" in rest
+
+
+# -- composed processes (`process:`) ------------------------------------------------------
+
+def test_nodes_sharing_a_process_are_one_compose_command_with_each_nodes_own_arguments(tmp_path):
+    from hilserl_interfaces.compose import parse_compose_argv
+
+    doc = yaml.safe_load(yaml.safe_dump(DEMO))
+    doc["arguments"]["together"] = "hot"
+    doc["nodes"][1]["process"] = "{together}"  # the four crop nodes
+    doc["nodes"][3]["process"] = "{together}"  # handover_helper
+    cfg = _write_cfg(tmp_path, doc, {"crop.yaml": {}})
+    g = G.load_graph("demo", cfg_dir=cfg)
+    procs = G.processes(g)
+    assert [p.key for p in procs] == ["/sim", "hot"]  # recorder and not_handover are switched off by their conditions
+    hot = [p for p in procs if p.key == "hot"][0]
+    assert [n.fqn for n in hot.nodes] == ["/left/crop_wrist", "/left/crop_side", "/right/crop_wrist", "/right/crop_side", "/handover_helper"]
+    package, executable, argv = G.process_command(hot)
+    assert (package, executable) == (G.COMPOSE_PACKAGE, G.COMPOSE_EXECUTABLE)
+    sections = parse_compose_argv(argv)
+    assert [(s.package, s.executable) for s in sections] == [(n.package, n.executable) for n in hot.nodes]
+    assert [list(s.ros_args) for s in sections] == [G.node_argv(n) for n in hot.nodes]  # unchanged per node
+    # an empty process value (the default argument) leaves every node in its own process
+    g1 = G.load_graph("demo", {"together": ""}, cfg_dir=cfg)
+    assert [p.key for p in G.processes(g1)] == [n.fqn for n in g1.nodes]
+    assert G.process_command(G.processes(g1)[1])[2] == G.node_argv(g1.nodes[1])
+    doc["nodes"][0]["process"] = "bad name"
+    cfg2 = tmp_path / "bad"
+    cfg2.mkdir()
+    with pytest.raises(G.GraphError, match="process 'bad name' must be letters"):
+        G.load_graph("demo", cfg_dir=_write_cfg(cfg2, doc, {"crop.yaml": {}}))
+
+
+def test_compose_arguments_round_trip_and_malformed_ones_are_named():
+    from hilserl_interfaces.compose import compose_argv, parse_compose_argv
+
+    a = ["--ros-args", "-r", "__node:=a", "-p", "x:=1"]
+    b = ["--ros-args", "-r", "__node:=b", "-r", "__ns:=/left"]
+    argv = compose_argv([("pkg_a", "exe_a", a), ("pkg_b", "exe_b", b)])
+    assert argv == ["pkg_a/exe_a", *a, "--", "pkg_b/exe_b", *b, "--"]
+    assert [(s.package, s.executable, list(s.ros_args)) for s in parse_compose_argv(argv)] == [("pkg_a", "exe_a", a), ("pkg_b", "exe_b", b)]
+    for bad, pattern in ((["pkg_a/exe_a", "-r", "x"], "must be followed by --ros-args"),
+                         (["pkg_a/exe_a", "--ros-args", "-r", "__node:=a"], "must end with --"),
+                         (["nonsense"], "expected <package>/<executable>"),
+                         ([], "no nodes")):
+        with pytest.raises(ValueError, match=pattern):
+            parse_compose_argv(bad)
+
+
+def test_runner_starts_a_composed_group_as_one_process_and_stops_it(tmp_path):
+    doc = {"nodes": [
+        {"name": "a", "package": "p", "executable": "x", "process": "both"},
+        {"name": "b", "package": "p", "executable": "x", "namespace": "left", "process": "both"},
+        {"name": "c", "package": "p", "executable": "x"},
+    ]}
+    cfg = _write_cfg(tmp_path, doc)
+    prog = tmp_path / "fake_node.py"
+    prog.write_text(NODE_PROGRAM.format(modes={}))
+    for exe in ("x", G.COMPOSE_EXECUTABLE):
+        (tmp_path / exe).write_text(f"#!/bin/sh\nexec {sys.executable} {prog} \"$@\"\n")
+        (tmp_path / exe).chmod(0o755)
+    out = io.StringIO()
+    runner = GraphRunner(G.load_graph("demo", cfg_dir=cfg), resolve=lambda pkg, ex: str(tmp_path / ex), out=out)
+    assert [p.key for p in runner.processes] == ["both", "/c"]
+    runner.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and out.getvalue().count(" up ") < 2:
+        time.sleep(0.05)
+    assert runner.poll() is None
+    runner.shutdown()
+    text = out.getvalue()
+    assert "started both: /a, /left/b in one process" in text
+    # one process got both nodes' sections (the fake program prints its arguments)
+    assert "p/x --ros-args -r __node:=a -r __ns:=/ -- p/x --ros-args -r __node:=b -r __ns:=/left --" in text
+    assert text.count("clean shutdown") == 2  # the composed process and /c
+    assert sorted(e.spec.fqn for e in runner.exits) == ["/a", "/c", "/left/b"] and all(e.returncode == 0 for e in runner.exits)

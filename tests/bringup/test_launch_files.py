@@ -133,21 +133,71 @@ def hilserl_nodes(started):
     return [n.kwargs for n in started if isinstance(n, Node) and n.kwargs.get("package", "").startswith("hilserl")]
 
 
-@pytest.mark.parametrize("launch_file, setup", sorted(LAUNCH_FILES.items()))
-def test_launch_file_and_runner_start_the_same_nodes_with_the_same_parameters(launch_file, setup, monkeypatch):
-    _, _, started = run_launch_file(LAUNCH / launch_file, monkeypatch)
-    from_launch = {(kw["namespace"].rstrip("/") or "") + "/" + kw["name"]: kw for kw in hilserl_nodes(started)}
-    graph = G.load_graph(setup)
-    assert sorted(from_launch) == sorted(n.fqn for n in graph.nodes)
-    for spec in graph.nodes:
-        kw, argv = from_launch[spec.fqn], parse_ros_args(G.node_argv(spec))
-        assert (kw["package"], kw["executable"]) == (spec.package, spec.executable)
-        assert (argv["name"], argv["namespace"]) == (kw["name"], kw["namespace"])
+def launched_nodes(started):
+    """Every hilserl node a launch description starts, by full name: ``(package, executable,
+    ros-args as parsed, process key)``. A composed process (compose_nodes) is opened up
+    into its members; a plain launch_ros Node is turned into the --ros-args launch_ros
+    would pass (name, namespace, parameter files, inline parameters, remappings)."""
+    from hilserl_interfaces.compose import parse_compose_argv
+
+    out = {}
+    for kw in hilserl_nodes(started):
+        if (kw["package"], kw["executable"]) == (G.COMPOSE_PACKAGE, G.COMPOSE_EXECUTABLE):
+            # launch must not name the composed process: launch_ros would rename every member
+            assert "name" not in kw and "namespace" not in kw and "parameters" not in kw
+            sections = parse_compose_argv(kw["arguments"])
+            for sec in sections:
+                args = parse_ros_args(list(sec.ros_args))
+                fqn = (args["namespace"].rstrip("/") or "") + "/" + args["name"]
+                out[fqn] = (sec.package, sec.executable, args, "composed:" + ",".join(sorted(
+                    (parse_ros_args(list(x.ros_args))["name"]) for x in sections)))
+            continue
         files = [p for p in kw["parameters"] if isinstance(p, str)]
         inline = {k: v for p in kw["parameters"] if isinstance(p, dict) for k, v in p.items()}
-        assert argv["files"] == files
-        assert argv["params"] == inline, spec.fqn
-        assert argv["remaps"] == dict(kw["remappings"])
+        fqn = (kw["namespace"].rstrip("/") or "") + "/" + kw["name"]
+        args = {"name": kw["name"], "namespace": kw["namespace"], "files": files, "params": inline, "remaps": dict(kw["remappings"])}
+        out[fqn] = (kw["package"], kw["executable"], args, fqn)
+    return out
+
+
+@pytest.mark.parametrize("hot_path_process", ["", "hot_path"])
+@pytest.mark.parametrize("launch_file, setup", sorted(LAUNCH_FILES.items()))
+def test_launch_file_and_runner_start_the_same_nodes_with_the_same_parameters(launch_file, setup, hot_path_process, monkeypatch):
+    from hilserl.runner import GraphRunner
+
+    overrides = {"hot_path_process": hot_path_process}
+    _, _, started = run_launch_file(LAUNCH / launch_file, monkeypatch, overrides)
+    from_launch = launched_nodes(started)
+    graph = G.load_graph(setup, overrides)
+    assert sorted(from_launch) == sorted(n.fqn for n in graph.nodes)
+    # what the runner would execute, process by process
+    commands = GraphRunner(graph, resolve=lambda pkg, exe: f"{pkg}/{exe}").commands()
+    runner_args = {}
+    for proc in G.processes(graph):
+        cmd = commands[proc.key]
+        if proc.composed:
+            from hilserl_interfaces.compose import parse_compose_argv
+
+            assert cmd[0] == f"{G.COMPOSE_PACKAGE}/{G.COMPOSE_EXECUTABLE}"
+            for spec, sec in zip(proc.nodes, parse_compose_argv(cmd[1:])):
+                runner_args[spec.fqn] = parse_ros_args(list(sec.ros_args))
+        else:
+            runner_args[proc.nodes[0].fqn] = parse_ros_args(cmd[1:])
+    for spec in graph.nodes:
+        package, executable, kw, _ = from_launch[spec.fqn]
+        argv = runner_args[spec.fqn]
+        assert (package, executable) == (spec.package, spec.executable)
+        assert (argv["name"], argv["namespace"]) == (kw["name"], kw["namespace"])
+        assert argv["files"] == kw["files"]
+        assert argv["params"] == kw["params"], spec.fqn
+        assert argv["remaps"] == kw["remaps"]
+    hot = {fqn for fqn, v in from_launch.items() if v[3].startswith("composed:")}
+    if hot_path_process:  # crop nodes, muxes and the actor in one process, nothing else
+        expected = {n.fqn for n in graph.nodes if n.executable in ("crop_node", "mux_node", "actor_node")}
+        assert hot == expected and len(expected) >= 4
+        assert len({from_launch[f][3] for f in hot}) == 1
+    else:
+        assert not hot
 
 
 def test_launch_arguments_reach_the_nodes_like_runner_overrides(monkeypatch):

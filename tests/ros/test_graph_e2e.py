@@ -9,6 +9,10 @@ episodes with the scripted operator intervening. Checked from outside, as a user
 - a parameter change through the parameter services takes effect, an out-of-range
   one is rejected with a reason;
 - Ctrl-C (SIGINT) stops every node cleanly.
+
+Run twice: every node a process of its own, and with crop nodes, actor and muxes
+composed into one process (graph argument ``hot_path_process``), which must change
+nothing seen from outside.
 """
 
 import io
@@ -92,11 +96,18 @@ class Observer:
         return None
 
 
-def test_sim_dual_arm_graph_end_to_end(tmp_path, ros_context, spin_until):
+@pytest.mark.parametrize("hot_path_process", ["", "hot_path"])
+def test_sim_dual_arm_graph_end_to_end(tmp_path, ros_context, spin_until, hot_path_process):
     cfg = small_config(tmp_path)
-    graph = G.load_graph("sim_dual_arm", {"checkpoint_dir": str(tmp_path / "ckpt"), "operator": "assist"}, cfg_dir=cfg)
+    graph = G.load_graph("sim_dual_arm", {"checkpoint_dir": str(tmp_path / "ckpt"), "operator": "assist",
+                                          "hot_path_process": hot_path_process}, cfg_dir=cfg)
     log = io.StringIO()
     runner = GraphRunner(graph, out=log)
+    composed = [p for p in runner.processes if p.composed]
+    if hot_path_process:
+        assert len(composed) == 1 and len(composed[0].nodes) == 7  # 4 crop nodes, 2 muxes, the actor
+    else:
+        assert not composed
     obs = Observer(ros_context)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(obs.node)

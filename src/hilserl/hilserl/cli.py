@@ -28,16 +28,17 @@ def _cmd_show(args) -> int:
     g = graphmod.load_graph(args.setup, graphmod.parse_overrides(args.overrides))
     print(f"# {g.setup}: {g.description}")
     print("# arguments: " + " ".join(f"{k}:={v}" for k, v in g.arguments))
-    for spec in g.nodes:
-        argv = graphmod.node_argv(spec)
-        print(f"{spec.fqn}\n    ros2 run {spec.package} {spec.executable} {shlex.join(argv)}")
+    for proc in graphmod.processes(g):
+        package, executable, argv = graphmod.process_command(proc)
+        title = proc.key if not proc.composed else f"{proc.key} (one process): " + " ".join(n.fqn for n in proc.nodes)
+        print(f"{title}\n    ros2 run {package} {executable} {shlex.join(argv)}")
     return 0
 
 
 def _cmd_launch(args) -> int:
     g = graphmod.load_graph(args.setup, graphmod.parse_overrides(args.overrides))
     runner = GraphRunner(g)
-    print(f"[hilserl] launching {g.setup} ({len(g.nodes)} nodes); Ctrl-C to stop", flush=True)
+    print(f"[hilserl] launching {g.setup} ({len(g.nodes)} nodes, {len(runner.processes)} processes); Ctrl-C to stop", flush=True)
     return runner.run()
 
 

@@ -20,12 +20,22 @@ nodes. Format::
         parameters: {camera: "{camera}"}     # inline, after the files
         remappings: {image_raw: "cameras/{camera}/image_raw"}
 
+        process: hot_path                    # optional: share one process (see below)
+
 ``{arm}``, ``{camera}`` and ``{<argument>}`` are substituted in every string.
 ``condition`` keeps a node only when it holds: a true-ish value (``true``, ``1``)
 or a comparison such as ``"{reward} == classifier"``.
 A ``params_files`` entry is a standard ROS 2 parameters file (``/**:`` or node
 names with ``ros__parameters``), so ``ros2 run ... --ros-args --params-file`` and
 ``ros2 param load`` use the same files. This module imports no ROS.
+
+``process`` composes nodes: every node with the same (non-empty, after substitution)
+``process`` value runs in one process that spins them in one executor
+(``hilserl_interfaces.compose``, ``ros2 run hilserl_interfaces compose_nodes``), the
+Python counterpart of a ComposableNodeContainer (which loads C++ nodes only). Each
+node keeps its name, namespace, parameters and remappings: it is built with exactly
+the ``--ros-args`` it would get as a process of its own. An empty value, or a group of
+one, is an ordinary process.
 """
 
 from __future__ import annotations
@@ -50,10 +60,16 @@ __all__ = [
     "available_graphs",
     "load_graph",
     "node_argv",
+    "Process",
+    "processes",
+    "process_command",
     "parse_overrides",
 ]
 
-_NODE_KEYS = {"name", "package", "executable", "namespace", "for_each", "params_files", "parameters", "remappings", "required", "condition"}
+_NODE_KEYS = {"name", "package", "executable", "namespace", "for_each", "params_files", "parameters", "remappings", "required",
+              "condition", "process"}
+# the executable that runs a composed process (hilserl_interfaces.compose)
+COMPOSE_PACKAGE, COMPOSE_EXECUTABLE = "hilserl_interfaces", "compose_nodes"
 _TOP_KEYS = {"description", "arguments", "arms", "cameras", "nodes"}
 _EXPANDABLE = ("arm", "camera")
 
@@ -74,6 +90,7 @@ class NodeSpec:
     parameters: Tuple[Tuple[str, Any], ...] = ()
     remappings: Tuple[Tuple[str, str], ...] = ()
     required: bool = True
+    process: str = ""  # nodes with the same non-empty value share one process
 
     @property
     def fqn(self) -> str:
@@ -256,6 +273,9 @@ def _resolve(entry: Mapping, env: Mapping[str, str], cfg_dir: Path, where: str) 
     if not isinstance(params, Mapping):
         raise GraphError(f"{where} ({name}): parameters must be a mapping")
     remaps = e.get("remappings") or {}
+    process = str(e.get("process") or "")
+    if process and not _NAME_RE.match(process):
+        raise GraphError(f"{where} ({name}): process '{process}' must be letters, digits and underscores")
     return NodeSpec(
         name=name,
         package=str(e["package"]),
@@ -265,6 +285,7 @@ def _resolve(entry: Mapping, env: Mapping[str, str], cfg_dir: Path, where: str) 
         parameters=tuple(sorted(flatten(params).items())),
         remappings=tuple(sorted((str(k), str(v)) for k, v in remaps.items())),
         required=bool(e.get("required", True)),
+        process=process,
     )
 
 
@@ -289,3 +310,42 @@ def node_argv(spec: NodeSpec) -> List[str]:
     for src, dst in spec.remappings:
         argv += ["-r", f"{src}:={dst}"]
     return argv
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process of a graph: a single node, or nodes composed into one process."""
+
+    key: str  # the node's full name, or the ``process`` value of a composed group
+    nodes: Tuple[NodeSpec, ...]
+
+    @property
+    def composed(self) -> bool:
+        return len(self.nodes) > 1
+
+    @property
+    def required(self) -> bool:
+        return any(n.required for n in self.nodes)
+
+
+def processes(graph: Graph) -> List[Process]:
+    """The graph's processes in start order (a composed group starts where its first node is)."""
+    groups: Dict[str, List[NodeSpec]] = {}
+    order: List[str] = []
+    for spec in graph.nodes:
+        key = spec.process or spec.fqn
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(spec)
+    return [Process(k, tuple(groups[k])) for k in order]
+
+
+def process_command(proc: Process) -> Tuple[str, str, List[str]]:
+    """``(package, executable, arguments)`` that start ``proc`` (what `ros2 run` would be given)."""
+    if not proc.composed:
+        spec = proc.nodes[0]
+        return spec.package, spec.executable, node_argv(spec)
+    from hilserl_interfaces.compose import compose_argv  # pure Python, no ROS import
+
+    return COMPOSE_PACKAGE, COMPOSE_EXECUTABLE, compose_argv([(s.package, s.executable, node_argv(s)) for s in proc.nodes])

@@ -5,13 +5,20 @@ The launch files in ``launch/`` are two lines each: they name a setup and call
 (``ros2 launch hilserl bringup_dual_arm.launch.py task:=handover``), resolved at
 launch time, so launch and ``hilserl launch`` expand the same description the
 same way. ``launch``/``launch_ros`` are imported only here, only when called.
+
+Nodes that share a ``process`` in the description become one launch_ros ``Node``
+running ``hilserl_interfaces compose_nodes`` with every member's ``--ros-args`` as
+its arguments (``launch_ros.actions.ComposableNodeContainer`` loads C++ components
+only; this is its counterpart for Python nodes). That action gets no ``name`` or
+``namespace``: launch would pass them as process-wide remappings and rename every
+member.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from .graph import NodeSpec, load_graph
+from .graph import NodeSpec, Process, load_graph, process_command, processes
 
 
 def node_kwargs(spec: NodeSpec) -> Dict[str, Any]:
@@ -31,6 +38,14 @@ def node_kwargs(spec: NodeSpec) -> Dict[str, Any]:
     }
 
 
+def process_kwargs(proc: Process) -> Dict[str, Any]:
+    """launch_ros.actions.Node arguments for a process of the graph (one node, or a composed group)."""
+    if not proc.composed:
+        return node_kwargs(proc.nodes[0])
+    package, executable, args = process_command(proc)
+    return {"package": package, "executable": executable, "arguments": args, "output": "screen", "emulate_tty": True}
+
+
 def launch_description(setup: str):
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
@@ -43,10 +58,10 @@ def launch_description(setup: str):
         overrides = {name: LaunchConfiguration(name).perform(context) for name, _ in defaults.arguments}
         graph = load_graph(setup, overrides)
         actions = []
-        for spec in graph.nodes:
-            kw = node_kwargs(spec)
-            if spec.required:
-                kw["on_exit"] = Shutdown(reason=f"required node {spec.fqn} exited")
+        for proc in processes(graph):
+            kw = process_kwargs(proc)
+            if proc.required:
+                kw["on_exit"] = Shutdown(reason=f"required node(s) {', '.join(n.fqn for n in proc.nodes)} exited")
             actions.append(Node(**kw))
         return actions
 
@@ -115,7 +130,7 @@ def record_demos_description():
         overrides = {name: given[name] for name, _ in defaults.arguments if name in given}
         overrides["learning"] = "false"  # demos: the operator drives, no policy
         graph = load_graph(setup, overrides)
-        nodes = [Node(**node_kwargs(spec)) for spec in graph.nodes]
+        nodes = [Node(**process_kwargs(proc)) for proc in processes(graph)]
         bag = LaunchConfiguration("bag").perform(context)
         record = ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", bag, *demo_topics(graph)], output="screen")
         return nodes + [record]

@@ -1,8 +1,10 @@
 """Start a graph description as processes, without `ros2 launch`.
 
 Each node runs as its own process with the same ``--ros-args`` that launch_ros
-would give it (see ``graph.node_argv``); they find each other over DDS. Output
-lines are prefixed with the node name. Ctrl-C (SIGINT) or SIGTERM shuts every
+would give it (see ``graph.node_argv``); they find each other over DDS. Nodes that
+share a ``process`` in the graph description run in one ``compose_nodes`` process,
+each with those same arguments. Output lines are prefixed with the node name (the
+process name for a composed process). Ctrl-C (SIGINT) or SIGTERM shuts every
 node down (SIGINT, then SIGTERM, then SIGKILL after timeouts). If a required
 node exits on its own, the rest are shut down and the runner's exit status is
 that node's (non-zero when it died).
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, TextIO
 
-from .graph import Graph, GraphError, NodeSpec, node_argv
+from .graph import Graph, GraphError, NodeSpec, Process, process_command, processes
 
 __all__ = ["find_executable", "GraphRunner", "NodeExit"]
 
@@ -57,7 +59,8 @@ class GraphRunner:
         self._resolve = resolve
         self._out = out
         self._env = dict(os.environ if env is None else env)
-        self._procs: Dict[str, subprocess.Popen] = {}
+        self._procs: Dict[str, subprocess.Popen] = {}  # by node full name (members of a composed process share one)
+        self.processes: List[Process] = processes(graph)
         self._threads: List[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopping = False
@@ -69,14 +72,19 @@ class GraphRunner:
             self._out.flush()
 
     def commands(self) -> Dict[str, List[str]]:
-        """The argv of every node (resolving executables first, so a missing one fails before any start)."""
-        return {s.fqn: [self._resolve(s.package, s.executable)] + node_argv(s) for s in self.graph.nodes}
+        """The argv of every process, by process key (a node's full name, or a composed
+        group's ``process``); executables are resolved first, so a missing one fails before any start."""
+        out = {}
+        for proc in self.processes:
+            package, executable, args = process_command(proc)
+            out[proc.key] = [self._resolve(package, executable)] + args
+        return out
 
     def start(self) -> None:
         cmds = self.commands()
-        for spec in self.graph.nodes:
+        for proc_spec in self.processes:
             proc = subprocess.Popen(
-                cmds[spec.fqn],
+                cmds[proc_spec.key],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=self._env,
@@ -84,11 +92,17 @@ class GraphRunner:
                 text=True,
                 bufsize=1,
             )
-            self._procs[spec.fqn] = proc
-            t = threading.Thread(target=self._pump, args=(spec.fqn, proc), daemon=True)
+            for spec in proc_spec.nodes:
+                self._procs[spec.fqn] = proc
+            label = proc_spec.key
+            t = threading.Thread(target=self._pump, args=(label, proc), daemon=True)
             t.start()
             self._threads.append(t)
-            self._say(f"[hilserl] started {spec.fqn} (pid {proc.pid})")
+            if proc_spec.composed:
+                members = ", ".join(n.fqn for n in proc_spec.nodes)
+                self._say(f"[hilserl] started {label}: {members} in one process (pid {proc.pid})")
+            else:
+                self._say(f"[hilserl] started {label} (pid {proc.pid})")
 
     def _pump(self, fqn: str, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
@@ -124,8 +138,9 @@ class GraphRunner:
 
     def shutdown(self, sigint_timeout_s: float = 5.0, sigterm_timeout_s: float = 3.0) -> None:
         self._stopping = True
+        unique = list({id(p): p for p in self._procs.values()}.values())
         for sig, timeout in ((signal.SIGINT, sigint_timeout_s), (signal.SIGTERM, sigterm_timeout_s), (signal.SIGKILL, 2.0)):
-            alive = [p for p in self._procs.values() if p.poll() is None]
+            alive = [p for p in unique if p.poll() is None]
             if not alive:
                 break
             for p in alive:

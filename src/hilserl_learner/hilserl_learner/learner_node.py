@@ -174,8 +174,12 @@ class LearnerNode(Node):
                 self.learner.save_checkpoint(ck)
 
 
+# what `ros2 run` starts and what compose_nodes builds when this node shares a process
+NODE_CLASS = LearnerNode
+
+
 def main(args=None) -> int:
-    return run_node(LearnerNode, args)
+    return run_node(NODE_CLASS, args)
 
 
 if __name__ == "__main__":

@@ -85,8 +85,12 @@ class CropNode(Node):
             self.diag.report("crop", diagnostics.OK, "cropping", roi=str(self._resizer.roi))
 
 
+# what `ros2 run` starts and what compose_nodes builds when this node shares a process
+NODE_CLASS = CropNode
+
+
 def main(args=None) -> int:
-    return run_node(CropNode, args)
+    return run_node(NODE_CLASS, args)
 
 
 if __name__ == "__main__":

@@ -289,8 +289,12 @@ class ActorNode(Node):
         self._reset_future = self._reset_client.call_async(Trigger.Request())
 
 
+# what `ros2 run` starts and what compose_nodes builds when this node shares a process
+NODE_CLASS = ActorNode
+
+
 def main(args=None) -> int:
-    return run_node(ActorNode, args)
+    return run_node(NODE_CLASS, args)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ def load_models(conf: RewardConfig) -> RewardClassifier:
 class RewardNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("reward_classifier", **node_kwargs)
+        torch.set_num_threads(1)  # one frame at a time: threads cost more than they give (process-wide)
         self.conf = NodeConfig(self, RewardConfig, on_change=self._on_change)
         c = self.conf.value
         self.diag = diagnostics.Diagnostics(self)
@@ -100,9 +101,12 @@ class RewardNode(Node):
         self.diag.report("reward", diagnostics.OK, "classifying", probability=f"{prob:.3f}", success=success)
 
 
+# what `ros2 run` starts and what compose_nodes builds when this node shares a process
+NODE_CLASS = RewardNode
+
+
 def main(args=None) -> int:
-    torch.set_num_threads(1)  # one frame at a time: threads cost more than they give
-    return run_node(RewardNode, args)
+    return run_node(NODE_CLASS, args)
 
 
 if __name__ == "__main__":

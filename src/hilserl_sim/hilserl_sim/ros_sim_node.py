@@ -265,8 +265,12 @@ class ScriptedOperatorNode(Node):
             joy_pub.publish(joy)
 
 
+# what `ros2 run` starts and what compose_nodes builds when this node shares a process
+NODE_CLASS = SimNode
+
+
 def main(args=None) -> int:
-    return run_node(SimNode, args)
+    return run_node(NODE_CLASS, args)
 
 
 if __name__ == "__main__":

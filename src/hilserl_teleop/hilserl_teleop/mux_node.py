@@ -130,8 +130,12 @@ class MuxNode(Node):
             raise SystemExit(3)
 
 
+# what `ros2 run` starts and what compose_nodes builds when this node shares a process
+NODE_CLASS = MuxNode
+
+
 def main(args=None) -> int:
-    return run_node(MuxNode, args)
+    return run_node(NODE_CLASS, args)
 
 
 if __name__ == "__main__":

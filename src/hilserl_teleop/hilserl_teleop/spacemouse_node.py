@@ -77,8 +77,12 @@ class SpaceMouseNode(Node):
         self.device.close()
 
 
+# what `ros2 run` starts and what compose_nodes builds when this node shares a process
+NODE_CLASS = SpaceMouseNode
+
+
 def main(args=None) -> int:
-    return run_node(SpaceMouseNode, args)
+    return run_node(NODE_CLASS, args)
 
 
 if __name__ == "__main__":
