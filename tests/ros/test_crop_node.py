@@ -66,8 +66,24 @@ def test_crop_node_end_to_end(ros_context, spin_until):
     out = publish_until_cropped(msg)
     assert out is not None and np.array_equal(msgconv.image_to_rgb(out), frame[:128, :128])
 
+    # a frame that already is the output (rgb8 128x128, ROI = whole frame) passes through
+    # unchanged; a bgr8 one of that size is still converted
+    crop.set_parameters([Parameter("roi.width", value=0)])
+    small = frame[:128, :128]
+    for i, encoding in enumerate(("rgb8", "bgr8")):
+        msg = Image()
+        msg.header.stamp.sec = 150 + i
+        msgconv.fill_image(msg, small, encoding)
+        out = publish_until_cropped(msg)
+        assert out is not None and (out.height, out.width, out.encoding, out.step) == (128, 128, "rgb8", 384)
+        assert np.array_equal(msgconv.image_to_rgb(out), small), encoding
+        passed = "passing frames through" in crop.diag._statuses["crop"].message
+        assert passed == (encoding == "rgb8"), encoding
+
     # an ROI outside the image: rejected frame, ERROR diagnostic naming the fix
-    crop.set_parameters([Parameter("roi.x", value=600)])
+    crop.set_parameters([Parameter("roi.x", value=600), Parameter("roi.width", value=128)])
+    msg = Image()
+    msgconv.fill_image(msg, frame, "rgb8")
     msg.header.stamp.sec = 200
     got.clear()
     for _ in range(5):

@@ -3,7 +3,9 @@
 Crops the configured region of interest and area-resizes it to
 ``output_size`` x ``output_size`` rgb8 (the paper's 128x128 policy input). The
 output keeps the input's header, so downstream staleness checks and latency
-measurements see the camera's own timestamp. The ROI is live: tune it with
+measurements see the camera's own timestamp. A frame that already is the output (rgb8,
+unpadded, the ROI its whole ``output_size`` square: the simulator's cameras) is passed
+on as it came, without converting or resizing it (the resize would be the identity). The ROI is live: tune it with
 ``ros2 param set`` while watching the cropped image in rqt_image_view.
 """
 
@@ -55,15 +57,37 @@ class CropNode(Node):
         self.diag = diagnostics.Diagnostics(self)
         cam = self.conf.value.camera
         self._resizer = None
+        self._passthrough = {}  # (width, height, encoding, step) -> frame is already the output
         self._pub = self.create_publisher(Image, topics.camera_cropped(cam), qos.SENSOR)
         self.create_subscription(Image, topics.camera_raw(cam), self._on_image, qos.SENSOR)
         self.frames = 0
         self._healthy = False
+        self._mode = ""
 
     def _reset(self) -> None:
         self._resizer = None  # rebuilt for the new ROI on the next frame
+        self._passthrough = {}
+
+    def _is_output_already(self, msg: Image) -> bool:
+        key = (msg.width, msg.height, msg.encoding, msg.step)
+        if key not in self._passthrough:
+            w, h = int(msg.width), int(msg.height)
+            size = self.conf.value.output_size
+            same = msg.encoding == "rgb8" and msg.step == 3 * w and w == h == size
+            if same:
+                try:
+                    roi = resolve_roi(self.conf.value.roi, w, h)
+                    same = (roi.x, roi.y, roi.width, roi.height) == (0, 0, w, h)
+                except ValueError:
+                    same = False  # the normal path reports the bad ROI
+            self._passthrough[key] = same
+        return self._passthrough[key] and len(msg.data) == msg.height * msg.step
 
     def _on_image(self, msg: Image) -> None:
+        if self._is_output_already(msg):
+            out = Image(header=msg.header, height=msg.height, width=msg.width, encoding="rgb8", step=msg.step, data=msg.data)
+            self._publish(out, "passing frames through (already rgb8 at the output size)")
+            return
         try:
             rgb = msgconv.image_to_rgb(msg)
             hw = rgb.shape[:2]
@@ -78,11 +102,14 @@ class CropNode(Node):
             self._resizer = None
             self.diag.report("crop", diagnostics.ERROR, str(exc))
             return
+        self._publish(out, "cropping", roi=str(self._resizer.roi))
+
+    def _publish(self, out: Image, what: str, **values) -> None:
         self._pub.publish(out)
         self.frames += 1
-        if not self._healthy:
-            self._healthy = True
-            self.diag.report("crop", diagnostics.OK, "cropping", roi=str(self._resizer.roi))
+        if not self._healthy or what != self._mode:
+            self._healthy, self._mode = True, what
+            self.diag.report("crop", diagnostics.OK, what, **values)
 
 
 # what `ros2 run` starts and what compose_nodes builds when this node shares a process
