@@ -11,7 +11,7 @@ from hilserl_core.encoders import ResNet10Encoder, SameConv2d, encode_features, 
 
 @pytest.fixture(scope="module")
 def encoder():
-    return ResNet10Encoder(seed=0)
+    return ResNet10Encoder(seed=0, compute_dtype="float32")  # exact float32: hand-computed references below
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def images():
 
 def test_forward_shape_dtype_for_128px_uint8(encoder, images):
     out = encoder(torch.from_numpy(images))
-    assert out.shape == (3, 512, 4, 4)
+    assert out.shape == (3, 4, 4, 512)  # channel-last [B, h, w, C]
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
     # per-sample: each image's features depend only on that image
@@ -41,7 +41,19 @@ def test_imagenet_normalisation_is_inside(encoder, images):
         y = same_max_pool(y)
         for block in encoder.blocks:
             y = block(y)
-    torch.testing.assert_close(encoder(torch.from_numpy(images[:1])), y, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(encoder(torch.from_numpy(images[:1])), y.permute(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_compute_stays_close_to_float32(encoder, images):
+    fast = ResNet10Encoder(seed=0, compute_dtype="bfloat16")
+    ref = encoder(torch.from_numpy(images))
+    out = fast(torch.from_numpy(images))
+    assert out.dtype == torch.float32 and out.shape == ref.shape and out.is_contiguous()
+    rel = float((out - ref).norm() / ref.norm())
+    assert rel < 0.03, f"bfloat16 features deviate {rel:.3%} from float32"
+    assert rel > 0.0  # it really ran in bfloat16
+    with pytest.raises(ValueError, match="compute_dtype"):
+        ResNet10Encoder(compute_dtype="float16")
 
 
 def test_rejects_float_images(encoder):
@@ -75,7 +87,7 @@ def test_frozen_even_inside_a_trained_parent(images):
 
 def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, encoder, images):
     path = encoder.save_weights(tmp_path / "enc.safetensors")
-    other = ResNet10Encoder(seed=123)
+    other = ResNet10Encoder(seed=123, compute_dtype="float32")
     x = torch.from_numpy(images)
     assert not torch.equal(other(x), encoder(x))
     other.load_pretrained(path)
@@ -175,7 +187,7 @@ def test_same_max_pool_puts_extra_padding_bottom_right_and_ignores_it():
 def test_encode_features_chunks_to_float16(encoder, images):
     feats = encode_features(encoder, images, batch_size=2)
     assert isinstance(feats, np.ndarray) and feats.dtype == np.float16
-    assert feats.shape == (3, 512, 4, 4)
+    assert feats.shape == (3, 4, 4, 512)
     ref = encoder(torch.from_numpy(images)).numpy()
     np.testing.assert_allclose(feats.astype(np.float32), ref, rtol=1e-2, atol=1e-2)
     t = encode_features(encoder, torch.from_numpy(images), batch_size=3)
@@ -188,7 +200,7 @@ def test_featurize_observation_swaps_images_for_features(encoder, images):
     obs = {"proprio": np.ones(5, np.float32), "image/wrist": images[0], "image/side": images[1]}
     out = encoders.featurize_observation(obs, encoder, cameras=["wrist"])
     assert sorted(out) == ["feature/wrist", "image/side", "proprio"]
-    assert out["feature/wrist"].shape == (512, 4, 4) and out["feature/wrist"].dtype == np.float16
+    assert out["feature/wrist"].shape == (4, 4, 512) and out["feature/wrist"].dtype == np.float16
 
 
 def test_cached_featurizer_reuses_the_previous_next_observation(encoder, images):

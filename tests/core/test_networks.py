@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from hilserl_core.networks import (
     CriticEnsemble,
+    FastDropout,
     GraspCritic,
     ImageHead,
     ObservationEncoder,
@@ -24,7 +25,7 @@ CAMS = ("wrist", "side")
 
 def feature_obs(batch=4, proprio=5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    obs = {f"feature/{c}": torch.rand(batch, 512, 4, 4, generator=g).half() for c in CAMS}
+    obs = {f"feature/{c}": torch.rand(batch, 4, 4, 512, generator=g).half() for c in CAMS}
     obs["proprio"] = torch.randn(batch, proprio, generator=g)
     return obs
 
@@ -32,16 +33,20 @@ def feature_obs(batch=4, proprio=5, seed=0):
 @pytest.mark.parametrize("k", [1, 3, 8])
 def test_spatial_embedding_matches_its_definition(k):
     torch.manual_seed(0)
-    emb = SpatialLearnedEmbedding(6, 2, 3, k)
-    x = torch.randn(5, 6, 2, 3)
+    emb = SpatialLearnedEmbedding(2, 3, 6, k)  # h=2, w=3, C=6
+    x = torch.randn(5, 2, 3, 6)  # channel-last features
     out = emb(x)
     assert out.shape == (5, 6 * k)
-    # out[b, c*k + j] = sum over grid cells of x[b, c, cell] * kernel[c, cell, j]
+    # out[b, c*k + j] = sum over grid cells (r, q) of x[b, r, q, c] * kernel[r*w + q, c, j]
     ref = torch.zeros(5, 6, k)
     for c in range(6):
         for j in range(k):
-            ref[:, c, j] = (x[:, c].reshape(5, -1) * emb.kernel[c, :, j]).sum(-1)
+            for r in range(2):
+                for q in range(3):
+                    ref[:, c, j] += x[:, r, q, c] * emb.kernel[r * 3 + q, c, j]
     torch.testing.assert_close(out, ref.reshape(5, -1))
+    with pytest.raises(ValueError, match="channel-last"):
+        emb(torch.randn(5, 6, 2, 3))  # channel-first input is refused, not silently misread
 
 
 def test_observation_encoder_shapes_and_range():
@@ -142,16 +147,17 @@ def test_actor_deterministic_mode_is_tanh_of_mean():
 def reference_member_q(ens, i, feats, actions):
     """Member ``i`` of the ensemble written as a plain per-critic MLP."""
     h = torch.cat([feats, actions], -1)
-    for layer in range(len(ens.weights) - 1):
-        h = h @ ens.weights[layer][i] + ens.biases[layer][i, 0]
+    layer_weights = [ens.member_first_layer(i)] + [w[i] for w in ens.weights]
+    for layer in range(len(layer_weights) - 1):
+        h = h @ layer_weights[layer] + ens.biases[layer][i, 0]
         h = F.layer_norm(h, h.shape[-1:]) * ens.ln_weights[layer][i, 0] + ens.ln_biases[layer][i, 0]
         h = F.relu(h)
-    return (h @ ens.weights[-1][i] + ens.biases[-1][i, 0]).squeeze(-1)
+    return (h @ layer_weights[-1] + ens.biases[-1][i, 0]).squeeze(-1)
 
 
 def test_critic_ensemble_batched_equals_per_member_loop_and_subsets():
     torch.manual_seed(3)
-    ens = CriticEnsemble(10 + 2, num_critics=5, hidden_dims=(32, 16))
+    ens = CriticEnsemble(10, 2, num_critics=5, hidden_dims=(32, 16))
     with torch.no_grad():  # non-trivial LayerNorm affine parameters
         for p in list(ens.ln_weights) + list(ens.ln_biases):
             p.add_(torch.randn_like(p) * 0.3)
@@ -195,7 +201,7 @@ def test_trainable_export_excludes_frozen_encoder_and_round_trips():
 def test_image_head_dropout_only_in_training():
     torch.manual_seed(4)
     head = ImageHead(num_spatial_kernels=1, dropout=0.5)
-    x = torch.rand(3, 512, 4, 4)
+    x = torch.rand(3, 4, 4, 512)
     head.eval()
     torch.testing.assert_close(head(x), head(x))
     head.train()
@@ -203,15 +209,59 @@ def test_image_head_dropout_only_in_training():
     assert math.isclose(head.out_dim, 256)
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_fast_dropout_drops_p_and_keeps_the_mean(p):
+    torch.manual_seed(0)
+    drop = FastDropout(p)
+    x = torch.ones(400, 1000)
+    y = drop(x)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - p) < 0.005  # 400k Bernoulli(p) draws: std < 0.001
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1.0 / (1.0 - p)))
+    # masks differ between calls, elements independently (no lane pattern: neighbours uncorrelated)
+    m = (y != 0).float()
+    assert not torch.equal(m, (drop(x) != 0).float())
+    corr = np.corrcoef(m[:, :-1].flatten().numpy(), m[:, 1:].flatten().numpy())[0, 1]
+    assert abs(corr) < 0.01
+    # gradient flows through kept elements only, scaled like the forward
+    xg = torch.ones(50, 50, requires_grad=True)
+    out = drop(xg)
+    out.sum().backward()
+    torch.testing.assert_close(xg.grad, (out != 0).float() / (1.0 - p))
+    drop.eval()
+    assert drop(x) is x
+    with pytest.raises(ValueError):
+        FastDropout(1.0)
+
+
 @pytest.mark.parametrize("k", [1, 3])
-def test_chunked_spatial_embedding_gradients(k):
-    from hilserl_core.networks import _ChunkedSpatialEmbedding
+def test_spatial_embedding_gradients(k):
+    from hilserl_core.networks import _SpatialEmbeddingK1
 
     g = torch.Generator().manual_seed(k)
-    x = torch.randn(70, 5, 6, dtype=torch.double, generator=g, requires_grad=True)  # > one chunk of rows
-    w = torch.randn(5, 6, k, dtype=torch.double, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(_ChunkedSpatialEmbedding.apply, (x, w))
-    # float16 input (cached features) gives the float32 result of the converted input.
-    emb = SpatialLearnedEmbedding(5, 2, 3, k)
-    x16 = torch.rand(40, 5, 2, 3).half()
+    x = torch.randn(70, 6, 5, dtype=torch.double, generator=g, requires_grad=True)  # > one chunk of rows
+    w = torch.randn(6, 5, dtype=torch.double, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(_SpatialEmbeddingK1.apply, (x, w))
+    # float16 input (cached features) gives the float32 result of the converted input, also under autocast.
+    emb = SpatialLearnedEmbedding(2, 3, 5, k)
+    x16 = torch.rand(40, 2, 3, 5).half()
     torch.testing.assert_close(emb(x16), emb(x16.float()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert emb(x16).dtype == torch.float32
+        torch.testing.assert_close(emb(x16), emb(x16.float()))
+
+
+def test_output_layers_stay_float32_under_bfloat16_autocast():
+    torch.manual_seed(0)
+    critic = CriticEnsemble(16, 4, 3, (32, 32))
+    actor = TanhGaussianActor(20, 4, (32, 32))
+    grasp = GraspCritic(20, 2, (32,))
+    x, a = torch.randn(8, 20), torch.rand(8, 4) * 2 - 1
+    xc = x[:, :16]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q = critic(xc, a)
+        mean, log_std = actor.distribution_params(x)
+        gq = grasp(x)
+    assert q.dtype == mean.dtype == log_std.dtype == gq.dtype == torch.float32
+    # and they agree with the float32 network to bfloat16 accuracy of the hidden layers
+    torch.testing.assert_close(q, critic(xc, a), rtol=0.05, atol=0.05)

@@ -371,7 +371,7 @@ def test_sampling_256_from_100k_feature_buffer_is_fast():
     spec = replay.make_observation_spec(CAMS, 19, "feature")
     buf = ReplayBuffer(100_000, spec, 7)
     rng = np.random.default_rng(0)
-    feats = rng.standard_normal((2, 512, 4, 4)).astype(np.float16)
+    feats = rng.standard_normal((2, 4, 4, 512)).astype(np.float16)
     obs = lambda i: {"proprio": np.full(19, i, np.float32), "feature/wrist": feats[0], "feature/side": feats[1]}  # noqa: E731
     for i in range(200):
         buf.add(Transition(obs(i), np.zeros(7, np.float32), 0.0, False, i % 100 == 99, obs(i + 1), episode_id=i // 100))

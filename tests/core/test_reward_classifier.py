@@ -10,7 +10,7 @@ from hilserl_core import tensorio
 from hilserl_core.encoders import ResNet10Encoder
 from hilserl_core.reward_classifier import RewardClassifier, classification_metrics, train_classifier
 
-SIZE = 32  # -> [512, 1, 1] features: fast on 2 shared cores, and robust across seeds (48 px was not)
+SIZE = 32  # -> [1, 1, 512] features: fast on 2 shared cores, and robust across seeds (48 px was not)
 SQUARE = 8
 
 
@@ -95,20 +95,20 @@ def test_load_errors_name_the_problem(tmp_path, trained, encoder):
 def test_two_cameras_from_cached_features():
     # success is visible only in the side camera's features: the head must use both inputs
     rng = np.random.default_rng(2)
-    shape = (16, 2, 2)
+    shape = (2, 2, 16)  # channel-last [h, w, C]
 
     def batch(n, success):
         side = rng.standard_normal((n, *shape)).astype(np.float16)
-        side[:, 3, 1, 1] += 3.0 if success else -3.0
+        side[:, 1, 1, 3] += 3.0 if success else -3.0
         return {"feature/wrist": rng.standard_normal((n, *shape)).astype(np.float16), "feature/side": side}
 
-    result = train_classifier(batch(40, True), batch(120, False), steps=100, batch_size=32, log=None, bottleneck_dim=32, hidden_dim=32)
+    result = train_classifier(batch(40, True), batch(120, False), steps=150, lr=1e-3, batch_size=32, log=None, bottleneck_dim=32, hidden_dim=32)
     assert result.classifier.cameras == ["wrist", "side"]
     assert result.metrics["accuracy"] > 0.95
     with pytest.raises(ValueError, match="no encoder"):
         result.classifier({"image/wrist": np.zeros((1, SIZE, SIZE, 3), np.uint8), "feature/side": batch(1, True)["feature/side"]})
     with pytest.raises(ValueError, match="do not match"):
-        result.classifier({"feature/wrist": np.zeros((1, 16, 4, 4), np.float16), "feature/side": np.zeros((1, *shape), np.float16)})
+        result.classifier({"feature/wrist": np.zeros((1, 4, 4, 16), np.float16), "feature/side": np.zeros((1, *shape), np.float16)})
 
 
 def test_classification_metrics_hand_values():

@@ -17,7 +17,7 @@ PROPRIO = 4
 ACT = 3
 
 
-def make_batch(batch=16, seed=0, cams=CAMS, feature_shape=(512, 4, 4), terminated=None):
+def make_batch(batch=16, seed=0, cams=CAMS, feature_shape=(4, 4, 512), terminated=None):
     g = torch.Generator().manual_seed(seed)
 
     def obs():
@@ -310,7 +310,7 @@ def test_rlpd_from_state_solves_pendulum_with_few_demos(one_torch_thread):
     sampler = MixedSampler(demo, online, 0.5)
     rng = np.random.default_rng(0)
     o, _ = env.reset(seed=0)
-    for step in range(4000):
+    for step in range(5000):
         a = rng.uniform(-1, 1, 1).astype(np.float32) if step < 400 else agent.act({"proprio": o.astype(np.float32)})
         o2, r, term, trunc, _ = env.step(2.0 * a)
         online.add(Transition({"proprio": o.astype(np.float32)}, a, float(r), term, trunc,

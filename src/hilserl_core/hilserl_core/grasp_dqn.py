@@ -24,7 +24,8 @@ from . import config as cfg
 from .config import param
 from .networks import GraspCritic, ObservationEncoder, load_trainable_state_dict, trainable_state_dict
 from .rlpd import _strip, load_optimizer, polyak_update, save_optimizer
-from .types import Batch, Observation
+from .precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
+from .types import FEATURE_SHAPE_128, Batch, Observation
 
 __all__ = [
     "GRIPPER_OPEN",
@@ -75,6 +76,9 @@ class GraspDQNConfig:
     image_bottleneck_dim: int = param(256, "image head output width per camera", low=1, high=4096)
     proprio_latent_dim: int = param(64, "proprio encoder width", low=1, high=4096)
     image_dropout: float = param(0.1, "dropout on the spatial embedding", low=0.0, high=0.99)
+    compute_dtype: str = param(
+        "auto", "dtype of the matrix products in updates (see RLPDConfig.compute_dtype)", choices=COMPUTE_DTYPES
+    )
     seed: int = param(0, "seed of the agent's random generator (exploration)", low=0)
 
     def __post_init__(self) -> None:
@@ -89,7 +93,7 @@ class GraspDQNAgent:
         config: GraspDQNConfig,
         camera_names: Sequence[str] = (),
         proprio_dim: int = 0,
-        feature_shape: Sequence[int] = (512, 4, 4),
+        feature_shape: Sequence[int] = FEATURE_SHAPE_128,
         image_encoder: Optional[nn.Module] = None,
         augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         device: str | torch.device = "cpu",
@@ -99,6 +103,7 @@ class GraspDQNAgent:
         self.proprio_dim = int(proprio_dim)
         self.feature_shape = tuple(int(v) for v in feature_shape)
         self.device = torch.device(device)
+        self.compute_dtype = resolve_compute_dtype(config.compute_dtype, self.device)
         self.num_actions = 3**config.n_grippers
         self.step = 0
         self.rng = np.random.default_rng(config.seed)
@@ -155,11 +160,12 @@ class GraspDQNAgent:
         return reward + self.config.discount * (1.0 - batch.terminated.float()) * next_q
 
     def update(self, batch: Batch) -> Dict[str, float]:
-        target = self.td_target(batch)
-        self.network.train()
-        q_all = self._q(self.network, batch.observations, augment=True)
-        q = q_all.gather(-1, batch.grasp_actions.long().unsqueeze(-1)).squeeze(-1)
-        loss = ((q - target) ** 2).mean()  # DQN squared TD error (Mnih et al. 2015, Eq. 2), Double-DQN target
+        with autocast(self.device, self.compute_dtype):  # Q outputs and the loss stay float32 (networks.py)
+            target = self.td_target(batch)
+            self.network.train()
+            q_all = self._q(self.network, batch.observations, augment=True)
+            q = q_all.gather(-1, batch.grasp_actions.long().unsqueeze(-1)).squeeze(-1)
+            loss = ((q - target) ** 2).mean()  # DQN squared TD error (Mnih et al. 2015, Eq. 2), Double-DQN target
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

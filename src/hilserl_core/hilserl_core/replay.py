@@ -4,7 +4,7 @@ Memory layout
 -------------
 A :class:`ReplayBuffer` is a ring of ``capacity`` *slots*. Every slot holds one
 observation (``proprio`` float32, ``image/<cam>`` uint8 ``[H, W, 3]`` or
-``feature/<cam>`` float16 ``[512, 4, 4]``, per camera) and, when it starts a
+``feature/<cam>`` float16 ``[4, 4, 512]``, per camera) and, when it starts a
 stored transition, that transition's action, reward, flags and ids. Images are
 never stored as float (a defect of the published implementation: 4x memory).
 
@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from . import tensorio
-from .types import FEATURE_PREFIX, IMAGE_PREFIX, PROPRIO_KEY, Batch, Observation, Transition
+from .types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Batch, Observation, Transition
 
 BUFFER_KIND = "hilserl.replay_buffer"
 BUFFER_FORMAT = 1
@@ -80,7 +80,7 @@ def make_observation_spec(
     proprio_dim: int,
     mode: Union[str, Mapping[str, str]] = "image",
     image_shape: Tuple[int, int, int] = (128, 128, 3),
-    feature_shape: Tuple[int, int, int] = (512, 4, 4),
+    feature_shape: Tuple[int, int, int] = FEATURE_SHAPE_128,
 ) -> ObservationSpec:
     """Observation spec for a buffer: ``mode`` is ``"image"`` or ``"feature"``, or a
     per-camera mapping of those."""
@@ -179,7 +179,7 @@ class ReplayBuffer:
         action_dim: int,
         mode: Union[str, Mapping[str, str]] = "image",
         image_shape: Tuple[int, int, int] = (128, 128, 3),
-        feature_shape: Tuple[int, int, int] = (512, 4, 4),
+        feature_shape: Tuple[int, int, int] = FEATURE_SHAPE_128,
     ) -> "ReplayBuffer":
         spec = make_observation_spec(cameras, proprio_dim, mode, image_shape, feature_shape)
         return cls(capacity, spec, action_dim)
@@ -475,7 +475,7 @@ def bytes_per_transition(
     proprio_dim: int = 19,
     action_dim: int = 7,
     image_shape: Tuple[int, int, int] = (128, 128, 3),
-    feature_shape: Tuple[int, int, int] = (512, 4, 4),
+    feature_shape: Tuple[int, int, int] = FEATURE_SHAPE_128,
     episode_length: Optional[int] = None,
     capacity: int = 1000,
 ) -> float:

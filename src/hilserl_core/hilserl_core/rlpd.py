@@ -45,7 +45,8 @@ from .networks import (
     load_trainable_state_dict,
     trainable_state_dict,
 )
-from .types import Batch, Observation
+from .precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
+from .types import FEATURE_SHAPE_128, Batch, Observation
 
 __all__ = [
     "RLPDConfig",
@@ -96,6 +97,12 @@ class RLPDConfig:
         "shared_detached",
         "actor reads the critic's encoder features detached (DrQ-v2) or has its own encoder (SERL)",
         choices=("shared_detached", "separate"),
+    )
+    compute_dtype: str = param(
+        "auto",
+        "dtype of the matrix products in updates: auto = bfloat16 where the hardware has native "
+        "bfloat16 (precision.py), else float32; parameters, losses and Q outputs stay float32",
+        choices=COMPUTE_DTYPES,
     )
     seed: int = param(0, "seed of the agent's own random generator (noise, target subsets)", low=0)
 
@@ -159,7 +166,7 @@ class RLPDAgent:
         action_dim: int,
         camera_names: Sequence[str] = (),
         proprio_dim: int = 0,
-        feature_shape: Sequence[int] = (512, 4, 4),
+        feature_shape: Sequence[int] = FEATURE_SHAPE_128,
         image_encoder: Optional[nn.Module] = None,
         augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         device: str | torch.device = "cpu",
@@ -172,6 +179,7 @@ class RLPDAgent:
         self.proprio_dim = int(proprio_dim)
         self.feature_shape = tuple(int(v) for v in feature_shape)
         self.device = torch.device(device)
+        self.compute_dtype = resolve_compute_dtype(config.compute_dtype, self.device)
         self.step = 0  # update() calls so far
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         # Seeded initialisation without touching the caller's global RNG stream.
@@ -214,7 +222,7 @@ class RLPDAgent:
         self.actor_encoder = make_encoder().to(self.device) if config.actor_encoder == "separate" else None
         feat_dim = self.encoder.out_dim
         self.critic = CriticEnsemble(
-            feat_dim + self.action_dim, config.num_critics, config.critic_hidden_dims, config.critic_layer_norm
+            feat_dim, self.action_dim, config.num_critics, config.critic_hidden_dims, config.critic_layer_norm
         ).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor = TanhGaussianActor(
@@ -297,21 +305,33 @@ class RLPDAgent:
         rewards = batch.rewards.float()
         terminated = batch.terminated.float()
 
-        # Encoder with gradient on s (critic loss only); s' without gradient and without dropout.
-        self.train_mode(True)
-        features = self.encoder(batch.observations, augment=True)
-        with torch.no_grad():
-            self.train_mode(False)
-            next_features = self.encoder(batch.next_observations, augment=True)
-            if self.actor_encoder is None:
-                next_actor_features = next_features
-            else:
-                next_actor_features = self.actor_encoder(batch.next_observations, augment=True)
+        # Forward passes under mixed precision where configured (precision.py); backward
+        # and optimizer steps follow outside, gradients land in the float32 parameters.
+        with autocast(self.device, self.compute_dtype):
+            # Encoder with gradient on s (critic loss only); s' without gradient and without dropout.
             self.train_mode(True)
-        target = self.td_target(rewards, terminated, next_features, next_actor_features)
-        projection = self.critic.input_projection(features)
-        q = self.critic.forward_from_projection(projection, batch.actions.float())  # [N, B]
-        critic_loss = ((q - target.unsqueeze(0)) ** 2).mean()  # SAC Eq. 5 (soft Bellman residual), every member
+            features = self.encoder(batch.observations, augment=True)
+            with torch.no_grad():
+                self.train_mode(False)
+                next_features = self.encoder(batch.next_observations, augment=True)
+                if self.actor_encoder is None:
+                    next_actor_features = next_features
+                else:
+                    next_actor_features = self.actor_encoder(batch.next_observations, augment=True)
+                self.train_mode(True)
+            target = self.td_target(rewards, terminated, next_features, next_actor_features)
+            projection = self.critic.input_projection(features)
+            q = self.critic.forward_from_projection(projection, batch.actions.float())  # [N, B], float32
+            critic_loss = ((q - target.unsqueeze(0)) ** 2).mean()  # SAC Eq. 5 (soft Bellman residual), every member
+            if update_actor:
+                actor_features = self._actor_features(batch.observations, features)
+                actions, log_probs = self.actor.sample(actor_features, self.generator)
+                # RLPD: ensemble mean
+                q_pi = self.critic.forward_from_projection(projection.detach(), actions).mean(dim=0)
+                alpha = self.log_alpha.detach().exp()
+                actor_loss = (alpha * log_probs - q_pi).mean()  # SAC Eq. 7 (reparameterised policy objective)
+                entropy = -log_probs.detach().mean()
+                temperature_loss = self.log_alpha.exp() * (entropy - self.target_entropy)  # SAC Eq. 18
 
         info = {
             "critic_loss": float(critic_loss.detach()),
@@ -319,14 +339,6 @@ class RLPDAgent:
             "target_mean": float(target.mean()),
             "actor_updated": float(update_actor),
         }
-        if update_actor:
-            actor_features = self._actor_features(batch.observations, features)
-            actions, log_probs = self.actor.sample(actor_features, self.generator)
-            q_pi = self.critic.forward_from_projection(projection.detach(), actions).mean(dim=0)  # RLPD: ensemble mean
-            alpha = self.log_alpha.detach().exp()
-            actor_loss = (alpha * log_probs - q_pi).mean()  # SAC Eq. 7 (reparameterised policy objective)
-            entropy = -log_probs.detach().mean()
-            temperature_loss = self.log_alpha.exp() * (entropy - self.target_entropy)  # SAC Eq. 18 (alpha tuning)
 
         # Each loss reaches only its own parameters: backward(inputs=...) leaves every other .grad alone.
         self.critic_optimizer.zero_grad(set_to_none=True)

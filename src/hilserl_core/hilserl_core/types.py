@@ -4,10 +4,12 @@ Observation keys (one flat namespace, the same on the wire, in buffers and in ba
 
 - ``"proprio"``: float32 ``[P]`` egocentric proprioception (see ``frames.py``).
 - ``"image/<cam>"``: uint8 ``[H, W, 3]`` RGB, normally 128x128 after cropping.
-- ``"feature/<cam>"``: float16 ``[C, h, w]`` output of the frozen image encoder
-  (``encoders.ResNet10Encoder``: ``[512, 4, 4]`` for 128x128 input). A buffer in
-  feature mode stores these instead of images so CPU learner updates never
-  re-run the ResNet.
+- ``"feature/<cam>"``: float16 ``[h, w, C]`` output of the frozen image encoder,
+  channel-last (``encoders.ResNet10Encoder``: ``[4, 4, 512]`` for 128x128 input,
+  ``FEATURE_SHAPE_128``). A buffer in feature mode stores these instead of
+  images so CPU learner updates never re-run the ResNet. Channel-last is the
+  layout the learned spatial embedding reads fastest (``networks``) and the one
+  of the flax encoders HIL-SERL's published weights come from.
 
 Episode boundaries (HIL-SERL defect list: "time-limit truncation treated as terminal"):
 
@@ -29,6 +31,7 @@ Observation = Dict[str, np.ndarray]
 PROPRIO_KEY = "proprio"
 IMAGE_PREFIX = "image/"
 FEATURE_PREFIX = "feature/"
+FEATURE_SHAPE_128 = (4, 4, 512)  # frozen ResNet-10 features of a 128x128 image, channel-last [h, w, C]
 
 
 def image_key(camera: str) -> str:
