@@ -235,14 +235,20 @@ class ActorNode(Node):
         self._last_obs_stamp = obs_stamp
         transition, summary = self.recorder.observe(obs, obs_stamp, float(success), success, self._operator_reset)
         self._operator_reset = False
-        if transition is not None:
-            self._transition_pub.publish(payload.encode(*wire.transition_to_arrays(transition, self.actor_id, self.sequence)))
-            self.sequence += 1
-            self.transitions_sent += 1
         if summary is not None:
+            self._send_transition(transition)
             self._end_episode(summary)
             return
         self._act(obs, obs_stamp)
+        # the learner can wait a few milliseconds; the arm should not: act first, then send
+        self._send_transition(transition)
+
+    def _send_transition(self, transition) -> None:
+        if transition is None:
+            return
+        self._transition_pub.publish(payload.encode(*wire.transition_to_arrays(transition, self.actor_id, self.sequence)))
+        self.sequence += 1
+        self.transitions_sent += 1
 
     def _act(self, obs, stamp_s: float) -> None:
         c = self.conf.value
