@@ -52,6 +52,12 @@ def test_bfloat16_compute_stays_close_to_float32(encoder, images):
     rel = float((out - ref).norm() / ref.norm())
     assert rel < 0.03, f"bfloat16 features deviate {rel:.3%} from float32"
     assert rel > 0.0  # it really ran in bfloat16
+    # weights are held in the compute dtype (cast once), normalisation constants in float32;
+    # weight files stay float32 and load into either
+    assert fast.stem_conv.weight.dtype == torch.bfloat16 and fast.mean.dtype == torch.float32
+    assert encoder.stem_conv.weight.dtype == torch.float32
+    fast.to("cpu")
+    assert fast.stem_conv.weight.dtype == torch.bfloat16 and fast.mean.dtype == torch.float32
     with pytest.raises(ValueError, match="compute_dtype"):
         ResNet10Encoder(compute_dtype="float16")
 
@@ -95,7 +101,7 @@ def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, encoder, ima
 
 
 def test_load_names_missing_and_misshaped_keys_and_file(tmp_path, encoder):
-    state = {k: v.numpy() for k, v in encoder.state_dict().items()}
+    state = {k: v.float().numpy() for k, v in encoder.state_dict().items()}
     missing = dict(state)
     del missing["blocks.2.proj_conv.weight"]
     tensorio.save_file(tmp_path / "missing.safetensors", missing, {})
@@ -117,7 +123,7 @@ def test_load_names_missing_and_misshaped_keys_and_file(tmp_path, encoder):
 
 def _to_flax_tree(encoder):
     """Inverse of the converter: the flat flax tree a SERL checkpoint would hold."""
-    state = {k: v.numpy() for k, v in encoder.state_dict().items()}
+    state = {k: v.float().numpy() for k, v in encoder.state_dict().items()}
     flat = {}
     for torch_name, (flax_name, kind) in encoders._flax_to_torch_names().items():
         value = state[torch_name]
