@@ -106,3 +106,19 @@ def test_scripted_operator_drives_the_spacenav_topics(ros_context, spin_until):
     ex.shutdown()
     sim.destroy_node()
     peer.destroy_node()
+
+
+def test_scripted_operator_keeps_its_name_under_the_process_node_remap():
+    """`ros2 run hilserl_sim sim_node --ros-args -r __node:=sim` (what launch and the runner
+    pass) renames every node of the process that reads the global arguments; the operator
+    composed into the sim process must stay /scripted_operator, not become a second /sim."""
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx, args=["sim_node", "--ros-args", "-r", "__node:=sim", "-r", "__ns:=/"])
+    try:
+        sim = SimNode(context=ctx, parameter_overrides=[Parameter("operator.mode", value="assist")])
+        assert sim.get_fully_qualified_name() == "/sim"
+        assert sim.operator_node.get_fully_qualified_name() == "/scripted_operator"
+        sim.operator_node.destroy_node()
+        sim.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)

@@ -110,7 +110,10 @@ class SimNode(Node):
         self.operator_node = None
         self.companion_nodes = []  # run_node spins these in this process's executor
         if c.operator.mode != "off":
-            self.operator_node = ScriptedOperatorNode(self, c.operator, context=node_kwargs.get("context"))
+            # Only its own name: the process's --ros-args (`-r __node:=sim` from ros2 run / launch) would
+            # otherwise rename it to /sim too. Its settings are the sim node's operator.* parameters.
+            self.operator_node = ScriptedOperatorNode(self, c.operator, context=node_kwargs.get("context"),
+                                                      namespace=self.get_namespace(), use_global_arguments=False)
             self.companion_nodes.append(self.operator_node)
         self._camera_period = 1.0 / c.camera_rate_hz
         self._next_camera_s = 0.0
