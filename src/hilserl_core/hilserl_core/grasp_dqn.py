@@ -11,7 +11,6 @@ reward is the environment reward plus ``Batch.grasp_penalties`` (the actor's
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
@@ -23,7 +22,15 @@ from torch import nn
 from . import config as cfg
 from .config import param
 from .networks import GraspCritic, ObservationEncoder, load_trainable_state_dict, trainable_state_dict
-from .rlpd import _strip, load_optimizer, polyak_update, save_optimizer
+from .rlpd import (
+    _strip,
+    load_optimizer,
+    polyak_update,
+    read_agent_files,
+    read_agent_meta,
+    save_optimizer,
+    write_agent_files,
+)
 from .precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
 from .types import FEATURE_SHAPE_128, Batch, Observation
 
@@ -182,10 +189,7 @@ class GraspDQNAgent:
         load_trainable_state_dict(self.network, state)
 
     def save(self, directory: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write ``grasp_dqn.safetensors`` and ``grasp_dqn.json`` (see ``rlpd.write_agent_files``)."""
         tensors = {f"network/{k}": v for k, v in trainable_state_dict(self.network).items()}
         tensors.update({f"target/{k}": v for k, v in trainable_state_dict(self.target_network).items()})
         opt_tensors, groups = save_optimizer(self.optimizer)
@@ -200,19 +204,10 @@ class GraspDQNAgent:
             "optimizer_param_groups": groups,
             "rng_state": self.rng.bit_generator.state,
         }
-        save_file(tensors, str(directory / "grasp_dqn.safetensors.tmp"))
-        (directory / "grasp_dqn.safetensors.tmp").replace(directory / "grasp_dqn.safetensors")
-        (directory / "grasp_dqn.json.tmp").write_text(json.dumps(meta, indent=2))
-        (directory / "grasp_dqn.json.tmp").replace(directory / "grasp_dqn.json")
+        write_agent_files(directory, "grasp_dqn", tensors, meta)
 
     def load_state(self, directory: str | Path) -> None:
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        meta = json.loads((directory / "grasp_dqn.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{directory}/grasp_dqn.json: format {meta.get('format')!r}, expected {FORMAT!r}")
-        tensors = load_file(str(directory / "grasp_dqn.safetensors"))
+        tensors, meta = read_agent_files(directory, "grasp_dqn", FORMAT)
         load_trainable_state_dict(self.network, _strip(tensors, "network/"))
         load_trainable_state_dict(self.target_network, _strip(tensors, "target/"))
         load_optimizer(self.optimizer, _strip(tensors, "optim/"), meta["optimizer_param_groups"])
@@ -227,8 +222,8 @@ class GraspDQNAgent:
         augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         device: str | torch.device = "cpu",
     ) -> "GraspDQNAgent":
-        meta = json.loads((Path(directory) / "grasp_dqn.json").read_text())
-        config = cfg.from_mapping(GraspDQNConfig, meta["config"], f"{directory}/grasp_dqn.json")
+        meta, where = read_agent_meta(directory, "grasp_dqn")
+        config = cfg.from_mapping(GraspDQNConfig, meta["config"], where)
         agent = cls(config, meta["camera_names"], meta["proprio_dim"], meta["feature_shape"], image_encoder, augment, device)
         agent.load_state(directory)
         return agent

@@ -407,10 +407,6 @@ class RLPDAgent:
 
     def save(self, directory: str | Path) -> None:
         """Write ``agent.safetensors`` (all tensors) and ``agent.json`` (config, step, optimizer groups)."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         tensors: Dict[str, torch.Tensor] = {}
         for name, mod in self.modules().items():
             tensors.update({f"{name}/{k}": v for k, v in trainable_state_dict(mod).items()})
@@ -431,21 +427,11 @@ class RLPDAgent:
             "feature_shape": list(self.feature_shape),
             "optimizer_param_groups": groups,
         }
-        tmp = directory / "agent.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(directory / "agent.safetensors")  # atomic: a crash never leaves a half-written checkpoint
-        (directory / "agent.json.tmp").write_text(json.dumps(meta, indent=2))
-        (directory / "agent.json.tmp").replace(directory / "agent.json")
+        write_agent_files(directory, "agent", tensors, meta)
 
     def load_state(self, directory: str | Path) -> None:
         """Restore everything ``save`` wrote into this (identically configured) agent."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        meta = json.loads((directory / "agent.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{directory}/agent.json: format {meta.get('format')!r}, expected {FORMAT!r}")
-        tensors = load_file(str(directory / "agent.safetensors"))
+        tensors, meta = read_agent_files(directory, "agent", FORMAT)
         for name, mod in self.modules().items():
             load_trainable_state_dict(mod, _strip(tensors, f"{name}/"))
         with torch.no_grad():
@@ -463,8 +449,8 @@ class RLPDAgent:
         augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         device: str | torch.device = "cpu",
     ) -> "RLPDAgent":
-        meta = json.loads((Path(directory) / "agent.json").read_text())
-        config = cfg.from_mapping(RLPDConfig, meta["config"], f"{directory}/agent.json")
+        meta, where = read_agent_meta(directory, "agent")
+        config = cfg.from_mapping(RLPDConfig, meta["config"], where)
         agent = cls(
             config,
             meta["action_dim"],
@@ -494,6 +480,37 @@ def _slice_batch(batch: Batch, sl: slice) -> Batch:
         grasp_penalties=batch.grasp_penalties[sl],
         intervened=batch.intervened[sl],
     )
+
+
+def write_agent_files(directory: str | Path, stem: str, tensors: Mapping[str, torch.Tensor], meta: dict) -> None:
+    """``<stem>.safetensors`` + ``<stem>.json`` in ``directory``, each replaced atomically
+    (a crash never leaves a half-written file)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"{stem}.safetensors.tmp"
+    save_file(dict(tensors), str(tmp))
+    tmp.replace(directory / f"{stem}.safetensors")
+    tmp = directory / f"{stem}.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(directory / f"{stem}.json")
+
+
+def read_agent_meta(directory: str | Path, stem: str) -> Tuple[dict, str]:
+    """The JSON half of :func:`write_agent_files` and its path (for error messages)."""
+    path = Path(directory) / f"{stem}.json"
+    return json.loads(path.read_text()), str(path)
+
+
+def read_agent_files(directory: str | Path, stem: str, fmt: str) -> Tuple[Dict[str, torch.Tensor], dict]:
+    """Tensors and metadata written by :func:`write_agent_files`; the format tag must be ``fmt``."""
+    from safetensors.torch import load_file
+
+    meta, where = read_agent_meta(directory, stem)
+    if meta.get("format") != fmt:
+        raise ValueError(f"{where}: format {meta.get('format')!r}, expected {fmt!r}")
+    return load_file(str(Path(directory) / f"{stem}.safetensors")), meta
 
 
 def save_optimizer(opt: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], list]:
