@@ -1,13 +1,24 @@
 """Camera -> controller-target latency through crop, actor and mux, and weight broadcast cost.
 
-Starts the real nodes as separate processes over DDS on loopback (crop node per camera,
-actor, intervention mux per arm, learner), from a graph description like the
-launch files use. This script plays camera driver and robot: it publishes raw
-camera images (all cameras of a frame set with one stamp) and robot state at the
-camera rate, and measures, for every frame set, the time from publishing the
-images to the mux's report that it sent the controller target for the action
-chosen on those frames (``mux/executed`` is published right after ``target_pose``,
-in the same callback, and carries the observation's image stamp).
+Starts the real nodes over DDS on loopback (crop node per camera, actor, intervention
+mux per arm, learner) from a graph description like the launch files use: each node a
+process of its own, or with ``--compose`` the crop nodes, actor and muxes in one
+``compose_nodes`` process (the graph's ``process:`` option, as ``hot_path_process``
+does in config/graphs). This script plays camera driver and robot: on a 10 Hz timer
+it publishes raw camera images (all cameras of a frame set with one stamp) and robot
+state, and measures, for every frame set, the time from publishing the images to the
+mux's report that it sent the controller target for the action chosen on those frames
+(``mux/executed`` is published right after ``target_pose``, in the same callback, and
+carries the observation's image stamp). Stamps are matched to the nanosecond stamp
+published, within 10 us (the nodes carry stamps as float seconds).
+
+``--breakdown`` also subscribes to the cropped images and policy actions and splits
+each answered frame set into hops as this observer sees them: camera publish -> last
+cropped image of the arm (crop), -> policy action (actor: inputs, policy, grasp
+critic, publish), -> mux/executed (mux); plus the actor's own policy-compute p50 from
+its diagnostics and, for frame sets never answered, the hop where they stopped. The
+observer's own scheduling adds to each hop (the three hops add up to the end-to-end
+figure, ±1-2 ms of ordering noise).
 
 Weights: size of the learner's policy-weights message and the time from the
 learner publishing it to the actor having loaded it (the actor's diagnostics
@@ -15,8 +26,10 @@ report the version it uses; its transient-local subscription is reliable).
 
     python benchmarks/latency.py                 # dual arm, 2 cameras per arm
     python benchmarks/latency.py --arms 1 --frames 200
+    python benchmarks/latency.py --arms 2 --compose --breakdown --no-weights
 
-The last line is one JSON object with the figures.
+The last line is one JSON object with the figures (with the 1-minute load average:
+the machine may be shared).
 """
 
 from __future__ import annotations
