@@ -152,7 +152,7 @@ class FastDropout(nn.Module):
         n = x.numel()
         words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
         keep = words.view(torch.int16)[:n].reshape(x.shape) >= self._threshold
-        return x * keep * (1.0 / (1.0 - self.p))
+        return (x * keep).mul_(1.0 / (1.0 - self.p))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -178,7 +178,7 @@ class ImageHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.spatial(features)
-        return torch.tanh(self.norm(self.dense(self.dropout(x))))
+        return self.norm(self.dense(self.dropout(x))).tanh_()  # in place: LayerNorm's backward keeps its input
 
 
 class ProprioEncoder(nn.Module):
@@ -191,7 +191,7 @@ class ProprioEncoder(nn.Module):
         self.out_dim = latent_dim
 
     def forward(self, proprio: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.norm(self.dense(proprio.float())))
+        return self.norm(self.dense(proprio.float())).tanh_()
 
 
 class ObservationEncoder(nn.Module):
@@ -280,7 +280,8 @@ def mlp(in_dim: int, hidden_dims: Sequence[int], use_layer_norm: bool, activatio
         layers.append(nn.Linear(d, h))
         if use_layer_norm:
             layers.append(nn.LayerNorm(h))
-        layers.append(activation())
+        # in place: neither Linear's nor LayerNorm's backward needs its own output
+        layers.append(activation(inplace=True) if activation is nn.ReLU else activation())
         d = h
     return nn.Sequential(*layers)
 
@@ -410,14 +411,16 @@ class CriticEnsemble(nn.Module):
         """Q ``[M, B]`` from ``input_projection`` and the actions ``[B, A]``."""
         take = (lambda p: p) if members is None else (lambda p: p.index_select(0, members))
         h = torch.baddbmm(take(self.biases[0]), actions.unsqueeze(0).expand(projection.shape[0], -1, -1),
-                          take(self.act_weight)) + projection
+                          take(self.act_weight)).add_(projection)
         for i in range(len(self.weights)):
             if i > 0:
                 h = torch.baddbmm(take(self.biases[i]), h, take(self.weights[i - 1]))
             if self.use_layer_norm:
                 # Per-member affine in one fused op (F.layer_norm's affine is shared across members).
                 h = torch.addcmul(take(self.ln_biases[i]), F.layer_norm(h, h.shape[-1:]), take(self.ln_weights[i]))
-            h = F.relu(h)
+                h = h.relu_()  # in place on the fresh affine output: one buffer less per layer
+            else:
+                h = F.relu(h)
         with full_precision(h):  # Q values in float32: bfloat16 would round TD errors of ~1e-2 away
             return torch.baddbmm(take(self.biases[-1]), h.float(), take(self.weights[-1])).squeeze(-1)
 
