@@ -223,6 +223,12 @@ def test_compose_arguments_round_trip_and_malformed_ones_are_named():
     argv = compose_argv([("pkg_a", "exe_a", a), ("pkg_b", "exe_b", b)])
     assert argv == ["pkg_a/exe_a", *a, "--", "pkg_b/exe_b", *b, "--"]
     assert [(s.package, s.executable, list(s.ros_args)) for s in parse_compose_argv(argv)] == [("pkg_a", "exe_a", a), ("pkg_b", "exe_b", b)]
+    # a process-wide section launch may append after the last node is split off, not parsed as a node
+    from hilserl_interfaces.compose import split_process_args
+
+    tail = ["--ros-args", "--log-level", "warn"]
+    assert split_process_args(argv + tail) == (argv, tail)
+    assert split_process_args(argv) == (argv, [])
     for bad, pattern in ((["pkg_a/exe_a", "-r", "x"], "must be followed by --ros-args"),
                          (["pkg_a/exe_a", "--ros-args", "-r", "__node:=a"], "must end with --"),
                          (["nonsense"], "expected <package>/<executable>"),

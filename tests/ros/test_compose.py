@@ -28,11 +28,11 @@ def _spec(name, ns, package, executable, params):
     return G.NodeSpec(name=name, package=package, executable=executable, namespace=ns, parameters=tuple(sorted(params.items())))
 
 
-def _start(specs):
+def _start(specs, process_args=()):
     proc = G.Process("hot_path", tuple(specs))
     package, executable, argv = G.process_command(proc)
-    return subprocess.Popen([find_executable(package, executable)] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    return subprocess.Popen([find_executable(package, executable)] + argv + list(process_args), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def test_composed_nodes_keep_their_names_parameters_and_topics(ros_context, spin_until):
@@ -41,7 +41,8 @@ def test_composed_nodes_keep_their_names_parameters_and_topics(ros_context, spin
         _spec("crop_side", "/left", "hilserl_perception", "crop_node", {"camera": "side", "output_size": 64}),
         _spec("intervention_mux", "/left", "hilserl_teleop", "mux_node", {"mux.speed_scale": 0.5}),
     ]
-    proc = _start(specs)
+    # a process-wide section (launch may append one) must not rename the members
+    proc = _start(specs, ["--ros-args", "-r", "__node:=everyone", "--log-level", "warn"])
     node = rclpy.create_node("compose_observer", context=ros_context)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)

@@ -18,6 +18,8 @@ Command line (``ros2 run hilserl_interfaces compose_nodes ...`` or a launch_ros
 ``<package>/<executable>`` names the node as ``ros2 run`` would; the node class is the
 ``NODE_CLASS`` of the module that executable's entry point runs. Node sections are
 never given to ``rclpy.init`` (rcl would apply every ``__node`` remap to every node).
+A ``--ros-args`` section after the last node (what launch may append for the whole
+process) goes to ``rclpy.init``; the nodes ignore process-wide arguments.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import List, Optional, Sequence, Tuple
 
-__all__ = ["NodeSection", "compose_argv", "parse_compose_argv", "node_class", "main"]
+__all__ = ["NodeSection", "compose_argv", "parse_compose_argv", "split_process_args", "node_class", "main"]
 
 _TARGET = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)/([A-Za-z0-9_.-]+)$")
 
@@ -73,6 +75,16 @@ def parse_compose_argv(argv: Sequence[str]) -> List[NodeSection]:
     return sections
 
 
+def split_process_args(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """``(node sections, process-wide --ros-args)``: the latter is a trailing ``--ros-args``
+    section that follows a ``--`` (or starts the command line)."""
+    argv = list(argv)
+    for i, a in enumerate(argv):
+        if a == "--ros-args" and (i == 0 or argv[i - 1] == "--"):
+            return argv[:i], argv[i:]
+    return argv, []
+
+
 def node_class(package: str, executable: str):
     """The Node class that ``ros2 run <package> <executable>`` would build."""
     norm = package.replace("-", "_").lower()
@@ -91,14 +103,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .node_main import run_nodes
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv, process_args = split_process_args(argv)
     try:
         sections = parse_compose_argv(argv)
         classes = [node_class(s.package, s.executable) for s in sections]
     except ValueError as exc:
         print(f"compose_nodes: {exc}", file=sys.stderr, flush=True)
         return 2
-    # rclpy.init gets no arguments: the node sections must stay node-local
-    return run_nodes([_Factory(cls, s) for cls, s in zip(classes, sections)], args=[sys.argv[0] if sys.argv else "compose_nodes"])
+    # rclpy.init never sees the node sections: they must stay node-local
+    program = sys.argv[0] if sys.argv else "compose_nodes"
+    return run_nodes([_Factory(cls, s) for cls, s in zip(classes, sections)], args=[program, *process_args])
 
 
 class _Factory:
