@@ -96,6 +96,22 @@ def test_integer_factor_resize_is_block_mean():
     assert np.max(np.abs(out.astype(float) - expect)) <= 0.5 + 1e-3
 
 
+@pytest.mark.parametrize("roi_hw", [(477, 477), (141, 190), (128, 128), (100, 300)])
+def test_tap_resize_equals_the_dense_area_weight_products(roi_hw):
+    # the taps are the non-zero entries of area_weights: same result as the dense products
+    h, w = roi_hw
+    img = np.random.default_rng(h + w).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    out = imageproc.CropResizer(imageproc.Roi(7, 3, w, h), (480, 640))(img)
+    crop = img[3 : 3 + h, 7 : 7 + w].astype(np.float64)
+    rows, cols = imageproc.area_weights(h, 128).astype(np.float64), imageproc.area_weights(w, 128).astype(np.float64)
+    expect = np.einsum("oh,hwc,pw->opc", rows, crop, cols)
+    assert np.max(np.abs(out.astype(float) - expect)) <= 0.5 + 1e-3
+    index, weight = imageproc.area_taps(h, 128)
+    dense = np.zeros((128, h))
+    np.add.at(dense, (np.arange(128)[:, None], index), weight)
+    np.testing.assert_allclose(dense, rows, atol=1e-6)
+
+
 def test_resize_preserves_constant_and_mean_of_gradient():
     img = np.tile(np.arange(200, dtype=np.uint8)[None, :, None], (150, 1, 3))
     out = imageproc.CropResizer(imageproc.Roi(0, 0, 200, 150), (150, 200))(img)
