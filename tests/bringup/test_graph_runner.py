@@ -135,12 +135,17 @@ def _runner(tmp_path, modes):
     return GraphRunner(G.load_graph("demo", cfg_dir=cfg), resolve=lambda pkg, ex: str(tmp_path / ex), out=out), out
 
 
+def _wait_until_up(out, count, timeout=10.0):
+    """Until ``count`` fake nodes have printed that they are up (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and out.getvalue().count(" up ") < count:
+        time.sleep(0.05)
+
+
 def test_runner_starts_nodes_with_their_ros_args_and_stops_them_cleanly(tmp_path):
     runner, out = _runner(tmp_path, {})
     runner.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and out.getvalue().count(" up ") < 2:
-        time.sleep(0.05)
+    _wait_until_up(out, 2)
     assert runner.poll() is None
     runner.shutdown()
     text = out.getvalue()
@@ -253,9 +258,7 @@ def test_runner_starts_a_composed_group_as_one_process_and_stops_it(tmp_path):
     runner = GraphRunner(G.load_graph("demo", cfg_dir=cfg), resolve=lambda pkg, ex: str(tmp_path / ex), out=out)
     assert [p.key for p in runner.processes] == ["both", "/c"]
     runner.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and out.getvalue().count(" up ") < 2:
-        time.sleep(0.05)
+    _wait_until_up(out, 2)
     assert runner.poll() is None
     runner.shutdown()
     text = out.getvalue()
