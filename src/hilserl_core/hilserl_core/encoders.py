@@ -137,7 +137,7 @@ class ResNet10Encoder(nn.Module):
     feature-cache layout, ``types.FEATURE_SHAPE_128``) costs no copy.
     ``compute_dtype`` (``precision.py``): ``"auto"`` holds the weights and runs
     the convolutions in bfloat16 where the CPU/GPU has native bfloat16 (measured
-    here, one thread: 4 images 20.3 -> 10.6 ms, 2 images 13.5 -> 7.2 ms; features
+    here, one thread, same run: 4 images 17.1 -> 9.9 ms, 2 images 10.7 -> 6.0 ms; features
     within 1% of float32), ``"float32"`` for exact float32. Weight files are
     float32 either way.
 

@@ -65,7 +65,8 @@ class _SpatialEmbeddingK1(torch.autograd.Function):
     chunk of rows at a time (the float32 temporaries stay in cache), and with
     channels innermost the sum over positions runs over an outer axis, fully
     vectorised along channels. The channel-first layout needed a reduction over
-    a 16-wide innermost axis instead: 3-4x slower, measured.
+    a 16-wide innermost axis instead (forward + backward at batch 256: 2.1 ms
+    there, 1.6 ms here, one thread, measured interleaved).
     """
 
     @staticmethod
