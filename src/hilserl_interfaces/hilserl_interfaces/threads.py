@@ -1,9 +1,10 @@
 """Keep numpy's BLAS (OpenBLAS) single-threaded inside node processes.
 
 OpenBLAS starts a worker thread per core for a matrix product above a small size and
-lets the workers busy-wait for the next one. In a crop node (two float32 products per
-frame for the area resize) that made each node burn 0.5-1 core at 10 Hz instead of
-~1 %, on a 2-core machine shared by the whole graph. The environment variable
+lets the workers busy-wait for the next one. When the crop node's area resize was two
+float32 products per frame, that made each crop node burn 0.5-1 core at 10 Hz instead
+of ~1 %, on a 2-core machine shared by the whole graph (the resize now gathers taps,
+``imageproc``, but any numpy product in a node would do the same). The environment variable
 (``OPENBLAS_NUM_THREADS``) only acts when set before numpy is imported, which a node
 module cannot guarantee, so this calls OpenBLAS's own setter on every copy of the
 library loaded in the process (numpy's wheel ships a symbol-prefixed one).
