@@ -28,12 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
 from .precision import full_precision
 from .types import FEATURE_SHAPE_128, PROPRIO_KEY, feature_key, image_key
 
 __all__ = [
     "SpatialLearnedEmbedding",
     "FastDropout",
+    "fast_dropout",
     "ImageHead",
     "ProprioEncoder",
     "ObservationEncoder",
@@ -59,14 +61,12 @@ _SPATIAL_CHUNK_ROWS = 32  # batch rows per chunk: the float32 temporaries of a c
 
 
 class _SpatialEmbeddingK1(torch.autograd.Function):
-    """out[b, c] = sum_p x[b, p, c] W[p, c] for channel-last features ``x [B, P, C]``.
+    """out[b, c] = sum_p x[b, p, c] W[p, c] for channel-last features ``x [B, P, C]`` (plain torch).
 
-    Memory-bound, not FLOP-bound: the float16 input is read once, converted a
-    chunk of rows at a time (the float32 temporaries stay in cache), and with
-    channels innermost the sum over positions runs over an outer axis, fully
-    vectorised along channels. The channel-first layout needed a reduction over
-    a 16-wide innermost axis instead (forward + backward at batch 256: 2.1 ms
-    there, 1.6 ms here, one thread, measured interleaved).
+    Memory-bound, not FLOP-bound: the float16 input is converted a chunk of rows
+    at a time (the float32 temporaries stay in cache), and with channels
+    innermost the sum over positions runs over an outer axis, vectorised along
+    channels. ``_NativeSpatialK1`` replaces it where the native kernel runs.
     """
 
     @staticmethod
@@ -95,13 +95,52 @@ class _SpatialEmbeddingK1(torch.autograd.Function):
         return grad_x, grad_kernel
 
 
+class _NativeSpatialK1(torch.autograd.Function):
+    """``_SpatialEmbeddingK1`` followed by dropout, in the native kernel (``native.py``).
+
+    Float16 features are converted in registers and read once per pass; the
+    dropout mask comes from a hash of (seed, element), so the backward pass
+    regenerates it instead of saving it. The seed is drawn from torch's global
+    generator (like ``nn.Dropout``), so ``torch.manual_seed`` makes it repeatable.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, p: float) -> torch.Tensor:
+        seed = int(torch.randint(0, 2**62, (1,)).item()) if p > 0 else 0
+        ctx.save_for_backward(x, kernel)
+        ctx.p, ctx.seed = p, seed
+        return native.spatial_forward(x, kernel, p, seed)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, kernel = ctx.saved_tensors
+        grad = grad_out.to(torch.float32, copy=True).contiguous()  # never modify the incoming gradient
+        native.dropout_backward_(grad, ctx.p, ctx.seed)
+        grad_kernel = native.spatial_kernel_grad(x, grad) if ctx.needs_input_grad[1] else None
+        grad_x = (grad.unsqueeze(1) * kernel).to(x.dtype) if ctx.needs_input_grad[0] else None
+        return grad_x, grad_kernel, None
+
+
+def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout with a mask of 16-bit lanes (see ``FastDropout``); ``p = 0`` returns ``x``."""
+    if p == 0.0:
+        return x
+    n = x.numel()
+    threshold = round(p * 65536) - 32768  # int16 lanes are uniform on [-32768, 32767]
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+    keep = words.view(torch.int16)[:n].reshape(x.shape) >= threshold
+    return (x * keep).mul_(1.0 / (1.0 - p))
+
+
 class SpatialLearnedEmbedding(nn.Module):
     """Per channel, ``k`` learned weight maps over the ``h*w`` grid: ``[B, h, w, C] -> [B, C*k]``.
 
     Keeps *where* a feature fired (unlike global pooling) at ``k`` numbers per
     channel instead of ``h*w`` (SERL's ``SpatialLearnedEmbeddings``). Features
     are channel-last, the layout of the feature cache (``encoders``). Accepts
-    float16 cached features directly; the output is float32.
+    float16 cached features directly; the output is float32. ``forward(x,
+    dropout=p)`` applies inverted dropout to the output, fused into the native
+    kernel where that runs (``native.py``, k = 1, float16 input).
     """
 
     def __init__(self, height: int, width: int, channels: int, num_kernels: int) -> None:
@@ -116,19 +155,24 @@ class SpatialLearnedEmbedding(nn.Module):
     def out_dim(self) -> int:
         return self.channels * self.num_kernels
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
         b = features.shape[0]
         if tuple(features.shape[1:]) != (self.height, self.width, self.channels):
             raise ValueError(
                 f"spatial embedding expects channel-last features [B, {self.height}, {self.width}, {self.channels}], "
                 f"got {tuple(features.shape)}"
             )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {dropout}")
         x = features.reshape(b, self.height * self.width, self.channels)
         with full_precision(features):  # a reduction: keep float32 accumulation
             if self.num_kernels == 1:
-                return _SpatialEmbeddingK1.apply(x, self.kernel[..., 0])
-            # k > 1 (the paper's 8): one batched GEMM over channels.
-            return torch.einsum("bpc,pck->bck", x.to(self.kernel.dtype), self.kernel).reshape(b, self.out_dim)
+                if native.spatial_available(x):
+                    return _NativeSpatialK1.apply(x, self.kernel[..., 0], dropout)
+                out = _SpatialEmbeddingK1.apply(x, self.kernel[..., 0])
+            else:  # k > 1 (the paper's 8): one batched GEMM over channels.
+                out = torch.einsum("bpc,pck->bck", x.to(self.kernel.dtype), self.kernel).reshape(b, self.out_dim)
+            return fast_dropout(out, dropout)
 
 
 class FastDropout(nn.Module):
@@ -145,22 +189,19 @@ class FastDropout(nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = float(p)
-        self._threshold = round(self.p * 65536) - 32768  # int16 lanes are uniform on [-32768, 32767]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        n = x.numel()
-        words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
-        keep = words.view(torch.int16)[:n].reshape(x.shape) >= self._threshold
-        return (x * keep).mul_(1.0 / (1.0 - self.p))
+        return fast_dropout(x, self.p) if self.training else x
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
 class ImageHead(nn.Module):
-    """Channel-last spatial map of one camera ``[B, h, w, C]`` -> ``bottleneck_dim`` features in (-1, 1)."""
+    """Channel-last spatial map of one camera ``[B, h, w, C]`` -> ``bottleneck_dim`` features in (-1, 1).
+
+    Dropout (rate ``dropout``) acts on the spatial embedding in training mode.
+    """
 
     def __init__(
         self,
@@ -170,16 +211,23 @@ class ImageHead(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {dropout}")
         h, w, c = (int(v) for v in feature_shape)
         self.spatial = SpatialLearnedEmbedding(h, w, c, num_spatial_kernels)
-        self.dropout = FastDropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout_p = float(dropout)
         self.dense = nn.Linear(self.spatial.out_dim, bottleneck_dim)
         self.norm = nn.LayerNorm(bottleneck_dim)
         self.out_dim = bottleneck_dim
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.spatial(features)
-        return self.norm(self.dense(self.dropout(x))).tanh_()  # in place: LayerNorm's backward keeps its input
+    def forward(self, features: torch.Tensor, dropout: Optional[bool] = None) -> torch.Tensor:
+        """``dropout``: None follows ``self.training``; True/False force it on/off."""
+        active = self.training if dropout is None else dropout
+        x = self.spatial(features, self.dropout_p if active else 0.0)
+        return self.norm(self.dense(x)).tanh_()  # in place: LayerNorm's backward keeps its input
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout_p}"
 
 
 class ProprioEncoder(nn.Module):
@@ -264,9 +312,12 @@ class ObservationEncoder(nn.Module):
         with torch.no_grad():
             return self.image_encoder(images)
 
-    def forward(self, obs: Mapping[str, torch.Tensor], augment: bool = False) -> torch.Tensor:
+    def forward(
+        self, obs: Mapping[str, torch.Tensor], augment: bool = False, dropout: Optional[bool] = None
+    ) -> torch.Tensor:
+        """``dropout``: None follows the training mode; True/False force image-head dropout on/off."""
         parts: List[torch.Tensor] = [
-            self.image_heads[cam](self.camera_features(obs, cam, augment)) for cam in self.camera_names
+            self.image_heads[cam](self.camera_features(obs, cam, augment), dropout) for cam in self.camera_names
         ]
         if self.proprio is not None:
             parts.append(self.proprio(obs[PROPRIO_KEY]))
@@ -331,11 +382,18 @@ class TanhGaussianActor(nn.Module):
             return self.mean(h), log_std
 
     def sample(
-        self, features: torch.Tensor, generator: Optional[torch.Generator] = None
+        self,
+        features: torch.Tensor,
+        generator: Optional[torch.Generator] = None,
+        noise: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised sample ``a`` in (-1, 1) and its log-probability ``[B]``."""
+        """Reparameterised sample ``a`` in (-1, 1) and its log-probability ``[B]``.
+
+        ``noise`` (standard normal ``[B, A]``) is drawn from ``generator`` unless given.
+        """
         mean, log_std = self.distribution_params(features)
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        if noise is None:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         pre_tanh = mean + torch.exp(log_std) * noise
         return torch.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
 
@@ -407,10 +465,22 @@ class CriticEnsemble(nn.Module):
         return (features @ w.reshape(f, m * h)).reshape(-1, m, h).transpose(0, 1)
 
     def forward_from_projection(
-        self, projection: torch.Tensor, actions: torch.Tensor, members: Optional[torch.Tensor] = None
+        self,
+        projection: torch.Tensor,
+        actions: torch.Tensor,
+        members: Optional[torch.Tensor] = None,
+        detach_params: bool = False,
     ) -> torch.Tensor:
-        """Q ``[M, B]`` from ``input_projection`` and the actions ``[B, A]``."""
-        take = (lambda p: p) if members is None else (lambda p: p.index_select(0, members))
+        """Q ``[M, B]`` from ``input_projection`` and the actions ``[B, A]``.
+
+        ``detach_params``: the critic's own parameters get no gradient (the actor
+        loss differentiates Q through the actions only).
+        """
+        if members is None:
+            take = (lambda p: p.detach()) if detach_params else (lambda p: p)
+        else:
+            take = (lambda p: p.detach().index_select(0, members)) if detach_params else (
+                lambda p: p.index_select(0, members))
         h = torch.baddbmm(take(self.biases[0]), actions.unsqueeze(0).expand(projection.shape[0], -1, -1),
                           take(self.act_weight)).add_(projection)
         for i in range(len(self.weights)):

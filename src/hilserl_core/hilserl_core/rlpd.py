@@ -284,9 +284,14 @@ class RLPDAgent:
         next_features: torch.Tensor,
         next_actor_features: torch.Tensor,
         members: Optional[torch.Tensor] = None,
+        next_noise: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """y = r + gamma * (1 - terminated) * (min_{i in subset} Q'_i(s', a') [- alpha log pi(a'|s')])."""
-        next_actions, next_log_probs = self.actor.sample(next_actor_features, self.generator)
+        """y = r + gamma * (1 - terminated) * (min_{i in subset} Q'_i(s', a') [- alpha log pi(a'|s')]).
+
+        ``next_noise`` (the policy's standard-normal draw for a') and ``members``
+        come from the agent's generator unless given.
+        """
+        next_actions, next_log_probs = self.actor.sample(next_actor_features, self.generator, next_noise)
         members = self.target_members() if members is None else members
         if members.numel() == self.config.num_critics:
             members = None  # the subset is the whole ensemble: skip gathering the weights
@@ -295,6 +300,63 @@ class RLPDAgent:
             next_q = next_q - self.log_alpha.exp() * next_log_probs  # soft value, SAC Eq. 3
         # Truncation is not in ``terminated``: a time limit still bootstraps (types.py).
         return rewards + self.config.discount * (1.0 - terminated) * next_q
+
+    def _losses(
+        self,
+        obs: Mapping[str, torch.Tensor],
+        next_obs: Mapping[str, torch.Tensor],
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        terminated: torch.Tensor,
+        members: torch.Tensor,
+        next_noise: torch.Tensor,
+        noise: Optional[torch.Tensor],
+        update_actor: bool,
+    ) -> Dict[str, torch.Tensor]:
+        """All losses of one update, from tensors and pre-drawn noise (a pure function of
+        its arguments and the parameters: no generator use, no module mode switches).
+
+        ``total`` is the sum of the critic loss and, on actor steps, the actor and
+        temperature losses. One backward of it gives each parameter set exactly the
+        gradient of its own loss: the actor loss sees the critic's parameters and the
+        encoder's features detached, the temperature loss sees a detached entropy, and
+        the TD target carries no gradient.
+        """
+        # Forward passes under mixed precision where configured (precision.py); the
+        # backward follows outside, gradients land in the float32 parameters.
+        with autocast(self.device, self.compute_dtype):
+            # Encoder with gradient and dropout on s; s' without gradient and without dropout.
+            features = self.encoder(obs, augment=True, dropout=True)
+            with torch.no_grad():
+                next_features = self.encoder(next_obs, augment=True, dropout=False)
+                if self.actor_encoder is None:
+                    next_actor_features = next_features
+                else:
+                    next_actor_features = self.actor_encoder(next_obs, augment=True, dropout=False)
+            target = self.td_target(rewards, terminated, next_features, next_actor_features, members, next_noise)
+            projection = self.critic.input_projection(features)
+            q = self.critic.forward_from_projection(projection, actions)  # [N, B], float32
+            critic_loss = ((q - target.unsqueeze(0)) ** 2).mean()  # SAC Eq. 5 (soft Bellman residual), every member
+            out = {"total": critic_loss, "critic_loss": critic_loss, "q_mean": q.mean(), "target_mean": target.mean()}
+            if update_actor:
+                if self.actor_encoder is None:
+                    actor_features = features.detach()
+                else:
+                    actor_features = self.actor_encoder(obs, augment=True, dropout=True)
+                new_actions, log_probs = self.actor.sample(actor_features, noise=noise)
+                # RLPD: ensemble mean; gradient through the actions only
+                q_pi = self.critic.forward_from_projection(projection.detach(), new_actions, detach_params=True)
+                alpha = self.log_alpha.detach().exp()
+                actor_loss = (alpha * log_probs - q_pi.mean(dim=0)).mean()  # SAC Eq. 7 (reparameterised objective)
+                entropy = -log_probs.detach().mean()
+                temperature_loss = self.log_alpha.exp() * (entropy - self.target_entropy)  # SAC Eq. 18
+                out.update(
+                    total=critic_loss + actor_loss + temperature_loss,
+                    actor_loss=actor_loss,
+                    entropy=entropy,
+                    temperature_loss=temperature_loss,
+                )
+        return out
 
     def update(self, batch: Batch, update_actor: Optional[bool] = None) -> Dict[str, float]:
         """One critic step; plus one actor and temperature step every ``critic_actor_ratio`` calls.
@@ -305,59 +367,34 @@ class RLPDAgent:
         """
         if update_actor is None:
             update_actor = (self.step + 1) % self.config.critic_actor_ratio == 0
-        rewards = batch.rewards.float()
-        terminated = batch.terminated.float()
+        # Random draws from the agent's generator, in a fixed order (reproducible by seed).
+        shape = (batch.actions.shape[0], self.action_dim)
+        next_noise = torch.randn(shape, generator=self.generator, device=self.device)
+        members = self.target_members()
+        noise = torch.randn(shape, generator=self.generator, device=self.device) if update_actor else None
+        self.train_mode(True)
+        losses = self._losses(
+            batch.observations,
+            batch.next_observations,
+            batch.actions.float(),
+            batch.rewards.float(),
+            batch.terminated.float(),
+            members,
+            next_noise,
+            noise,
+            bool(update_actor),
+        )
 
-        # Forward passes under mixed precision where configured (precision.py); backward
-        # and optimizer steps follow outside, gradients land in the float32 parameters.
-        with autocast(self.device, self.compute_dtype):
-            # Encoder with gradient on s (critic loss only); s' without gradient and without dropout.
-            self.train_mode(True)
-            features = self.encoder(batch.observations, augment=True)
-            with torch.no_grad():
-                self.train_mode(False)
-                next_features = self.encoder(batch.next_observations, augment=True)
-                if self.actor_encoder is None:
-                    next_actor_features = next_features
-                else:
-                    next_actor_features = self.actor_encoder(batch.next_observations, augment=True)
-                self.train_mode(True)
-            target = self.td_target(rewards, terminated, next_features, next_actor_features)
-            projection = self.critic.input_projection(features)
-            q = self.critic.forward_from_projection(projection, batch.actions.float())  # [N, B], float32
-            critic_loss = ((q - target.unsqueeze(0)) ** 2).mean()  # SAC Eq. 5 (soft Bellman residual), every member
-            if update_actor:
-                actor_features = self._actor_features(batch.observations, features)
-                actions, log_probs = self.actor.sample(actor_features, self.generator)
-                # RLPD: ensemble mean
-                q_pi = self.critic.forward_from_projection(projection.detach(), actions).mean(dim=0)
-                alpha = self.log_alpha.detach().exp()
-                actor_loss = (alpha * log_probs - q_pi).mean()  # SAC Eq. 7 (reparameterised policy objective)
-                entropy = -log_probs.detach().mean()
-                temperature_loss = self.log_alpha.exp() * (entropy - self.target_entropy)  # SAC Eq. 18
-
-        info = {
-            "critic_loss": float(critic_loss.detach()),
-            "q_mean": float(q.detach().mean()),
-            "target_mean": float(target.mean()),
-            "actor_updated": float(update_actor),
-        }
-
-        # Each loss reaches only its own parameters: backward(inputs=...) leaves every other .grad alone.
         self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward(inputs=self.critic_params, retain_graph=update_actor)
         if update_actor:
             self.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward(inputs=self.actor_params)
             self.temperature_optimizer.zero_grad(set_to_none=True)
-            temperature_loss.backward(inputs=[self.log_alpha])
+        losses["total"].backward()
+        info = {k: float(v.detach()) for k, v in losses.items() if k != "total"}
+        info["actor_updated"] = float(update_actor)
+        if update_actor:
             self.actor_optimizer.step()
             self.temperature_optimizer.step()
-            info.update(
-                actor_loss=float(actor_loss.detach()),
-                entropy=float(entropy),
-                temperature_loss=float(temperature_loss.detach()),
-            )
         self.critic_optimizer.step()
         polyak_update(self._target_critic, self._online_critic, self.config.tau)  # theta' <- tau theta + (1-tau) theta'
         info["temperature"] = self.temperature

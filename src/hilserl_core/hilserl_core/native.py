@@ -1,0 +1,208 @@
+"""Native CPU kernels, compiled on first use with the system C compiler (torch, no ROS).
+
+One kernel so far: the learned spatial embedding over float16 feature maps,
+with the image head's dropout fused in (``native/spatial_embedding.c``, used
+by ``networks.SpatialLearnedEmbedding``). torch has no fused "convert float16,
+multiply, reduce" on CPU: it converts the whole 4 MB batch to float32 first,
+and its dropout draws and applies a mask in separate passes. The C kernel
+converts in registers, reads the batch once and derives the dropout mask from
+a hash of (seed, element index), so the backward pass regenerates it instead
+of storing it. Measured per learner update in docs/BENCHMARKS.md.
+
+Build: ``cc -O3 -mavx2 -mfma -mf16c -fopenmp -shared -fPIC`` into
+``$HILSERL_CACHE_DIR`` (default ``$XDG_CACHE_HOME/hilserl`` or
+``~/.cache/hilserl``), named by a hash of the source, the flags and the
+compiler's version, so a rebuild happens only when one of them changes. The
+instruction set is named explicitly (no ``-march=native``): a cache shared by
+several machines stays valid on every CPU that passes the feature check.
+
+Falls back to plain torch (same results to float32 rounding, slower) when:
+the CPU lacks AVX2/FMA/F16C, no C compiler is found (``$CC``, ``cc``, ``gcc``),
+compilation fails, or ``HILSERL_NATIVE=0``. ``status()`` says which.
+
+Threads: the kernels run as many OpenMP threads as ``torch.get_num_threads()``,
+on torch's own OpenMP runtime (the library is loaded after torch, so its
+``libgomp.so.1`` resolves to the one torch already loaded).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+
+__all__ = [
+    "status",
+    "spatial_available",
+    "spatial_forward",
+    "dropout_backward_",
+    "spatial_kernel_grad",
+    "dropout_constants",
+    "cache_dir",
+]
+
+_SOURCE = Path(__file__).with_name("native") / "spatial_embedding.c"
+_FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c11")
+_CPU_FLAGS = ("avx2", "fma", "f16c")
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept."""
+    explicit = os.environ.get("HILSERL_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hilserl"
+
+
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _compiler() -> Optional[str]:
+    for name in (os.environ.get("CC"), "cc", "gcc"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _compile(compiler: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        cmd = [compiler, *_FLAGS, str(_SOURCE), "-o", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()}")
+        os.replace(tmp, target)  # atomic: a concurrent process sees the old file or the whole new one
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> Tuple[Optional[ctypes.CDLL], str]:
+    """(library, status line); library None where the torch fallback is used."""
+    if os.environ.get("HILSERL_NATIVE", "1") == "0":
+        return None, "disabled by HILSERL_NATIVE=0: plain torch"
+    if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "AMD64"):
+        return None, f"no native kernel for {sys.platform}/{platform.machine()}: plain torch"
+    missing = [f for f in _CPU_FLAGS if f not in _cpu_flags()]
+    if missing:
+        return None, f"CPU lacks {', '.join(missing)}: plain torch"
+    compiler = _compiler()
+    if compiler is None:
+        return None, "no C compiler found ($CC, cc, gcc): plain torch"
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+        key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode() + version.encode()).hexdigest()[:16]
+        target = cache_dir() / f"spatial_embedding-{key}.so"
+        if not target.exists():
+            _compile(compiler, target)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        return None, f"native kernel unavailable ({exc}): plain torch"
+    i64, i32, u32, u64, f32, ptr = ctypes.c_long, ctypes.c_int, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_float, ctypes.c_void_p
+    lib.hilserl_spatial_forward.argtypes = [ptr, ptr, ptr, i64, i64, i64, i32, u64, u32, f32]
+    lib.hilserl_dropout_backward.argtypes = [ptr, i64, i64, i32, u64, u32, f32]
+    lib.hilserl_spatial_kernel_grad.argtypes = [ptr, ptr, ptr, i64, i64, i64, i32]
+    for fn in (lib.hilserl_spatial_forward, lib.hilserl_dropout_backward, lib.hilserl_spatial_kernel_grad):
+        fn.restype = None
+    return lib, f"native spatial embedding: {target}"
+
+
+def status() -> str:
+    """One line: whether the native kernel is in use, and if not, why."""
+    return _load()[1]
+
+
+def spatial_available(x: torch.Tensor) -> bool:
+    """True when the native kernel can take ``x`` (float16 ``[B, P, C]`` on the CPU, C % 32 == 0,
+    B * C < 2**32 for the dropout hash's element index)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float16
+        and x.dim() == 3
+        and x.shape[2] % 32 == 0
+        and x.shape[0] * x.shape[2] < 2**32
+        and _load()[0] is not None
+    )
+
+
+def dropout_constants(p: float) -> Tuple[int, float]:
+    """(threshold, scale) of dropout probability ``p``: an element is dropped when its 32-bit hash
+    is below ``threshold = round(p * 2**32)``, kept ones are multiplied by ``scale = 1 / (1 - p)``."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    return min(round(p * 2**32), 2**32 - 1), 1.0 / (1.0 - p)
+
+
+def _lib() -> ctypes.CDLL:
+    lib = _load()[0]
+    if lib is None:
+        raise RuntimeError(status())
+    return lib
+
+
+def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def spatial_forward(x: torch.Tensor, weight: torch.Tensor, p: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """``out[b, c] = m[b, c] * sum_p x[b, p, c] * weight[p, c]``: float16 ``x [B, P, C]``, ``weight [P, C]``.
+
+    ``m`` is the dropout mask of probability ``p`` drawn from ``seed`` (all ones for ``p = 0``).
+    """
+    lib = _lib()
+    b, n, c = x.shape
+    if tuple(weight.shape) != (n, c):
+        raise ValueError(f"weight shape {tuple(weight.shape)} != {(n, c)}")
+    threshold, scale = dropout_constants(p)
+    x = x.contiguous()
+    weight = weight.detach().to(torch.float32).contiguous()
+    out = torch.empty(b, c, dtype=torch.float32)
+    lib.hilserl_spatial_forward(
+        _ptr(x), _ptr(weight), _ptr(out), b, n, c, torch.get_num_threads(), seed & (2**64 - 1), threshold, scale
+    )
+    return out
+
+
+def dropout_backward_(grad: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+    """Multiply ``grad [B, C]`` (float32, contiguous) in place by the mask ``spatial_forward(..., p, seed)`` used."""
+    if grad.dtype != torch.float32 or not grad.is_contiguous() or grad.dim() != 2:
+        raise ValueError("dropout_backward_ needs a contiguous float32 [B, C] tensor")
+    threshold, scale = dropout_constants(p)
+    b, c = grad.shape
+    _lib().hilserl_dropout_backward(_ptr(grad), b, c, torch.get_num_threads(), seed & (2**64 - 1), threshold, scale)
+    return grad
+
+
+def spatial_kernel_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+    """``grad_w[p, c] = sum_b x[b, p, c] * grad_out[b, c]``: float16 ``x [B, P, C]``, ``grad_out [B, C]``."""
+    lib = _lib()
+    b, n, c = x.shape
+    if tuple(grad_out.shape) != (b, c):
+        raise ValueError(f"grad_out shape {tuple(grad_out.shape)} != {(b, c)}")
+    x = x.contiguous()
+    grad_out = grad_out.to(torch.float32).contiguous()
+    grad_w = torch.empty(n, c, dtype=torch.float32)
+    lib.hilserl_spatial_kernel_grad(_ptr(x), _ptr(grad_out), _ptr(grad_w), b, n, c, torch.get_num_threads())
+    return grad_w

@@ -1,0 +1,126 @@
+"""The native spatial-embedding kernel (hilserl_core/native.py) against plain torch."""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from hilserl_core import native
+from hilserl_core.networks import ImageHead, SpatialLearnedEmbedding
+
+pytestmark = pytest.mark.skipif(
+    native.status().endswith("plain torch"), reason=f"native kernel not in use here: {native.status()}"
+)
+
+
+def features(b=256, p=16, c=512, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, p, c, generator=g).half(), torch.randn(p, c, generator=g)
+
+
+def test_forward_and_kernel_gradient_match_torch():
+    for b in (256, 3):  # also a batch that is not a multiple of the thread count
+        x, w = features(b)
+        ref = (x.float() * w).sum(1)
+        torch.testing.assert_close(native.spatial_forward(x, w), ref, rtol=1e-5, atol=1e-4)
+        g = torch.randn(b, 512)
+        torch.testing.assert_close(
+            native.spatial_kernel_grad(x, g), (x.float() * g.unsqueeze(1)).sum(0), rtol=1e-5, atol=1e-3
+        )
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_fused_dropout_rate_scale_and_independence(p):
+    x = torch.ones(400, 1, 1024, dtype=torch.float16)
+    w = torch.ones(1, 1024)
+    y = native.spatial_forward(x, w, p, seed=123)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - p) < 0.005  # 410k Bernoulli(p) draws: std < 0.001
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1.0 / (1.0 - p)))
+    m = (y != 0).float()
+    assert torch.equal(m, (native.spatial_forward(x, w, p, seed=123) != 0).float())  # same seed, same mask
+    other = (native.spatial_forward(x, w, p, seed=124) != 0).float()  # neighbouring seed: unrelated mask
+    assert abs(np.corrcoef(m.flatten().numpy(), other.flatten().numpy())[0, 1]) < 0.01
+    for a, b in ((m[:, :-1], m[:, 1:]), (m[:-1], m[1:])):  # neighbours along channels and along the batch
+        assert abs(np.corrcoef(a.flatten().numpy(), b.flatten().numpy())[0, 1]) < 0.01
+    assert torch.equal(native.spatial_forward(x, w, 0.0, seed=123), torch.ones(400, 1024))
+
+
+def test_fused_dropout_backward_uses_the_forward_mask():
+    torch.manual_seed(0)
+    emb = SpatialLearnedEmbedding(4, 4, 512, 1)
+    x = torch.randn(64, 4, 4, 512).half()
+    out = emb(x, dropout=0.3)
+    g = torch.randn_like(out)
+    out.backward(g)
+    kept = out != 0  # the forward's mask, read off its output
+    assert 0.25 < 1 - kept.float().mean() < 0.35
+    xf = x.reshape(64, 16, 512).float()
+    ref = (xf * (g * kept / 0.7).unsqueeze(1)).sum(0)
+    torch.testing.assert_close(emb.kernel.grad[..., 0], ref, rtol=1e-4, atol=1e-3)
+    # the kept outputs are the undropped embedding, scaled
+    full = (xf * emb.kernel[..., 0].detach()).sum(1)
+    torch.testing.assert_close(out[kept], (full / 0.7)[kept], rtol=1e-4, atol=1e-4)
+
+
+def test_input_gradient_when_features_require_it():
+    torch.manual_seed(1)
+    emb = SpatialLearnedEmbedding(4, 4, 64, 1)
+    x = torch.randn(8, 4, 4, 64).half().requires_grad_()
+    emb(x).sum().backward()
+    torch.testing.assert_close(x.grad.float(), emb.kernel[..., 0].detach().expand(8, 16, 64).reshape(8, 4, 4, 64),
+                               rtol=1e-3, atol=1e-3)
+
+
+def test_image_head_dropout_follows_mode_and_override():
+    torch.manual_seed(2)
+    head = ImageHead(dropout=0.1)
+    x = torch.rand(16, 4, 4, 512).half()
+    head.eval()
+    torch.testing.assert_close(head(x), head(x))
+    assert not torch.equal(head(x, dropout=True), head(x, dropout=True))
+    head.train()
+    torch.testing.assert_close(head(x, dropout=False), head.eval()(x))
+
+
+def _run(code, **env):
+    full_env = {**os.environ, **env}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_fallback_and_native_agree_and_the_build_is_cached(tmp_path):
+    code = """
+        import torch
+        from hilserl_core import native
+        from hilserl_core.networks import SpatialLearnedEmbedding
+        torch.manual_seed(0)
+        emb = SpatialLearnedEmbedding(4, 4, 512, 1)
+        x = torch.randn(32, 4, 4, 512).half()
+        print(native.status())
+        torch.save(emb(x).detach(), {out!r})
+    """
+    off = _run(code.format(out=str(tmp_path / "off.pt")), HILSERL_NATIVE="0")
+    assert "disabled by HILSERL_NATIVE=0" in off
+    cache = tmp_path / "cache"
+    on = _run(code.format(out=str(tmp_path / "on.pt")), HILSERL_CACHE_DIR=str(cache))
+    assert str(cache) in on
+    torch.testing.assert_close(torch.load(tmp_path / "on.pt"), torch.load(tmp_path / "off.pt"), rtol=1e-5, atol=1e-4)
+    built = list(cache.glob("spatial_embedding-*.so"))
+    assert len(built) == 1
+    stamp = built[0].stat().st_mtime_ns
+    _run(code.format(out=str(tmp_path / "again.pt")), HILSERL_CACHE_DIR=str(cache))
+    assert [p.stat().st_mtime_ns for p in cache.glob("spatial_embedding-*.so")] == [stamp]  # reused, not rebuilt
+
+
+def test_one_openmp_runtime_in_the_process():
+    native.spatial_forward(*features(8))
+    with open("/proc/self/maps") as f:
+        libs = set(re.findall(r"\S*libgomp[^\s]*", f.read()))
+    assert len(libs) <= 1, libs  # the kernel shares torch's OpenMP threads
