@@ -110,9 +110,15 @@ def main() -> None:
     p.add_argument("--num-spatial-kernels", type=int, nargs="+", default=None,
                    help="also measure these k values (paper: 8); default: only the config default")
     p.add_argument("--actor-encoder", choices=("shared_detached", "separate"), default=None)
+    p.add_argument("--no-native", action="store_true",
+                   help="plain torch instead of the native spatial-embedding kernel (sets HILSERL_NATIVE=0)")
     p.add_argument("--no-allocator-tuning", action="store_true",
                    help="leave glibc malloc at its defaults (see rlpd.configure_cpu_allocator)")
     args = p.parse_args()
+    if args.no_native:
+        os.environ["HILSERL_NATIVE"] = "0"  # read on the kernel's first use, below
+    from hilserl_core import native
+
     allocator_tuned = False if args.no_allocator_tuning else configure_cpu_allocator()
 
     base = RLPDConfig()
@@ -125,6 +131,7 @@ def main() -> None:
           f"proprio {PROPRIO_DIM}, action {ACTION_DIM}; update = 1 critic step (+ actor/temperature every "
           f"{base.critic_actor_ratio}); median of {args.repeats} blocks of {args.block} after {args.warmup} warm-up; "
           f"glibc allocator tuned: {allocator_tuned}")
+    print(f"spatial embedding: {native.status()}")
     result: dict = {}
     ks = args.num_spatial_kernels or [base.num_spatial_kernels]
     headline_dtype = args.compute_dtype[0]
@@ -168,6 +175,7 @@ def main() -> None:
     result["batch_size_transitions"] = base.batch_size
     result["threads_measured"] = args.threads
     result["allocator_tuned"] = allocator_tuned
+    result["native_kernel"] = not native.status().endswith("plain torch")
     result["load_average_1min"] = os.getloadavg()[0]
     result["reproduce"] = "cd /work/main && source scripts/env.sh && python benchmarks/learner_throughput.py " + " ".join(
         sys.argv[1:]
