@@ -18,8 +18,9 @@ slower). On actor steps the three losses are taken at the same parameters
 
 Speed on a CPU (``benchmarks/learner_throughput.py``, batch 256, 2 cameras of
 cached features + proprio, one thread, 2 critics): ``compute_dtype="auto"``
-runs the matrix products in bfloat16 on CPUs with native bf16, 17.5 ms per
-update against 30.0 ms in float32 (10 critics: 33.8 against 77.1 ms).
+runs the matrix products in bfloat16 on CPUs with native bf16, 15.6-16.8 ms per
+update against 29.3 ms in float32 (10 critics: 32.8-33.6 against 67.3 ms), with
+the native spatial-embedding kernel (``native.py``).
 
 Spatial kernels: the paper uses k = 8 (a 4096 -> 256 Dense per camera). On this
 CPU that is 105 ms per update against 20 ms for k = 1 (one thread, 2 critics),
