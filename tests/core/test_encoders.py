@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hilserl_core import encoders, tensorio
@@ -173,13 +174,28 @@ def _reference_same_conv(x, w, stride):
     return out
 
 
-@pytest.mark.parametrize("size,kernel,stride", [(8, 3, 2), (7, 3, 2), (8, 3, 1), (8, 1, 2), (10, 7, 2)])
-def test_same_conv_matches_tf_same_padding(size, kernel, stride):
+@pytest.mark.parametrize("grad", [True, False])  # without grad, small maps take the patch-matrix product
+@pytest.mark.parametrize("size,kernel,stride", [(8, 3, 2), (7, 3, 2), (8, 3, 1), (8, 1, 2), (10, 7, 2), (12, 3, 1)])
+def test_same_conv_matches_tf_same_padding(size, kernel, stride, grad):
     torch.manual_seed(0)
     conv = SameConv2d(2, 3, kernel, stride)
-    x = torch.randn(1, 2, size, size)
+    x = torch.randn(2, 2, size, size).contiguous(memory_format=torch.channels_last)
     ref = _reference_same_conv(x.numpy().astype(np.float64), conv.weight.detach().numpy(), stride)
-    np.testing.assert_allclose(conv(x).detach().numpy(), ref, rtol=1e-4, atol=1e-5)
+    with torch.set_grad_enabled(grad):
+        out = conv(x)
+    np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_patch_product_follows_new_weights():
+    torch.manual_seed(1)
+    conv = SameConv2d(4, 5, 3, 1)
+    x = torch.randn(2, 4, 4, 4).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        before = conv(x)
+        conv.load_state_dict({"weight": torch.randn(5, 4, 3, 3)})  # as load_pretrained does
+        after = conv(x)
+        torch.testing.assert_close(after, F.conv2d(F.pad(x, (1, 1, 1, 1)), conv.weight))
+    assert not torch.allclose(before, after)
 
 
 def test_same_max_pool_puts_extra_padding_bottom_right_and_ignores_it():
