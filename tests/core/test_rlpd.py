@@ -334,3 +334,36 @@ def test_update_utd_runs_utd_ratio_steps_on_disjoint_slices():
     agent.update_utd(batch)
     assert agent.step == 4 and len(seen) == 4
     torch.testing.assert_close(torch.cat(seen), batch.rewards)
+
+
+@pytest.mark.parametrize("actor_encoder", ["shared_detached", "separate"])
+def test_one_backward_of_the_summed_losses_gives_each_loss_its_own_gradients(actor_encoder):
+    """update() backpropagates critic + actor + temperature loss at once; that must equal three
+    separate backward passes, each into its own parameters only."""
+    agent = make_agent(actor_encoder=actor_encoder, image_dropout=0.0, compute_dtype="float32")
+    b = make_batch()
+    noise = torch.randn(16, ACT, generator=torch.Generator().manual_seed(3))
+    next_noise = torch.randn(16, ACT, generator=torch.Generator().manual_seed(4))
+    args = (b.observations, b.next_observations, b.actions, b.rewards, b.terminated, torch.tensor([0, 2]),
+            next_noise, noise, True)
+    params = agent.critic_params + agent.actor_params + [agent.log_alpha]
+
+    def grads(loss_names):
+        for p in params:
+            p.grad = None
+        losses = agent._losses(*args)
+        sum(losses[n] for n in loss_names).backward()
+        return [None if p.grad is None else p.grad.clone() for p in params]
+
+    joint = grads(["total"])
+    separate = {}
+    for name, owned in (("critic_loss", agent.critic_params), ("actor_loss", agent.actor_params),
+                        ("temperature_loss", [agent.log_alpha])):
+        g = grads([name])
+        for p, gp in zip(params, g):
+            if any(p is q for q in owned):
+                separate[id(p)] = gp
+            else:  # no loss reaches another loss's parameters
+                assert gp is None or not gp.abs().any(), name
+    for p, gj in zip(params, joint):
+        torch.testing.assert_close(gj, separate[id(p)])
