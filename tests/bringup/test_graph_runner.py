@@ -118,37 +118,42 @@ NODE_PROGRAM = textwrap.dedent(
 )
 
 
-def _runner(tmp_path, modes):
-    doc = {
-        "nodes": [
-            {"name": "a", "package": "p", "executable": "x"},
-            {"name": "b", "package": "p", "executable": "x", "namespace": "left", "parameters": {"k": 1.5}},
-        ]
-    }
+TWO_NODES = {
+    "nodes": [
+        {"name": "a", "package": "p", "executable": "x"},
+        {"name": "b", "package": "p", "executable": "x", "namespace": "left", "parameters": {"k": 1.5}},
+    ]
+}
+
+
+def _runner(tmp_path, modes, doc=TWO_NODES, executables=("x",)):
+    """A runner over ``doc`` whose executables all run NODE_PROGRAM, and the stream it reports to."""
     cfg = _write_cfg(tmp_path, doc)
     prog = tmp_path / "fake_node.py"
     prog.write_text(NODE_PROGRAM.format(modes=modes))
-    exe = tmp_path / "x"
-    exe.write_text(f"#!/bin/sh\nexec {sys.executable} {prog} \"$@\"\n")
-    exe.chmod(0o755)
+    for name in executables:
+        exe = tmp_path / name
+        exe.write_text(f"#!/bin/sh\nexec {sys.executable} {prog} \"$@\"\n")
+        exe.chmod(0o755)
     out = io.StringIO()
     return GraphRunner(G.load_graph("demo", cfg_dir=cfg), resolve=lambda pkg, ex: str(tmp_path / ex), out=out), out
 
 
-def _wait_until_up(out, count, timeout=10.0):
-    """Until ``count`` fake nodes have printed that they are up (or the timeout)."""
+def _start_and_stop(runner, out, processes_up, timeout=10.0):
+    """Start, wait until ``processes_up`` fake programs have printed that they are up, check that
+    nothing died meanwhile, shut down; the runner's output."""
+    runner.start()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and out.getvalue().count(" up ") < count:
+    while time.monotonic() < deadline and out.getvalue().count(" up ") < processes_up:
         time.sleep(0.05)
+    assert runner.poll() is None
+    runner.shutdown()
+    return out.getvalue()
 
 
 def test_runner_starts_nodes_with_their_ros_args_and_stops_them_cleanly(tmp_path):
     runner, out = _runner(tmp_path, {})
-    runner.start()
-    _wait_until_up(out, 2)
-    assert runner.poll() is None
-    runner.shutdown()
-    text = out.getvalue()
+    text = _start_and_stop(runner, out, 2)
     assert "[/left/b] b up --ros-args -r __node:=b -r __ns:=/left -p k:=1.5" in text
     assert "[/a] a clean shutdown" in text and "[/left/b] b clean shutdown" in text
     assert all(e.returncode == 0 and e.expected for e in runner.exits)
@@ -248,20 +253,9 @@ def test_runner_starts_a_composed_group_as_one_process_and_stops_it(tmp_path):
         {"name": "b", "package": "p", "executable": "x", "namespace": "left", "process": "both"},
         {"name": "c", "package": "p", "executable": "x"},
     ]}
-    cfg = _write_cfg(tmp_path, doc)
-    prog = tmp_path / "fake_node.py"
-    prog.write_text(NODE_PROGRAM.format(modes={}))
-    for exe in ("x", G.COMPOSE_EXECUTABLE):
-        (tmp_path / exe).write_text(f"#!/bin/sh\nexec {sys.executable} {prog} \"$@\"\n")
-        (tmp_path / exe).chmod(0o755)
-    out = io.StringIO()
-    runner = GraphRunner(G.load_graph("demo", cfg_dir=cfg), resolve=lambda pkg, ex: str(tmp_path / ex), out=out)
+    runner, out = _runner(tmp_path, {}, doc, executables=("x", G.COMPOSE_EXECUTABLE))
     assert [p.key for p in runner.processes] == ["both", "/c"]
-    runner.start()
-    _wait_until_up(out, 2)
-    assert runner.poll() is None
-    runner.shutdown()
-    text = out.getvalue()
+    text = _start_and_stop(runner, out, 2)
     assert "started both: /a, /left/b in one process" in text
     # one process got both nodes' sections (the fake program prints its arguments)
     assert "p/x --ros-args -r __node:=a -r __ns:=/ -- p/x --ros-args -r __node:=b -r __ns:=/left --" in text
