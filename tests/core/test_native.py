@@ -49,6 +49,8 @@ def test_fused_dropout_rate_scale_and_independence(p):
     for a, b in ((m[:, :-1], m[:, 1:]), (m[:-1], m[1:])):  # neighbours along channels and along the batch
         assert abs(np.corrcoef(a.flatten().numpy(), b.flatten().numpy())[0, 1]) < 0.01
     assert torch.equal(native.spatial_forward(x, w, 0.0, seed=123), torch.ones(400, 1024))
+    with pytest.raises(ValueError, match="dropout"):
+        native.spatial_forward(x, w, 1.0, seed=123)
 
 
 def test_fused_dropout_backward_uses_the_forward_mask():

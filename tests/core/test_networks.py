@@ -249,6 +249,9 @@ def test_spatial_embedding_gradients(k):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert emb(x16).dtype == torch.float32
         torch.testing.assert_close(emb(x16), emb(x16.float()))
+    for p in (-0.1, 1.0):  # an impossible dropout rate is refused on every path
+        with pytest.raises(ValueError, match="dropout"):
+            emb(x16, dropout=p)
 
 
 def test_output_layers_stay_float32_under_bfloat16_autocast():

@@ -114,7 +114,8 @@ class _NativeSpatialK1(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, kernel = ctx.saved_tensors
-        grad = grad_out.to(torch.float32, copy=True).contiguous()  # never modify the incoming gradient
+        # masked in place below: a copy, never the incoming gradient itself (without dropout, no copy)
+        grad = grad_out.to(torch.float32, copy=ctx.p > 0).contiguous()
         native.dropout_backward_(grad, ctx.p, ctx.seed)
         grad_kernel = native.spatial_kernel_grad(x, grad) if ctx.needs_input_grad[1] else None
         grad_x = (grad.unsqueeze(1) * kernel).to(x.dtype) if ctx.needs_input_grad[0] else None
@@ -123,6 +124,8 @@ class _NativeSpatialK1(torch.autograd.Function):
 
 def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout with a mask of 16-bit lanes (see ``FastDropout``); ``p = 0`` returns ``x``."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if p == 0.0:
         return x
     n = x.numel()
@@ -162,8 +165,6 @@ class SpatialLearnedEmbedding(nn.Module):
                 f"spatial embedding expects channel-last features [B, {self.height}, {self.width}, {self.channels}], "
                 f"got {tuple(features.shape)}"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {dropout}")
         x = features.reshape(b, self.height * self.width, self.channels)
         with full_precision(features):  # a reduction: keep float32 accumulation
             if self.num_kernels == 1:
@@ -476,11 +477,10 @@ class CriticEnsemble(nn.Module):
         ``detach_params``: the critic's own parameters get no gradient (the actor
         loss differentiates Q through the actions only).
         """
-        if members is None:
-            take = (lambda p: p.detach()) if detach_params else (lambda p: p)
-        else:
-            take = (lambda p: p.detach().index_select(0, members)) if detach_params else (
-                lambda p: p.index_select(0, members))
+        def take(p: torch.Tensor) -> torch.Tensor:
+            p = p.detach() if detach_params else p
+            return p if members is None else p.index_select(0, members)
+
         h = torch.baddbmm(take(self.biases[0]), actions.unsqueeze(0).expand(projection.shape[0], -1, -1),
                           take(self.act_weight)).add_(projection)
         for i in range(len(self.weights)):

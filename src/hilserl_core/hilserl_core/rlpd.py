@@ -243,10 +243,17 @@ class RLPDAgent:
     def temperature(self) -> float:
         return float(self.log_alpha.detach().exp())
 
-    def _actor_features(self, obs: Mapping[str, torch.Tensor], critic_features: Optional[torch.Tensor] = None):
+    def _actor_features(
+        self,
+        obs: Mapping[str, torch.Tensor],
+        critic_features: Optional[torch.Tensor] = None,
+        augment: bool = False,
+        dropout: Optional[bool] = None,
+    ):
+        """What the actor reads: the critic encoder's features detached (given or computed), or its own encoder's."""
         if self.actor_encoder is None:
-            return (self.encoder(obs) if critic_features is None else critic_features).detach()
-        return self.actor_encoder(obs)
+            return (self.encoder(obs, augment, dropout) if critic_features is None else critic_features).detach()
+        return self.actor_encoder(obs, augment, dropout)
 
     @torch.no_grad()
     def sample_actions(self, obs: Mapping[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
@@ -330,20 +337,14 @@ class RLPDAgent:
             features = self.encoder(obs, augment=True, dropout=True)
             with torch.no_grad():
                 next_features = self.encoder(next_obs, augment=True, dropout=False)
-                if self.actor_encoder is None:
-                    next_actor_features = next_features
-                else:
-                    next_actor_features = self.actor_encoder(next_obs, augment=True, dropout=False)
+                next_actor_features = self._actor_features(next_obs, next_features, augment=True, dropout=False)
             target = self.td_target(rewards, terminated, next_features, next_actor_features, members, next_noise)
             projection = self.critic.input_projection(features)
             q = self.critic.forward_from_projection(projection, actions)  # [N, B], float32
             critic_loss = ((q - target.unsqueeze(0)) ** 2).mean()  # SAC Eq. 5 (soft Bellman residual), every member
             out = {"total": critic_loss, "critic_loss": critic_loss, "q_mean": q.mean(), "target_mean": target.mean()}
             if update_actor:
-                if self.actor_encoder is None:
-                    actor_features = features.detach()
-                else:
-                    actor_features = self.actor_encoder(obs, augment=True, dropout=True)
+                actor_features = self._actor_features(obs, features, augment=True, dropout=True)
                 new_actions, log_probs = self.actor.sample(actor_features, noise=noise)
                 # RLPD: ensemble mean; gradient through the actions only
                 q_pi = self.critic.forward_from_projection(projection.detach(), new_actions, detach_params=True)
