@@ -175,7 +175,7 @@ def main() -> None:
     result["batch_size_transitions"] = base.batch_size
     result["threads_measured"] = args.threads
     result["allocator_tuned"] = allocator_tuned
-    result["native_kernel"] = not native.status().endswith("plain torch")
+    result["native_kernel"] = native.in_use()
     result["load_average_1min"] = os.getloadavg()[0]
     result["reproduce"] = "cd /work/main && source scripts/env.sh && python benchmarks/learner_throughput.py " + " ".join(
         sys.argv[1:]

@@ -14,7 +14,7 @@ from hilserl_core import native
 from hilserl_core.networks import ImageHead, SpatialLearnedEmbedding
 
 pytestmark = pytest.mark.skipif(
-    native.status().endswith("plain torch"), reason=f"native kernel not in use here: {native.status()}"
+    not native.in_use(), reason=f"native kernel not in use here: {native.status()}"
 )
 
 

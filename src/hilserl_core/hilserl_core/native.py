@@ -41,8 +41,11 @@ from typing import Optional, Tuple
 
 import torch
 
+from .precision import cpu_flags
+
 __all__ = [
     "status",
+    "in_use",
     "spatial_available",
     "spatial_forward",
     "dropout_backward_",
@@ -65,21 +68,11 @@ def cache_dir() -> Path:
     return Path(base) / "hilserl"
 
 
-def _cpu_flags() -> set:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def _compiler() -> Optional[str]:
     for name in (os.environ.get("CC"), "cc", "gcc"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+        path = shutil.which(name) if name else None
+        if path:
+            return path
     return None
 
 
@@ -105,7 +98,7 @@ def _load() -> Tuple[Optional[ctypes.CDLL], str]:
         return None, "disabled by HILSERL_NATIVE=0: plain torch"
     if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "AMD64"):
         return None, f"no native kernel for {sys.platform}/{platform.machine()}: plain torch"
-    missing = [f for f in _CPU_FLAGS if f not in _cpu_flags()]
+    missing = [f for f in _CPU_FLAGS if f not in cpu_flags()]
     if missing:
         return None, f"CPU lacks {', '.join(missing)}: plain torch"
     compiler = _compiler()
@@ -134,6 +127,11 @@ def status() -> str:
     return _load()[1]
 
 
+def in_use() -> bool:
+    """True when the native kernel is built and loaded (else the plain torch path runs)."""
+    return _load()[0] is not None
+
+
 def spatial_available(x: torch.Tensor) -> bool:
     """True when the native kernel can take ``x`` (float16 ``[B, P, C]`` on the CPU, C % 32 == 0,
     B * C < 2**32 for the dropout hash's element index)."""
@@ -143,7 +141,7 @@ def spatial_available(x: torch.Tensor) -> bool:
         and x.dim() == 3
         and x.shape[2] % 32 == 0
         and x.shape[0] * x.shape[2] < 2**32
-        and _load()[0] is not None
+        and in_use()
     )
 
 

@@ -25,25 +25,29 @@ from typing import ContextManager
 
 import torch
 
-__all__ = ["COMPUTE_DTYPES", "cpu_has_native_bf16", "resolve_compute_dtype", "autocast", "full_precision"]
+__all__ = ["COMPUTE_DTYPES", "cpu_flags", "cpu_has_native_bf16", "resolve_compute_dtype", "autocast", "full_precision"]
 
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU has bfloat16 dot-product instructions (AVX512-BF16 or AMX-BF16)."""
+def cpu_flags() -> frozenset:
+    """The instruction-set flags of this CPU (Linux ``/proc/cpuinfo``; empty elsewhere)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return frozenset()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU has bfloat16 dot-product instructions (AVX512-BF16 or AMX-BF16)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_compute_dtype(name: str, device: "str | torch.device" = "cpu") -> torch.dtype:
