@@ -9,6 +9,17 @@ numpy's BLAS is limited to ``blas_threads`` (default 1) before the node is built
 OpenBLAS worker threads busy-wait between products, and on a small shared machine
 each crop node burned half a core or more that way (see ``threads``).
 
+Executor (environment variable ``HILSERL_EXECUTOR``): ``events`` (the default) spins with
+rclpy's C++ ``EventsExecutor`` where the installed rclpy has it (Kilted and newer), else
+with the ``SingleThreadedExecutor``; ``single`` forces the latter. The Python executor
+rebuilds its wait set (every subscription, timer and parameter service) on each wake-up:
+in the dual-arm latency benchmark that was a fifth of the actor's CPU time and several
+milliseconds per hop (docs/BENCHMARKS.md). The EventsExecutor is driven through
+``spin_once`` in a loop, never ``spin()``: in rclpy 9.1 its ``spin()`` busy-waits at
+100% of a core even with no node attached (measured), while ``spin_once`` sleeps. The
+loop ends when the context shuts down (Ctrl-C, SIGTERM). A node that asks for more than
+one thread gets the ``MultiThreadedExecutor`` either way.
+
 ``run_nodes`` builds several nodes in one process and spins them in one executor
 (``compose_nodes``, see ``compose``); ``run_node`` is the one-node case. A node's
 ``companion_nodes`` (nodes it composes itself, like the simulator's scripted
@@ -17,6 +28,7 @@ operator) are spun by the same executor.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable, List, Optional, Sequence
 
@@ -28,6 +40,48 @@ from hilserl_core.config import ConfigError
 
 from .threads import limit_blas_threads
 
+EXECUTOR_ENV = "HILSERL_EXECUTOR"
+EXECUTOR_CHOICES = ("events", "single")
+_SPIN_ONCE_TIMEOUT_S = 0.1  # how often the events loop looks at the context between events
+
+
+def executor_kind(threads: int = 1) -> str:
+    """The executor this process will spin: ``multi``, ``events`` or ``single`` (see the module doc)."""
+    if threads > 1:
+        return "multi"
+    choice = os.environ.get(EXECUTOR_ENV, "events").strip().lower() or "events"
+    if choice not in EXECUTOR_CHOICES:
+        raise ConfigError(f"environment {EXECUTOR_ENV}={choice!r}: expected one of {', '.join(EXECUTOR_CHOICES)}")
+    if choice == "events" and _events_executor_class() is None:
+        return "single"  # older rclpy (e.g. Jazzy): no EventsExecutor
+    return choice
+
+
+def _events_executor_class():
+    try:
+        from rclpy.experimental import EventsExecutor
+    except ImportError:
+        return None
+    return EventsExecutor
+
+
+def make_executor(threads: int = 1):
+    kind = executor_kind(threads)
+    if kind == "multi":
+        return MultiThreadedExecutor(num_threads=threads)
+    if kind == "events":
+        return _events_executor_class()()
+    return SingleThreadedExecutor()
+
+
+def spin(executor) -> None:
+    """Spin until the context shuts down (see the module doc for why not ``spin()`` on events)."""
+    if isinstance(executor, (SingleThreadedExecutor, MultiThreadedExecutor)):
+        executor.spin()
+        return
+    while rclpy.ok():
+        executor.spin_once(timeout_sec=_SPIN_ONCE_TIMEOUT_S)
+
 
 def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Optional[List[str]] = None, threads: int = 1,
               blas_threads: int = 1) -> int:
@@ -36,7 +90,7 @@ def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Option
     nodes = []
     building = None
     try:
-        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+        executor = make_executor(threads)
         for factory in factories:
             building = factory
             node = factory()
@@ -45,7 +99,7 @@ def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Option
             executor.add_node(node)
             for companion in getattr(node, "companion_nodes", ()):  # nodes composed into this process
                 executor.add_node(companion)
-        executor.spin()
+        spin(executor)
         return 0
     except (ConfigError, InvalidParameterValueException) as exc:  # schema check, or the ROS range in the descriptor
         # a factory may carry a label (compose_nodes: the node's full name), else its class name

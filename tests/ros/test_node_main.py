@@ -1,0 +1,125 @@
+"""run_node's executor: which one is chosen, and that a node process under it receives,
+sleeps when idle, stops on SIGTERM and dies loudly on a failing callback."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from hilserl_core.config import ConfigError
+
+pytest.importorskip("rclpy", reason="rclpy (ROS 2 Kilted wheels) not installed; run scripts/setup.sh")
+
+from hilserl_interfaces import node_main  # noqa: E402
+
+# A node run by run_node: echoes /nm_test/ping to /nm_test/pong; with FAIL=1 its timer raises.
+ECHO_NODE = textwrap.dedent(
+    """
+    import os, sys
+    from rclpy.node import Node
+    from std_msgs.msg import String
+    from hilserl_interfaces.node_main import executor_kind, run_node
+
+    class Echo(Node):
+        def __init__(self, **kw):
+            super().__init__("nm_echo", **kw)
+            pub = self.create_publisher(String, "/nm_test/pong", 10)
+            self.create_subscription(String, "/nm_test/ping", lambda m: pub.publish(String(data="pong:" + m.data)), 10)
+            self.create_timer(0.1, self._tick)
+            print("executor", executor_kind(), flush=True)
+
+        def _tick(self):
+            if os.environ.get("FAIL") == "1":
+                raise RuntimeError("timer callback failed on purpose")
+
+    sys.exit(run_node(Echo))
+    """
+)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start(env_extra: dict) -> subprocess.Popen:
+    env = {**os.environ, **env_extra}
+    return subprocess.Popen([sys.executable, "-c", ECHO_NODE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_executor_choice(monkeypatch):
+    has_events = node_main._events_executor_class() is not None
+    monkeypatch.delenv(node_main.EXECUTOR_ENV, raising=False)
+    assert node_main.executor_kind() == ("events" if has_events else "single")
+    monkeypatch.setenv(node_main.EXECUTOR_ENV, "single")
+    assert node_main.executor_kind() == "single"
+    assert node_main.executor_kind(threads=2) == "multi"
+    monkeypatch.setenv(node_main.EXECUTOR_ENV, "fast")
+    with pytest.raises(ConfigError, match="HILSERL_EXECUTOR='fast': expected one of events, single"):
+        node_main.executor_kind()
+
+
+@pytest.mark.parametrize("kind", ["events", "single"])
+def test_node_process_receives_idles_and_stops_on_sigterm(kind, ros_context, spin_until):
+    if kind == "events" and node_main._events_executor_class() is None:
+        pytest.skip("this rclpy has no EventsExecutor (added in Kilted)")
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from std_msgs.msg import String
+
+    proc = _start({node_main.EXECUTOR_ENV: kind})
+    try:
+        node = Node("nm_probe", context=ros_context)
+        ex = SingleThreadedExecutor(context=ros_context)
+        ex.add_node(node)
+        got = []
+        node.create_subscription(String, "/nm_test/pong", lambda m: got.append(m.data), 10)
+        ping = node.create_publisher(String, "/nm_test/ping", 10)
+        n = [0]
+
+        def answered():
+            n[0] += 1
+            ping.publish(String(data=str(n[0])))
+            return bool(got)
+
+        assert spin_until(ex, answered, 30.0), "the node never answered a ping"
+        assert got[0].startswith("pong:")
+        # idle (a 10 Hz timer only): the executor must sleep, not spin (rclpy 9.1's EventsExecutor.spin() took a core)
+        time.sleep(0.5)
+        c0, w0 = _cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(2.0)
+        share = (_cpu_seconds(proc.pid) - c0) / (time.monotonic() - w0)
+        assert share < 0.3, f"an idle node took {share:.2f} of a core"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert f"executor {kind}" in out
+        ex.shutdown()
+        node.destroy_node()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_a_failing_callback_ends_the_process_with_an_error():
+    proc = _start({"FAIL": "1"})
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode not in (0, None)
+    assert "timer callback failed on purpose" in err
+
+
+def test_a_bad_executor_choice_is_one_line_and_exit_2():
+    proc = _start({node_main.EXECUTOR_ENV: "fast"})
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "HILSERL_EXECUTOR='fast': expected one of events, single" in err
+    assert "Traceback" not in err
