@@ -206,6 +206,19 @@ def test_same_max_pool_puts_extra_padding_bottom_right_and_ignores_it():
     assert torch.equal(out[0, 0], expected)
 
 
+@pytest.mark.parametrize("kernel,stride", [(1, 1), (1, 2), (2, 2), (3, 1), (3, 2), (3, 3)])
+def test_same_max_pool_matches_minus_infinity_padding_at_every_size(kernel, stride):
+    # the ceil-mode shortcut (all padding after) and the padded path against the plain definition
+    torch.manual_seed(0)
+    for size in range(1, 10):
+        x = torch.randn(2, 3, size, size + 1)
+        pads = [encoders._same_pads(n, kernel, stride) for n in x.shape[-2:]]
+        ref = F.max_pool2d(F.pad(x, (*pads[1], *pads[0]), value=float("-inf")), kernel, stride)
+        out = same_max_pool(x, kernel, stride)
+        assert out.shape[-2:] == (-(-size // stride), -(-(size + 1) // stride))
+        assert torch.equal(out, ref), (size, kernel, stride)
+
+
 def test_encode_features_chunks_to_float16(encoder, images):
     feats = encode_features(encoder, images, batch_size=2)
     assert isinstance(feats, np.ndarray) and feats.dtype == np.float16

@@ -127,9 +127,16 @@ class SameConv2d(nn.Conv2d):
 
 
 def same_max_pool(x: torch.Tensor, kernel: int = 3, stride: int = 2) -> torch.Tensor:
-    """Max pool with flax "SAME" padding (padding never wins the max)."""
+    """Max pool with flax "SAME" padding (padding never wins the max).
+
+    When all the padding goes after (bottom/right, as for the stem's 64 -> 32 map),
+    PyTorch's ``ceil_mode`` windows, clipped at the edge, are exactly these windows:
+    no padded copy of the map is made.
+    """
     top, bottom = _same_pads(x.shape[-2], kernel, stride)
     left, right = _same_pads(x.shape[-1], kernel, stride)
+    if top == 0 and left == 0 and bottom < kernel and right < kernel:
+        return F.max_pool2d(x, kernel, stride, ceil_mode=True)
     x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
     return F.max_pool2d(x, kernel, stride)
 
@@ -229,8 +236,9 @@ class ResNet10Encoder(nn.Module):
             raise ValueError(f"expected images of shape [B, H, W, 3], got {tuple(images.shape)}")
         with torch.no_grad():
             # [B, H, W, 3] viewed as NCHW is already channels-last in memory
-            x = images.permute(0, 3, 1, 2).float() / 255.0
-            x = ((x - self.mean) / self.std).to(self.stem_conv.weight.dtype)
+            # (x / 255 - mean) / std as one multiply-add over the contiguous channel-last pixels
+            scale, shift = 1.0 / (255.0 * self.std.view(3)), -(self.mean / self.std).view(3)
+            x = torch.addcmul(shift, images.float(), scale).to(self.stem_conv.weight.dtype).permute(0, 3, 1, 2)
             x = F.relu(self.stem_norm(self.stem_conv(x)))
             x = same_max_pool(x, 3, 2)
             for block in self.blocks:
