@@ -54,14 +54,13 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Image, JointState, Joy  # noqa: E402
 from std_msgs.msg import Bool, UInt8MultiArray  # noqa: E402
 
 from hilserl import graph as G  # noqa: E402
 from hilserl.runner import GraphRunner  # noqa: E402
 from hilserl_core import frames, msgconv, wire  # noqa: E402
-from hilserl_interfaces import actions, payload, qos  # noqa: E402
+from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARM_NAMES = ["left", "right"]
@@ -245,7 +244,7 @@ def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool, 
     log = io.StringIO()
     runner = GraphRunner(G.load_graph("latency", {"with_learner": str(with_learner).lower()}, cfg_dir=cfg), out=log)
     drv = Driver(arms, raw, breakdown)
-    ex = SingleThreadedExecutor()
+    ex = node_main.make_executor()  # the nodes' executor (HILSERL_EXECUTOR), so the observer adds as little
     ex.add_node(drv.node)
     runner.start()
     i = 0
@@ -312,6 +311,8 @@ def main(argv=None) -> int:
     arms = ARM_NAMES[: args.arms]
     cmd = f"python benchmarks/latency.py --arms {args.arms} --frames {args.frames} --raw {args.raw}"
     cmd += " --compose" * args.compose + " --breakdown" * args.breakdown + " --no-weights" * args.no_weights
+    if os.environ.get(node_main.EXECUTOR_ENV):
+        cmd = f"{node_main.EXECUTOR_ENV}={os.environ[node_main.EXECUTOR_ENV]} {cmd}"
     tmp = Path(tempfile.mkdtemp(prefix="hilserl_latency_"))
     cfg = tmp / "config"
     shutil.copytree(ROOT / "config", cfg)
@@ -337,6 +338,7 @@ def main(argv=None) -> int:
         "raw_image_px": args.raw,
         "frames": args.frames,
         "composed": args.compose,
+        "executor": node_main.executor_kind(),
         "answered_fraction": round(answered, 3),
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
         "latency_p90_ms": round(float(np.percentile(lat, 90)), 2),
@@ -349,7 +351,8 @@ def main(argv=None) -> int:
         "weights_delivery_max_s": round(max(live.values()), 4) if live else None,
         "weights_updates_measured": len(live),
     }
-    print(f"\ncamera -> controller target, {len(arms)} arm(s) x {len(CAMERAS)} cameras, {args.raw}px raw, {len(lat)} actions:")
+    print(f"\ncamera -> controller target, {len(arms)} arm(s) x {len(CAMERAS)} cameras, {args.raw}px raw, {len(lat)} actions"
+          f" ({figures['executor']} executor in every process):")
     print(f"  p50 {figures['latency_p50_ms']} ms   p90 {figures['latency_p90_ms']} ms   p99 {figures['latency_p99_ms']} ms   max {figures['latency_max_ms']} ms")
     print(f"  frame sets answered: {answered:.1%}")
     if args.breakdown:
