@@ -104,10 +104,14 @@ class SameConv2d(nn.Conv2d):
         k, s = self.kernel_size[0], self.stride[0]
         top, bottom = _same_pads(x.shape[-2], k, s)
         left, right = _same_pads(x.shape[-1], k, s)
+        out_h = (x.shape[-2] + top + bottom - k) // s + 1
+        out_w = (x.shape[-1] + left + right - k) // s + 1
+        patch_gemm = k > 1 and x.device.type == "cpu" and out_h * out_w <= _PATCH_GEMM_MAX_CELLS and not torch.is_grad_enabled()
+        if not patch_gemm and top == bottom and left == right:  # symmetric: the conv pads, no padded copy
+            return F.conv2d(x, self.weight, None, s, (top, left))
         if top or bottom or left or right:
             x = F.pad(x, (left, right, top, bottom))
-        out_h, out_w = (x.shape[-2] - k) // s + 1, (x.shape[-1] - k) // s + 1
-        if k > 1 and x.device.type == "cpu" and out_h * out_w <= _PATCH_GEMM_MAX_CELLS and not torch.is_grad_enabled():
+        if patch_gemm:
             return self._patch_gemm(x, k, s, out_h, out_w)
         return super().forward(x)
 
