@@ -1,4 +1,4 @@
-"""The native spatial-embedding kernel (hilserl_core/native.py) against plain torch."""
+"""The native kernels (hilserl_core/native.py) against plain torch: spatial embedding, GroupNorm + ReLU."""
 
 import os
 import re
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core import native
+from hilserl_core import encoders, native
 from hilserl_core.networks import ImageHead, SpatialLearnedEmbedding
 
 pytestmark = pytest.mark.skipif(
@@ -100,7 +100,7 @@ def _run(code, **env):
 def test_fallback_and_native_agree_and_the_build_is_cached(tmp_path):
     code = """
         import torch
-        from hilserl_core import native
+        from hilserl_core import encoders, native
         from hilserl_core.networks import SpatialLearnedEmbedding
         torch.manual_seed(0)
         emb = SpatialLearnedEmbedding(4, 4, 512, 1)
@@ -114,11 +114,11 @@ def test_fallback_and_native_agree_and_the_build_is_cached(tmp_path):
     on = _run(code.format(out=str(tmp_path / "on.pt")), HILSERL_CACHE_DIR=str(cache))
     assert str(cache) in on
     torch.testing.assert_close(torch.load(tmp_path / "on.pt"), torch.load(tmp_path / "off.pt"), rtol=1e-5, atol=1e-4)
-    built = list(cache.glob("spatial_embedding-*.so"))
+    built = list(cache.glob("kernels-*.so"))
     assert len(built) == 1
     stamp = built[0].stat().st_mtime_ns
     _run(code.format(out=str(tmp_path / "again.pt")), HILSERL_CACHE_DIR=str(cache))
-    assert [p.stat().st_mtime_ns for p in cache.glob("spatial_embedding-*.so")] == [stamp]  # reused, not rebuilt
+    assert [p.stat().st_mtime_ns for p in cache.glob("kernels-*.so")] == [stamp]  # reused, not rebuilt
 
 
 def test_one_openmp_runtime_in_the_process():
@@ -126,3 +126,75 @@ def test_one_openmp_runtime_in_the_process():
     with open("/proc/self/maps") as f:
         libs = set(re.findall(r"\S*libgomp[^\s]*", f.read()))
     assert len(libs) <= 1, libs  # the kernel shares torch's OpenMP threads
+
+
+def _bf16_map(n, c, h, w, seed, shift=0.0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g) * 3.0 + shift
+    return x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+
+
+def _norm(c, seed):
+    gn = torch.nn.GroupNorm(4, c, eps=1e-5)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        gn.weight.copy_(torch.rand(c, generator=g) + 0.5)
+        gn.bias.copy_(torch.randn(c, generator=g))
+    return gn
+
+
+def _gn64(x, gn):
+    """GroupNorm in float64 (the exact result the kernel rounds)."""
+    n, c, h, w = x.shape
+    xd = x.double().reshape(n, gn.num_groups, -1)
+    y = (xd - xd.mean(-1, keepdim=True)) / torch.sqrt(xd.var(-1, unbiased=False, keepdim=True) + gn.eps)
+    return y.reshape(n, c, h, w) * gn.weight.double().view(1, c, 1, 1) + gn.bias.double().view(1, c, 1, 1)
+
+
+@pytest.mark.parametrize("mode", ["plain", "identity", "projected"])
+@pytest.mark.parametrize("n,c,hw", [(4, 64, 64), (3, 128, 16), (2, 512, 4), (1, 256, 8)])
+def test_groupnorm_relu_matches_float32_reference(mode, n, c, hw):
+    # a large mean (shift) checks the variance is not lost to cancellation
+    x, r = _bf16_map(n, c, hw, hw, 0, shift=20.0), _bf16_map(n, c, hw, hw, 1)
+    gn, gr = _norm(c, 2), _norm(c, 3)
+    residual = None if mode == "plain" else r
+    rnorm = gr if mode == "projected" else None
+    assert native.groupnorm_available(x, 4)
+    with torch.no_grad():
+        out = native.groupnorm_act(x, gn, residual, rnorm)
+        ref = _gn64(x, gn)
+        if mode == "identity":
+            ref = ref + r.double()
+        elif mode == "projected":
+            ref = ref + _gn64(r, gr)
+        ref = torch.relu(ref)
+    assert out.dtype == torch.bfloat16 and out.shape == x.shape
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    # rounded once to bfloat16 (8 significant bits): within half a unit (<= 2^-8 relative) of the exact result
+    err = (out.double() - ref).abs()
+    assert bool((err <= 2**-8 * ref.abs() + 1e-5).all()), float((err - 2**-8 * ref.abs()).max())
+    assert (out == 0).float().mean() > 0.1  # the ReLU acted
+
+
+def test_groupnorm_relu_only_takes_what_it_can():
+    x = _bf16_map(2, 64, 8, 8, 0)
+    assert not native.groupnorm_available(x.float(), 4)  # float32: torch ops
+    assert not native.groupnorm_available(x.contiguous(), 4)  # NCHW memory
+    assert not native.groupnorm_available(_bf16_map(2, 36, 8, 8, 0), 4)  # 9 channels per group
+    with pytest.raises(ValueError, match="residual shape"):
+        native.groupnorm_act(x, _norm(64, 0), _bf16_map(2, 64, 4, 4, 1))
+
+
+def test_encoder_blocks_with_and_without_the_kernel_agree():
+    enc = encoders.ResNet10Encoder(seed=0, compute_dtype="bfloat16")
+    imgs = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8))
+    fused = enc(imgs)
+    plain = encoders.norm_relu
+    try:  # the same network through torch's ops (each rounds to bfloat16 on its own)
+        encoders.native.groupnorm_available = lambda x, groups: False
+        torch_ops = enc(imgs)
+    finally:
+        encoders.native.groupnorm_available = native.groupnorm_available
+    assert encoders.norm_relu is plain
+    rel = float((fused - torch_ops).norm() / torch_ops.norm())
+    assert 0.0 < rel < 0.02, rel

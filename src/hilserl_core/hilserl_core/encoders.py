@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import tensorio
+from . import native, tensorio
 from .precision import resolve_compute_dtype
 from .types import FEATURE_PREFIX, IMAGE_PREFIX, Observation
 
@@ -145,6 +145,22 @@ def same_max_pool(x: torch.Tensor, kernel: int = 3, stride: int = 2) -> torch.Te
     return F.max_pool2d(x, kernel, stride)
 
 
+def norm_relu(
+    x: torch.Tensor, norm: nn.GroupNorm, residual: Optional[torch.Tensor] = None, residual_norm: Optional[nn.GroupNorm] = None
+) -> torch.Tensor:
+    """``relu(norm(x) + shortcut)``, shortcut = 0, ``residual`` or ``residual_norm(residual)``.
+
+    bfloat16 channels-last maps without autograd (the frozen encoder's inference) take the
+    native one-pass kernel (``native.groupnorm_act``); anything else runs the torch ops.
+    """
+    if native.groupnorm_available(x, norm.num_groups) and (residual is None or residual.shape == x.shape):
+        return native.groupnorm_act(x, norm, residual, residual_norm)
+    y = norm(x)
+    if residual is not None:
+        y = y + (residual_norm(residual) if residual_norm is not None else residual)
+    return F.relu(y)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs + GroupNorm with a (projected when needed) identity shortcut."""
 
@@ -160,10 +176,10 @@ class BasicBlock(nn.Module):
             self.proj_norm = nn.GroupNorm(NUM_GROUPS, out_ch, eps=GN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.norm1(self.conv1(x)))
-        y = self.norm2(self.conv2(y))
-        shortcut = self.proj_norm(self.proj_conv(x)) if self.has_proj else x
-        return F.relu(shortcut + y)
+        y = norm_relu(self.conv1(x), self.norm1)
+        if self.has_proj:
+            return norm_relu(self.conv2(y), self.norm2, self.proj_conv(x), self.proj_norm)
+        return norm_relu(self.conv2(y), self.norm2, x)
 
 
 class ResNet10Encoder(nn.Module):
@@ -243,7 +259,7 @@ class ResNet10Encoder(nn.Module):
             # (x / 255 - mean) / std as one multiply-add over the contiguous channel-last pixels
             scale, shift = 1.0 / (255.0 * self.std.view(3)), -(self.mean / self.std).view(3)
             x = torch.addcmul(shift, images.float(), scale).to(self.stem_conv.weight.dtype).permute(0, 3, 1, 2)
-            x = F.relu(self.stem_norm(self.stem_conv(x)))
+            x = norm_relu(self.stem_conv(x), self.stem_norm)
             x = same_max_pool(x, 3, 2)
             for block in self.blocks:
                 x = block(x)

@@ -1,8 +1,14 @@
 """Native CPU kernels, compiled on first use with the system C compiler (torch, no ROS).
 
-One kernel so far: the learned spatial embedding over float16 feature maps,
-with the image head's dropout fused in (``native/spatial_embedding.c``, used
-by ``networks.SpatialLearnedEmbedding``). torch has no fused "convert float16,
+Two kernels, built into one library:
+
+- the learned spatial embedding over float16 feature maps, with the image
+  head's dropout fused in (``native/spatial_embedding.c``, used by
+  ``networks.SpatialLearnedEmbedding``);
+- GroupNorm + shortcut + ReLU in one pass over the frozen ResNet-10's bfloat16
+  channel-last maps (``native/groupnorm.c``, used by ``encoders`` at inference).
+
+The spatial embedding: torch has no fused "convert float16,
 multiply, reduce" on CPU: it converts the whole 4 MB batch to float32 first,
 and its dropout draws and applies a mask in separate passes. The C kernel
 converts in registers, reads the batch once and derives the dropout mask from
@@ -51,10 +57,12 @@ __all__ = [
     "dropout_backward_",
     "spatial_kernel_grad",
     "dropout_constants",
+    "groupnorm_available",
+    "groupnorm_act",
     "cache_dir",
 ]
 
-_SOURCE = Path(__file__).with_name("native") / "spatial_embedding.c"
+_SOURCES = tuple(Path(__file__).with_name("native") / name for name in ("spatial_embedding.c", "groupnorm.c"))
 _FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 _CPU_FLAGS = ("avx2", "fma", "f16c")
 
@@ -81,7 +89,7 @@ def _compile(compiler: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        cmd = [compiler, *_FLAGS, str(_SOURCE), "-o", tmp]
+        cmd = [compiler, *_FLAGS, *map(str, _SOURCES), "-o", tmp]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()}")
@@ -106,8 +114,9 @@ def _load() -> Tuple[Optional[ctypes.CDLL], str]:
         return None, "no C compiler found ($CC, cc, gcc): plain torch"
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-        key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode() + version.encode()).hexdigest()[:16]
-        target = cache_dir() / f"spatial_embedding-{key}.so"
+        source = b"".join(path.read_bytes() for path in _SOURCES)
+        key = hashlib.sha256(source + " ".join(_FLAGS).encode() + version.encode()).hexdigest()[:16]
+        target = cache_dir() / f"kernels-{key}.so"
         if not target.exists():
             _compile(compiler, target)
         lib = ctypes.CDLL(str(target))
@@ -117,9 +126,11 @@ def _load() -> Tuple[Optional[ctypes.CDLL], str]:
     lib.hilserl_spatial_forward.argtypes = [ptr, ptr, ptr, i64, i64, i64, i32, u64, u32, f32]
     lib.hilserl_dropout_backward.argtypes = [ptr, i64, i64, i32, u64, u32, f32]
     lib.hilserl_spatial_kernel_grad.argtypes = [ptr, ptr, ptr, i64, i64, i64, i32]
-    for fn in (lib.hilserl_spatial_forward, lib.hilserl_dropout_backward, lib.hilserl_spatial_kernel_grad):
+    lib.hilserl_groupnorm_act.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, i32, ptr, i64, i64, i64, i32, f32, i32, i32]
+    for fn in (lib.hilserl_spatial_forward, lib.hilserl_dropout_backward, lib.hilserl_spatial_kernel_grad,
+               lib.hilserl_groupnorm_act):
         fn.restype = None
-    return lib, f"native spatial embedding: {target}"
+    return lib, f"native kernels: {target}"
 
 
 def status() -> str:
@@ -204,3 +215,51 @@ def spatial_kernel_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor
     grad_w = torch.empty(n, c, dtype=torch.float32)
     lib.hilserl_spatial_kernel_grad(_ptr(x), _ptr(grad_out), _ptr(grad_w), b, n, c, torch.get_num_threads())
     return grad_w
+
+
+def groupnorm_available(x: torch.Tensor, groups: int) -> bool:
+    """True when :func:`groupnorm_act` can take ``x``: a bfloat16 NCHW map in channels-last memory
+    on the CPU, channels and channels per group multiples of 8, no autograd."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.bfloat16
+        and x.dim() == 4
+        and x.shape[1] % groups == 0
+        and (x.shape[1] // groups) % 8 == 0
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not (torch.is_grad_enabled() and x.requires_grad)
+        and in_use()
+    )
+
+
+def groupnorm_act(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[torch.Tensor] = None,
+                  residual_norm: Optional[torch.nn.GroupNorm] = None, relu: bool = True) -> torch.Tensor:
+    """``act(norm(x) + shortcut)`` in one pass; shortcut = 0, ``residual``, or ``residual_norm(residual)``.
+
+    ``x`` and ``residual``: bfloat16 ``[N, C, H, W]`` in channels-last memory (see
+    :func:`groupnorm_available`); the result has the same layout. Inference only (no autograd).
+    """
+    lib = _lib()
+    n, c, h, w = x.shape
+    mode = 0 if residual is None else (2 if residual_norm is not None else 1)
+    if residual is not None:
+        if tuple(residual.shape) != (n, c, h, w):
+            raise ValueError(f"residual shape {tuple(residual.shape)} != {(n, c, h, w)}")
+        residual = residual.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    if mode == 2 and (residual_norm.num_groups, residual_norm.eps) != (norm.num_groups, norm.eps):
+        raise ValueError("the two GroupNorms must have the same groups and eps")
+
+    def affine(gn: torch.nn.GroupNorm):
+        if gn.affine:
+            return gn.weight.detach().float().contiguous(), gn.bias.detach().float().contiguous()
+        return torch.ones(c), torch.zeros(c)
+
+    ga, ba = affine(norm)
+    gr, br = affine(residual_norm) if mode == 2 else (ga, ba)
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    null = ctypes.c_void_p(0)
+    lib.hilserl_groupnorm_act(
+        _ptr(x), _ptr(ga), _ptr(ba), _ptr(residual) if residual is not None else null, _ptr(gr), _ptr(br), mode,
+        _ptr(out), n, h * w, c, norm.num_groups, float(norm.eps), int(relu), torch.get_num_threads(),
+    )
+    return out
