@@ -19,7 +19,7 @@ from hilserl_interfaces import node_main  # noqa: E402
 # A node run by run_node: echoes /nm_test/ping to /nm_test/pong; with FAIL=1 its timer raises.
 ECHO_NODE = textwrap.dedent(
     """
-    import os, sys
+    import os, sys, time
     from rclpy.node import Node
     from std_msgs.msg import String
     from hilserl_interfaces.node_main import executor_kind, run_node
@@ -28,13 +28,18 @@ ECHO_NODE = textwrap.dedent(
         def __init__(self, **kw):
             super().__init__("nm_echo", **kw)
             pub = self.create_publisher(String, "/nm_test/pong", 10)
+            self.tick_pub = self.create_publisher(String, "/nm_test/tick", 10)
             self.create_subscription(String, "/nm_test/ping", lambda m: pub.publish(String(data="pong:" + m.data)), 10)
-            self.create_timer(0.1, self._tick)
+            self.create_timer(0.01 if os.environ.get("SLOW") == "1" else 0.1, self._tick)
             print("executor", executor_kind(), flush=True)
 
         def _tick(self):
             if os.environ.get("FAIL") == "1":
                 raise RuntimeError("timer callback failed on purpose")
+            if os.environ.get("SLOW") == "1":  # busy almost all the time, like the simulator's tick
+                print("in callback", flush=True)
+                time.sleep(0.3)
+                self.tick_pub.publish(String(data="tick"))
 
     sys.exit(run_node(Echo))
     """
@@ -123,3 +128,25 @@ def test_a_bad_executor_choice_is_one_line_and_exit_2():
     assert proc.returncode == 2
     assert "HILSERL_EXECUTOR='fast': expected one of events, single" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_callback_lets_it_finish_and_exits_cleanly(sig):
+    # rclpy's own handler shut the context down under a running callback, whose next
+    # publish then failed with a traceback (seen on Ctrl-C of the simulator)
+    proc = _start({"SLOW": "1"})
+    try:
+        seen = 0
+        deadline = time.monotonic() + 30
+        while seen < 3 and time.monotonic() < deadline:  # well inside the spin loop
+            seen += proc.stdout.readline().startswith("in callback")
+        time.sleep(0.1)  # inside a 0.3 s callback
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert seen == 3
+    assert proc.returncode == 0, err
+    assert "Exception" not in err and "context is invalid" not in err, err

@@ -17,8 +17,14 @@ in the dual-arm latency benchmark that was a fifth of the actor's CPU time and s
 milliseconds per hop (docs/BENCHMARKS.md). The EventsExecutor is driven through
 ``spin_once`` in a loop, never ``spin()``: in rclpy 9.1 its ``spin()`` busy-waits at
 100% of a core even with no node attached (measured), while ``spin_once`` sleeps. The
-loop ends when the context shuts down (Ctrl-C, SIGTERM). A node that asks for more than
-one thread gets the ``MultiThreadedExecutor`` either way.
+loop ends when the context shuts down. A node that asks for more than one thread gets
+the ``MultiThreadedExecutor`` either way.
+
+Ctrl-C and SIGTERM set a flag that the spin loop checks between callbacks (every
+executor kind); the nodes are closed and destroyed and only then is the context shut
+down. With rclpy's own signal handler the context was invalidated in the middle of a
+callback (the simulator's 1 kHz-physics tick publishing state), which printed a
+"publisher's context is invalid" traceback on every Ctrl-C.
 
 ``run_nodes`` builds several nodes in one process and spins them in one executor
 (``compose_nodes``, see ``compose``); ``run_node`` is the one-node case. A node's
@@ -29,12 +35,15 @@ operator) are spun by the same executor.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from typing import Callable, List, Optional, Sequence
 
 import rclpy
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from hilserl_core.config import ConfigError
 
@@ -74,19 +83,30 @@ def make_executor(threads: int = 1):
     return SingleThreadedExecutor()
 
 
-def spin(executor) -> None:
-    """Spin until the context shuts down (see the module doc for why not ``spin()`` on events)."""
-    if isinstance(executor, (SingleThreadedExecutor, MultiThreadedExecutor)):
-        executor.spin()
-        return
-    while rclpy.ok():
+def spin(executor, stop: Optional[threading.Event] = None) -> None:
+    """Spin until ``stop`` is set or the context shuts down (``spin_once`` in a loop: see the module doc)."""
+    context = executor.context
+    while context.ok() and not (stop is not None and stop.is_set()):
         executor.spin_once(timeout_sec=_SPIN_ONCE_TIMEOUT_S)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT/SIGTERM (Python runs the handler between callbacks' bytecodes)."""
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    return stop
 
 
 def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Optional[List[str]] = None, threads: int = 1,
               blas_threads: int = 1) -> int:
     limit_blas_threads(blas_threads)
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = _stop_on_signals()
     nodes = []
     building = None
     try:
@@ -99,7 +119,7 @@ def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Option
             executor.add_node(node)
             for companion in getattr(node, "companion_nodes", ()):  # nodes composed into this process
                 executor.add_node(companion)
-        spin(executor)
+        spin(executor, stop)
         return 0
     except (ConfigError, InvalidParameterValueException) as exc:  # schema check, or the ROS range in the descriptor
         # a factory may carry a label (compose_nodes: the node's full name), else its class name
