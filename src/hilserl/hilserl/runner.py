@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, TextIO
 
+from hilserl_interfaces.signals import stop_on_signals
+
 from .graph import Graph, GraphError, NodeSpec, Process, process_command, processes
 
 __all__ = ["find_executable", "GraphRunner", "NodeExit"]
@@ -160,13 +162,7 @@ class GraphRunner:
 
     def run(self) -> int:
         """Start, wait, and turn SIGINT/SIGTERM into an orderly shutdown (status 0)."""
-        stop = threading.Event()
-
-        def on_signal(signum, frame):  # noqa: ARG001
-            stop.set()
-
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with stop_on_signals() as stop:
             self.start()
             while not stop.is_set():
                 dead = self.poll()
@@ -176,6 +172,3 @@ class GraphRunner:
             self._say("[hilserl] shutting down")
             self.shutdown()
             return 0
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)

@@ -35,7 +35,6 @@ operator) are spun by the same executor.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 from typing import Callable, List, Optional, Sequence
@@ -47,6 +46,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from hilserl_core.config import ConfigError
 
+from .signals import stop_on_signals
 from .threads import limit_blas_threads
 
 EXECUTOR_ENV = "HILSERL_EXECUTOR"
@@ -90,54 +90,42 @@ def spin(executor, stop: Optional[threading.Event] = None) -> None:
         executor.spin_once(timeout_sec=_SPIN_ONCE_TIMEOUT_S)
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGINT/SIGTERM (Python runs the handler between callbacks' bytecodes)."""
-    stop = threading.Event()
-
-    def on_signal(signum, frame):  # noqa: ARG001
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    return stop
-
-
 def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Optional[List[str]] = None, threads: int = 1,
               blas_threads: int = 1) -> int:
     limit_blas_threads(blas_threads)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = _stop_on_signals()
     nodes = []
     building = None
-    try:
-        executor = make_executor(threads)
-        for factory in factories:
-            building = factory
-            node = factory()
-            building = None
-            nodes.append(node)
-            executor.add_node(node)
-            for companion in getattr(node, "companion_nodes", ()):  # nodes composed into this process
-                executor.add_node(companion)
-        spin(executor, stop)
-        return 0
-    except (ConfigError, InvalidParameterValueException) as exc:  # schema check, or the ROS range in the descriptor
-        # a factory may carry a label (compose_nodes: the node's full name), else its class name
-        label = getattr(building, "label", None) or getattr(building, "__name__", "node")
-        print(f"[{label}] configuration error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    finally:
-        for node in reversed(nodes):
-            close = getattr(node, "close", None)
-            if callable(close):
-                close()
-            for companion in getattr(node, "companion_nodes", ()):
-                companion.destroy_node()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    with stop_on_signals() as stop:  # held through the clean-up too: a second Ctrl-C cannot cut it short
+        try:
+            executor = make_executor(threads)
+            for factory in factories:
+                building = factory
+                node = factory()
+                building = None
+                nodes.append(node)
+                executor.add_node(node)
+                for companion in getattr(node, "companion_nodes", ()):  # nodes composed into this process
+                    executor.add_node(companion)
+            spin(executor, stop)
+            return 0
+        except (ConfigError, InvalidParameterValueException) as exc:  # schema check, or the ROS range in the descriptor
+            # a factory may carry a label (compose_nodes: the node's full name), else its class name
+            label = getattr(building, "label", None) or getattr(building, "__name__", "node")
+            print(f"[{label}] configuration error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        except ExternalShutdownException:  # the context was shut down from elsewhere
+            return 0
+        finally:
+            for node in reversed(nodes):
+                close = getattr(node, "close", None)
+                if callable(close):
+                    close()
+                for companion in getattr(node, "companion_nodes", ()):
+                    companion.destroy_node()
+                node.destroy_node()
+            if rclpy.ok():
+                rclpy.shutdown()
 
 
 def run_node(factory: Callable[[], "rclpy.node.Node"], args: Optional[List[str]] = None, threads: int = 1,
