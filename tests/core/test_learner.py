@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hilserl_core import config as cfg
-from hilserl_core.learner import Learner, LearnerConfig, latest_checkpoint
+from hilserl_core.learner import Learner, LearnerConfig, latest_checkpoint, progress_line
 from hilserl_core.replay import DEMO_BUFFER, RL_BUFFER, ReplayBuffer
 from hilserl_core.rlpd import RLPDAgent, RLPDConfig
 from hilserl_core.types import Transition
@@ -53,6 +53,31 @@ def test_update_to_data_schedule_and_live_ratio():
     assert L.updates_due() == 2
     L.config = cfg.replace(L.config, updates_per_transition=0.5)  # a live change takes effect at once
     assert L.updates_due() == 0
+
+
+def test_last_metrics_keep_the_actor_losses_through_critic_only_steps():
+    L = make_learner(demo_fraction=0.0)  # critic_actor_ratio 2: steps 1 and 3 are critic-only
+    for t in transitions(8):
+        L.add(t)
+    first = L.train_step()
+    assert "rlpd/actor_loss" not in first and "rlpd/actor_loss" not in L.last_metrics
+    second = L.train_step()
+    third = L.train_step()
+    assert "rlpd/actor_loss" in second and "rlpd/actor_loss" not in third
+    assert L.last_metrics["rlpd/actor_loss"] == second["rlpd/actor_loss"]  # still shown after a critic-only step
+    assert L.last_metrics["rlpd/critic_loss"] == third["rlpd/critic_loss"] != second["rlpd/critic_loss"]
+    assert L.last_metrics["rlpd/actor_updated"] == 0.0
+
+
+def test_progress_line_gives_totals_rates_buffers_and_latest_losses():
+    before = {"updates": 100, "transitions_received": 40, "interventions_received": 10, "weights_version": 3}
+    now = {"updates": 400, "transitions_received": 70, "interventions_received": 25, "weights_version": 9}
+    line = progress_line(now, before, 10.0, {"demo": 25, "rl": 70},
+                         {"rlpd/critic_loss": 0.01234567, "rlpd/actor_loss": -1.5, "rlpd/q_mean": 3.0, "rlpd/temperature": 0.0098})
+    assert line == ("updates 400 (30.0/s), transitions 70 (3.0/s, 25 intervened), buffers demo 25 / rl 70, weights v9, "
+                    "critic_loss 0.01235 actor_loss -1.5 temperature 0.0098")
+    quiet = progress_line(before, before, 0.0, {"demo": 0, "rl": 0}, {})  # before training: no losses, no division by 0
+    assert quiet == "updates 100 (0.0/s), transitions 40 (0.0/s, 10 intervened), buffers demo 0 / rl 0, weights v3"
 
 
 def test_no_demo_data_means_not_ready_when_batches_need_demos():

@@ -37,8 +37,8 @@ def transition(i, intervened):
                       intervened=intervened, episode_id=i, step=0)
 
 
-def test_learner_node_end_to_end(ros_context, spin_until, tmp_path):
-    node = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))
+def test_learner_node_end_to_end(ros_context, spin_until, tmp_path, capfd):
+    node = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path, log_period_s=0.5))
     actor = rclpy.create_node("fake_actor", context=ros_context)
     pub = actor.create_publisher(UInt8MultiArray, "/learner/transitions", qos.TRANSITIONS)
     ex = SingleThreadedExecutor(context=ros_context)
@@ -58,6 +58,12 @@ def test_learner_node_end_to_end(ros_context, spin_until, tmp_path):
     # features, not images, are stored (CPU learner): the frozen ResNet ran once per observation
     assert set(L.buffers["rl"].observation_spec) == {"proprio", "feature/left_wrist"}
     assert spin_until(ex, lambda: L.updates >= 1, 30), "no updates after learning_starts"
+    # a progress line on the console once training runs (every log_period_s, from the 1 Hz report)
+    capfd.readouterr()
+    log = []
+    assert spin_until(ex, lambda: log.append(capfd.readouterr().err) or "critic_loss" in "".join(log), 5), "".join(log)
+    line = next(x for x in "".join(log).splitlines() if "critic_loss" in x)
+    assert "[learner]: updates " in line and f"transitions {len(sent)} " in line and "buffers demo 4 / rl 10" in line, line
 
     # a late-joining actor gets the newest weights: policy parameters only, no frozen ResNet
     got = []

@@ -36,7 +36,7 @@ from .encoders import CachedFeaturizer
 from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
 from .types import Transition
 
-__all__ = ["LearnerConfig", "Learner", "latest_checkpoint"]
+__all__ = ["LearnerConfig", "Learner", "latest_checkpoint", "progress_line"]
 
 CHECKPOINT_FORMAT = "hilserl.learner_checkpoint/1"
 
@@ -82,7 +82,7 @@ class Learner:
         self.interventions_received = 0
         self.updates = 0
         self.weights_version = 0
-        self.last_metrics: Dict[str, float] = {}
+        self.last_metrics: Dict[str, float] = {}  # latest value of every update metric
 
     # -- data in -------------------------------------------------------------------------
     def _prepare(self, t: Transition) -> Transition:
@@ -141,7 +141,7 @@ class Learner:
             info = agent.update(batch)
             metrics.update({f"{name}/{k}": float(v) for k, v in info.items()})
         self.updates += 1
-        self.last_metrics = metrics
+        self.last_metrics.update(metrics)  # the actor's losses stay visible between actor steps
         return metrics
 
     # -- weights out ---------------------------------------------------------------------
@@ -207,3 +207,30 @@ def latest_checkpoint(root: "str | Path") -> Optional[Path]:
         return None
     done = sorted(p for p in root.glob("ckpt_*") if (p / "learner.json").is_file())
     return done[-1] if done else None
+
+
+# What a person watching the console wants per line, in this order (agent/metric names).
+PROGRESS_METRICS = ("rlpd/critic_loss", "rlpd/actor_loss", "rlpd/temperature", "grasp/grasp_critic_loss")
+
+
+def progress_line(
+    counters: Mapping[str, int],
+    before: Mapping[str, int],
+    elapsed_s: float,
+    buffer_sizes: Mapping[str, int],
+    metrics: Mapping[str, float],
+) -> str:
+    """One console line of training progress: totals, rates since ``before`` (``counters()``
+    ``elapsed_s`` ago), buffer fill and the latest losses."""
+    def rate(key: str) -> float:
+        return (counters[key] - before.get(key, 0)) / elapsed_s if elapsed_s > 0 else 0.0
+
+    parts = [
+        f"updates {counters['updates']} ({rate('updates'):.1f}/s)",
+        f"transitions {counters['transitions_received']} ({rate('transitions_received'):.1f}/s, "
+        f"{counters['interventions_received']} intervened)",
+        "buffers " + " / ".join(f"{name} {size}" for name, size in buffer_sizes.items()),
+        f"weights v{counters['weights_version']}",
+    ]
+    losses = [f"{key.split('/', 1)[1]} {metrics[key]:.4g}" for key in PROGRESS_METRICS if key in metrics]
+    return ", ".join(parts + ([" ".join(losses)] if losses else []))

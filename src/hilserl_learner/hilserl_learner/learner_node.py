@@ -9,7 +9,8 @@ newest at once) and checkpoints agents + buffers atomically. On start it resumes
 from the newest checkpoint in ``checkpoint_dir`` if there is one.
 
 Live parameters: ``learner.updates_per_transition`` (UTD), ``learner.max_updates_per_s``,
-``learner.weights_period_s``.
+``learner.weights_period_s``, ``log_period_s`` (a progress line on the console: updates and
+transitions with their rates, buffer sizes, weights version, latest losses).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from hilserl_core.config import param
 from hilserl_core.encoders import load_frozen_encoder
 from hilserl_core import config as cfg
 from hilserl_core.grasp_dqn import GraspDQNAgent, GraspDQNConfig
-from hilserl_core.learner import Learner, LearnerConfig, latest_checkpoint
+from hilserl_core.learner import Learner, LearnerConfig, latest_checkpoint, progress_line
 from hilserl_core.replay import ReplayBuffer
 from hilserl_core.rlpd import RLPDAgent, RLPDConfig
 from hilserl_interfaces import diagnostics, payload, qos, topics
@@ -45,6 +46,7 @@ class LearnerNodeConfig:
     checkpoint_dir: str = param("", "where checkpoints go and resume comes from; empty = no checkpoints")
     use_grasp_critic: bool = param(True, "train the grasp critic (DQN over open/stay/close per gripper)")
     torch_threads: int = param(1, "torch CPU threads for training (raise it on a learner host with idle cores; on a shared machine 1 avoids OpenMP threads waiting on busy cores)", low=1, high=256)
+    log_period_s: float = param(30.0, "seconds between training-progress lines on the console (updates, rates, buffers, losses); 0 = none", units="s", low=0.0, high=3600.0, live=True)
     weights_dtype: str = param("float16", "float type of the broadcast policy weights (float16 halves the message; training stays float32)", choices=("float16", "float32"))
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     agent: RLPDConfig = field(default_factory=RLPDConfig)
@@ -96,6 +98,7 @@ class LearnerNode(Node):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._train_loop, name="learner-train", daemon=True)
         self._thread.start()
+        self._logged = (time.monotonic(), self.learner.counters())  # for the progress line's rates
         self.create_timer(1.0, self._report)
 
     def _on_change(self, old: LearnerNodeConfig, new: LearnerNodeConfig) -> None:
@@ -164,6 +167,20 @@ class LearnerNode(Node):
                          weights_bytes=self.weights_bytes, lost_transitions=self.sequences.lost,
                          **{f"{k}_buffer": len(b) for k, b in L.buffers.items()},
                          **{k: f"{v:.4g}" for k, v in L.last_metrics.items()})
+        self._log_progress()
+
+    def _log_progress(self) -> None:
+        period = self.conf.value.log_period_s
+        now, (then, before) = time.monotonic(), self._logged
+        if period <= 0 or now - then < period:
+            return
+        L = self.learner
+        with self._lock:
+            counters, metrics = L.counters(), dict(L.last_metrics)
+            sizes = {name: len(b) for name, b in L.buffers.items()}
+        line = progress_line(counters, before, now - then, sizes, metrics)
+        self.get_logger().info(line if L.ready() else f"{line} (waiting for {L.config.learning_starts} transitions)")
+        self._logged = (now, counters)
 
     def close(self) -> None:
         self._stop.set()
