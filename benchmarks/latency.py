@@ -62,6 +62,8 @@ from hilserl.runner import GraphRunner  # noqa: E402
 from hilserl_core import frames, msgconv, wire  # noqa: E402
 from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
 
+import machine  # noqa: E402  (benchmarks/machine.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 ARM_NAMES = ["left", "right"]
 CAMERAS = ["wrist", "side"]
@@ -299,6 +301,30 @@ def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool, 
     return drv
 
 
+def encoder_pass_ms(images: int, repeats: int = 30) -> float:
+    """Median time of one frozen ResNet-10 pass over ``images`` 128 px images, one torch thread
+    (as the actor runs it): the compute floor of the actor's hop on this machine."""
+    import torch
+
+    from hilserl_core.encoders import load_frozen_encoder
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        encoder = load_frozen_encoder()
+        x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (images, 128, 128, 3), dtype=np.uint8))
+        for _ in range(3):
+            encoder(x)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            encoder(x)
+            times.append(time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(times) * 1e3
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arms", type=int, choices=(1, 2), default=2)
@@ -313,6 +339,10 @@ def main(argv=None) -> int:
     cmd += " --compose" * args.compose + " --breakdown" * args.breakdown + " --no-weights" * args.no_weights
     if os.environ.get(node_main.EXECUTOR_ENV):
         cmd = f"{node_main.EXECUTOR_ENV}={os.environ[node_main.EXECUTOR_ENV]} {cmd}"
+    host = machine.describe()
+    host[f"encoder_pass_{len(arms) * len(CAMERAS)}_images_ms"] = round(encoder_pass_ms(len(arms) * len(CAMERAS)), 2)
+    print(f"[latency] {machine.summary(host)}; frozen ResNet-10 over {len(arms) * len(CAMERAS)} images, one thread, "
+          f"alone: {host[f'encoder_pass_{len(arms) * len(CAMERAS)}_images_ms']} ms", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="hilserl_latency_"))
     cfg = tmp / "config"
     shutil.copytree(ROOT / "config", cfg)
@@ -350,6 +380,7 @@ def main(argv=None) -> int:
         "weights_delivery_s": round(statistics.median(live.values()), 4) if live else None,
         "weights_delivery_max_s": round(max(live.values()), 4) if live else None,
         "weights_updates_measured": len(live),
+        "machine": host,
     }
     print(f"\ncamera -> controller target, {len(arms)} arm(s) x {len(CAMERAS)} cameras, {args.raw}px raw, {len(lat)} actions"
           f" ({figures['executor']} executor in every process):")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -40,6 +39,8 @@ from hilserl_core.config import replace, to_dict  # noqa: E402
 from hilserl_core.precision import COMPUTE_DTYPES, resolve_compute_dtype  # noqa: E402
 from hilserl_core.rlpd import RLPDAgent, RLPDConfig, configure_cpu_allocator  # noqa: E402
 from hilserl_core.types import FEATURE_SHAPE_128, Batch, feature_key  # noqa: E402
+
+import machine  # noqa: E402  (benchmarks/machine.py)
 
 CAMERAS = ("wrist", "side")
 PROPRIO_DIM = 19
@@ -124,8 +125,8 @@ def main() -> None:
     base = RLPDConfig()
     if args.actor_encoder:
         base = replace(base, actor_encoder=args.actor_encoder)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()},"
-          f" {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f} "
+    host = machine.describe()
+    print(f"torch {torch.__version__}, {machine.summary(host)}, load average {os.getloadavg()[0]:.1f} "
           "(shared machine: other processes compete for the cores)")
     print(f"batch {base.batch_size}, cameras {CAMERAS} with cached float16 features {list(FEATURE_SHAPE_128)}, "
           f"proprio {PROPRIO_DIM}, action {ACTION_DIM}; update = 1 critic step (+ actor/temperature every "
@@ -177,6 +178,7 @@ def main() -> None:
     result["allocator_tuned"] = allocator_tuned
     result["native_kernel"] = native.in_use()
     result["load_average_1min"] = os.getloadavg()[0]
+    result["machine"] = host
     result["reproduce"] = "cd /work/main && source scripts/env.sh && python benchmarks/learner_throughput.py " + " ".join(
         sys.argv[1:]
     )

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,3 +22,20 @@ def test_learner_throughput_prints_the_required_json_keys():
         assert result[key] > 0, key
     assert result["bytes_per_transition"] <= 60_000
     assert "reproduce" in result and any(line.startswith("headline: 2 critics") for line in lines)
+    assert result["machine"]["matmul_gflops_bf16_1thread"] > 0 and result["machine"]["logical_cpus"] >= 1
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_latency_benchmark_measures_the_graph_and_prints_the_required_json_keys():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--arms", "1", "--frames", "20"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["answered_fraction"] > 0.9
+    assert 0 < result["latency_p50_ms"] <= result["latency_p99_ms"] < 1000
+    assert 0 < result["weights_bytes"] <= 4 * 2**20 and 0 < result["weights_delivery_s"] < 5
+    host = result["machine"]
+    assert host["logical_cpus"] >= 1 and host["matmul_gflops_fp32_1thread"] > 0 and host["encoder_pass_2_images_ms"] > 0
+    assert "reproduce: python benchmarks/latency.py --arms 1 --frames 20" in out

@@ -1,0 +1,70 @@
+"""What machine a benchmark ran on, in figures that explain its speed (imported by the benchmarks).
+
+Sessions of this project land on different hosts of the same kind ("AMD EPYC", 2 vCPUs) whose
+vector units differ: the same bfloat16 product ran 2x faster on one than on another. So each
+compute-bound benchmark records the CPU and a one-thread matrix-product calibration beside
+its figures, and comparisons across runs can tell a code change from a host change.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+from hilserl_core.precision import cpu_flags
+
+# The product DESIGN.md quotes for the bfloat16 decision: one critic layer at batch 256.
+_M, _K, _N = 256, 582, 512
+
+
+def _cpuinfo_field(name: str) -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.split(":", 1)[0].strip() == name:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def matmul_gflops(dtype: torch.dtype, repeats: int = 60) -> float:
+    """Median one-thread GFLOP/s of a [256, 582] x [582, 512] product in ``dtype``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(_M, _K).to(dtype), torch.randn(_K, _N).to(dtype)
+        for _ in range(5):
+            a @ b
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * _M * _K * _N / statistics.median(times) / 1e9
+
+
+def describe() -> dict:
+    """CPU identity, the vector extensions that decide the compute dtype, and the calibration."""
+    flags = cpu_flags()
+    family, model = _cpuinfo_field("cpu family"), _cpuinfo_field("model")
+    return {
+        "cpu": _cpuinfo_field("model name") or platform.processor() or platform.machine(),
+        "cpu_family_model": f"{family}/{model}" if family else "",
+        "logical_cpus": os.cpu_count(),
+        "cpu_bf16": sorted(flags & {"avx512_bf16", "amx_bf16"}),
+        "matmul_gflops_bf16_1thread": round(matmul_gflops(torch.bfloat16), 1),
+        "matmul_gflops_fp32_1thread": round(matmul_gflops(torch.float32), 1),
+    }
+
+
+def summary(machine: dict) -> str:
+    return (f"{machine['cpu']} (family/model {machine['cpu_family_model'] or '?'}), {machine['logical_cpus']} logical CPUs, "
+            f"bf16 {'+'.join(machine['cpu_bf16']) or 'none'}; one-thread [256,582]x[582,512] product: "
+            f"{machine['matmul_gflops_bf16_1thread']} GFLOP/s bfloat16, {machine['matmul_gflops_fp32_1thread']} float32")
