@@ -174,19 +174,58 @@ def _reference_same_conv(x, w, stride):
     return out
 
 
-@pytest.mark.parametrize("grad", [True, False])  # without grad, small maps take the patch-matrix product
+# without grad, small maps may take the patch-matrix product: forced either way, or timed (None)
+@pytest.mark.parametrize("grad,path", [(True, None), (False, True), (False, False), (False, None)])
 @pytest.mark.parametrize("size,kernel,stride", [(8, 3, 2), (7, 3, 2), (8, 3, 1), (8, 1, 2), (10, 7, 2), (12, 3, 1)])
-def test_same_conv_matches_tf_same_padding(size, kernel, stride, grad):
+def test_same_conv_matches_tf_same_padding(size, kernel, stride, grad, path, monkeypatch):
+    monkeypatch.setattr(encoders, "PATCH_GEMM", path)
     torch.manual_seed(0)
     conv = SameConv2d(2, 3, kernel, stride)
     x = torch.randn(2, 2, size, size).contiguous(memory_format=torch.channels_last)
     ref = _reference_same_conv(x.numpy().astype(np.float64), conv.weight.detach().numpy(), stride)
     with torch.set_grad_enabled(grad):
         out = conv(x)
+        again = conv(x)  # with path None: the choice timed on the first call
     np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(again.detach().numpy(), ref, rtol=1e-4, atol=1e-5)
 
 
-def test_patch_product_follows_new_weights():
+def test_the_faster_conv_path_is_timed_once_per_shape_and_then_kept(monkeypatch):
+    monkeypatch.setattr(encoders, "_patch_gemm_faster", {})
+    timed = []
+    real = encoders._fastest_first
+
+    def spy(candidates):
+        choice, out = real(candidates)
+        timed.append(choice)
+        return choice, out
+
+    monkeypatch.setattr(encoders, "_fastest_first", spy)
+    conv = SameConv2d(8, 16, 3, 1)
+    small, other = (torch.randn(n, 8, 6, 6).contiguous(memory_format=torch.channels_last) for n in (2, 3))
+    with torch.no_grad():
+        for _ in range(3):
+            conv(small)
+        assert len(timed) == 1 and len(encoders._patch_gemm_faster) == 1
+        conv(other)  # a new batch size is a new shape
+        assert len(timed) == 2
+        conv(torch.randn(1, 8, 16, 16))  # 256 output cells: always the direct kernel, nothing timed
+    conv(small)  # with grad: the direct kernel, nothing timed
+    assert len(timed) == 2
+    # the kept choice is what runs: force the other answer and the other path is taken
+    calls = []
+    conv._patch_gemm = lambda *a: calls.append(1) or SameConv2d._patch_gemm(conv, *a)
+    key = (tuple(small.shape), small.dtype, tuple(conv.weight.shape), 1, torch.get_num_threads())
+    for forced in (True, False):
+        encoders._patch_gemm_faster[key] = forced
+        calls.clear()
+        with torch.no_grad():
+            conv(small)
+        assert calls == ([1] if forced else [])
+
+
+def test_patch_product_follows_new_weights(monkeypatch):
+    monkeypatch.setattr(encoders, "PATCH_GEMM", True)
     torch.manual_seed(1)
     conv = SameConv2d(4, 5, 3, 1)
     x = torch.randn(2, 4, 4, 4).contiguous(memory_format=torch.channels_last)

@@ -87,9 +87,31 @@ def _same_pads(size: int, kernel: int, stride: int) -> Tuple[int, int]:
 
 
 # On a CPU, convolutions with at most this many output cells (the 8x8 and 4x4 maps of the
-# last two stages at 128 px) run as one patch-matrix product: oneDNN's direct kernels are
-# slow there (4 images: 10.4 -> 9.1 ms per ResNet pass, 2 images: 6.3 -> 5.7 ms, bfloat16).
+# last two stages at 128 px) may run as one patch-matrix product instead of oneDNN's direct
+# kernel. Which is faster depends on the host: 4 images per ResNet pass, bfloat16, one thread,
+# 10.4 -> 9.1 ms with the product on one EPYC host, 18.5 -> 20.0 ms on another (AMD family
+# 25 / Zen 4). So the first pass of each shape times both and keeps the faster, as
+# cudnn.benchmark does on a GPU; ``PATCH_GEMM`` True/False forces one (tests).
 _PATCH_GEMM_MAX_CELLS = 64
+PATCH_GEMM: Optional[bool] = None
+_patch_gemm_faster: Dict[tuple, bool] = {}  # (input shape, dtype, conv shape, stride, threads) -> choice
+_TUNE_REPEATS = 3
+
+
+def _fastest_first(candidates) -> Tuple[int, torch.Tensor]:
+    """Index of the quickest of ``candidates`` (callables, each run once to warm up, then
+    ``_TUNE_REPEATS`` times interleaved; best time counts) and its output."""
+    import time
+
+    outs = [fn() for fn in candidates]
+    best = [float("inf")] * len(candidates)
+    for _ in range(_TUNE_REPEATS):
+        for i, fn in enumerate(candidates):
+            t = time.perf_counter()
+            outs[i] = fn()
+            best[i] = min(best[i], time.perf_counter() - t)
+    i = min(range(len(candidates)), key=best.__getitem__)
+    return i, outs[i]
 
 
 class SameConv2d(nn.Conv2d):
@@ -106,14 +128,30 @@ class SameConv2d(nn.Conv2d):
         left, right = _same_pads(x.shape[-1], k, s)
         out_h = (x.shape[-2] + top + bottom - k) // s + 1
         out_w = (x.shape[-1] + left + right - k) // s + 1
-        patch_gemm = k > 1 and x.device.type == "cpu" and out_h * out_w <= _PATCH_GEMM_MAX_CELLS and not torch.is_grad_enabled()
-        if not patch_gemm and top == bottom and left == right:  # symmetric: the conv pads, no padded copy
-            return F.conv2d(x, self.weight, None, s, (top, left))
-        if top or bottom or left or right:
-            x = F.pad(x, (left, right, top, bottom))
-        if patch_gemm:
-            return self._patch_gemm(x, k, s, out_h, out_w)
-        return super().forward(x)
+        pads = (top, bottom, left, right)
+        if k > 1 and x.device.type == "cpu" and out_h * out_w <= _PATCH_GEMM_MAX_CELLS and not torch.is_grad_enabled():
+            patch = lambda: self._patch_gemm(self._pad(x, pads), k, s, out_h, out_w)  # noqa: E731
+            direct = lambda: self._direct(x, pads)  # noqa: E731
+            if PATCH_GEMM is not None:
+                return patch() if PATCH_GEMM else direct()
+            key = (tuple(x.shape), x.dtype, tuple(self.weight.shape), s, torch.get_num_threads())
+            if key not in _patch_gemm_faster:
+                choice, out = _fastest_first((direct, patch))
+                _patch_gemm_faster[key] = bool(choice)
+                return out
+            return patch() if _patch_gemm_faster[key] else direct()
+        return self._direct(x, pads)
+
+    @staticmethod
+    def _pad(x: torch.Tensor, pads: Tuple[int, int, int, int]) -> torch.Tensor:
+        top, bottom, left, right = pads
+        return F.pad(x, (left, right, top, bottom)) if any(pads) else x
+
+    def _direct(self, x: torch.Tensor, pads: Tuple[int, int, int, int]) -> torch.Tensor:
+        top, bottom, left, right = pads
+        if top == bottom and left == right:  # symmetric: the conv pads, no padded copy
+            return F.conv2d(x, self.weight, None, self.stride, (top, left))
+        return F.conv2d(self._pad(x, pads), self.weight, None, self.stride)
 
     def _patch_gemm(self, x: torch.Tensor, k: int, s: int, out_h: int, out_w: int) -> torch.Tensor:
         """The convolution as ``[B*h*w, k*k*C_in] x [k*k*C_in, C_out]`` over channel-last patches."""
