@@ -308,21 +308,9 @@ def encoder_pass_ms(images: int, repeats: int = 30) -> float:
 
     from hilserl_core.encoders import load_frozen_encoder
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        encoder = load_frozen_encoder()
-        x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (images, 128, 128, 3), dtype=np.uint8))
-        for _ in range(3):
-            encoder(x)
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            encoder(x)
-            times.append(time.perf_counter() - t)
-    finally:
-        torch.set_num_threads(threads)
-    return statistics.median(times) * 1e3
+    encoder = load_frozen_encoder()
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (images, 128, 128, 3), dtype=np.uint8))
+    return machine.one_thread_median_s(lambda: encoder(x), repeats) * 1e3
 
 
 def main(argv=None) -> int:

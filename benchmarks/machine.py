@@ -15,50 +15,44 @@ import time
 
 import torch
 
-from hilserl_core.precision import cpu_flags
+from hilserl_core.precision import cpu_flags, cpu_info
 
 # The product DESIGN.md quotes for the bfloat16 decision: one critic layer at batch 256.
 _M, _K, _N = 256, 582, 512
 
 
-def _cpuinfo_field(name: str) -> str:
+def one_thread_median_s(fn, repeats: int, warmup: int = 3) -> float:
+    """Median wall time of ``fn()`` with torch on one thread (as the nodes run it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.split(":", 1)[0].strip() == name:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(times)
 
 
 def matmul_gflops(dtype: torch.dtype, repeats: int = 60) -> float:
     """Median one-thread GFLOP/s of a [256, 582] x [582, 512] product in ``dtype``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        a, b = torch.randn(_M, _K).to(dtype), torch.randn(_K, _N).to(dtype)
-        for _ in range(5):
-            a @ b
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t)
-    finally:
-        torch.set_num_threads(threads)
-    return 2 * _M * _K * _N / statistics.median(times) / 1e9
+    a, b = torch.randn(_M, _K).to(dtype), torch.randn(_K, _N).to(dtype)
+    return 2 * _M * _K * _N / one_thread_median_s(lambda: a @ b, repeats, warmup=5) / 1e9
 
 
 def describe() -> dict:
     """CPU identity, the vector extensions that decide the compute dtype, and the calibration."""
-    flags = cpu_flags()
-    family, model = _cpuinfo_field("cpu family"), _cpuinfo_field("model")
+    info = cpu_info()
+    family, model = info.get("cpu family", ""), info.get("model", "")
     return {
-        "cpu": _cpuinfo_field("model name") or platform.processor() or platform.machine(),
+        "cpu": info.get("model name") or platform.processor() or platform.machine(),
         "cpu_family_model": f"{family}/{model}" if family else "",
         "logical_cpus": os.cpu_count(),
-        "cpu_bf16": sorted(flags & {"avx512_bf16", "amx_bf16"}),
+        "cpu_bf16": sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"}),
         "matmul_gflops_bf16_1thread": round(matmul_gflops(torch.bfloat16), 1),
         "matmul_gflops_fp32_1thread": round(matmul_gflops(torch.float32), 1),
     }

@@ -1,11 +1,23 @@
 """precision.py: which dtype the products run in, and what mixed precision leaves in float32."""
 
+import sys
+
 import pytest
 import torch
 
 from hilserl_core import precision
 from hilserl_core.rlpd import RLPDAgent, RLPDConfig
 from hilserl_core.types import Batch
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux /proc/cpuinfo")
+def test_cpu_info_is_the_first_processor_and_flags_come_from_it():
+    info = precision.cpu_info()
+    assert info["processor"] == "0" and info["flags"]  # one block, not the last one read
+    assert precision.cpu_flags() == frozenset(info["flags"].split())
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        first_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    assert info.get("model name") == first_model
 
 
 def test_resolve_compute_dtype():

@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
@@ -101,8 +102,6 @@ _TUNE_REPEATS = 3
 def _fastest_first(candidates) -> Tuple[int, torch.Tensor]:
     """Index of the quickest of ``candidates`` (callables, each run once to warm up, then
     ``_TUNE_REPEATS`` times interleaved; best time counts) and its output."""
-    import time
-
     outs = [fn() for fn in candidates]
     best = [float("inf")] * len(candidates)
     for _ in range(_TUNE_REPEATS):

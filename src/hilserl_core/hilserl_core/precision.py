@@ -21,28 +21,38 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-from typing import ContextManager
+from typing import ContextManager, Dict
 
 import torch
 
-__all__ = ["COMPUTE_DTYPES", "cpu_flags", "cpu_has_native_bf16", "resolve_compute_dtype", "autocast", "full_precision"]
+__all__ = ["COMPUTE_DTYPES", "cpu_info", "cpu_flags", "cpu_has_native_bf16", "resolve_compute_dtype", "autocast", "full_precision"]
 
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset:
-    """The instruction-set flags of this CPU (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+def cpu_info() -> Dict[str, str]:
+    """The first CPU's fields in Linux ``/proc/cpuinfo`` (``model name``, ``cpu family``,
+    ``flags``, ...); empty elsewhere."""
     if not sys.platform.startswith("linux"):
-        return frozenset()
+        return {}
+    info: Dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if not line.strip():
+                    break  # end of the first processor's block
+                name, _, value = line.partition(":")
+                info.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    return frozenset()
+    return info
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset:
+    """The instruction-set flags of this CPU (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    return frozenset(cpu_info().get("flags", "").split())
 
 
 def cpu_has_native_bf16() -> bool:
