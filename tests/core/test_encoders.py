@@ -215,7 +215,8 @@ def test_the_faster_conv_path_is_timed_once_per_shape_and_then_kept(monkeypatch)
     # the kept choice is what runs: force the other answer and the other path is taken
     calls = []
     conv._patch_gemm = lambda *a: calls.append(1) or SameConv2d._patch_gemm(conv, *a)
-    key = (tuple(small.shape), small.dtype, tuple(conv.weight.shape), 1, torch.get_num_threads())
+    key = conv.path_key(small)
+    assert key in encoders._patch_gemm_faster
     for forced in (True, False):
         encoders._patch_gemm_faster[key] = forced
         calls.clear()

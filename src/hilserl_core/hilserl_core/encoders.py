@@ -95,7 +95,7 @@ def _same_pads(size: int, kernel: int, stride: int) -> Tuple[int, int]:
 # cudnn.benchmark does on a GPU; ``PATCH_GEMM`` True/False forces one (tests).
 _PATCH_GEMM_MAX_CELLS = 64
 PATCH_GEMM: Optional[bool] = None
-_patch_gemm_faster: Dict[tuple, bool] = {}  # (input shape, dtype, conv shape, stride, threads) -> choice
+_patch_gemm_faster: Dict[tuple, bool] = {}  # SameConv2d.path_key -> the patch product was faster
 _TUNE_REPEATS = 3
 
 
@@ -133,13 +133,17 @@ class SameConv2d(nn.Conv2d):
             direct = lambda: self._direct(x, pads)  # noqa: E731
             if PATCH_GEMM is not None:
                 return patch() if PATCH_GEMM else direct()
-            key = (tuple(x.shape), x.dtype, tuple(self.weight.shape), s, torch.get_num_threads())
+            key = self.path_key(x)
             if key not in _patch_gemm_faster:
                 choice, out = _fastest_first((direct, patch))
                 _patch_gemm_faster[key] = bool(choice)
                 return out
             return patch() if _patch_gemm_faster[key] else direct()
         return self._direct(x, pads)
+
+    def path_key(self, x: torch.Tensor) -> tuple:
+        """What the timed choice of conv path is kept under: input shape and dtype, this conv, threads."""
+        return (tuple(x.shape), x.dtype, tuple(self.weight.shape), self.stride[0], torch.get_num_threads())
 
     @staticmethod
     def _pad(x: torch.Tensor, pads: Tuple[int, int, int, int]) -> torch.Tensor:
