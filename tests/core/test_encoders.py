@@ -290,3 +290,29 @@ def test_cached_featurizer_reuses_the_previous_next_observation(encoder, images)
         other["feature/wrist"].astype(np.float32), encoder(torch.from_numpy(images[1:2]))[0].numpy(), rtol=1e-2, atol=1e-2
     )
     assert "proprio" in first and "image/wrist" not in first
+
+
+def test_cached_featurizer_encodes_the_new_images_of_all_cameras_as_one_batch(encoder, images):
+    batches = []
+
+    class Counting(torch.nn.Module):  # the real encoder, recording each batch it is given
+        out_channels = encoder.out_channels
+
+        def __init__(self):
+            super().__init__()
+            self.inner = encoder
+
+        def forward(self, x):
+            batches.append(x.shape[0])
+            return self.inner(x)
+
+    feat = encoders.CachedFeaturizer(Counting())
+    first = feat({"image/wrist": images[0], "proprio": np.zeros(2, np.float32), "image/side": images[1]})
+    assert batches == [2] and list(first) == ["feature/wrist", "proprio", "feature/side"]
+    # next step: the wrist image is the same (a hit), only the side camera is encoded
+    second = feat({"image/wrist": images[0], "proprio": np.zeros(2, np.float32), "image/side": images[2]})
+    assert batches == [2, 1] and (feat.hits, feat.misses) == (1, 3)
+    assert second["feature/wrist"].tobytes() == first["feature/wrist"].tobytes()
+    for out, key, i in ((first, "feature/wrist", 0), (first, "feature/side", 1), (second, "feature/side", 2)):
+        np.testing.assert_allclose(out[key].astype(np.float32), encoder(torch.from_numpy(images[i : i + 1]))[0].numpy(),
+                                   rtol=1e-2, atol=1e-2)
