@@ -75,10 +75,43 @@ def test_unexecuted_or_held_steps_are_dropped_and_counted():
     rec = EpisodeRecorder(max_episode_steps=50, control_period_s=0.1)
     rec.start_episode({})
     ts, _ = run(rec, 4, [Source.POLICY, None, Source.HOLD, Source.POLICY])
-    assert [t.step for t in ts] == [0, 1] and rec.dropped_steps == 2
+    # step numbers count control periods, dropped ones included
+    assert [t.step for t in ts] == [0, 3] and rec.dropped_steps == 2
     # the transition after a dropped step starts from its own observation, not a stale one
     assert np.array_equal(ts[1].observation["proprio"], obs(3)["proprio"])
     assert not rec.on_executed(99.0, np.zeros(6), GRIPPER_STAY, Source.POLICY)
+
+
+def test_time_limit_counts_control_periods_even_when_every_step_is_dropped():
+    rec = EpisodeRecorder(max_episode_steps=5, control_period_s=0.1)
+    rec.start_episode({})
+    ts, summary = run(rec, 50, [Source.HOLD] * 50)  # the mux held every step (e.g. NaN actions rejected)
+    assert ts == [] and summary is not None and summary.end == "time_limit"
+    assert summary.steps == 5 and summary.transitions == 0 and summary.duration_s == pytest.approx(0.5)
+    assert not summary.last_step_recorded and rec.dropped_steps == 5
+
+
+def test_success_on_a_dropped_step_ends_the_episode_and_says_no_transition_carries_it():
+    rec = EpisodeRecorder(max_episode_steps=50, control_period_s=0.1)
+    rec.start_episode({})
+    ts, summary = run(rec, 10, [Source.POLICY, Source.POLICY, None], success_at=3)
+    assert [t.step for t in ts] == [0, 1] and not any(t.terminated for t in ts)
+    assert summary.success and summary.end == "success" and summary.steps == 3 and summary.transitions == 2
+    assert not summary.last_step_recorded
+
+
+def test_a_step_whose_next_observation_comes_late_is_dropped():
+    rec = EpisodeRecorder(max_episode_steps=50, control_period_s=0.1)
+    rec.start_episode({})
+    out = []
+    for i, stamp in enumerate([0.0, 0.1, 0.5, 0.6]):  # inputs stale between 0.1 and 0.5 s
+        t, _ = rec.observe(obs(i), stamp, 0.0, False)
+        out += [t] if t is not None else []
+        assert rec.on_executed(stamp, np.full(6, 0.1), GRIPPER_STAY, Source.OPERATOR)
+    # 0 -> 0.1 and 0.5 -> 0.6 are recorded; the action at 0.1 is not credited with 0.4 s of motion
+    assert [(t.step, float(t.info["stamp_s"])) for t in out] == [(0, 0.0), (5, 0.5)]
+    assert rec.dropped_steps == 1 and rec.steps == 6
+    assert np.array_equal(out[1].observation["proprio"], obs(2)["proprio"])
 
 
 def test_grasp_penalty_only_on_state_changes_per_gripper():
@@ -91,10 +124,10 @@ def test_grasp_penalty_only_on_state_changes_per_gripper():
     seq = [GRIPPER_CLOSE + 3 * GRIPPER_STAY, GRIPPER_CLOSE + 3 * GRIPPER_CLOSE, GRIPPER_OPEN + 3 * GRIPPER_OPEN]
     pens = []
     for i, a in enumerate(seq + [4]):
-        t, _ = rec.observe(obs(i), i, 0.0, False)
+        t, _ = rec.observe(obs(i), i / 10, 0.0, False)
         if t is not None:
             pens.append(t.grasp_penalty)
-        rec.on_executed(i, np.zeros(6), a, Source.POLICY)
+        rec.on_executed(i / 10, np.zeros(6), a, Source.POLICY)
     assert pens == [-0.02, -0.02, -0.04]
 
 

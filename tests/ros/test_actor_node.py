@@ -12,7 +12,7 @@ from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState, Joy
-from std_msgs.msg import Bool, String, UInt8MultiArray
+from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
 from hilserl_core import frames, msgconv, wire
@@ -38,6 +38,7 @@ class World:
             "image": n.create_publisher(Image, "/left/cameras/wrist/image_cropped", qos.COMMAND),
             "success": n.create_publisher(Bool, "/reward/success", qos.EVENTS),
             "executed": n.create_publisher(Joy, "/left/mux/executed", qos.EVENTS),
+            "episode_reset": n.create_publisher(Empty, "/episode/reset", qos.EVENTS),
         }
         self.actions, self.transitions, self.metrics = [], [], []
         n.create_subscription(Joy, "/left/policy/action", self.on_action, qos.COMMAND)
@@ -86,9 +87,10 @@ class World:
         self.pubs["success"].publish(Bool(data=self.success))
 
 
-@pytest.fixture
-def rig(ros_context):
-    params = [Parameter("cameras", value=["left/wrist"]), Parameter("max_episode_steps", value=50)]
+@pytest.fixture(params=["/sim/reset"], ids=["reset_service"])
+def rig(ros_context, request):
+    params = [Parameter("cameras", value=["left/wrist"]), Parameter("max_episode_steps", value=50),
+              Parameter("reset_service", value=request.param)]
     params += [Parameter(k, value=v) for k, v in SMALL.items()]
     actor = ActorNode(context=ros_context, parameter_overrides=params)
     world = World(ros_context)
@@ -123,7 +125,14 @@ def test_actor_loop(rig, spin_until):
     last = world.transitions[-1]
     assert last.terminated and not last.truncated and last.reward == 1.0
     assert world.metrics[-1]["successes_total"] == 1 and world.metrics[-1]["end"] == "success"
+    # a reset signal while the scene is being reset is ignored: the next episode is not cut at once
+    assert actor.state != "running"
+    world.pubs["episode_reset"].publish(Empty())
+    world.success = False
     assert spin_until(ex, lambda: world.resets == 2, 10)
+    n1 = len(world.transitions)
+    assert spin_until(ex, lambda: len(world.transitions) >= n1 + 2, 30)
+    assert [m["end"] for m in world.metrics] == ["success"]
     # stale inputs: no action
     world.fresh = False
     ex.spin_once(timeout_sec=0.5)
@@ -148,3 +157,26 @@ def test_actor_swaps_in_weights_and_rejects_foreign_ones(rig, spin_until):
     assert spin_until(ex, lambda: "kept weights v4" in getattr(actor.diag._statuses.get("weights"), "message", ""), 10)
     assert actor.policy.version == 4
     other.destroy_node()
+
+
+@pytest.mark.parametrize("rig", [""], ids=["operator_resets"], indirect=True)
+def test_without_a_reset_service_the_actor_waits_for_the_operator(rig, spin_until):
+    """A robot where a person resets the scene: no episode starts until /episode/reset says it is ready;
+    /episode/reset during an episode cuts it (truncation), and the next one waits for the operator again."""
+    actor, world, ex = rig
+    spin_until(ex, lambda: False, 1.5)
+    assert world.actions == [] and actor.state == "operator"
+    assert "waiting for the operator" in actor.diag._statuses["reset"].message
+    world.pubs["episode_reset"].publish(Empty())  # the scene is ready
+    assert spin_until(ex, lambda: len(world.transitions) >= 2, 30)
+    world.pubs["episode_reset"].publish(Empty())  # cut the episode
+    assert spin_until(ex, lambda: world.metrics, 10)
+    assert world.metrics[-1]["end"] == "operator_reset" and world.transitions[-1].truncated
+    assert world.resets == 0  # nobody called a reset service
+    spin_until(ex, lambda: False, 0.5)
+    n_actions, n_transitions = len(world.actions), len(world.transitions)
+    spin_until(ex, lambda: False, 1.0)
+    assert len(world.actions) == n_actions and len(world.transitions) == n_transitions and actor.state == "operator"
+    world.pubs["episode_reset"].publish(Empty())
+    assert spin_until(ex, lambda: len(world.transitions) >= n_transitions + 2, 30)
+    assert [m["end"] for m in world.metrics] == ["operator_reset"]

@@ -14,9 +14,13 @@ The actor node (10 Hz) does, every tick:
    the executed action and who acted (``EpisodeRecorder.on_executed``).
 
 Episode ends: success (``terminated``), time limit (``truncated``: the target
-still bootstraps), operator reset (``truncated``). A step whose executed action
-never came back (mux held, message lost) is dropped and counted, never filled
-with the policy's intention: the buffer must hold what the robot did.
+still bootstraps), operator reset (``truncated``). The time limit counts control
+periods elapsed in camera time, so an episode ends on time even when steps are
+dropped. A step whose executed action never came back (mux held, message lost),
+or whose next observation came more than ``max_step_gap_periods`` control
+periods later (inputs went stale in between, and whatever moved the arm then is
+not this action's doing), is dropped and counted, never filled with the
+policy's intention: the buffer must hold what the robot did.
 """
 
 from __future__ import annotations
@@ -80,12 +84,15 @@ class StepRecord:
 @dataclass
 class EpisodeSummary:
     episode_id: int
-    steps: int
+    steps: int  # control periods elapsed (what the time limit counts)
     success: bool
     duration_s: float
     intervention_steps: int
     end: str  # "success", "time_limit", "operator_reset"
     total_reward: float
+    transitions: int = 0  # steps recorded as transitions (the others were dropped)
+    last_step_recorded: bool = True  # False: the step that ended the episode was dropped, so no transition
+    # carries its end (for a success: the learner never sees that episode's reward)
 
 
 @dataclass
@@ -96,10 +103,12 @@ class EpisodeRecorder:
     control_period_s: float
     grasp_penalty_value: float = -0.02
     n_grippers: int = 1
+    max_step_gap_periods: float = 2.5  # a longer wait for the next observation drops the step
     episode_id: int = 0
     dropped_steps: int = 0
     _pending: Optional[StepRecord] = None
-    _steps: int = 0
+    _steps: int = 0  # control periods elapsed in this episode
+    _transitions: int = 0
     _interventions: int = 0
     _reward_sum: float = 0.0
     _closed: List[bool] = field(default_factory=list)
@@ -111,6 +120,7 @@ class EpisodeRecorder:
         self.start_pose = {k: np.asarray(v, dtype=float) for k, v in start_poses.items()}
         self._pending = None
         self._steps = 0
+        self._transitions = 0
         self._interventions = 0
         self._reward_sum = 0.0
         self._closed = [False] * self.n_grippers
@@ -146,10 +156,13 @@ class EpisodeRecorder:
         transition = None
         p = self._pending
         if p is not None:
-            if p.executed is None or p.source == Source.HOLD:
+            gap_s = float(stamp_s) - p.stamp_s
+            step = self._steps  # the control step the open observation was taken at
+            self._steps += max(1, round(gap_s / self.control_period_s))
+            if p.executed is None or p.source == Source.HOLD or gap_s > self.max_step_gap_periods * self.control_period_s:
                 self.dropped_steps += 1
             else:
-                self._steps += 1
+                self._transitions += 1
                 intervened = p.source == Source.OPERATOR
                 self._interventions += int(intervened)
                 self._reward_sum += float(reward)
@@ -164,7 +177,7 @@ class EpisodeRecorder:
                     grasp_action=p.grasp_action,
                     grasp_penalty=self._grasp_penalty(p.grasp_action),
                     episode_id=self.episode_id,
-                    step=self._steps - 1,
+                    step=step,
                     info={"stamp_s": p.stamp_s},  # the observation's time: pairs the step with the mux's report
                 )
         # success ends the MDP; a time limit or an operator reset only cuts it (bootstrap)
@@ -175,7 +188,7 @@ class EpisodeRecorder:
                 transition.terminated, transition.truncated = terminated, truncated
             end = "success" if terminated else ("operator_reset" if operator_reset else "time_limit")
             self._pending = None
-            return transition, self._summary(terminated, end)
+            return transition, self._summary(terminated, end, last_step_recorded=transition is not None)
         self._pending = StepRecord(observation, float(stamp_s))
         return transition, None
 
@@ -192,7 +205,7 @@ class EpisodeRecorder:
                 self._closed[g] = False
         return total
 
-    def _summary(self, success: bool, end: str) -> EpisodeSummary:
+    def _summary(self, success: bool, end: str, last_step_recorded: bool) -> EpisodeSummary:
         return EpisodeSummary(
             episode_id=self.episode_id,
             steps=self._steps,
@@ -201,6 +214,8 @@ class EpisodeRecorder:
             intervention_steps=self._interventions,
             end=end,
             total_reward=self._reward_sum,
+            transitions=self._transitions,
+            last_step_recorded=last_step_recorded,
         )
 
 

@@ -11,9 +11,14 @@ Per arm it reads ``current_pose``, ``current_twist``, ``external_wrench``,
    stamped with the observation time, so the mux's report pairs with it.
 
 Episodes end on success (terminal), on the time limit or an operator reset
-(truncations); then the actor asks ``reset_service`` (the simulator's
-``/sim/reset``; empty on a robot where a person resets) and starts the next
-episode from the new pose. New weights are swapped in between ticks, whole.
+(``/episode/reset`` while an episode runs: a truncation); then the actor asks
+``reset_service`` (the simulator's ``/sim/reset``) and starts the next episode
+from the new pose. With ``reset_service`` empty (a robot where a person resets
+the scene) it waits instead until the operator says the scene is ready with
+another ``/episode/reset`` (``ros2 topic pub --once /episode/reset
+std_msgs/msg/Empty``), also before the first episode. A reset signal that comes
+while a reset is under way is ignored. New weights are swapped in between
+ticks, whole.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ class ActorConfig:
     grasp_epsilon: float = param(0.05, "probability of a random gripper action (grasp exploration)", low=0.0, high=1.0, live=True)
     use_grasp_critic: bool = param(True, "grippers are driven by the grasp critic (else they stay)")
     grasp_penalty: float = param(-0.02, "reward added for a gripper action that changes the gripper state", low=-1.0, high=0.0)
-    reset_service: str = param("/sim/reset", "std_srvs/Trigger that resets the scene between episodes; empty = wait for the operator")
+    reset_service: str = param("/sim/reset", "std_srvs/Trigger that resets the scene between episodes; empty = wait until the operator resets it and publishes /episode/reset")
     actor_id: str = param("", "name in transition payloads (default: the node's full name)")
     torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core made a 128 px ResNet pass 70x slower on 2 cores)", low=1, high=256)
     agent: RLPDConfig = field(default_factory=RLPDConfig)
@@ -91,11 +96,12 @@ class ActorNode(Node):
         self.inputs = LatestInputs()
         self.actor_id = c.actor_id or self.get_fully_qualified_name()
         self.sequence = 0
-        self.state = "reset"  # reset -> waiting -> running
+        self.state = "reset"  # reset -> resetting (service) or operator (a person) -> waiting -> running
         self._executed: Dict[str, Tuple[float, np.ndarray, int, Source]] = {}
         self._pending_stamp: Optional[float] = None
         self._reset_future = None
-        self._operator_reset = False
+        self._operator_reset = False  # /episode/reset during an episode: cut it
+        self._operator_ready = False  # /episode/reset while waiting for the operator: start the next one
 
         self._action_pubs = {}
         for arm in self.arms:
@@ -184,7 +190,11 @@ class ActorNode(Node):
         self.diag.report("weights", diagnostics.OK, f"policy weights v{version}", publish_now=True, bytes=len(msg.data), **extra)
 
     def _on_operator_reset(self, _msg: Empty) -> None:
-        self._operator_reset = True
+        if self.state == "running":
+            self._operator_reset = True
+        elif self.state == "operator":
+            self._operator_ready = True
+        # else a reset is under way already: nothing to cut, and the next episode must not be cut at once
 
     # -- the 10 Hz loop -------------------------------------------------------------------
     def _required(self) -> list:
@@ -196,6 +206,12 @@ class ActorNode(Node):
         if self.state == "reset":
             self._request_reset()
             return
+        if self.state == "operator":
+            if not self._operator_ready:
+                return
+            self._operator_ready = False
+            self.state = "waiting"
+            self._reset_started_s = self._now()
         if self.state == "resetting":
             if self._reset_future is not None and not self._reset_future.done():
                 return
@@ -221,6 +237,7 @@ class ActorNode(Node):
             self._reward_reset_pub.publish(Empty())
             self.inputs.put("success", False, now)  # no stale success from the last episode
             values["success"] = False
+            self._operator_reset = False
             self.state = "running"
         obs = egocentric_observation(
             {"image/" + k: values["image/" + k] for k in self.cam_keys},
@@ -277,17 +294,27 @@ class ActorNode(Node):
         report = {**self.metrics.summary(), "end": summary.end, "weights_version": self.policy.version}
         self._metrics_pub.publish(String(data=json.dumps(report, sort_keys=True)))
         self.get_logger().info(
-            f"episode {summary.episode_id}: {summary.end} after {summary.steps} steps, "
+            f"episode {summary.episode_id}: {summary.end} after {summary.steps} steps ({summary.transitions} recorded), "
             f"{summary.intervention_steps} intervened; success rate {self.metrics.success_rate:.2f} (last {len(self.metrics.recent)})"
         )
+        if not summary.last_step_recorded and summary.success:
+            self.get_logger().warning(
+                f"episode {summary.episode_id}: the step that reached success was not executed as sent (mux held or "
+                "its report was lost), so no terminal transition carries this success to the learner")
         self._pending_stamp = None
         self.state = "reset"
 
     def _request_reset(self) -> None:
-        self.state = "resetting"
         self._reset_future = None
-        if self._reset_client is None:
-            return  # a person resets the scene; the next fresh inputs start the episode
+        if self._reset_client is None:  # a person resets the scene and says when it is ready
+            self.state = "operator"
+            self._operator_ready = False
+            self.get_logger().info(f"episode {self.recorder.episode_id + 1}: reset the scene, then publish {EPISODE_RESET} "
+                                   f"(ros2 topic pub --once {EPISODE_RESET} std_msgs/msg/Empty)")
+            self.diag.report("reset", diagnostics.WARN, f"waiting for the operator to reset the scene and publish {EPISODE_RESET}",
+                             publish_now=True)
+            return
+        self.state = "resetting"
         if not self._reset_client.service_is_ready():
             self.state = "reset"
             self.diag.report("reset", diagnostics.WARN, f"waiting for {self.conf.value.reset_service}")
