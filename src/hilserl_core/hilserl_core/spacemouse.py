@@ -9,10 +9,18 @@ The devices send small HID input reports:
 - report 3: button bitmask (bit i = button i).
 
 Raw counts reach about +-350 at full deflection; ``full_scale`` maps that to 1.
-``axis_signs`` turns the device axes into the robot convention used by the mux
-(operator frame ``base``: +x away from the person, +y left, +z up); check it
-once per device model with ``ros2 topic echo spacenav/twist`` and flip signs in
-config if needed.
+
+Axes. The raw report's frame, seen by a person sitting behind the device, is
+x right, y toward the person, z down (rx, ry, rz: right-hand rotations about
+those axes). ``axis_map`` says, for each output axis vx vy vz wx wy wz, which raw
+axis feeds it and with what sign ("-y": minus raw y). Its default gives exactly
+the convention of the ROS ``spacenav`` package's ``spacenav/twist`` (pyspacemouse,
+robosuite and serl likewise swap raw x and y): +x away from the person (forward), +y left,
++z up, and rotations by the right-hand rule about those axes, i.e.
+forward = -y, left = -x, up = -z, and likewise for rx, ry, rz. So this driver and
+``spacenav_node`` are interchangeable. The mux reads that twist in its
+``operator_frame`` (``base``: the arm's base axes, so the person should stand
+facing the base's +x); check once per setup with ``ros2 topic echo spacenav/twist``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from .config import param
+from .config import ConfigError, param
 
 # (vendor id, product id) of 3Dconnexion devices: Logitech-era and 3Dconnexion-era ids.
 KNOWN_DEVICES = {
@@ -38,12 +46,59 @@ KNOWN_DEVICES = {
 }
 
 
+# raw report order: index of each raw axis in SpaceMouseState.raw
+RAW_AXES = ("x", "y", "z", "rx", "ry", "rz")
+OUTPUT_AXES = ("vx", "vy", "vz", "wx", "wy", "wz")
+# spacenav_node's convention (forward, left, up) from the raw frame (right, toward the person, down)
+SPACENAV_AXIS_MAP = ("-y", "-x", "-z", "-ry", "-rx", "-rz")
+
+
+def parse_axis_map(entries: Sequence[str], where: str = "axis_map") -> Tuple[np.ndarray, np.ndarray]:
+    """``axis_map`` -> (raw index, sign) per output axis; ConfigError naming the bad entry.
+
+    Six entries ``[+|-]<raw axis>``: the first three take each of x, y, z once, the
+    last three each of rx, ry, rz once (a permutation with signs, nothing mixed).
+    """
+    entries = tuple(entries)
+    expected = "six entries like [-y, -x, -z, -ry, -rx, -rz] (output vx vy vz wx wy wz <- [+|-] raw axis)"
+    if len(entries) != 6:
+        raise ConfigError(f"{where}: {len(entries)} entries; needs {expected}")
+    index, sign = np.zeros(6, dtype=int), np.ones(6)
+    for half, names in ((slice(0, 3), RAW_AXES[:3]), (slice(3, 6), RAW_AXES[3:])):
+        used = {}
+        for i in range(6)[half]:
+            entry = entries[i]
+            text = entry.strip().lower() if isinstance(entry, str) else ""
+            s = -1.0 if text.startswith("-") else 1.0
+            name = text[1:] if text.startswith(("+", "-")) else text
+            if name not in names:
+                raise ConfigError(
+                    f"{where}[{i}] ({OUTPUT_AXES[i]}) = {entry!r}: must be one of "
+                    f"{', '.join(names)} with an optional sign (+ or -); {expected}"
+                )
+            if name in used:
+                raise ConfigError(
+                    f"{where}: raw axis {name} feeds both {OUTPUT_AXES[used[name]]} and {OUTPUT_AXES[i]}; "
+                    f"each of {', '.join(names)} must be used exactly once"
+                )
+            used[name] = i
+            index[i], sign[i] = RAW_AXES.index(name), s
+    return index, sign
+
+
 @dataclass(frozen=True)
 class SpaceMouseConfig:
     device_index: int = param(0, "which SpaceMouse when several are plugged in (0 = first by HID path); one per arm", low=0, high=16)
     full_scale: float = param(350.0, "raw axis count at full deflection", low=1.0, high=2000.0)
-    axis_signs: Tuple[float, ...] = param((1.0, -1.0, -1.0, 1.0, -1.0, -1.0), "sign per axis x y z rx ry rz from device to robot convention", low=-1.0, high=1.0)
+    axis_map: Tuple[str, ...] = param(
+        SPACENAV_AXIS_MAP,
+        "source of output vx vy vz wx wy wz: [+|-] raw axis (raw: x right, y toward the person, z down); "
+        "the default is spacenav_node's convention: +x forward, +y left, +z up",
+    )
     publish_rate_hz: float = param(50.0, "rate of spacenav/twist and spacenav/joy", units="Hz", low=1.0, high=500.0)
+
+    def __post_init__(self) -> None:
+        parse_axis_map(self.axis_map, "SpaceMouseConfig.axis_map")
 
 
 @dataclass
@@ -74,5 +129,6 @@ class SpaceMouseState:
         return True
 
     def twist(self, config: SpaceMouseConfig) -> np.ndarray:
-        """Normalised [vx, vy, vz, wx, wy, wz] in [-1, 1] in the robot convention."""
-        return np.clip(self.raw / config.full_scale * np.asarray(config.axis_signs), -1.0, 1.0)
+        """Normalised [vx, vy, vz, wx, wy, wz] in [-1, 1], axes as ``config.axis_map`` says."""
+        index, sign = parse_axis_map(config.axis_map)
+        return np.clip(self.raw[index] * sign / config.full_scale, -1.0, 1.0)

@@ -2,8 +2,11 @@
 ``spacenav`` package does) from a 3Dconnexion device over HID (hidapi).
 
 One node per device; for two arms start two, in the ``/left`` and ``/right``
-namespaces, with ``device_index`` 0 and 1. On a full ROS install the ``spacenav``
-package may be used instead: the mux accepts either.
+namespaces, with ``device_index`` 0 and 1. The twist follows ``spacenav_node``'s
+axes (+x away from the person, +y left, +z up; ``axis_map`` in
+hilserl_core.spacemouse) and range ([-1, 1] at ``full_scale`` counts), so on a full
+ROS install the ``spacenav`` package may be used instead (real_single_arm:
+``spacemouse_driver:=spacenav``; spacenavd serves one device, so not for two arms).
 """
 
 from __future__ import annotations
