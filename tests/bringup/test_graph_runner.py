@@ -76,6 +76,10 @@ def test_expansion_substitution_and_argv(tmp_path):
         (lambda d: d["nodes"][1].update(name="crop"), "duplicate node names /left/crop"),
         (lambda d: d["nodes"][1].update(params_files=["missing.yaml"]), "parameters file .*missing.yaml not found"),
         (lambda d: d["nodes"][0].update(name="bad-name"), "must be letters, digits and underscores"),
+        (lambda d: d.update(choices={"colour": ["red"]}), "choices for 'colour', which is not an argument"),
+        (lambda d: d.update(choices={"task": []}), "choices.task must be a non-empty list"),
+        (lambda d: d.update(choices={"task": {"values": ["a"], "because": "x"}}), r"choices.task: unknown key\(s\) because"),
+        (lambda d: d.update(choices={"task": ["peg_insertion"]}), r"task:=handover is not allowed \(choices: peg_insertion\)"),
     ],
 )
 def test_malformed_descriptions_name_the_problem(tmp_path, mutate, pattern):
@@ -95,6 +99,18 @@ def test_unknown_graph_and_argument(tmp_path):
     assert G.parse_overrides(["a:=1", "b:=x:=y"]) == {"a": "1", "b": "x:=y"}
     with pytest.raises(G.GraphError, match="name:=value"):
         G.parse_overrides(["a=1"])
+
+
+def test_argument_choices_refuse_other_values_and_say_why(tmp_path):
+    doc = yaml.safe_load(yaml.safe_dump(DEMO))
+    doc["choices"] = {"task": {"values": ["handover", "peg_insertion"], "why": "two-arm tasks only"}, "steps": [100, 200]}
+    cfg = _write_cfg(tmp_path, doc, {"crop.yaml": {}})
+    g = G.load_graph("demo", {"steps": "200"}, cfg_dir=cfg)
+    assert dict(g.choices) == {"task": ("handover", "peg_insertion"), "steps": ("100", "200")}
+    with pytest.raises(G.GraphError, match=r"task:=pick_cube is not allowed: two-arm tasks only \(choices: handover, peg_insertion\)"):
+        G.load_graph("demo", {"task": "pick_cube"}, cfg_dir=cfg)
+    with pytest.raises(G.GraphError, match=r"steps:=150 is not allowed \(choices: 100, 200\)"):
+        G.load_graph("demo", {"steps": "150"}, cfg_dir=cfg)
 
 
 # -- the runner, with small real programs standing in for nodes ------------------------

@@ -209,6 +209,14 @@ def test_launch_arguments_reach_the_nodes_like_runner_overrides(monkeypatch):
     assert parse_ros_args(G.node_argv(runner))["params"] == params
 
 
+def test_launch_arguments_declare_the_graphs_choices(monkeypatch):
+    ld, _, _ = run_launch_file(LAUNCH / "sim_single_arm.launch.py", monkeypatch)
+    declared = {a.name: a.kwargs.get("choices") for a in ld.actions if isinstance(a, DeclareLaunchArgument)}
+    assert declared["reward"] == ["sim", "classifier"] and declared["task"] is None
+    assert declared == {name: (list(c) if c else None) for name, c in
+                        ((n, dict(G.load_graph("sim_single_arm").choices).get(n)) for n in declared)}
+
+
 def test_real_bringup_adds_franka_hardware_and_controllers(monkeypatch):
     pytest.importorskip("ament_index_python", reason="ament_index_python wheel not installed")
     for name, n_arms in (("bringup_single_arm.launch.py", 1), ("bringup_dual_arm.launch.py", 2)):

@@ -8,6 +8,10 @@ nodes. Format::
     description: Simulated single Franka arm, scripted operator.
     arguments:                  # overridable as `name:=value` on either command line
       task: pick_cube
+    choices:                    # optional: the values an argument may take
+      task: [pick_cube, peg_insertion]
+      # or, with the reason shown when a value is refused:
+      # driver: {values: [hid], why: "spacenavd serves one device"}
     arms: [left]                # expands `for_each: arm` entries
     cameras: [wrist, side]      # expands `for_each: camera` / `[arm, camera]` entries
     nodes:
@@ -70,7 +74,7 @@ _NODE_KEYS = {"name", "package", "executable", "namespace", "for_each", "params_
               "condition", "process"}
 # the executable that runs a composed process (hilserl_interfaces.compose)
 COMPOSE_PACKAGE, COMPOSE_EXECUTABLE = "hilserl_interfaces", "compose_nodes"
-_TOP_KEYS = {"description", "arguments", "arms", "cameras", "nodes"}
+_TOP_KEYS = {"description", "arguments", "choices", "arms", "cameras", "nodes"}
 _EXPANDABLE = ("arm", "camera")
 
 
@@ -109,6 +113,7 @@ class Graph:
     arms: Tuple[str, ...]
     cameras: Tuple[str, ...]
     nodes: Tuple[NodeSpec, ...] = field(default_factory=tuple)
+    choices: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()  # (argument, allowed values) where restricted
 
     def node(self, fqn: str) -> NodeSpec:
         for n in self.nodes:
@@ -187,6 +192,27 @@ def _check_keys(entry: Mapping, allowed: set, where: str) -> None:
         raise GraphError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
+def _argument_choices(doc: Any, arguments: Mapping[str, str], where: str) -> Dict[str, Tuple[Tuple[str, ...], str]]:
+    """The ``choices`` mapping: argument -> (allowed values, why), checked against the arguments."""
+    if doc is None:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise GraphError(f"{where}: choices must map argument names to lists of values")
+    out = {}
+    for name, spec in doc.items():
+        name = str(name)
+        if name not in arguments:
+            raise GraphError(f"{where}: choices for '{name}', which is not an argument")
+        why = ""
+        if isinstance(spec, Mapping):
+            _check_keys(spec, {"values", "why"}, f"{where}: choices.{name}")
+            spec, why = spec.get("values"), str(spec.get("why", ""))
+        if not isinstance(spec, (list, tuple)) or not spec:
+            raise GraphError(f"{where}: choices.{name} must be a non-empty list of values")
+        out[name] = (tuple(str(v) for v in spec), why)  # converted as the arguments are
+    return out
+
+
 def load_graph(setup: str, overrides: Optional[Mapping[str, str]] = None, cfg_dir: Optional[Path] = None) -> Graph:
     """Load and expand ``config/graphs/<setup>.yaml`` into resolved NodeSpecs."""
     cfg_dir = Path(cfg_dir or config_dir())
@@ -203,6 +229,11 @@ def load_graph(setup: str, overrides: Optional[Mapping[str, str]] = None, cfg_di
         if k not in arguments:
             raise GraphError(f"graph '{setup}' has no argument '{k}'; arguments: {', '.join(sorted(arguments)) or 'none'}")
         arguments[k] = str(v)
+    choices = _argument_choices(doc.get("choices"), arguments, str(path))
+    for k, (allowed, why) in choices.items():
+        if arguments[k] not in allowed:
+            reason = f": {why}" if why else ""
+            raise GraphError(f"graph '{setup}': {k}:={arguments[k]} is not allowed{reason} (choices: {', '.join(allowed)})")
     arms = tuple(doc.get("arms") or ())
     cameras = tuple(doc.get("cameras") or ())
     nodes: List[NodeSpec] = []
@@ -236,6 +267,7 @@ def load_graph(setup: str, overrides: Optional[Mapping[str, str]] = None, cfg_di
         description=str(doc.get("description", "")),
         path=path,
         arguments=tuple(sorted(arguments.items())),
+        choices=tuple(sorted((k, allowed) for k, (allowed, _) in choices.items())),
         arms=arms,
         cameras=cameras,
         nodes=tuple(nodes),

@@ -65,8 +65,10 @@ def launch_description(setup: str):
             actions.append(Node(**kw))
         return actions
 
+    choices = dict(defaults.choices)
     declared = [
-        DeclareLaunchArgument(name, default_value=value, description=f"graph argument of {setup}")
+        DeclareLaunchArgument(name, default_value=value, description=f"graph argument of {setup}",
+                              **({"choices": list(choices[name])} if name in choices else {}))
         for name, value in defaults.arguments
     ]
     return LaunchDescription(declared + [OpaqueFunction(function=expand)])
