@@ -79,8 +79,14 @@ class RLPDConfig:
     num_critics: int = param(2, "critic ensemble size N (RLPD recommends 10)", low=1, high=64)
     num_min_critics: int = param(2, "random subset of target critics whose min forms the target", low=1, high=64)
     critic_actor_ratio: int = param(2, "critic steps per actor/temperature step", low=1, high=64)
-    utd_ratio: int = param(1, "gradient steps per environment step (update-to-data ratio)", low=1, high=64)
     backup_entropy: bool = param(False, "subtract alpha*log pi(a'|s') in the TD target")
+    target_entropy_per_dim: float = param(
+        -0.5,
+        "SAC target entropy per continuous action dimension (SAC's heuristic: -1; SERL/HIL-SERL: -1/2, "
+        "where hil-serl also counts the gripper dimension: -(6 + 1)/2 for one arm)",
+        low=-10.0,
+        high=10.0,
+    )
     actor_hidden_dims: Tuple[int, ...] = param((256, 256), "actor MLP widths", low=1, high=8192)
     critic_hidden_dims: Tuple[int, ...] = param((256, 256), "critic MLP widths", low=1, high=8192)
     actor_layer_norm: bool = param(True, "LayerNorm in the actor MLP")
@@ -119,11 +125,6 @@ class RLPDConfig:
             )
         if self.log_std_min >= self.log_std_max:
             raise ConfigError(f"RLPDConfig: log_std_min {self.log_std_min} must be < log_std_max {self.log_std_max}")
-        if self.batch_size % self.utd_ratio:
-            raise ConfigError(
-                f"RLPDConfig: batch_size {self.batch_size} must be divisible by utd_ratio {self.utd_ratio} "
-                "(update_utd splits one sampled batch into utd_ratio minibatches)"
-            )
 
 
 def configure_cpu_allocator(threshold_bytes: int = 1 << 30) -> bool:
@@ -191,8 +192,8 @@ class RLPDAgent:
             torch.manual_seed(config.seed)
             self._build_networks(image_encoder, augment)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature), device=self.device))
-        # SAC heuristic restricted to the continuous dims; the gripper is the grasp critic's business.
-        self.target_entropy = -float(self.action_dim)
+        # Over the continuous dims only; the gripper is the grasp critic's business.
+        self.target_entropy = config.target_entropy_per_dim * self.action_dim
 
         self.critic_params = [p for p in self.encoder.parameters() if p.requires_grad] + list(self.critic.parameters())
         self.actor_params = list(self.actor.parameters())
@@ -403,16 +404,6 @@ class RLPDAgent:
         self.step += 1
         return info
 
-    def update_utd(self, batch: Batch) -> Dict[str, float]:
-        """``utd_ratio`` consecutive updates on equal slices of one sampled batch (RLPD's high UTD)."""
-        n = self.config.utd_ratio
-        size = batch.size // n
-        info: Dict[str, float] = {}
-        for i in range(n):
-            sl = slice(i * size, (i + 1) * size)
-            info = self.update(_slice_batch(batch, sl))
-        return info
-
     # -------------------------------------------------------------- weights io
     def modules(self) -> Dict[str, nn.Module]:
         mods: Dict[str, nn.Module] = {
@@ -489,7 +480,9 @@ class RLPDAgent:
         device: str | torch.device = "cpu",
     ) -> "RLPDAgent":
         meta, where = read_agent_meta(directory, "agent")
-        config = cfg.from_mapping(RLPDConfig, meta["config"], where)
+        # utd_ratio had no effect (the learner's updates_per_transition sets the update-to-data
+        # ratio) and was removed; checkpoints written before still load
+        config = cfg.from_mapping(RLPDConfig, {k: v for k, v in meta["config"].items() if k != "utd_ratio"}, where)
         agent = cls(
             config,
             meta["action_dim"],
@@ -506,19 +499,6 @@ class RLPDAgent:
 
 def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _slice_batch(batch: Batch, sl: slice) -> Batch:
-    return Batch(
-        observations={k: v[sl] for k, v in batch.observations.items()},
-        actions=batch.actions[sl],
-        rewards=batch.rewards[sl],
-        terminated=batch.terminated[sl],
-        next_observations={k: v[sl] for k, v in batch.next_observations.items()},
-        grasp_actions=batch.grasp_actions[sl],
-        grasp_penalties=batch.grasp_penalties[sl],
-        intervened=batch.intervened[sl],
-    )
 
 
 def write_agent_files(directory: str | Path, stem: str, tensors: Mapping[str, torch.Tensor], meta: dict) -> None:
