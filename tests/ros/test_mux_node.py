@@ -1,10 +1,11 @@
 """The intervention mux as a real node: policy -> target, operator override,
-executed-action report, live parameter, and refusal to share its target topic."""
+executed-action report, live parameter, refusal to share its target topics, a
+broken measured pose, a stale observation stamp and a reset that moved the arm."""
 
 import numpy as np
 import pytest
 import rclpy
-from geometry_msgs.msg import PoseStamped, Twist
+from geometry_msgs.msg import PoseStamped, Twist, WrenchStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Joy
@@ -42,32 +43,47 @@ def rig(ros_context):
     peer.destroy_node()
 
 
-def _publish_pose(pubs):
+def _publish_pose(pubs, pos=POS, quat=QUAT):
     msg = PoseStamped()
-    msgconv.fill_pose(msg.pose, POS, QUAT)
+    msgconv.fill_pose(msg.pose, pos, quat)
     pubs["pose"].publish(msg)
+
+
+def _action(mux, axes, gripper, age_s=0.0):
+    """A policy action stamped like the actor's: the observation's time on the node clock."""
+    now = mux.get_clock().now().nanoseconds * 1e-9
+    return actions.to_joy(actions.ActionMsg(np.array(axes, dtype=float), gripper, stamp_s=now - age_s))
+
+
+def _executed(got, source):
+    return [a for a in (actions.from_joy(m) for m in got["executed"]) if a.source == source]
 
 
 def test_policy_then_operator(rig, spin_until):
     mux, peer, ex, got, pubs = rig
     assert spin_until(ex, lambda: (_publish_pose(pubs), mux._pose is not None)[1], 10)
 
-    action = actions.to_joy(actions.ActionMsg(np.array([1.0, 0, 0, 0, 0, 0]), 2, stamp_s=123.5))
-    assert spin_until(ex, lambda: (pubs["action"].publish(action), any(
-        actions.from_joy(m).stamp_s == 123.5 for m in got["executed"]))[1], 10)
-    ex_msg = [actions.from_joy(m) for m in got["executed"] if actions.from_joy(m).stamp_s == 123.5][0]
-    assert ex_msg.source == Source.POLICY and ex_msg.gripper == 2 and np.allclose(ex_msg.action, [1, 0, 0, 0, 0, 0])
+    sent = []
+
+    def policy_executed():
+        sent.append(_action(mux, [1.0, 0, 0, 0, 0, 0], 2))
+        pubs["action"].publish(sent[-1])
+        return bool(_executed(got, Source.POLICY))
+
+    assert spin_until(ex, policy_executed, 10)
+    ex_msg = _executed(got, Source.POLICY)[0]
+    assert ex_msg.stamp_s in [actions.from_joy(m).stamp_s for m in sent]  # the observation stamp comes back
+    assert ex_msg.gripper == 2 and np.allclose(ex_msg.action, [1, 0, 0, 0, 0, 0])
     assert any(np.allclose(msgconv.pose_to_arrays(t.pose)[0], POS + [0.015, 0, 0]) for t in got["target"])
     assert spin_until(ex, lambda: bool(got["gripper"]), 5) and got["gripper"][-1].data == 1.0
 
     # operator pushes up in base frame: next policy step is overridden and reported as operator
     twist = Twist()
     twist.linear.z = 0.6
-    action2 = actions.to_joy(actions.ActionMsg(np.array([1.0, 0, 0, 0, 0, 0]), 1, stamp_s=124.0))
 
     def operator_executed():
         pubs["twist"].publish(twist)
-        pubs["action"].publish(action2)
+        pubs["action"].publish(_action(mux, [1.0, 0, 0, 0, 0, 0], 1))
         return any(actions.from_joy(m).source == Source.OPERATOR for m in got["executed"])
 
     assert spin_until(ex, operator_executed, 10)
@@ -81,14 +97,81 @@ def test_policy_then_operator(rig, spin_until):
     assert not res.successful and "out of range" in res.reason and mux.mux.config.speed_scale == 0.5
 
 
-def test_mux_refuses_a_second_target_publisher(rig, spin_until):
+@pytest.mark.parametrize("mode", ["twist", "wrench"])
+@pytest.mark.parametrize("topic,msg_type", [("target_pose", PoseStamped), ("target_wrench", WrenchStamped)])
+def test_mux_refuses_a_second_publisher_on_either_target_topic(ros_context, spin_until, mode, topic, msg_type):
+    """In wrench mode the simulator still follows target_pose: both topics are the mux's alone, in both modes."""
+    mux = MuxNode(context=ros_context, namespace="/left", parameter_overrides=[Parameter("mux.mode", value=mode)])
+    peer = rclpy.create_node("rogue", namespace="/left", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(mux)
+    ex.add_node(peer)
+    try:
+        assert mux.mux.config.mode == mode
+        peer.create_publisher(msg_type, topic, qos.COMMAND)
+        with pytest.raises(SystemExit) as e:
+            spin_until(ex, lambda: False, 5)
+        assert e.value.code == 3
+        message = mux.diag._statuses["targets"].message
+        assert "refusing to run" in message and f"/left/{topic}" in message
+    finally:
+        ex.shutdown()
+        mux.destroy_node()
+        peer.destroy_node()
+
+
+def test_broken_measured_pose_keeps_the_node_up_and_publishes_no_broken_target(rig, spin_until):
+    """NaN position, NaN or zero quaternion: no NaN target, no exception out of the callbacks; the
+    first valid pose then anchors the hold."""
     mux, peer, ex, got, pubs = rig
-    rogue = peer.create_publisher(PoseStamped, "target_pose", qos.COMMAND)
-    with pytest.raises(SystemExit) as e:
-        spin_until(ex, lambda: False, 5)
-    assert e.value.code == 3
-    assert "refusing to run" in mux.diag._statuses["targets"].message
-    peer.destroy_publisher(rogue)
+    for pos, quat, words in ((np.array([np.nan, 0, 0.3]), QUAT, "NaN"),
+                             (POS, np.array([np.nan, 0, 0, 1.0]), "NaN"),
+                             (POS, np.zeros(4), "zero")):
+        mux._pose = None
+        got["executed"].clear()
+        # timer steps (no policy), then steps driven by policy actions, meet the broken pose
+        assert spin_until(ex, lambda: (_publish_pose(pubs, pos, quat), len(got["executed"]) >= 3)[1], 10)
+        assert spin_until(ex, lambda: (_publish_pose(pubs, pos, quat), pubs["action"].publish(_action(mux, [0.5, 0, 0, 0, 0, 0], 1)),
+                                       len(got["executed"]) >= 8)[2], 10)
+        assert not got["target"], [msgconv.pose_to_arrays(t.pose) for t in got["target"]]
+        assert all(actions.from_joy(m).source == Source.HOLD for m in got["executed"])
+        message = mux.diag._statuses["source"].message
+        assert words in message and "publishing none" in message
+    assert spin_until(ex, lambda: (_publish_pose(pubs), bool(got["target"]))[1], 10)
+    pos, quat = msgconv.pose_to_arrays(got["target"][-1].pose)
+    assert np.all(np.isfinite(pos)) and np.all(np.isfinite(quat))
+
+
+def test_an_action_from_an_old_observation_is_held(rig, spin_until):
+    """policy_timeout_s counts from the observation stamp the action carries, not from its arrival."""
+    mux, peer, ex, got, pubs = rig
+    assert spin_until(ex, lambda: (_publish_pose(pubs), mux._pose is not None)[1], 10)
+    old = _action(mux, [1.0, 0, 0, 0, 0, 0], 2, age_s=1.0)
+    stamp = actions.from_joy(old).stamp_s
+    assert spin_until(ex, lambda: (pubs["action"].publish(old), any(
+        actions.from_joy(m).stamp_s == stamp for m in got["executed"]))[1], 10)
+    answers = [actions.from_joy(m) for m in got["executed"] if actions.from_joy(m).stamp_s == stamp]
+    assert all(a.source == Source.HOLD and np.allclose(a.action, 0) for a in answers)
+    assert "observation" in mux.diag._statuses["source"].message
+    assert not got["gripper"] or all(g.data == 0.0 for g in got["gripper"])  # the close was not executed
+
+
+def test_hold_follows_a_reset_instead_of_dragging_the_arm_back(rig, spin_until):
+    """The actor stops at an episode end; the reset puts the arm 20 cm away: the mux holds it there."""
+    mux, peer, ex, got, pubs = rig
+    assert spin_until(ex, lambda: (_publish_pose(pubs), pubs["action"].publish(_action(mux, [0, 0, 1.0, 0, 0, 0], 1)),
+                                   bool(_executed(got, Source.POLICY)))[2], 10)
+    import time
+
+    t0 = time.monotonic()
+    spin_until(ex, lambda: (_publish_pose(pubs), time.monotonic() - t0 > 0.5)[1], 5)  # actor stopped: hold
+    held = msgconv.pose_to_arrays(got["target"][-1].pose)[0]
+    assert np.allclose(held, POS + [0, 0, -0.015])  # EE +z is base -z for a hand pointing down
+    start = POS + np.array([0.1, -0.1, -0.12])
+    got["target"].clear()
+    assert spin_until(ex, lambda: (_publish_pose(pubs, start), len(got["target"]) >= 3)[1], 10)
+    for t in got["target"][-2:]:
+        assert np.allclose(msgconv.pose_to_arrays(t.pose)[0], start)
 
 
 def test_operator_only_control_runs_at_the_control_rate(rig, spin_until):

@@ -8,6 +8,15 @@ control step it decides who acts:
   person's brief pause does not flicker control back to the policy;
 - **policy**: otherwise a fresh, finite policy action is executed (once);
 - **hold**: otherwise (stale or rejected policy action) the last target is held.
+  The hold is re-anchored to the measured pose (clipped to the box) when the arm
+  is found far from the held target (moved by a reset or by something else), and
+  once when no command has come for ``hold_reanchor_after_s``, so a commanded
+  target is never held for ever. A measured pose with NaN/Inf or a zero
+  quaternion is never used: the step holds the last target (or has none).
+
+A policy action is stale when it was received more than ``policy_timeout_s``
+ago or when the observation it was computed from (its stamp, node clock) is
+older than that.
 
 It integrates the chosen normalised twist into a target pose in the current
 end-effector frame (``control.integrate_twist_target``, clipped to the
@@ -27,7 +36,18 @@ import numpy as np
 from . import control, frames
 from .config import param
 
-__all__ = ["Source", "WorkspaceConfig", "MuxConfig", "MuxDecision", "InterventionMux", "GRIPPER_OPEN", "GRIPPER_STAY", "GRIPPER_CLOSE"]
+__all__ = [
+    "Source",
+    "WorkspaceConfig",
+    "MuxConfig",
+    "MuxDecision",
+    "InterventionMux",
+    "measured_pose_problem",
+    "policy_staleness",
+    "GRIPPER_OPEN",
+    "GRIPPER_STAY",
+    "GRIPPER_CLOSE",
+]
 
 GRIPPER_OPEN, GRIPPER_STAY, GRIPPER_CLOSE = 0, 1, 2
 GRIPPER_NONE = -1
@@ -58,9 +78,12 @@ class MuxConfig:
     max_torque_nm: float = param(2.0, "feed-forward torque at full action (wrench mode)", units="N m", low=0.0, high=20.0)
     speed_scale: float = param(1.0, "gain on the operator's SpaceMouse twist", low=0.0, high=5.0, live=True)
     dead_zone: float = param(0.05, "SpaceMouse axis magnitude below which it counts as untouched", low=0.0, high=0.9, live=True)
-    intervention_hold_s: float = param(0.3, "operator keeps control this long after the last input above the dead zone", units="s", low=0.0, high=5.0, live=True)
-    policy_timeout_s: float = param(0.25, "a policy action older than this is stale and not executed", units="s", low=0.01, high=5.0, live=True)
+    intervention_hold_s: float = param(0.3, "operator keeps control this long after the last input above the dead zone (fresh input above it always takes over)", units="s", low=0.0, high=5.0, live=True)
+    policy_timeout_s: float = param(0.25, "a policy action received longer ago than this, or computed from an observation older than this (its stamp), is stale and not executed", units="s", low=0.01, high=5.0, live=True)
     operator_timeout_s: float = param(0.25, "operator input older than this counts as released", units="s", low=0.01, high=5.0, live=True)
+    hold_reanchor_distance_m: float = param(0.05, "while holding, a measured position this far from the held target re-anchors the hold at the measured pose (the arm was moved by a reset or something else)", units="m", low=0.005, high=1.0, live=True)
+    hold_reanchor_angle_rad: float = param(0.25, "while holding, a measured orientation this far from the held target re-anchors the hold at the measured pose", units="rad", low=0.01, high=3.15, live=True)
+    hold_reanchor_after_s: float = param(1.0, "a target set by a command is held at most this long after the last command (policy or operator); then the hold is re-anchored once at the measured pose", units="s", low=0.1, high=60.0, live=True)
     operator_frame: str = param("base", "frame of the SpaceMouse twist: base (how a person sees the robot) or ee", choices=("base", "ee"))
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
 
@@ -78,6 +101,35 @@ class MuxDecision:
     reason: str = ""  # why the mux held, for diagnostics
 
 
+def measured_pose_problem(pos, quat) -> str:
+    """Why a measured pose cannot be used as the origin of a target ("" when it can).
+
+    NaN/Inf anywhere, or a (near) zero quaternion that has no orientation: the mux
+    then holds and never guesses (``frames.quat_normalize`` would raise on it).
+    """
+    p, q = np.asarray(pos, dtype=float), np.asarray(quat, dtype=float)
+    if p.shape != (3,) or q.shape != (4,):
+        return f"measured pose malformed: pos shape {p.shape}, quat shape {q.shape}"
+    if not (control.is_finite_command(p) and control.is_finite_command(q)):
+        return f"measured pose has NaN/Inf: pos={p.tolist()}, quat={q.tolist()}"
+    if np.linalg.norm(q) < 1e-6:
+        return f"measured quaternion {q.tolist()} is zero: no orientation"
+    return ""
+
+
+def policy_staleness(stamp_s: float, received_s: float, now_s: float, timeout_s: float) -> str:
+    """Why a policy action is too old to execute ("" when it is fresh).
+
+    Stale when it was received more than ``timeout_s`` ago, or when the observation
+    it was computed from (``stamp_s``, same clock as ``now_s``) is older than that.
+    """
+    if now_s - received_s > timeout_s:
+        return f"policy action stale (received {now_s - received_s:.3f} s ago > {timeout_s} s)"
+    if now_s - stamp_s > timeout_s:
+        return f"policy action stale (its observation is {now_s - stamp_s:.3f} s old > {timeout_s} s)"
+    return ""
+
+
 class InterventionMux:
     def __init__(self, config: MuxConfig, has_gripper: bool = True):
         self.config = config
@@ -91,6 +143,8 @@ class InterventionMux:
         self._pending_gripper_event = GRIPPER_STAY
         self._closure = 0.0
         self._last_target: Optional[Tuple[np.ndarray, np.ndarray]] = None
+        self._target_from_command = False  # the held target came from a policy/operator step
+        self._last_command_s = -np.inf  # time of the last policy/operator step
         self.rejected = 0
         self.last_reason = ""
 
@@ -143,28 +197,41 @@ class InterventionMux:
         self.on_operator(self._operator_twist, buttons, now_s)
 
     def operator_active(self, now_s: float) -> bool:
+        """Fresh input above the dead zone (or a button) is active; the hold time extends it after."""
         c = self.config
-        fresh = now_s - self._operator_received <= max(c.operator_timeout_s, c.intervention_hold_s)
-        return fresh and now_s - self._last_operator_activity <= c.intervention_hold_s
+        age = now_s - self._operator_received
+        if age > max(c.operator_timeout_s, c.intervention_hold_s):
+            return False
+        touched = age <= c.operator_timeout_s and (
+            np.max(np.abs(self._operator_twist)) > c.dead_zone or any(self._operator_buttons)
+        )
+        return touched or now_s - self._last_operator_activity <= c.intervention_hold_s
 
     def has_fresh_policy_action(self, now_s: float) -> bool:
-        return self._policy is not None and now_s - self._policy[3] <= self.config.policy_timeout_s
+        p = self._policy
+        return p is not None and not policy_staleness(p[2], p[3], now_s, self.config.policy_timeout_s)
 
     # -- one control step ---------------------------------------------------------------
     def step(self, now_s: float, measured_pos, measured_quat) -> MuxDecision:
         c = self.config
         policy, self._policy = self._policy, None  # each policy action is executed at most once
         policy_stamp = policy[2] if policy is not None else None
+        stale = policy_staleness(policy[2], policy[3], now_s, c.policy_timeout_s) if policy is not None else ""
+        pose_problem = measured_pose_problem(measured_pos, measured_quat)
+        if pose_problem:  # measured pose broken: hold everything (arm and gripper), never guess
+            return self._broken_pose_hold(policy_stamp, pose_problem)
+        measured_pos = np.asarray(measured_pos, dtype=float)
+        measured_quat = frames.quat_normalize(measured_quat)
         if self.operator_active(now_s):
             source, action = Source.OPERATOR, self._operator_action(now_s, measured_quat)
             gripper = self._pending_gripper_event
             reason = ""
-        elif policy is not None and now_s - policy[3] <= c.policy_timeout_s:
+        elif policy is not None and not stale:
             source, action, gripper, reason = Source.POLICY, policy[0], policy[1], ""
         else:
             source, action, gripper = Source.HOLD, np.zeros(6), GRIPPER_STAY
             if policy is not None:
-                reason = f"policy action stale ({now_s - policy[3]:.3f} s > {c.policy_timeout_s} s)"
+                reason = stale
             else:
                 reason = self.last_reason if self.rejected else "no policy action"
         self._pending_gripper_event = GRIPPER_STAY
@@ -187,22 +254,65 @@ class InterventionMux:
             decision.wrench_ee = action * scale
             return decision
         if source == Source.HOLD:
-            if self._last_target is None:
-                self._last_target = self._box.clip(measured_pos, frames.quat_normalize(measured_quat))
+            anchor = self._box.clip(measured_pos, measured_quat)
+            reanchor = self._hold_reanchor_reason(now_s, anchor)
+            if reanchor:
+                verb = "re-anchored" if self._last_target is not None else "anchored"
+                self._last_target, self._target_from_command = anchor, False
+                decision.reason += f"; hold {verb} at the measured pose: {reanchor}"
             decision.target_pos, decision.target_quat = self._last_target
             return decision
-        try:
-            pos, quat = control.integrate_twist_target(
-                measured_pos, measured_quat, action, c.linear_step_m, c.angular_step_rad, self._box
-            )
-        except control.NonFiniteCommandError as exc:  # measured pose broken: hold, never guess
-            decision.source, decision.reason = Source.HOLD, str(exc)
-            decision.executed_action = np.zeros(6)
-            if self._last_target is not None:  # else no target at all: the node publishes nothing
-                decision.target_pos, decision.target_quat = self._last_target
-            return decision
+        pos, quat = control.integrate_twist_target(
+            measured_pos, measured_quat, action, c.linear_step_m, c.angular_step_rad, self._box
+        )
         self._last_target = (pos, quat)
+        self._target_from_command, self._last_command_s = True, float(now_s)
         decision.target_pos, decision.target_quat = pos, quat
+        return decision
+
+    def _hold_reanchor_reason(self, now_s: float, anchor: Tuple[np.ndarray, np.ndarray]) -> str:
+        """Why the hold should move to ``anchor`` (the measured pose clipped to the box) now ("" if not).
+
+        Holding keeps the target where it is (a stale or missing command must not move
+        the arm). It is re-anchored at the measured pose when there is no target yet,
+        when the arm is far from the held target (a reset or something else moved it:
+        holding would drag it back), and once when a commanded target has outlived
+        ``hold_reanchor_after_s`` without a new command. Never every step: a target
+        that follows the measured pose would let the arm creep (gravity sag, contact).
+        """
+        c = self.config
+        if self._last_target is None:
+            return "no target yet"
+        idle = now_s - self._last_command_s
+        if self._target_from_command and idle > c.hold_reanchor_after_s:
+            return f"no command for {idle:.2f} s > {c.hold_reanchor_after_s} s"
+        e = frames.pose_error(*self._last_target, *anchor)
+        dist, angle = float(np.linalg.norm(e[:3])), float(np.linalg.norm(e[3:]))
+        if dist > c.hold_reanchor_distance_m or angle > c.hold_reanchor_angle_rad:
+            return (
+                f"the arm is {dist:.3f} m / {angle:.2f} rad from the held target "
+                f"(> {c.hold_reanchor_distance_m} m or {c.hold_reanchor_angle_rad} rad): moved by a reset or something else"
+            )
+        return ""
+
+    def _broken_pose_hold(self, policy_stamp: Optional[float], problem: str) -> MuxDecision:
+        """A step whose measured pose cannot be used: hold the last target, or publish none."""
+        self._pending_gripper_event = GRIPPER_STAY
+        decision = MuxDecision(
+            source=Source.HOLD,
+            executed_action=np.zeros(6),
+            gripper_action=GRIPPER_STAY if self.has_gripper else GRIPPER_NONE,
+            gripper_closure=self._closure if self.has_gripper else None,
+            policy_stamp_s=policy_stamp,
+        )
+        if self.config.mode == "wrench":
+            decision.wrench_ee = np.zeros(6)
+            decision.reason = f"{problem}; holding (zero wrench)"
+        elif self._last_target is not None:
+            decision.target_pos, decision.target_quat = self._last_target
+            decision.reason = f"{problem}; holding the last target"
+        else:
+            decision.reason = f"{problem}; no target yet: publishing none"
         return decision
 
     def _operator_action(self, now_s: float, measured_quat) -> np.ndarray:

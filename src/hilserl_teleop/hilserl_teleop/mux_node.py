@@ -5,7 +5,8 @@ see hilserl_interfaces.actions), ``spacenav/twist`` and ``spacenav/joy`` (from
 the SpaceMouse driver, the ROS ``spacenav`` package, or the scripted operator).
 Publishes: ``target_pose`` (twist mode) or ``target_wrench`` (wrench mode),
 ``gripper/command`` (std_msgs/Float64, 0 open .. 1 closed) and ``mux/executed``
-(what was executed and who acted, for the actor's transitions).
+(what was executed and who acted, for the actor's transitions). It stops (exit
+code 3) when another node publishes on either target topic, in either mode.
 
 A step runs when a policy action arrives (lowest latency), and on a timer at
 ``control_rate_hz`` while no policy action has come for 1.5 periods (operator-only
@@ -120,14 +121,16 @@ class MuxNode(Node):
                          **{s.name.lower(): n for s, n in self.steps.items()})
 
     def _check_single_publisher(self) -> None:
-        topic = topics.TARGET_WRENCH if self.conf.value.mux.mode == "wrench" else topics.TARGET_POSE
-        n = self.count_publishers(topic)
-        if n > 1:
-            text = f"{n - 1} other publisher(s) on {self.resolve_topic_name(topic)}: the mux must be the only one; refusing to run"
-            self.diag.report("targets", diagnostics.ERROR, text)
-            self.diag.publish()
-            self.get_logger().fatal(text)
-            raise SystemExit(3)
+        # Both target topics in both modes: a controller (the simulator's included) may follow
+        # target_pose in wrench mode too, so another target_pose publisher is never harmless.
+        for topic in (topics.TARGET_POSE, topics.TARGET_WRENCH):
+            n = self.count_publishers(topic)
+            if n > 1:
+                text = f"{n - 1} other publisher(s) on {self.resolve_topic_name(topic)}: the mux must be the only one; refusing to run"
+                self.diag.report("targets", diagnostics.ERROR, text)
+                self.diag.publish()
+                self.get_logger().fatal(text)
+                raise SystemExit(3)
 
 
 # what `ros2 run` starts and what compose_nodes builds when this node shares a process
