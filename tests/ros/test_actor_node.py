@@ -47,6 +47,7 @@ class World:
         n.create_service(Trigger, "/sim/reset", self.on_reset)
         self.resets = 0
         self.operator = False
+        self.gripper = 1  # what the mux reports for the gripper (-1: this arm has none)
         self.success = False
         self.fresh = True
         self.img = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
@@ -63,7 +64,7 @@ class World:
         # the mux: the operator overrides with a fixed action when intervening
         src = Source.OPERATOR if self.operator else Source.POLICY
         executed = np.full(6, 0.5) if self.operator else a.action
-        self.pubs["executed"].publish(actions.to_joy(actions.ActionMsg(executed, 1, a.stamp_s, src), executed=True))
+        self.pubs["executed"].publish(actions.to_joy(actions.ActionMsg(executed, self.gripper, a.stamp_s, src), executed=True))
 
     def publish_state(self):
         if not self.fresh:
@@ -180,3 +181,18 @@ def test_without_a_reset_service_the_actor_waits_for_the_operator(rig, spin_unti
     world.pubs["episode_reset"].publish(Empty())
     assert spin_until(ex, lambda: len(world.transitions) >= n_transitions + 2, 30)
     assert [m["end"] for m in world.metrics] == ["operator_reset"]
+
+
+def test_a_gripperless_arm_is_recorded_as_stay_with_a_warning_and_malformed_reports_are_ignored(rig, spin_until):
+    actor, world, ex = rig
+    world.gripper = -1  # the mux has has_gripper: false
+    assert spin_until(ex, lambda: len(world.transitions) >= 2, 30)
+    assert all(t.grasp_action == 1 for t in world.transitions)  # stay, never "open"
+    assert "reports no gripper" in actor.diag._statuses["grasp"].message
+    bad = Joy(axes=[0.0] * 5, buttons=[1, 0])
+    bad.header.stamp = world.node.get_clock().now().to_msg()
+    world.pubs["executed"].publish(bad)
+    assert spin_until(ex, lambda: "executed" in actor.diag._statuses, 10)
+    assert "6 axes" in actor.diag._statuses["executed"].message
+    n = len(world.transitions)
+    assert spin_until(ex, lambda: len(world.transitions) >= n + 2, 30)  # still running

@@ -41,8 +41,8 @@ from hilserl_core.actor import EpisodeRecorder, LatestInputs, egocentric_observa
 from hilserl_core import config as cfg
 from hilserl_core.config import param
 from hilserl_core.encoders import load_frozen_encoder
-from hilserl_core.grasp_dqn import GraspDQNConfig, joint_index_to_gripper_actions
-from hilserl_core.intervention import Source
+from hilserl_core.grasp_dqn import GraspDQNConfig, gripper_actions_to_joint_index, joint_index_to_gripper_actions
+from hilserl_core.intervention import GRIPPER_NONE, GRIPPER_STAY, Source
 from hilserl_core.metrics import EpisodeMetrics, EpisodeRecord
 from hilserl_core.policy import PolicyRunner, WeightsMismatch
 from hilserl_core.rlpd import RLPDConfig
@@ -164,7 +164,13 @@ class ActorNode(Node):
             self._tick()
 
     def _on_executed(self, arm: str, msg: Joy) -> None:
-        a = actions.from_joy(msg)
+        try:
+            a = actions.from_joy(msg)
+            if a.gripper not in (GRIPPER_NONE, 0, 1, 2):
+                raise ValueError(f"gripper action {a.gripper} is not -1 (none), 0, 1 or 2")
+        except ValueError as exc:  # a malformed report: that step stays unexecuted (dropped), the actor goes on
+            self.diag.report("executed", diagnostics.ERROR, f"ignored a malformed mux/executed from {arm}: {exc}")
+            return
         self._executed[arm] = (a.stamp_s, a.action, a.gripper, a.source)
         if self._pending_stamp is None or not all(
             arm in self._executed and abs(self._executed[arm][0] - self._pending_stamp) < 1e-6 for arm in self.arms
@@ -173,7 +179,14 @@ class ActorNode(Node):
         rep = [self._executed[arm] for arm in self.arms]
         sources = {r[3] for r in rep}
         source = Source.OPERATOR if Source.OPERATOR in sources else (Source.HOLD if Source.HOLD in sources else Source.POLICY)
-        grasp = sum(max(r[2], 0) * 3**i for i, r in enumerate(rep)) if self.conf.value.use_grasp_critic else 1
+        # an arm without a gripper (GRIPPER_NONE) counts as "stay"; without a grasp critic every gripper stays
+        digits = [GRIPPER_STAY if r[2] == GRIPPER_NONE or not self.conf.value.use_grasp_critic else r[2] for r in rep]
+        grasp = gripper_actions_to_joint_index(digits)
+        no_gripper = [arm for arm, r in zip(self.arms, rep) if r[2] == GRIPPER_NONE]
+        if no_gripper and self.conf.value.use_grasp_critic:
+            self.diag.report("grasp", diagnostics.WARN, f"the mux of {', '.join(no_gripper)} reports no gripper, but the grasp "
+                             "critic is on: that arm's gripper is recorded as 'stay' and the critic's actions for it are never "
+                             "trained; set use_grasp_critic false (actor and learner) for arms without a gripper")
         self.recorder.on_executed(self._pending_stamp, np.concatenate([r[1] for r in rep]), grasp, source)
 
     def _on_weights(self, msg: UInt8MultiArray) -> None:
