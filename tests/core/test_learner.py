@@ -1,11 +1,16 @@
-"""The learner loop: routing, update-to-data schedule, weights, checkpoints and resume."""
+"""The learner loop: routing, transition checks, update-to-data schedule, weights,
+checkpoints (durable, named by progress) and resume (damaged checkpoints skipped)."""
+
+import dataclasses
+import os
 
 import numpy as np
 import pytest
 import torch
 
 from hilserl_core import config as cfg
-from hilserl_core.learner import Learner, LearnerConfig, latest_checkpoint, progress_line
+from hilserl_core.grasp_dqn import GraspDQNAgent, GraspDQNConfig
+from hilserl_core.learner import CheckpointError, Learner, LearnerConfig, latest_checkpoint, progress_line
 from hilserl_core.replay import DEMO_BUFFER, RL_BUFFER, ReplayBuffer
 from hilserl_core.rlpd import RLPDAgent, RLPDConfig
 from hilserl_core.types import Transition
@@ -13,11 +18,13 @@ from hilserl_core.types import Transition
 P, A = 5, 3
 
 
-def make_learner(**kw):
+def make_learner(grasp=False, **kw):
     conf = cfg.replace(LearnerConfig(), **{"learning_starts": 4, "rl_capacity": 64, "demo_capacity": 64, **kw})
-    agent = RLPDAgent(RLPDConfig(batch_size=8, actor_hidden_dims=(16,), critic_hidden_dims=(16,), seed=1), A, (), P)
+    agents = {"rlpd": RLPDAgent(RLPDConfig(batch_size=8, actor_hidden_dims=(16,), critic_hidden_dims=(16,), seed=1), A, (), P)}
+    if grasp:
+        agents["grasp"] = GraspDQNAgent(GraspDQNConfig(hidden_dims=(16,)), (), P)
     bufs = [ReplayBuffer.for_cameras(c, (), P, A) for c in (conf.demo_capacity, conf.rl_capacity)]
-    return Learner(conf, {"rlpd": agent}, bufs[0], bufs[1], batch_size=8)
+    return Learner(conf, agents, bufs[0], bufs[1], batch_size=8)
 
 
 def transitions(n, intervened_every=3, episode=0):
@@ -36,6 +43,34 @@ def test_interventions_go_to_both_buffers_policy_steps_only_to_rl():
     assert routes == [(DEMO_BUFFER, RL_BUFFER), (RL_BUFFER,), (RL_BUFFER,)] * 2
     assert len(L.buffers[RL_BUFFER]) == 6 and len(L.buffers[DEMO_BUFFER]) == 2
     assert L.interventions_received == 2
+
+
+def test_a_transition_that_does_not_fit_is_named_and_refused_whole():
+    L = make_learner(grasp=True)
+    good = transitions(3)[0]  # an intervention: both buffers
+    assert L.check_transition(good) is None
+    bad = {  # what an actor configured for two arms, or a broken one, sends
+        "observation['proprio'] has shape (10,), this learner expects (5,)":
+            dataclasses.replace(good, observation={"proprio": np.zeros(2 * P, np.float32)}),
+        "next_observation lacks 'proprio'": dataclasses.replace(good, next_observation={}),
+        "action has 6 values": dataclasses.replace(good, action=np.zeros(2 * A, np.float32)),
+        "action is not finite": dataclasses.replace(good, action=np.array([0, np.nan, 0], np.float32)),
+        "observation['proprio'] is not finite": dataclasses.replace(good, observation={"proprio": np.full(P, np.inf, np.float32)}),
+        "reward nan is not finite": dataclasses.replace(good, reward=float("nan")),
+        "grasp_action 8 is outside [0, 3) of agent 'grasp'": dataclasses.replace(good, grasp_action=8),
+    }
+    for why, t in bad.items():
+        assert why in L.check_transition(t)
+        with pytest.raises(ValueError, match=r"\(10,\)|lacks|values|finite|outside"):
+            L.add(t)
+        with pytest.raises(ValueError):
+            L.add_demo(t)
+    # nothing was stored or counted, in either buffer
+    assert len(L.buffers[DEMO_BUFFER]) == len(L.buffers[RL_BUFFER]) == 0
+    assert L.counters() == make_learner().counters() and L.progress() == (0, 0, 0)
+    assert L.add(good) == (DEMO_BUFFER, RL_BUFFER)
+    L.add_demo(transitions(3)[1])
+    assert L.progress() == (0, 1, 1) and len(L.buffers[DEMO_BUFFER]) == 2
 
 
 def test_update_to_data_schedule_and_live_ratio():
@@ -132,4 +167,135 @@ def test_old_checkpoints_are_pruned(tmp_path):
     for _ in range(3):
         L.updates += 1
         L.save_checkpoint(tmp_path)
-    assert [p.name for p in sorted(tmp_path.glob("ckpt_*"))] == ["ckpt_000000002", "ckpt_000000003"]
+    assert [p.name for p in sorted(tmp_path.glob("ckpt_*"))] == ["ckpt_000000002_000000006_000000000", "ckpt_000000003_000000006_000000000"]
+
+
+def test_a_save_with_new_data_but_no_new_update_is_a_new_checkpoint_and_pruning_spares_newer_ones(tmp_path):
+    L = make_learner(keep_checkpoints=1)
+    ts = transitions(8)
+    for t in ts[:4]:
+        L.add(t)
+    first = L.save_checkpoint(tmp_path)
+    L.add(ts[4])  # no update in between: still a distinct, newer checkpoint
+    second = L.save_checkpoint(tmp_path)
+    assert first != second and not first.exists() and latest_checkpoint(tmp_path) == second
+    assert L.save_checkpoint(tmp_path) == second  # the same progress again: replaced in place
+    # a checkpoint that sorts newer than the one being written (a damaged one resume skipped)
+    # stays for a person to look at, and the one just written is never pruned
+    future = tmp_path / "ckpt_000009999_000009999_000000000"
+    future.mkdir()
+    L.add(ts[5])
+    third = L.save_checkpoint(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [third.name, future.name]
+
+
+def test_checkpoint_files_are_fsynced_before_the_rename_publishes_them(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.realpath(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.realpath(src), os.path.realpath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    L = make_learner()
+    for t in transitions(6):
+        L.add(t)
+    final = L.save_checkpoint(tmp_path)
+    root, final_s = os.path.realpath(tmp_path), os.path.realpath(final)
+    publish = next(i for i, e in enumerate(events) if e[0] == "replace" and e[2] == final_s)
+    staged = events[publish][1]
+    synced = {e[1] for e in events[:publish] if e[0] == "fsync"}
+    written = [os.path.relpath(p, final_s) for p in map(str, final.rglob("*"))]
+    assert "learner.json" in written and "rlpd/agent.json" in written
+    missing = [w for w in written if os.path.join(staged, w) not in synced]
+    assert not missing, f"not on disk before the rename: {missing}"
+    assert staged in synced  # the directory entries too
+    assert ("fsync", root) in events[publish + 1:]  # and the rename itself
+
+
+def _save_series(L, root, ts, cuts):
+    """Checkpoints after adding ts[:cut] for each cut; returns (path, counters, rl size) per save."""
+    saves, done = [], 0
+    for cut in cuts:
+        for t in ts[done:cut]:
+            L.add(t)
+        done = cut
+        saves.append((L.save_checkpoint(root), L.counters(), len(L.buffers[RL_BUFFER])))
+    return saves
+
+
+def test_resume_skips_damaged_checkpoints_newest_first_and_deletes_nothing(tmp_path):
+    L = make_learner(keep_checkpoints=10)
+    saves = _save_series(L, tmp_path, transitions(12), (6, 8, 10, 12))
+    (good, good_counters, good_rl), (garbled, _, _), (empty, _, _), (missing, _, _) = saves
+    (garbled / "learner.json").write_text('{"format": "hilserl.learner_che')  # torn write
+    (empty / "learner.json").write_text("")  # power cut before the data reached the disk
+    (missing / "learner.json").unlink()
+    on_disk = sorted(tmp_path.iterdir())
+
+    R = make_learner()
+    path, skipped = R.resume(tmp_path)
+    assert path == good
+    assert [p for p, _ in skipped] == [missing, empty, garbled]
+    assert "FileNotFoundError" in skipped[0][1] and "JSONDecodeError" in skipped[1][1] and "JSONDecodeError" in skipped[2][1]
+    assert R.counters() == good_counters and len(R.buffers[RL_BUFFER]) == good_rl == 6
+
+    (good / "rl_buffer.safetensors").write_bytes(b"\0" * 5)  # now none loads: start fresh
+    F = make_learner()
+    path, skipped = F.resume(tmp_path)
+    assert path is None and len(skipped) == 4 and "rl_buffer" in skipped[-1][1]
+    assert F.counters() == make_learner().counters() and len(F.buffers[RL_BUFFER]) == 0
+    assert sorted(tmp_path.iterdir()) == on_disk  # nothing deleted
+    assert make_learner().resume(tmp_path / "nowhere") == (None, [])
+
+
+def test_a_checkpoint_that_fails_midway_leaves_the_learner_unchanged(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    L = make_learner(demo_fraction=0.0)
+    for t in transitions(12):
+        L.add(t)
+    for _ in range(4):
+        L.train_step()
+    path = L.save_checkpoint(tmp_path)
+    # the actor's and critics' tensors are fine, the temperature is gone: load_state
+    # has overwritten the networks by the time it fails
+    agent_file = path / "rlpd" / "agent.safetensors"
+    tensors = load_file(str(agent_file))
+    del tensors["log_alpha"]
+    save_file(tensors, str(agent_file))
+
+    R = make_learner(demo_fraction=0.0)
+    for t in transitions(6, episode=7):
+        R.add(t)
+    for _ in range(2):
+        R.train_step()
+    obs = {"proprio": torch.ones(1, P)}
+    before = R.agents["rlpd"].sample_actions(obs, deterministic=True)
+    assert not torch.equal(before, L.agents["rlpd"].sample_actions(obs, deterministic=True))
+    counters, sizes = R.counters(), {k: len(b) for k, b in R.buffers.items()}
+    with pytest.raises(CheckpointError, match="log_alpha"):
+        R.load_checkpoint(path)
+    assert torch.equal(R.agents["rlpd"].sample_actions(obs, deterministic=True), before)
+    assert R.counters() == counters and {k: len(b) for k, b in R.buffers.items()} == sizes
+    assert np.isfinite(R.train_step()["rlpd/critic_loss"])  # and it still trains
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+    L = make_learner()
+    for t in transitions(6):
+        L.add(t)
+    path = L.save_checkpoint(tmp_path)
+    conf = cfg.replace(LearnerConfig(), learning_starts=4, rl_capacity=64, demo_capacity=64)
+    agent = RLPDAgent(RLPDConfig(batch_size=8, actor_hidden_dims=(16,), critic_hidden_dims=(16,), seed=1), A, (), 2 * P)
+    bufs = [ReplayBuffer.for_cameras(64, (), 2 * P, A) for _ in range(2)]
+    two_arms = Learner(conf, {"rlpd": agent}, bufs[0], bufs[1], batch_size=8)
+    with pytest.raises(CheckpointError, match="proprio"):
+        two_arms.load_checkpoint(path)
+    assert two_arms.progress() == (0, 0, 0)

@@ -1,9 +1,16 @@
 """The learner node over DDS: routing of intervention vs policy transitions, feature
-caching, gap detection, weights to a late joiner (trainable only), live UTD, resume."""
+caching, gap detection, weights to a late joiner (trainable only), live UTD, resume;
+misfit transitions rejected by name, a dead training thread stopping the node, the
+final checkpoint of data that trained nothing, damaged checkpoints skipped on resume."""
 
+import dataclasses
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -12,7 +19,7 @@ from std_msgs.msg import UInt8MultiArray
 from hilserl_core import frames, wire
 from hilserl_core.types import Transition
 from hilserl_interfaces import payload, qos
-from hilserl_learner.learner_node import LearnerNode
+from hilserl_learner.learner_node import EXIT_TRAINING_FAILED, LearnerNode
 
 P = frames.proprio_size(1)
 
@@ -103,3 +110,147 @@ def test_learner_node_end_to_end(ros_context, spin_until, tmp_path, capfd):
     ex.shutdown()
     actor.destroy_node()
     late.destroy_node()
+
+
+def _node_rig(ros_context, spin_until, tmp_path, **extra):
+    node = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path, **extra))
+    actor = rclpy.create_node("fake_actor", context=ros_context)
+    pub = actor.create_publisher(UInt8MultiArray, "/learner/transitions", qos.TRANSITIONS)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(actor)
+    assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 5)
+    return node, actor, pub, ex
+
+
+def _teardown(node, actor, ex):
+    node.close()
+    ex.shutdown()
+    node.destroy_node()
+    actor.destroy_node()
+
+
+def test_a_misconfigured_actor_is_rejected_by_name_and_training_goes_on(ros_context, spin_until, tmp_path, capfd):
+    node, actor, pub, ex = _node_rig(ros_context, spin_until, tmp_path, **{"learner.learning_starts": 3})
+    good = transition(1, True)
+    two_arms = dataclasses.replace(good, observation={**good.observation, "proprio": np.zeros(2 * P, np.float32)},
+                                   action=np.zeros(12, np.float32))
+    no_camera = dataclasses.replace(good, next_observation={"proprio": good.next_observation["proprio"]})
+    pub.publish(payload.encode(*wire.transition_to_arrays(two_arms, "dual_arm_actor", 0)))
+    pub.publish(payload.encode(*wire.transition_to_arrays(no_camera, "one_camera_actor", 0)))
+    assert spin_until(ex, lambda: node.rejected_transitions == 2, 10)
+    status = node.diag._statuses["transitions"]
+    assert node.diag.level("transitions") == 2  # ERROR
+    assert "'one_camera_actor'" in status.message and "lacks 'image/left_wrist'" in status.message
+    err = capfd.readouterr().err
+    assert "'dual_arm_actor'" in err and "observation['proprio'] has shape (40,), this learner expects (20,)" in err
+    # a misfit that reaches the training thread some other way is refused there, not fatal
+    node._queue.append((two_arms, "queued_directly"))
+    assert spin_until(ex, lambda: node.rejected_transitions == 3, 10)
+    for i in range(4):
+        pub.publish(payload.encode(*wire.transition_to_arrays(transition(i, i == 0), "actor_a", i)))
+    L = node.learner
+    assert spin_until(ex, lambda: L.transitions_received == 4 and L.updates >= 1, 30), "training stopped"
+    assert node._thread.is_alive() and len(L.buffers["rl"]) == 4
+    assert spin_until(ex, lambda: "rejected_transitions" in _values(node, "learner"), 3)
+    assert _values(node, "learner")["rejected_transitions"] == "3"
+    assert "queued_directly" in node.diag._statuses["transitions"].message
+    _teardown(node, actor, ex)
+
+
+def _values(node, name):
+    status = node.diag._statuses.get(name)
+    return {} if status is None else {kv.key: kv.value for kv in status.values}
+
+
+def test_an_error_in_the_training_thread_stops_the_node(ros_context, spin_until, tmp_path, capfd):
+    node, actor, pub, ex = _node_rig(ros_context, spin_until, tmp_path, **{"learner.learning_starts": 2})
+
+    def broken_update():
+        raise RuntimeError("critic loss is NaN")
+
+    node.learner.train_step = broken_update
+    for i in range(3):
+        pub.publish(payload.encode(*wire.transition_to_arrays(transition(i, i == 0), "actor_a", i)))
+    with pytest.raises(SystemExit) as e:  # what run_node lets through: the process exits with it
+        spin_until(ex, lambda: False, 20)
+    assert e.value.code == EXIT_TRAINING_FAILED != 0
+    assert node.diag.level("learner") == 2 and "RuntimeError: critic loss is NaN" in node.diag._statuses["learner"].message
+    err = capfd.readouterr().err
+    assert "Traceback" in err and "broken_update" in err
+    _teardown(node, actor, ex)
+    assert not list((tmp_path / "ckpt").glob("ckpt_*"))  # no final checkpoint of a state that died mid-update
+
+
+def test_a_dead_training_thread_makes_the_node_process_exit_non_zero(tmp_path):
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from test_learner_node import params, transition
+from hilserl_learner import learner_node as ln
+
+def factory():
+    node = ln.LearnerNode(parameter_overrides=params(Path({str(tmp_path)!r}), **{{"learner.learning_starts": 2}}))
+    def broken_update():
+        raise RuntimeError("critic loss is NaN")
+    node.learner.train_step = broken_update
+    for i in range(3):
+        node._queue.append((transition(i, i == 0), "actor_a"))
+    return node
+
+sys.exit(ln.run_node(factory))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_TRAINING_FAILED, proc.stderr[-3000:]
+    assert "training thread died: RuntimeError: critic loss is NaN" in proc.stderr
+
+
+def test_clean_shutdown_keeps_data_that_trained_nothing(ros_context, spin_until, tmp_path):
+    # before learning_starts (and likewise with updates_per_transition 0), interventions included
+    node, actor, pub, ex = _node_rig(ros_context, spin_until, tmp_path, **{"learner.learning_starts": 1000})
+    for i in range(5):
+        pub.publish(payload.encode(*wire.transition_to_arrays(transition(i, True), "actor_a", i)))
+    assert spin_until(ex, lambda: node.learner.transitions_received == 5, 20)
+    assert node.learner.updates == 0
+    _teardown(node, actor, ex)
+    written = list((tmp_path / "ckpt").glob("ckpt_*"))
+    assert len(written) == 1
+    again = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path, **{"learner.learning_starts": 1000}))
+    L = again.learner
+    assert (L.transitions_received, L.interventions_received, len(L.buffers["demo"]), len(L.buffers["rl"])) == (5, 5, 5, 5)
+    again.close()  # nothing new: no new checkpoint
+    again.destroy_node()
+    assert list((tmp_path / "ckpt").glob("ckpt_*")) == written
+
+
+def test_resume_skips_a_damaged_newest_checkpoint_and_starts_fresh_when_none_loads(ros_context, tmp_path, capfd):
+    first = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))
+    for i in range(3):
+        first.learner.add(transition(i, i == 0))
+    with first._lock:
+        good = first.learner.save_checkpoint(tmp_path / "ckpt")
+    first.learner.add(transition(3, False))
+    first.close()  # the final checkpoint: one transition more
+    first.destroy_node()
+    (newest,) = [p for p in (tmp_path / "ckpt").glob("ckpt_*") if p != good]
+    (newest / "learner.json").write_text("")  # the power went before the data reached the disk
+    capfd.readouterr()
+
+    resumed = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))
+    assert resumed.learner.transitions_received == 3 and len(resumed.learner.buffers["demo"]) == 1
+    err = capfd.readouterr().err
+    assert "WARN" in err and f"skipping checkpoint {newest}" in err and "JSONDecodeError" in err
+    assert resumed.diag.level("checkpoint") == 1 and str(good) in resumed.diag._statuses["checkpoint"].message
+    resumed.close()
+    resumed.destroy_node()
+
+    (good / "learner.json").write_text("{not json")
+    fresh = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))
+    assert fresh.learner.transitions_received == 0
+    err = capfd.readouterr().err
+    assert "ERROR" in err and "starting fresh" in err
+    assert fresh.diag.level("checkpoint") == 2
+    fresh.close()
+    fresh.destroy_node()
+    assert good.is_dir() and newest.is_dir()  # nothing deleted

@@ -3,6 +3,12 @@
 Separate from the update rules (``rlpd.py``, ``grasp_dqn.py``) and from the node
 that feeds it (``hilserl_learner``), as a loop that reads top to bottom:
 
+- ``check_transition(transition)``: why a transition does not fit the buffers (a
+  missing observation key, a wrong shape or dtype, a non-finite value, a grasp
+  action out of range), or None; cheap (shapes, and ``isfinite`` on the small
+  arrays), so a node can reject an actor configured for other arms or cameras
+  before queueing. ``add`` and ``add_demo`` refuse such a transition whole
+  (ValueError), never half-inserted.
 - ``add(transition)``: cache the frozen encoder's features (if the buffers store
   features), then route: intervention transitions into BOTH the demo and the RL
   buffer, policy transitions only into the RL buffer (paper Sec. on
@@ -14,19 +20,30 @@ that feeds it (``hilserl_learner``), as a loop that reads top to bottom:
 - ``policy_weights()``: trainable policy parameters only (never the frozen
   ResNet), with a version that increases on every call.
 - ``save_checkpoint`` / ``load_checkpoint``: agents + buffers + counters written to
-  a temporary directory and renamed into place, so a crash mid-save leaves the
-  previous checkpoint intact; ``latest_checkpoint`` finds it on restart.
+  a temporary directory, every file and directory fsynced, then renamed into place
+  (and the parent directory fsynced), so a crash or power cut mid-save leaves the
+  previous checkpoint intact. A checkpoint is named by the learner's ``progress()``
+  (updates, transitions received, demos added), so a save after new data but no new
+  update is a new checkpoint, not an overwrite. ``load_checkpoint`` validates and
+  reads everything before it changes the learner, and restores the agents if one of
+  them fails midway: on failure (``CheckpointError``) the learner is unchanged.
+- ``resume(root)``: tries the checkpoints newest first and keeps the first that
+  loads; the ones that failed are reported, never deleted. Pruning after a save
+  removes only checkpoints older than the one written (a corrupt one that sorts
+  newer stays for a person to look at).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,11 +51,19 @@ import torch
 from .config import param
 from .encoders import CachedFeaturizer
 from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
-from .types import Transition
+from .types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
 
-__all__ = ["LearnerConfig", "Learner", "latest_checkpoint", "progress_line"]
+__all__ = ["LearnerConfig", "Learner", "CheckpointError", "checkpoints", "latest_checkpoint", "progress_line"]
 
 CHECKPOINT_FORMAT = "hilserl.learner_checkpoint/1"
+CHECKPOINT_PREFIX = "ckpt_"
+_CHECKPOINT_NAME = re.compile(r"ckpt_(\d+(?:_\d+)*)")
+# The camera image a cached feature map comes from (the wire carries images; the learner featurizes).
+_FEATURE_SOURCE_IMAGE = {FEATURE_SHAPE_128: (128, 128, 3)}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into this learner (the learner is left unchanged)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,7 @@ class Learner:
         self.rng = np.random.default_rng(config.seed)
         self.transitions_received = 0
         self.interventions_received = 0
+        self.demos_added = 0
         self.updates = 0
         self.weights_version = 0
         self.last_metrics: Dict[str, float] = {}  # latest value of every update metric
@@ -103,10 +129,64 @@ class Learner:
             info=t.info,
         )
 
+    def check_transition(self, t: Transition, targets: Optional[Tuple[str, ...]] = None) -> Optional[str]:
+        """Why ``t`` cannot go into the buffers ``targets`` (default: where ``add`` routes it),
+        or None when it fits. Reads only the buffers' fixed specs: safe from any thread."""
+        for name in route_transition(t) if targets is None else targets:
+            buf = self.buffers[name]
+            for what, obs in (("observation", t.observation), ("next_observation", t.next_observation)):
+                problem = self._check_observation(obs, buf, what)
+                if problem:
+                    return problem
+            action = np.asarray(t.action)
+            if action.size != buf.action_dim or not np.issubdtype(action.dtype, np.number):
+                return f"action has {action.size} values ({action.dtype}), this learner expects {buf.action_dim}"
+        if not np.all(np.isfinite(np.asarray(t.action, dtype=np.float64))):
+            return "action is not finite"
+        for what, value in (("reward", t.reward), ("grasp_penalty", t.grasp_penalty)):
+            if not np.isfinite(float(value)):
+                return f"{what} {value} is not finite"
+        for name, agent in self.agents.items():
+            n = getattr(agent, "num_actions", None)  # the grasp critic's joint gripper actions
+            if n is not None and not 0 <= int(t.grasp_action) < n:
+                return f"grasp_action {t.grasp_action} is outside [0, {n}) of agent {name!r}"
+        return None
+
+    def _check_observation(self, obs: Mapping[str, Any], buf: ReplayBuffer, what: str) -> Optional[str]:
+        for key, (shape, dtype) in buf.observation_spec.items():
+            source, want, want_dtype = key, shape, dtype
+            if key.startswith(FEATURE_PREFIX) and key not in obs and self._featurize is not None:
+                # the learner featurizes images itself: the actor sends the camera image
+                source = IMAGE_PREFIX + key[len(FEATURE_PREFIX):]
+                want, want_dtype = _FEATURE_SOURCE_IMAGE.get(shape), np.dtype(np.uint8)
+            if source not in obs:
+                present = sorted(k for k in obs if k != PROPRIO_KEY)
+                return f"{what} lacks {source!r} (it carries {present}); this learner's buffers store {sorted(buf.observation_spec)}"
+            value = np.asarray(obs[source])
+            if want is None:  # an image for a feature map of unusual size: [H, W, 3]
+                ok = value.ndim == 3 and value.shape[-1] == 3
+                want = "[H, W, 3]"
+            else:
+                ok = value.shape == tuple(want)
+            if not ok:
+                return f"{what}[{source!r}] has shape {value.shape}, this learner expects {want}"
+            if want_dtype == np.uint8 and value.dtype != np.uint8:
+                return f"{what}[{source!r}] is {value.dtype}, images must be uint8"
+            if want_dtype != np.uint8:
+                if not np.issubdtype(value.dtype, np.number):
+                    return f"{what}[{source!r}] is {value.dtype}, not numeric"
+                if not np.all(np.isfinite(value)):
+                    return f"{what}[{source!r}] is not finite"
+        return None
+
     def add(self, t: Transition) -> Tuple[str, ...]:
-        """Store an online transition; returns the buffers it went into."""
-        prepared = self._prepare(t)
+        """Store an online transition; returns the buffers it went into. ValueError (and nothing
+        stored, nothing counted) for a transition that does not fit (``check_transition``)."""
         targets = route_transition(t)
+        problem = self.check_transition(t, targets)
+        if problem:
+            raise ValueError(problem)
+        prepared = self._prepare(t)
         for name in targets:
             self.buffers[name].add(prepared)
         self.transitions_received += 1
@@ -115,7 +195,11 @@ class Learner:
 
     def add_demo(self, t: Transition) -> None:
         """An offline demonstration transition (recorded demos seed the demo buffer)."""
+        problem = self.check_transition(t, (DEMO_BUFFER,))
+        if problem:
+            raise ValueError(problem)
         self.buffers[DEMO_BUFFER].add(self._prepare(t))
+        self.demos_added += 1
 
     # -- schedule and updates -------------------------------------------------------------
     def ready(self) -> bool:
@@ -158,14 +242,26 @@ class Learner:
         return {
             "transitions_received": self.transitions_received,
             "interventions_received": self.interventions_received,
+            "demos_added": self.demos_added,
             "updates": self.updates,
             "weights_version": self.weights_version,
         }
 
+    def progress(self) -> Tuple[int, int, int]:
+        """(updates, transitions received, demos added): what a checkpoint must capture. It
+        names the checkpoint; when it has not changed since the last save, nothing is lost."""
+        return self.updates, self.transitions_received, self.demos_added
+
     def save_checkpoint(self, root: "str | Path") -> Path:
+        """Write agents + buffers + counters as ``root/ckpt_<updates>_<transitions>_<demos>``.
+
+        Everything goes into a temporary directory first; every file in it and the directory
+        itself are fsynced before the rename, and ``root`` after it, so after a crash or a
+        power cut the checkpoint is there whole or not at all. Then checkpoints older than
+        this one are pruned down to ``keep_checkpoints``."""
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
-        final = root / f"ckpt_{self.updates:09d}"
+        final = root / (CHECKPOINT_PREFIX + "_".join(f"{v:09d}" for v in self.progress()))
         tmp = root / f".tmp_{final.name}_{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -174,39 +270,133 @@ class Learner:
         for name, buf in self.buffers.items():
             buf.save(tmp / f"{name}_buffer.safetensors")
         meta = {"format": CHECKPOINT_FORMAT, "saved_unix_s": time.time(), "agents": sorted(self.agents), **self.counters()}
-        (tmp / "learner.json").write_text(json.dumps(meta, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)  # the checkpoint appears whole or not at all
-        for old in sorted(root.glob("ckpt_*"))[: -self.config.keep_checkpoints]:
+        with open(tmp / "learner.json", "w") as f:
+            f.write(json.dumps(meta, indent=2))
+        _fsync_tree(tmp)  # the data is on disk before the rename publishes it
+        old = None
+        if final.exists():  # the same progress saved again: swap, never a moment without it
+            old = root / f".old_{final.name}_{os.getpid()}"
             shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)  # the checkpoint appears whole or not at all
+        _fsync_dir(root)  # the rename itself is durable
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        key = _checkpoint_key(final)
+        older = [p for p in checkpoints(root) if _checkpoint_key(p) < key]
+        for stale in older[max(0, self.config.keep_checkpoints - 1):]:
+            shutil.rmtree(stale, ignore_errors=True)
         return final
 
     def load_checkpoint(self, path: "str | Path") -> None:
+        """Restore a checkpoint written by ``save_checkpoint``. Everything is read and checked
+        before the learner changes; agents are restored from a snapshot if one fails midway.
+        CheckpointError (with the cause) when it cannot be loaded: the learner is unchanged."""
         path = Path(path)
-        meta = json.loads((path / "learner.json").read_text())
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a learner checkpoint (format {meta.get('format')!r})")
-        if sorted(meta["agents"]) != sorted(self.agents):
-            raise ValueError(f"{path}: holds agents {meta['agents']}, this learner has {sorted(self.agents)}")
-        for name, agent in self.agents.items():
-            agent.load_state(path / name)
-        for name in list(self.buffers):
-            self.buffers[name] = ReplayBuffer.load(path / f"{name}_buffer.safetensors")
+        try:
+            meta = json.loads((path / "learner.json").read_text())
+            if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+                got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+                raise ValueError(f"not a learner checkpoint (format {got!r})")
+            if sorted(meta["agents"]) != sorted(self.agents):
+                raise ValueError(f"holds agents {meta['agents']}, this learner has {sorted(self.agents)}")
+            counters = {k: int(meta[k]) for k in ("transitions_received", "interventions_received", "updates", "weights_version")}
+            counters["demos_added"] = int(meta.get("demos_added", 0))  # older checkpoints did not count demos
+            buffers = {}
+            for name, current in self.buffers.items():
+                buf = ReplayBuffer.load(path / f"{name}_buffer.safetensors")
+                if buf.observation_spec != current.observation_spec or buf.action_dim != current.action_dim:
+                    raise ValueError(
+                        f"{name} buffer stores {sorted(buf.observation_spec)} with {buf.action_dim}-D actions, "
+                        f"this learner {sorted(current.observation_spec)} with {current.action_dim}-D actions")
+                buffers[name] = buf
+            self._load_agents(path)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the answer is the same
+            raise CheckpointError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        # nothing below can fail: the learner switches to the checkpoint in one go
+        self.buffers = buffers
         self.sampler = MixedSampler(self.buffers[DEMO_BUFFER], self.buffers[RL_BUFFER], self.config.demo_fraction)
-        self.transitions_received = int(meta["transitions_received"])
-        self.interventions_received = int(meta["interventions_received"])
-        self.updates = int(meta["updates"])
-        self.weights_version = int(meta["weights_version"])
+        for key, value in counters.items():
+            setattr(self, key, value)
+
+    def _load_agents(self, path: Path) -> None:
+        """Load every agent from ``path``; if one fails, put all of them back as they were."""
+        with tempfile.TemporaryDirectory(prefix="hilserl_agents_") as snap:
+            for name, agent in self.agents.items():
+                agent.save(Path(snap) / name)
+            try:
+                for name, agent in self.agents.items():
+                    agent.load_state(path / name)
+            except BaseException:
+                for name, agent in self.agents.items():
+                    agent.load_state(Path(snap) / name)
+                raise
+
+    def resume(self, root: "str | Path") -> Tuple[Optional[Path], List[Tuple[Path, str]]]:
+        """Load the newest checkpoint under ``root`` that loads. Returns its path (None when
+        none did: the learner stays as it was) and the newer ones that failed with why.
+        Nothing is deleted."""
+        skipped: List[Tuple[Path, str]] = []
+        for path in checkpoints(root):
+            try:
+                self.load_checkpoint(path)
+            except CheckpointError as exc:
+                cause = exc.__cause__
+                skipped.append((path, f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)))
+                continue
+            return path, skipped
+        return None, skipped
+
+
+def _checkpoint_key(path: Path) -> Tuple[int, ...]:
+    match = _CHECKPOINT_NAME.fullmatch(path.name)
+    return tuple(int(v) for v in match.group(1).split("_")) if match else ()
+
+
+def checkpoints(root: "str | Path") -> List[Path]:
+    """Checkpoint directories under ``root``, newest (most progress) first; temporary
+    directories of a save in progress are not checkpoints. Whether each loads is not checked."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name)]
+    return sorted(found, key=_checkpoint_key, reverse=True)
 
 
 def latest_checkpoint(root: "str | Path") -> Optional[Path]:
-    """Newest complete checkpoint under ``root`` (temporary directories are ignored)."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    done = sorted(p for p in root.glob("ckpt_*") if (p / "learner.json").is_file())
-    return done[-1] if done else None
+    """Newest checkpoint under ``root`` that has its ``learner.json`` (see ``Learner.resume``
+    for the one that actually loads)."""
+    return next((p for p in checkpoints(root) if (p / "learner.json").is_file()), None)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file under ``root``, then every directory (deepest first)."""
+    dirs = []
+    for dirpath, _, filenames in os.walk(root):
+        dirs.append(dirpath)
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for d in reversed(dirs):
+        _fsync_dir(Path(d))
 
 
 # What a person watching the console wants per line, in this order (agent/metric names).

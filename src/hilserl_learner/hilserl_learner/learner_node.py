@@ -6,7 +6,21 @@ both), runs RLPD updates on 50/50 demo/online batches in a training thread at th
 update-to-data ratio, broadcasts the trainable policy weights on
 ``/learner/policy_weights`` (reliable, transient-local: a restarted actor gets the
 newest at once) and checkpoints agents + buffers atomically. On start it resumes
-from the newest checkpoint in ``checkpoint_dir`` if there is one.
+from the newest checkpoint in ``checkpoint_dir`` that loads: a damaged newer one is
+skipped with a WARN naming it and the error (and left on disk); when none loads it
+starts fresh with an ERROR (diagnostics status ``checkpoint``). A clean shutdown
+(``close``) writes a final checkpoint whenever anything changed since the last one
+(transitions received, demos added, updates), so data received before
+``learning_starts`` or with ``updates_per_transition`` 0 is not lost.
+
+A transition that does not fit the buffers (an actor configured for other arms or
+cameras: wrong proprio size, missing camera, wrong action size, a non-finite value)
+is rejected on arrival with an ERROR naming the actor, the key and the shape
+(diagnostics status ``transitions``, counter ``rejected_transitions``); the node
+keeps going. Any other exception in the training thread is logged with its
+traceback, reported as ERROR (status ``learner``) and stops the node with exit
+status ``EXIT_TRAINING_FAILED`` (3), no final checkpoint: a learner that no longer
+learns must not look alive.
 
 Live parameters: ``learner.updates_per_transition`` (UTD), ``learner.max_updates_per_s``,
 ``learner.weights_period_s``, ``log_period_s`` (a progress line on the console: updates and
@@ -18,6 +32,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Tuple
 
@@ -30,12 +45,14 @@ from hilserl_core.config import param
 from hilserl_core.encoders import load_frozen_encoder
 from hilserl_core import config as cfg
 from hilserl_core.grasp_dqn import GraspDQNAgent, GraspDQNConfig
-from hilserl_core.learner import Learner, LearnerConfig, latest_checkpoint, progress_line
+from hilserl_core.learner import Learner, LearnerConfig, progress_line
 from hilserl_core.replay import ReplayBuffer
 from hilserl_core.rlpd import RLPDAgent, RLPDConfig
 from hilserl_interfaces import diagnostics, payload, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
+
+EXIT_TRAINING_FAILED = 3  # process exit status when the training thread died
 
 
 @dataclass(frozen=True)
@@ -82,24 +99,52 @@ class LearnerNode(Node):
         torch.set_num_threads(c.torch_threads)
         self.diag = diagnostics.Diagnostics(self)
         self.learner = build_learner(c)
-        if c.checkpoint_dir and latest_checkpoint(c.checkpoint_dir) is not None:
-            path = latest_checkpoint(c.checkpoint_dir)
-            self.learner.load_checkpoint(path)
-            self.get_logger().info(f"resumed from {path}: {self.learner.counters()}")
+        if c.checkpoint_dir:
+            self._resume(c.checkpoint_dir)
         self.sequences = wire.SequenceTracker()
+        # (transition, actor_id); filled by the subscription, drained by the training thread
         self._queue: collections.deque = collections.deque()
         self._lock = threading.Lock()
+        self.rejected_transitions = 0
+        self._reject_lock = threading.Lock()  # rejections come from the subscription and the training thread
+        self._last_rejection = ""  # newest rejection text, for diagnostics
+        self._reported_rejections = 0
+        self._failure = None  # the training thread's fatal error, once it died
         self._weights_pub = self.create_publisher(UInt8MultiArray, topics.POLICY_WEIGHTS, qos.LATCHED)
         self.create_subscription(UInt8MultiArray, topics.TRANSITIONS, self._on_transition, qos.TRANSITIONS)
         self.weights_bytes = 0
         self._last_weights_s = 0.0
         self._last_ckpt_updates = self.learner.updates
+        self._last_ckpt_progress = self.learner.progress()
         self.publish_weights()  # actors start from the learner's initial (or resumed) policy
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._train_loop, name="learner-train", daemon=True)
         self._thread.start()
         self._logged = (time.monotonic(), self.learner.counters())  # for the progress line's rates
         self.create_timer(1.0, self._report)
+
+    def _resume(self, root: str) -> None:
+        log = self.get_logger()
+        path, skipped = self.learner.resume(root)
+        for bad, why in skipped:
+            log.warning(f"skipping checkpoint {bad}: it does not load ({why}); left on disk")
+        if path is not None:
+            log.info(f"resumed from {path}: {self.learner.counters()}")
+            level = diagnostics.WARN if skipped else diagnostics.OK
+            self.diag.report("checkpoint", level, f"resumed from {path}", skipped_checkpoints=len(skipped))
+        elif skipped:
+            text = (f"none of the {len(skipped)} checkpoint(s) in {root} loads; starting fresh "
+                    f"(they are left on disk; newest: {skipped[0][0]}: {skipped[0][1]})")
+            log.error(text)
+            self.diag.report("checkpoint", diagnostics.ERROR, text, skipped_checkpoints=len(skipped))
+
+    def _reject(self, actor_id: str, problem: str) -> None:
+        """Count and log a transition that does not fit the buffers (callable from any thread)."""
+        with self._reject_lock:
+            self.rejected_transitions += 1
+            self._last_rejection = text = f"rejected a transition from actor {actor_id!r}: {problem}"
+            total = self.rejected_transitions
+        self.get_logger().error(f"{text} ({total} rejected so far)", throttle_duration_sec=5.0)
 
     def _on_change(self, old: LearnerNodeConfig, new: LearnerNodeConfig) -> None:
         with self._lock:
@@ -115,7 +160,19 @@ class LearnerNode(Node):
         if lost:
             self.diag.report("transitions", diagnostics.WARN, f"{lost} transition(s) from {actor_id} lost before #{seq}",
                              lost_total=self.sequences.lost)
-        self._queue.append(t)
+        problem = self.learner.check_transition(t)  # shapes only: cheap, no lock needed
+        if problem:
+            self._reject(actor_id, problem)
+            self._report_rejections()
+            return
+        self._queue.append((t, actor_id))
+
+    def _report_rejections(self) -> None:
+        with self._reject_lock:
+            total, text = self.rejected_transitions, self._last_rejection
+        if total != self._reported_rejections:
+            self._reported_rejections = total
+            self.diag.report("transitions", diagnostics.ERROR, text, rejected_transitions=total)
 
     def publish_weights(self) -> None:
         with self._lock:
@@ -128,13 +185,28 @@ class LearnerNode(Node):
         self._last_weights_s = time.monotonic()
 
     def _train_loop(self) -> None:
-        while not self._stop.is_set():
-            worked = False
-            while self._queue:
-                t = self._queue.popleft()
+        try:
+            self._train()
+        except BaseException as exc:  # noqa: BLE001 - reported, then the node stops (see _report)
+            self._failure = f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"training thread died: {self._failure}\n{traceback.format_exc()}")
+
+    def _add_queued(self) -> bool:
+        """Move the queued transitions into the buffers; whether there were any."""
+        worked = False
+        while self._queue:
+            t, actor_id = self._queue.popleft()
+            try:
                 with self._lock:
-                    self.learner.add(t)
-                worked = True
+                    self.learner.add(t)  # refuses a misfit whole (ValueError), stores nothing
+            except (ValueError, KeyError, TypeError) as exc:
+                self._reject(actor_id, str(exc))
+            worked = True
+        return worked
+
+    def _train(self) -> None:
+        while not self._stop.is_set():
+            worked = self._add_queued()
             with self._lock:
                 due = self.learner.updates_due()
                 schedule = self.learner.config
@@ -154,17 +226,30 @@ class LearnerNode(Node):
                     with self._lock:
                         path = self.learner.save_checkpoint(ck)
                     self._last_ckpt_updates = self.learner.updates
+                    self._last_ckpt_progress = self.learner.progress()
                     self.get_logger().info(f"checkpoint {path}")
             if not worked:
                 self._stop.wait(0.01)
 
+    def training_failed(self) -> bool:
+        """The training thread died (an error, not a shutdown)."""
+        return self._failure is not None or (not self._thread.is_alive() and not self._stop.is_set())
+
     def _report(self) -> None:
         L = self.learner
+        self._report_rejections()  # the training thread's, too
+        if self.training_failed():
+            text = f"training thread died: {self._failure or 'exited'}; stopping the node"
+            self.diag.report("learner", diagnostics.ERROR, text, publish_now=True, updates=L.updates,
+                             transitions_received=L.transitions_received)
+            self.get_logger().fatal(text)
+            raise SystemExit(EXIT_TRAINING_FAILED)
         level = diagnostics.OK if L.ready() else diagnostics.WARN
         text = "training" if L.ready() else f"waiting for data ({L.transitions_received}/{L.config.learning_starts} transitions, demo buffer {len(L.buffers['demo'])})"
         self.diag.report("learner", level, text, updates=L.updates, weights_version=L.weights_version,
                          transitions_received=L.transitions_received, interventions_received=L.interventions_received,
                          weights_bytes=self.weights_bytes, lost_transitions=self.sequences.lost,
+                         rejected_transitions=self.rejected_transitions,
                          **{f"{k}_buffer": len(b) for k, b in L.buffers.items()},
                          **{k: f"{v:.4g}" for k, v in L.last_metrics.items()})
         self._log_progress()
@@ -183,12 +268,25 @@ class LearnerNode(Node):
         self._logged = (now, counters)
 
     def close(self) -> None:
+        """Stop training; write a final checkpoint if anything changed since the last one."""
+        failed = self.training_failed()
         self._stop.set()
         self._thread.join(timeout=10.0)
+        failed = failed or self._failure is not None
         ck = self.conf.value.checkpoint_dir
-        if ck and self.learner.updates > self._last_ckpt_updates:
-            with self._lock:
-                self.learner.save_checkpoint(ck)
+        if not ck:
+            return
+        if failed:  # an update may have died halfway: the last checkpoint stands
+            self.get_logger().error(f"no final checkpoint: the training thread died ({self._failure})")
+            return
+        if not self._thread.is_alive():
+            self._add_queued()  # received but not yet stored: keep them too
+        with self._lock:
+            if self.learner.progress() == self._last_ckpt_progress:
+                return
+            path = self.learner.save_checkpoint(ck)
+            self._last_ckpt_progress = self.learner.progress()
+        self.get_logger().info(f"final checkpoint {path}")
 
 
 # what `ros2 run` starts and what compose_nodes builds when this node shares a process
