@@ -135,7 +135,7 @@ def test_a_perturbed_expectation_is_reported_as_failing(programs, perturb):
 
 def test_flat_format_round_trips_non_finite_numbers():
     text = golden_to_flat.convert(_golden())
-    assert text.startswith("hilserl_control_golden 1\n")
+    assert text.startswith(f"hilserl_control_golden {golden_to_flat.FORMAT_VERSION}\n")
     assert " nan " in text and (" inf" in text or " -inf" in text), "NaN/Inf inputs must reach the C++ side"
     with pytest.raises(ValueError):
         golden_to_flat.case_lines({"name": "x", "function": "clamp_wrench", "inputs": {"wrench": ["nan?"]}, "expected": {}})
@@ -156,6 +156,12 @@ _SCHEMAS = {
 }
 
 
+def _shared_template_fields():
+    """Fields the parameter templates of franka_arm.hpp (impedance_from_parameters, ...) read from a Params struct."""
+    header = (PKG / "include" / "hilserl_controllers" / "franka_arm.hpp").read_text(encoding="utf-8")
+    return set(re.findall(r"\bp\.(\w+_\w+)", header))
+
+
 @pytest.mark.parametrize("controller", sorted(_SCHEMAS))
 def test_parameter_schema_declares_what_the_controller_reads(controller):
     yaml = pytest.importorskip("yaml")
@@ -163,11 +169,16 @@ def test_parameter_schema_declares_what_the_controller_reads(controller):
     assert list(schema) == [_SCHEMAS[controller]], "the top-level key is the C++ namespace the header uses"
     params = schema[_SCHEMAS[controller]]
     for name, spec in params.items():
-        assert spec["type"] in {"bool", "double", "string", "double_array", "string_array"}, name
+        assert spec["type"] in {"bool", "int", "double", "string", "double_array", "string_array"}, name
         assert "default_value" in spec and spec.get("description", "").strip(), f"{name}: default and description"
-        if spec["type"] in ("double", "double_array"):
+        if spec["type"] in ("int", "double", "double_array"):
             assert spec.get("validation"), f"{name}: numeric parameters need a range"
     source = (PKG / "src" / f"{controller}.cpp").read_text(encoding="utf-8")
     used = set(re.findall(r"\bparams_\.(\w+)", source)) | set(re.findall(r"\bp\.(\w+_\w+)", source))
     assert used, "the controller reads its parameters through params_ / p"
+    # Both controllers pass their Params to the shared templates of franka_arm.hpp, so both declare those fields.
+    assert "impedance_from_parameters(params_" in source and "joint_space_from_parameters(params_" in source
+    shared = _shared_template_fields()
+    assert len(shared) >= 10, shared
+    used |= shared
     assert used <= set(params), f"read but not declared in the schema: {sorted(used - set(params))}"

@@ -58,7 +58,7 @@ def _imp_params(p):
 
 
 def _wrench_params(p):
-    return C.WrenchParams(p["max_force_n"], p["max_torque_nm"], p["watchdog_timeout_s"])
+    return C.WrenchParams(p["max_force_n"], p["max_torque_nm"], p["watchdog_timeout_s"], p["max_future_stamp_s"])
 
 
 def _box(b):
@@ -99,11 +99,19 @@ def test_golden_case_reproduces(case):
         assert len(x["events"]) == len(exp["results"])
         for ev, res in zip(x["events"], exp["results"]):
             if ev["op"] == "command":
-                ok = dog.command(ev["wrench"], ev["stamp_s"])
+                ok = dog.command(ev["wrench"], ev["stamp_s"], ev.get("now_s"))
                 assert ok == res["accepted"]
                 assert ("" if ok else dog.last_rejection_code) == res["reason"]
             else:
                 assert_close(dog.output(ev["now_s"]), res["wrench"], atol)
+    elif fn == "wrench_mode_wrench":
+        args = (x["anchor_pos"], x["anchor_quat"], x["measured_pos"], x["measured_quat"], x["measured_twist_base"], x["wrench_ee"],
+                _imp_params(x["params"]))
+        if "error" in exp:
+            with pytest.raises(C.NonFiniteCommandError):
+                C.wrench_mode_wrench(*args)
+        else:
+            assert_close(C.wrench_mode_wrench(*args), exp["wrench"], atol)
     elif fn == "integrate_twist_target":
         args = (x["measured_pos"], x["measured_quat"], x["action"], x["linear_step_m"], x["angular_step_rad"], _box(x["box"]))
         if "error" in exp:
@@ -287,6 +295,68 @@ def test_watchdog_rejects_and_counts_with_reasons():
         C.REJECT_MALFORMED: 2,
         C.REJECT_OUT_OF_ORDER: 1,
     }
+
+
+def test_watchdog_rejects_a_command_stamped_in_the_future():
+    """A 30 N command stamped 60 s ahead (clock skew) is never applied and does not block correct follow-ups."""
+    dog = C.WrenchWatchdog(C.WrenchParams(watchdog_timeout_s=0.25))
+    assert dog.params.max_future_stamp_s == 0.05
+    assert not dog.command([30, 0, 0, 0, 0, 0], stamp_s=160.0, now_s=100.0)
+    assert dog.last_rejection_code == C.REJECT_FUTURE_STAMP == "future_stamp"
+    assert "60.000000 s ahead" in dog.last_rejection and "synchronised" in dog.last_rejection
+    for now in (100.0, 130.0, 159.0, 160.1):
+        assert_close(dog.output(now), np.zeros(6), 0)
+    assert dog.command([0, 0, 5, 0, 0, 0], stamp_s=100.5, now_s=100.5), dog.last_rejection  # not out_of_order
+    assert_close(dog.output(100.6), [0, 0, 5, 0, 0, 0], 0)
+    # Within the tolerance (clock offset below max_future_stamp_s) a stamp ahead of now is accepted and applied.
+    assert dog.command([0, 0, 6, 0, 0, 0], stamp_s=100.74, now_s=100.7)
+    assert_close(dog.output(100.7), [0, 0, 6, 0, 0, 0], 0)
+    assert dog.rejection_counts == {C.REJECT_FUTURE_STAMP: 1}
+    # A broken clock vouches for no stamp.
+    for bad_now in (float("nan"), float("inf"), float("-inf")):
+        assert not dog.command([0, 0, 1, 0, 0, 0], 101.0, bad_now)
+        assert dog.last_rejection_code == C.REJECT_FUTURE_STAMP
+    with pytest.raises(ValueError, match="max_future_stamp_s"):
+        C.WrenchParams(max_future_stamp_s=-0.01)
+
+
+@given(st.floats(0.0, 0.5), st.floats(-100.0, 100.0), st.floats(-2.0, 2.0))
+def test_watchdog_future_bound_is_the_tolerance(tolerance, now, ahead):
+    dog = C.WrenchWatchdog(C.WrenchParams(30.0, 5.0, 0.25, tolerance))
+    ok = dog.command([1, 0, 0, 0, 0, 0], now + ahead, now)
+    stamp = now + ahead
+    assert ok == (stamp - now <= tolerance)
+    if not ok:
+        assert dog.last_rejection_code == C.REJECT_FUTURE_STAMP
+    # Whatever was accepted is never applied while its stamp is more than the tolerance ahead of now.
+    for t in (now - 1.0, now, now + 0.1):
+        if stamp - t > tolerance:
+            assert_close(dog.output(t), np.zeros(6), 0)
+
+
+def test_watchdog_without_a_clock_still_never_applies_a_future_stamp():
+    dog = C.WrenchWatchdog(C.WrenchParams())
+    assert dog.command([1, 0, 0, 0, 0, 0], 10.0)  # no now_s: no future_stamp check on arrival
+    assert dog.is_stale(5.0)
+    assert_close(dog.output(9.96), [1, 0, 0, 0, 0, 0], 0)
+
+
+def test_wrench_mode_wrench_holds_the_anchor_and_adds_the_feedforward():
+    # The simulator's wrench-mode gains: K 100 N/m, 3 N m/rad, damping ratio 0.3, limits 0.1 m / 0.5 rad.
+    p = C.ImpedanceParams(100.0, 3.0, 0.1, 0.5, 2 * 0.3 * math.sqrt(100.0), 2 * 0.3 * math.sqrt(3.0))
+    # No feed-forward: a soft spring toward the anchor, bounded by K * limit however far it is.
+    assert_close(C.wrench_mode_wrench([0.55, 0, 0.3], DOWN, [0.5, 0, 0.3], DOWN, np.zeros(6), np.zeros(6), p), [5, 0, 0, 0, 0, 0], 1e-12)
+    assert_close(C.wrench_mode_wrench([0.5, 5.0, 0.3], DOWN, [0.5, 0, 0.3], DOWN, np.zeros(6), np.zeros(6), p), [0, 10, 0, 0, 0, 0], 1e-12)
+    # Feed-forward in EE axes, gripper down: EE +z is base -z.
+    w = C.wrench_mode_wrench([0.5, 0, 0.3], DOWN, [0.5, 0, 0.3], DOWN, np.zeros(6), [0, 0, 10, 0, 0, 1], p)
+    assert_close(w, [0, 0, -10, 0, 0, -1], 1e-12)
+    # Damping opposes motion: 0.1 m/s along y with D = 6 N s/m.
+    w = C.wrench_mode_wrench([0.5, 0, 0.3], I, [0.5, 0, 0.3], I, [0, 0.1, 0, 0, 0, 0], np.zeros(6), p)
+    assert_close(w, [0, -0.6, 0, 0, 0, 0], 1e-12)
+    with pytest.raises(C.NonFiniteCommandError):
+        C.wrench_mode_wrench([0.5, 0, 0.3], I, [0.5, 0, 0.3], I, np.zeros(6), [np.nan, 0, 0, 0, 0, 0], p)
+    with pytest.raises(ValueError, match="6 numbers"):
+        C.wrench_mode_wrench([0.5, 0, 0.3], I, [0.5, 0, 0.3], I, np.zeros(6), [1, 2, 3], p)
 
 
 def test_watchdog_output_is_clamped():

@@ -290,6 +290,9 @@ std::string WrenchParams::validate() const
   if (!finite_positive(watchdog_timeout_s)) {
     return "watchdog_timeout_s must be finite and > 0, got " + std::to_string(watchdog_timeout_s);
   }
+  if (!(std::isfinite(max_future_stamp_s) && max_future_stamp_s >= 0.0)) {
+    return "max_future_stamp_s must be finite and >= 0, got " + std::to_string(max_future_stamp_s);
+  }
   return "";
 }
 
@@ -317,38 +320,60 @@ const char * rejection_code(Rejection r)
       return "non_finite_stamp";
     case Rejection::out_of_order_stamp:
       return "out_of_order_stamp";
+    case Rejection::future_stamp:
+      return "future_stamp";
   }
   return "unknown";
 }
 
-bool WrenchWatchdog::reject(Rejection r, double stamp_s)
+bool WrenchWatchdog::reject(Rejection r, double stamp_s, double now_s)
 {
   ++rejected_count_;
   ++rejection_counts_[static_cast<std::size_t>(r)];
   last_rejection_ = r;
   last_rejected_stamp_s_ = stamp_s;
+  last_rejected_now_s_ = now_s;
   wrench_ = Vec6{};  // fail-safe: nothing is applied until the next accepted command
   return false;
+}
+
+bool WrenchWatchdog::command(const double * wrench, std::size_t n, double stamp_s, double now_s)
+{
+  if (wrench == nullptr || n != 6) {
+    return reject(Rejection::malformed, stamp_s, now_s);
+  }
+  return offer(Vec6{wrench[0], wrench[1], wrench[2], wrench[3], wrench[4], wrench[5]}, stamp_s, true, now_s);
 }
 
 bool WrenchWatchdog::command(const double * wrench, std::size_t n, double stamp_s)
 {
   if (wrench == nullptr || n != 6) {
-    return reject(Rejection::malformed, stamp_s);
+    return reject(Rejection::malformed, stamp_s, 0.0);
   }
-  return command(Vec6{wrench[0], wrench[1], wrench[2], wrench[3], wrench[4], wrench[5]}, stamp_s);
+  return offer(Vec6{wrench[0], wrench[1], wrench[2], wrench[3], wrench[4], wrench[5]}, stamp_s, false, 0.0);
 }
 
-bool WrenchWatchdog::command(const Vec6 & wrench, double stamp_s)
+bool WrenchWatchdog::command(const Vec6 & wrench, double stamp_s, double now_s)
+{
+  return offer(wrench, stamp_s, true, now_s);
+}
+
+bool WrenchWatchdog::command(const Vec6 & wrench, double stamp_s) { return offer(wrench, stamp_s, false, 0.0); }
+
+bool WrenchWatchdog::offer(const Vec6 & wrench, double stamp_s, bool has_now, double now_s)
 {
   if (!is_finite(wrench)) {
-    return reject(Rejection::non_finite_wrench, stamp_s);
+    return reject(Rejection::non_finite_wrench, stamp_s, now_s);
   }
   if (!std::isfinite(stamp_s)) {
-    return reject(Rejection::non_finite_stamp, stamp_s);
+    return reject(Rejection::non_finite_stamp, stamp_s, now_s);
+  }
+  // A non-finite clock cannot vouch for any stamp: reject (control.py does the same).
+  if (has_now && (!std::isfinite(now_s) || stamp_s - now_s > params_.max_future_stamp_s)) {
+    return reject(Rejection::future_stamp, stamp_s, now_s);
   }
   if (has_stamp_ && stamp_s < stamp_s_) {
-    return reject(Rejection::out_of_order_stamp, stamp_s);
+    return reject(Rejection::out_of_order_stamp, stamp_s, now_s);
   }
   wrench_ = clamp_wrench(wrench, params_).value;  // finite: checked above
   stamp_s_ = stamp_s;
@@ -358,7 +383,9 @@ bool WrenchWatchdog::command(const Vec6 & wrench, double stamp_s)
 
 Vec6 WrenchWatchdog::output(double now_s) const
 {
-  if (!has_stamp_ || !std::isfinite(now_s) || now_s - stamp_s_ > params_.watchdog_timeout_s) {
+  if (!has_stamp_ || !std::isfinite(now_s) || now_s - stamp_s_ > params_.watchdog_timeout_s ||
+      stamp_s_ - now_s > params_.max_future_stamp_s)
+  {
     return Vec6{};
   }
   return wrench_;
@@ -386,8 +413,15 @@ std::string WrenchWatchdog::describe_last_rejection() const
   if (last_rejection_ == Rejection::none) {
     return "";
   }
-  char buf[192];
-  if (last_rejection_ == Rejection::out_of_order_stamp) {
+  char buf[256];
+  if (last_rejection_ == Rejection::future_stamp) {
+    std::snprintf(
+      buf, sizeof(buf),
+      "future_stamp: stamp %.6f s is %.6f s ahead of the controller clock %.6f s (> max_future_stamp_s %g s: "
+      "are the clocks synchronised?)",
+      last_rejected_stamp_s_, last_rejected_stamp_s_ - last_rejected_now_s_, last_rejected_now_s_,
+      params_.max_future_stamp_s);
+  } else if (last_rejection_ == Rejection::out_of_order_stamp) {
     std::snprintf(
       buf, sizeof(buf), "out_of_order_stamp: stamp %.6f s is older than the last accepted %.6f s",
       last_rejected_stamp_s_, stamp_s_);
@@ -399,6 +433,30 @@ std::string WrenchWatchdog::describe_last_rejection() const
     std::snprintf(buf, sizeof(buf), "malformed: wrench must have 6 components");
   }
   return std::string(buf) + "; feed-forward wrench zeroed until the next valid command";
+}
+
+// --------------------------------------------------------------------------- wrench mode
+
+Result<Vec6> wrench_mode_wrench(
+  const Pose & anchor, const Pose & measured, const Vec6 & measured_twist_base, const Vec6 & wrench_ee,
+  const ImpedanceParams & params)
+{
+  Result<Vec6> out;
+  if (!is_finite(wrench_ee)) {
+    out.status = Status::non_finite;
+    return out;
+  }
+  const Result<Vec6> spring = impedance_wrench(anchor, measured, measured_twist_base, params);
+  if (!spring) {
+    out.status = spring.status;
+    return out;
+  }
+  // Commanded in EE axes at the TCP: rotate to base axes, no lever arm (same point).
+  const Vec6 ff_base = rotate_wrench(measured.orientation, wrench_ee);
+  for (std::size_t i = 0; i < 6; ++i) {
+    out.value[i] = spring.value[i] + ff_base[i];
+  }
+  return out;
 }
 
 // --------------------------------------------------------------------------- twist actions -> target pose

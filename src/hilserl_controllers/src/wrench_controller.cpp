@@ -1,4 +1,4 @@
-// WrenchController: ros2_control plumbing around law::WrenchWatchdog; see the header.
+// WrenchController: ros2_control plumbing around law::WrenchWatchdog and law::wrench_mode_wrench; see the header.
 #include "hilserl_controllers/wrench_controller.hpp"
 
 #include <exception>
@@ -8,15 +8,6 @@ namespace hilserl_controllers
 
 using controller_interface::CallbackReturn;
 using controller_interface::InterfaceConfiguration;
-using controller_interface::interface_configuration_type;
-
-namespace
-{
-
-// Same QoS as the intervention mux's command publishers (hilserl_interfaces.qos.COMMAND).
-rclcpp::QoS command_qos() { return rclcpp::QoS(rclcpp::KeepLast(1)).reliable(); }
-
-}  // namespace
 
 CallbackReturn WrenchController::on_init()
 {
@@ -36,77 +27,103 @@ law::WrenchParams WrenchController::make_wrench_params(const Params & p)
   w.max_force_n = p.max_force_n;
   w.max_torque_nm = p.max_torque_nm;
   w.watchdog_timeout_s = p.watchdog_timeout_s;
+  w.max_future_stamp_s = p.max_future_stamp_s;
   return w;
+}
+
+bool WrenchController::apply_parameters(std::string * error)
+{
+  const law::WrenchParams limits = make_wrench_params(params_);
+  *error = limits.validate();
+  if (!error->empty()) {
+    return false;
+  }
+  law::ImpedanceParams holding;
+  if (!impedance_from_parameters(params_, &holding, error)) {
+    return false;
+  }
+  holding_ = holding;
+  for (auto & arm : arms_) {
+    arm->watchdog.set_params(limits);
+    arm->io.set_max_consecutive_missed_ticks(static_cast<std::size_t>(params_.max_consecutive_missed_ticks));
+  }
+  return true;
 }
 
 CallbackReturn WrenchController::on_configure(const rclcpp_lifecycle::State &)
 {
   params_ = param_listener_->get_params();
-  if (params_.target_topics.size() != params_.arms.size()) {
+  const bool anchor_topics = !params_.anchor_topics.empty();  // empty: the anchor is always the pose at activation
+  if (params_.target_topics.size() != params_.arms.size() ||
+      (anchor_topics && params_.anchor_topics.size() != params_.arms.size()))
+  {
     RCLCPP_ERROR(
-      get_node()->get_logger(), "'target_topics' has %zu entries but 'arms' has %zu: give one topic per arm",
-      params_.target_topics.size(), params_.arms.size());
-    return CallbackReturn::ERROR;
-  }
-  const law::WrenchParams limits = make_wrench_params(params_);
-  const std::string error = limits.validate();
-  if (!error.empty()) {
-    RCLCPP_ERROR(get_node()->get_logger(), "wrench parameters: %s", error.c_str());
+      get_node()->get_logger(),
+      "'target_topics' has %zu entries and 'anchor_topics' %zu, but 'arms' has %zu: give one topic per arm "
+      "(anchor_topics may also be empty)",
+      params_.target_topics.size(), params_.anchor_topics.size(), params_.arms.size());
     return CallbackReturn::ERROR;
   }
   arms_.clear();
   for (std::size_t i = 0; i < params_.arms.size(); ++i) {
     arms_.push_back(std::make_unique<Arm>(params_.arms[i]));
     Arm & arm = *arms_.back();
-    arm.watchdog.set_params(limits);
     // Only hands the message over: validation, clamping and timing happen in update() (the watchdog).
     arm.subscription = get_node()->create_subscription<WrenchMsg>(
       params_.target_topics[i], command_qos(),
       [&arm](const WrenchMsg::SharedPtr msg) { arm.latest_command.writeFromNonRT(msg); });
+    if (anchor_topics) {
+      arm.anchor_input.subscribe(*get_node(), params_.anchor_topics[i], params_.arms[i], params_.base_frame_id, "anchor");
+    }
+  }
+  std::string error;
+  if (!apply_parameters(&error)) {
+    RCLCPP_ERROR(get_node()->get_logger(), "wrench controller parameters: %s", error.c_str());
+    arms_.clear();
+    return CallbackReturn::ERROR;
+  }
+  for (const auto & arm : arms_) {
+    const law::WrenchParams & limits = arm->watchdog.params();
     RCLCPP_INFO(
-      get_node()->get_logger(), "arm '%s' applies %s (EE frame; clamps %.1f N, %.2f N m; watchdog %.3f s)",
-      params_.arms[i].c_str(), arm.subscription->get_topic_name(), limits.max_force_n, limits.max_torque_nm,
-      limits.watchdog_timeout_s);
+      get_node()->get_logger(),
+      "arm '%s' applies %s (EE frame; clamps %.1f N, %.2f N m; watchdog %.3f s; stamps at most %.3f s ahead) "
+      "on a hold toward the pose at activation or the last anchor on '%s' (K %.0f N/m, %.1f N m/rad; reference "
+      "limits %.3f m, %.3f rad)",
+      arm->io.arm_id().c_str(), arm->subscription->get_topic_name(), limits.max_force_n, limits.max_torque_nm,
+      limits.watchdog_timeout_s, limits.max_future_stamp_s,
+      anchor_topics ? arm->anchor_input.topic_name().c_str() : "(no anchor topic)",
+      holding_.translational_stiffness_n_per_m.x, holding_.rotational_stiffness_nm_per_rad.x, holding_.reference_limit_m,
+      holding_.reference_limit_rad);
   }
   return CallbackReturn::SUCCESS;
 }
 
 InterfaceConfiguration WrenchController::command_interface_configuration() const
 {
-  InterfaceConfiguration config{interface_configuration_type::INDIVIDUAL, {}};
-  for (const auto & arm : arms_) {
-    for (const auto & name : arm->io.command_interface_names()) {
-      config.names.push_back(name);
-    }
-  }
-  return config;
+  return interface_configuration(arms_, true);
 }
 
 InterfaceConfiguration WrenchController::state_interface_configuration() const
 {
-  InterfaceConfiguration config{interface_configuration_type::INDIVIDUAL, {}};
-  for (const auto & arm : arms_) {
-    for (const auto & name : arm->io.state_interface_names()) {
-      config.names.push_back(name);
-    }
-  }
-  return config;
+  return interface_configuration(arms_, false);
 }
 
 CallbackReturn WrenchController::on_activate(const rclcpp_lifecycle::State &)
 {
   for (auto & arm_ptr : arms_) {
     Arm & arm = *arm_ptr;
+    FrankaArm::State s;
     std::string error;
-    if (!arm.io.assign(state_interfaces_, command_interfaces_, &error)) {
+    if (!arm.io.activate(state_interfaces_, command_interfaces_, &s, &error)) {
       RCLCPP_ERROR(get_node()->get_logger(), "%s", error.c_str());
       return CallbackReturn::ERROR;
     }
-    // Start from nothing: a command sent before activation is not applied.
+    // Hold softly where the arm is; start from nothing: wrenches and anchors sent before activation are not used.
+    arm.anchor = s.ee_pose;
+    arm.anchor_input.reset();
     arm.watchdog.reset();
     arm.latest_command.initRT(std::shared_ptr<WrenchMsg>());
     arm.offered_msg.reset();
-    arm.tau_previous.fill(0.0);
   }
   return CallbackReturn::SUCCESS;
 }
@@ -114,26 +131,27 @@ CallbackReturn WrenchController::on_activate(const rclcpp_lifecycle::State &)
 CallbackReturn WrenchController::on_deactivate(const rclcpp_lifecycle::State &)
 {
   for (auto & arm : arms_) {
-    arm->io.write(FrankaArm::Joints{});
-    arm->io.release();
+    arm->io.deactivate();
   }
   return CallbackReturn::SUCCESS;
 }
 
 controller_interface::return_type WrenchController::update(const rclcpp::Time & time, const rclcpp::Duration & period)
 {
-  if (param_listener_->is_old(params_)) {  // clamps and timeout may change at run time
+  if (param_listener_->is_old(params_)) {  // gains, clamps and timeouts may change at run time
     params_ = param_listener_->get_params();
-    const law::WrenchParams limits = make_wrench_params(params_);
-    if (limits.validate().empty()) {
-      for (auto & arm : arms_) {
-        arm->watchdog.set_params(limits);
-      }
+    std::string error;
+    if (!apply_parameters(&error)) {
+      RCLCPP_WARN_THROTTLE(
+        get_node()->get_logger(), *get_node()->get_clock(), 1000, "keeping the previous limits and gains: %s",
+        error.c_str());
     }
   }
   const double now_s = time.seconds();
-  const double max_step_nm = params_.max_torque_rate_nm_per_s * period.seconds();
+  const JointSpaceGains gains = joint_space_from_parameters(params_, period.seconds());
 
+  // Every arm is handled every tick: a missed tick of one arm neither skips nor stops the others.
+  auto result = controller_interface::return_type::OK;
   for (auto & arm_ptr : arms_) {
     Arm & arm = *arm_ptr;
     const std::shared_ptr<WrenchMsg> * latest = arm.latest_command.readFromRT();
@@ -144,36 +162,27 @@ controller_interface::return_type WrenchController::update(const rclcpp::Time & 
       // By hand rather than rclcpp::Time, which throws on negative stamps (not in the real-time loop).
       const auto & stamp = arm.offered_msg->header.stamp;
       const double stamp_s = static_cast<double>(stamp.sec) + 1e-9 * static_cast<double>(stamp.nanosec);
-      if (!arm.watchdog.command(law::Vec6{f.x, f.y, f.z, t.x, t.y, t.z}, stamp_s)) {
+      if (!arm.watchdog.command(law::Vec6{f.x, f.y, f.z, t.x, t.y, t.z}, stamp_s, now_s)) {
         RCLCPP_WARN_THROTTLE(
           get_node()->get_logger(), *get_node()->get_clock(), 1000,
-          "arm '%s': wrench command rejected (%s), applying zero until the next valid one; %zu rejected so far",
-          arm.io.arm_id().c_str(), law::rejection_code(arm.watchdog.last_rejection()), arm.watchdog.rejected_count());
+          "arm '%s': wrench command rejected (%s; stamp %.6f s, controller clock %.6f s), applying zero until the "
+          "next valid one; %zu rejected so far",
+          arm.io.arm_id().c_str(), law::rejection_code(arm.watchdog.last_rejection()), stamp_s, now_s,
+          arm.watchdog.rejected_count());
       }
     }
+    (void)arm.anchor_input.take(&arm.anchor);  // a published anchor replaces the pose at activation
 
     FrankaArm::State s;
-    if (!arm.io.read(&s)) {
-      RCLCPP_ERROR_THROTTLE(
-        get_node()->get_logger(), *get_node()->get_clock(), 1000, "arm '%s': robot state unreadable or non-finite",
-        arm.io.arm_id().c_str());
-      return controller_interface::return_type::ERROR;
+    if (!handle_tick(*get_node(), arm.io, arm.io.begin_tick(&s), &result)) {
+      continue;  // nothing written for this arm: its effort interfaces keep the last torques
     }
-    // Commanded in EE axes at the TCP; J is the base-frame Jacobian of the TCP: rotate, no lever arm.
-    const law::Vec6 wrench_base = law::rotate_wrench(s.ee_pose.orientation, arm.watchdog.output(now_s));
-    FrankaArm::Joints tau = law::jacobian_transpose_times<FrankaArm::kJoints>(s.jacobian, wrench_base);
-    if (params_.compensate_coriolis) {
-      for (std::size_t j = 0; j < FrankaArm::kJoints; ++j) {
-        tau[j] += s.coriolis[j];
-      }
-    }
-    tau = law::saturate_torque_rate<FrankaArm::kJoints>(tau, arm.tau_previous, max_step_nm);
-    if (!arm.io.write(tau)) {
-      return controller_interface::return_type::ERROR;
-    }
-    arm.tau_previous = tau;
+    // The simulator's wrench mode: hold toward the anchor + the feed-forward wrench (EE axes -> base axes).
+    const law::Result<law::Vec6> wrench =
+      law::wrench_mode_wrench(arm.anchor, s.ee_pose, s.ee_twist, arm.watchdog.output(now_s), holding_);
+    (void)handle_tick(*get_node(), arm.io, arm.io.finish_tick(s, wrench, gains), &result);
   }
-  return controller_interface::return_type::OK;
+  return result;
 }
 
 }  // namespace hilserl_controllers

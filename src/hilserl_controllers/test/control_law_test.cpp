@@ -242,8 +242,78 @@ void test_watchdog()
   check(dog.command({2, 0, 0, 0, 0, 0}, 0.5) && dog.output(0.5)[0] == 2.0, "reset forgets the last stamp");
   check(std::string(rejection_code(Rejection::non_finite_stamp)) == "non_finite_stamp" &&
           std::string(rejection_code(Rejection::non_finite_wrench)) == "non_finite_wrench" &&
-          std::string(rejection_code(Rejection::out_of_order_stamp)) == "out_of_order_stamp",
+          std::string(rejection_code(Rejection::out_of_order_stamp)) == "out_of_order_stamp" &&
+          std::string(rejection_code(Rejection::future_stamp)) == "future_stamp",
         "reason codes are control.py's strings");
+}
+
+void test_watchdog_future_stamp()
+{
+  // A 30 N command stamped 60 s ahead of the controller clock must not be applied, and must not make
+  // correctly stamped follow-ups look out of order.
+  WrenchWatchdog dog;  // max_future_stamp_s 0.05 by default
+  check(near(dog.params().max_future_stamp_s, 0.05, 0.0), "default max_future_stamp_s is 0.05 s (control.py)");
+  check(!dog.command({30, 0, 0, 0, 0, 0}, 160.0, 100.0), "command 60 s in the future rejected");
+  check(dog.last_rejection() == Rejection::future_stamp, "reason future_stamp");
+  check(dog.describe_last_rejection().find("future_stamp: stamp 160.000000 s is 60.000000 s ahead") == 0,
+        "describe_last_rejection says how far ahead: " + dog.describe_last_rejection());
+  check(dog.is_stale(100.0) && dog.is_stale(159.0), "nothing applied");
+  check(dog.command({1, 0, 0, 0, 0, 0}, 100.5, 100.5), "correctly stamped follow-up accepted");
+  check(dog.output(100.6)[0] == 1.0, "and applied");
+  check(dog.rejection_count(Rejection::future_stamp) == 1 && dog.rejection_count(Rejection::out_of_order_stamp) == 0,
+        "counted as future_stamp, not out_of_order_stamp");
+  // Within the tolerance (clock offset between machines) a stamp slightly ahead is fine.
+  check(dog.command({2, 0, 0, 0, 0, 0}, 100.74, 100.7), "40 ms ahead accepted");
+  check(dog.output(100.7)[0] == 2.0, "and applied at once");
+  // A NaN or infinite clock vouches for nothing.
+  check(!dog.command({2, 0, 0, 0, 0, 0}, 101.0, std::nan("")), "NaN clock rejects");
+  check(!dog.command({2, 0, 0, 0, 0, 0}, 101.0, INFINITY), "+Inf clock rejects");
+  // Offered without a clock: accepted, but output() never applies it while it is still in the future.
+  WrenchWatchdog no_clock;
+  check(no_clock.command({3, 0, 0, 0, 0, 0}, 10.0), "no-clock overload has no future check");
+  check(no_clock.is_stale(5.0) && no_clock.output(9.96)[0] == 3.0, "output applies only within the tolerance");
+  WrenchParams bad;
+  bad.max_future_stamp_s = -0.1;
+  check(bad.validate().find("max_future_stamp_s") == 0, "negative max_future_stamp_s rejected");
+  bad.max_future_stamp_s = std::nan("");
+  check(!bad.validate().empty(), "NaN max_future_stamp_s rejected");
+}
+
+void test_wrench_mode()
+{
+  // With the simulator's wrench-mode gains, the holding spring adds at most K * limit however far the anchor
+  // is, and the feed-forward wrench arrives rotated, unclipped, on top.
+  ImpedanceParams p;
+  p.translational_stiffness_n_per_m = {100, 100, 100};
+  p.rotational_stiffness_nm_per_rad = {3, 3, 3};
+  p.translational_damping_ns_per_m = ImpedanceParams::critical_damping(p.translational_stiffness_n_per_m) * 0.3;
+  p.rotational_damping_nms_per_rad = ImpedanceParams::critical_damping(p.rotational_stiffness_nm_per_rad) * 0.3;
+  p.reference_limit_m = 0.1;
+  p.reference_limit_rad = 0.5;
+  for (int i = 0; i < 200; ++i) {
+    const Pose measured{{uniform(-1, 1), uniform(-1, 1), uniform(-1, 1)}, random_quat()};
+    const Pose anchor{{uniform(-5, 5), uniform(-5, 5), uniform(-5, 5)}, random_quat()};
+    Vec6 ff{};
+    for (double & x : ff) {
+      x = uniform(-20, 20);
+    }
+    const auto with = wrench_mode_wrench(anchor, measured, Vec6{}, ff, p);
+    const auto spring = impedance_wrench(anchor, measured, Vec6{}, p);
+    const Vec6 ff_base = rotate_wrench(measured.orientation, ff);
+    bool sum = with.ok() && spring.ok();
+    for (std::size_t k = 0; k < 6; ++k) {
+      sum = sum && near(with.value[k], spring.value[k] + ff_base[k], 1e-12);
+    }
+    check(sum, "wrench_mode_wrench = impedance toward the anchor + rotated feed-forward");
+    check(norm(linear(spring.value)) <= 100 * 0.1 * (1 + 1e-12) && norm(angular(spring.value)) <= 3 * 0.5 * (1 + 1e-9),
+          "holding spring bounded by K * reference limit");
+  }
+  const Pose here{{0.5, 0, 0.3}, {}};
+  check(wrench_mode_wrench(here, here, Vec6{}, Vec6{std::nan(""), 0, 0, 0, 0, 0}, p).status == Status::non_finite,
+        "NaN feed-forward rejected");
+  const auto still = wrench_mode_wrench(here, here, Vec6{}, Vec6{}, p);
+  check(still.ok() && norm(linear(still.value)) == 0.0 && norm(angular(still.value)) == 0.0,
+        "at the anchor, at rest, no feed-forward: no wrench");
 }
 
 void test_validation()
@@ -297,6 +367,8 @@ int main()
   test_force_bound();
   test_joint_space();
   test_watchdog();
+  test_watchdog_future_stamp();
+  test_wrench_mode();
   test_validation();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;

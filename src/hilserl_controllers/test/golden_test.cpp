@@ -29,6 +29,8 @@ struct Event
 {
   bool is_command = false;
   double time_s = 0.0;         // stamp_s of a command, now_s of an output
+  bool has_now = false;        // command only: offered at controller time now_s (command_at)
+  double now_s = 0.0;
   std::vector<double> wrench;  // command only
 };
 
@@ -107,7 +109,7 @@ std::vector<Case> read_cases(const std::string & path, double * atol)
     if (kind == "hilserl_control_golden") {
       int version = 0;
       ss >> version;
-      if (version != 1) {
+      if (version != 2) {
         die("unsupported format version at " + where);
       }
       header = true;
@@ -134,8 +136,14 @@ std::vector<Case> read_cases(const std::string & path, double * atol)
       std::string op, tok;
       ss >> op >> tok;
       ev.time_s = parse_number(tok, where);
-      if (op == "command") {
+      if (op == "command" || op == "command_at") {
         ev.is_command = true;
+        if (op == "command_at") {
+          std::string now_tok;
+          ss >> now_tok;
+          ev.has_now = true;
+          ev.now_s = parse_number(now_tok, where);
+        }
         ev.wrench = parse_values(ss, where);
       } else if (op != "output") {
         die("unknown event '" + op + "' at " + where);
@@ -269,7 +277,7 @@ std::string check_limit_reference(const Case & c)
   return compare_pose(c, r.value);
 }
 
-std::string check_impedance_wrench(const Case & c)
+law::ImpedanceParams impedance_params(const Case & c)
 {
   law::ImpedanceParams p;
   p.translational_stiffness_n_per_m = vec3(c, "params.translational_stiffness_n_per_m");
@@ -280,8 +288,14 @@ std::string check_impedance_wrench(const Case & c)
   p.reference_limit_rad = scalar(c, "params.reference_limit_rad");
   const std::string invalid = p.validate();
   if (!invalid.empty()) {
-    return "params rejected: " + invalid;
+    throw CaseError{"params rejected: " + invalid};
   }
+  return p;
+}
+
+std::string check_impedance_wrench(const Case & c)
+{
+  const law::ImpedanceParams p = impedance_params(c);
   const law::Pose target{vec3(c, "target_pos"), quat(c, "target_quat")};
   const law::Pose measured{vec3(c, "measured_pos"), quat(c, "measured_quat")};
   const auto r = law::impedance_wrench(target, measured, vec6(need(c.in, "measured_twist_base", 6)), p);
@@ -297,6 +311,7 @@ law::WrenchParams wrench_params(const Case & c)
   p.max_force_n = scalar(c, "params.max_force_n");
   p.max_torque_nm = scalar(c, "params.max_torque_nm");
   p.watchdog_timeout_s = scalar(c, "params.watchdog_timeout_s");
+  p.max_future_stamp_s = scalar(c, "params.max_future_stamp_s");
   const std::string invalid = p.validate();
   if (!invalid.empty()) {
     throw CaseError{"params rejected: " + invalid};
@@ -328,7 +343,8 @@ std::string check_wrench_watchdog(const Case & c)
       return at + "event and result kinds differ";
     }
     if (ev.is_command) {
-      const bool accepted = dog.command(ev.wrench.data(), ev.wrench.size(), ev.time_s);
+      const bool accepted = ev.has_now ? dog.command(ev.wrench.data(), ev.wrench.size(), ev.time_s, ev.now_s)
+                                       : dog.command(ev.wrench.data(), ev.wrench.size(), ev.time_s);
       const std::string reason = accepted ? "" : law::rejection_code(dog.last_rejection());
       if (accepted != want.accepted || reason != want.reason) {
         return at + "command got accepted=" + std::to_string(accepted) + " reason='" + reason + "' want accepted=" +
@@ -342,6 +358,27 @@ std::string check_wrench_watchdog(const Case & c)
     }
   }
   return "";
+}
+
+std::string check_wrench_mode_wrench(const Case & c)
+{
+  const law::ImpedanceParams p = impedance_params(c);
+  const law::Pose anchor{vec3(c, "anchor_pos"), quat(c, "anchor_quat")};
+  const law::Pose measured{vec3(c, "measured_pos"), quat(c, "measured_quat")};
+  const auto r = law::wrench_mode_wrench(
+    anchor, measured, vec6(need(c.in, "measured_twist_base", 6)), vec6(need(c.in, "wrench_ee", 6)), p);
+  if (!c.expected_error.empty()) {
+    if (r.ok()) {
+      return "accepted inputs that must be rejected (" + c.expected_error + ")";
+    }
+    return law::status_name(r.status) == c.expected_error
+             ? ""
+             : std::string("rejected as ") + law::status_name(r.status) + ", want " + c.expected_error;
+  }
+  if (!r) {
+    return std::string("rejected: ") + law::status_name(r.status);
+  }
+  return compare("wrench", vec(r.value), need(c.expect, "wrench", 6));
 }
 
 std::string check_integrate_twist_target(const Case & c)
@@ -386,6 +423,7 @@ std::string check(const Case & c)
     if (c.function == "impedance_wrench") return check_impedance_wrench(c);
     if (c.function == "clamp_wrench") return check_clamp_wrench(c);
     if (c.function == "wrench_watchdog") return check_wrench_watchdog(c);
+    if (c.function == "wrench_mode_wrench") return check_wrench_mode_wrench(c);
     if (c.function == "integrate_twist_target") return check_integrate_twist_target(c);
     return "unknown function '" + c.function + "'";
   } catch (const CaseError & e) {

@@ -5,15 +5,16 @@ JSON parsing in dependency-free C++ is not worth writing, so the golden file is
 rewritten as one record per line (whitespace-separated tokens, numbers as
 Python ``repr`` so they round-trip exactly; non-finite numbers as nan/inf/-inf):
 
-    hilserl_control_golden 1
+    hilserl_control_golden 2
     atol <float>
     case <name> <function>
     in <key> <n> <v1> ... <vn>          (nested objects flattened: params.max_force_n, box.min_position_m)
     in box 0                            (box: null)
-    event command <stamp_s> <n> <w1> ... <wn>
+    event command <stamp_s> <n> <w1> ... <wn>            (offered without a clock: no future_stamp check)
+    event command_at <stamp_s> <now_s> <n> <w1> ... <wn>  (offered at controller time now_s)
     event output <now_s>
     expect <key> <n> <v1> ... <vn>      (pos, quat, wrench)
-    expect error <code>                 (integrate_twist_target: non_finite)
+    expect error <code>                 (integrate_twist_target, wrench_mode_wrench: non_finite)
     result accepted <0|1> <reason|->    (wrench_watchdog, one per command event)
     result wrench <n> <w1> ... <wn>     (wrench_watchdog, one per output event)
     end
@@ -32,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -83,7 +84,9 @@ def case_lines(case: Dict[str, Any]) -> List[str]:
     inputs = case["inputs"]
     _inputs("", inputs, out)
     for ev in inputs.get("events", []):
-        if ev["op"] == "command":
+        if ev["op"] == "command" and ev.get("now_s") is not None:
+            out.append(" ".join(["event", "command_at", _fmt(ev["stamp_s"]), _fmt(ev["now_s"])] + _values(ev["wrench"])))
+        elif ev["op"] == "command":
             out.append(" ".join(["event", "command", _fmt(ev["stamp_s"])] + _values(ev["wrench"])))
         elif ev["op"] == "output":
             out.append(f"event output {_fmt(ev['now_s'])}")

@@ -18,7 +18,11 @@ reference limiting, and the relative observation/action frames):
   ``reference_limit_rad`` of the measured pose, so the spring force can never
   exceed ``K * limit`` however far away the target is.
 - :func:`clamp_wrench` and :class:`WrenchWatchdog`: the feed-forward wrench path
-  of dynamic tasks: norm clamps, NaN/Inf rejection, zero after a timeout.
+  of dynamic tasks: norm clamps, NaN/Inf rejection, zero after a timeout,
+  commands stamped in the future (beyond a clock-offset tolerance) rejected.
+- :func:`wrench_mode_wrench`: the Cartesian wrench of wrench mode: a soft,
+  reference-limited impedance toward an anchor pose plus the feed-forward
+  wrench rotated from the current EE axes to base axes.
 - :func:`integrate_twist_target` and :class:`WorkspaceBox`: how a normalised
   twist action in the current EE frame becomes a target pose (intervention mux
   and simulator share it).
@@ -49,6 +53,8 @@ __all__ = [
     "REJECT_NON_FINITE_WRENCH",
     "REJECT_NON_FINITE_STAMP",
     "REJECT_OUT_OF_ORDER",
+    "REJECT_FUTURE_STAMP",
+    "wrench_mode_wrench",
     "WorkspaceBox",
     "integrate_twist_target",
     "GOLDEN_PATH",
@@ -205,14 +211,24 @@ def impedance_wrench(target_pos, target_quat, measured_pos, measured_quat, measu
 
 @dataclass
 class WrenchParams:
-    """Limits of the feed-forward wrench path: norm clamps and the command watchdog."""
+    """Limits of the feed-forward wrench path: norm clamps and the command watchdog.
+
+    ``max_future_stamp_s`` is how far a command's stamp may lie ahead of the
+    controller's clock (``stamp_s - now_s``) and still be accepted. It absorbs
+    the clock offset between the machine that stamps commands (intervention mux)
+    and the one that runs the controller, so that offset must stay below it
+    (NTP: a few ms on a LAN; PTP: microseconds). Without this bound one command
+    stamped far ahead would be applied until ``now > stamp + watchdog_timeout_s``
+    and every correctly stamped follow-up would be refused as out of order.
+    """
 
     max_force_n: float = 30.0
     max_torque_nm: float = 5.0
     watchdog_timeout_s: float = 0.25
+    max_future_stamp_s: float = 0.05
 
     def __post_init__(self):
-        for name in ("max_force_n", "max_torque_nm"):
+        for name in ("max_force_n", "max_torque_nm", "max_future_stamp_s"):
             v = float(getattr(self, name))
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"WrenchParams.{name} must be finite and >= 0, got {v!r}")
@@ -239,6 +255,7 @@ REJECT_MALFORMED = "malformed"
 REJECT_NON_FINITE_WRENCH = "non_finite_wrench"
 REJECT_NON_FINITE_STAMP = "non_finite_stamp"
 REJECT_OUT_OF_ORDER = "out_of_order_stamp"
+REJECT_FUTURE_STAMP = "future_stamp"
 
 
 class WrenchWatchdog:
@@ -250,11 +267,15 @@ class WrenchWatchdog:
 
     - :meth:`command` clamps (:func:`clamp_wrench`) and stores a command, or
       rejects it. A rejection is fail-safe: the output is zero until the next
-      accepted command. Reasons: ``malformed`` (not 6 numbers),
-      ``non_finite_wrench``, ``non_finite_stamp``, ``out_of_order_stamp``
-      (older than the last accepted one).
+      accepted command. Reasons, checked in this order: ``malformed`` (not 6
+      numbers), ``non_finite_wrench``, ``non_finite_stamp``, ``future_stamp``
+      (``stamp_s - now_s > max_future_stamp_s``; only when ``now_s`` is given),
+      ``out_of_order_stamp`` (older than the last accepted one).
     - :meth:`output` returns the stored wrench while ``now_s - stamp_s <=
-      watchdog_timeout_s`` and zeros after that (and before any command).
+      watchdog_timeout_s`` and ``stamp_s - now_s <= max_future_stamp_s``, and
+      zeros otherwise (and before any command). The second condition only
+      matters for commands offered without ``now_s`` or after the clock jumped
+      back: a stamp far in the future is never applied.
     - ``rejected_count``, ``rejection_counts`` (per reason) and
       ``last_rejection`` (a sentence for a diagnostic message) report rejections.
     """
@@ -276,19 +297,33 @@ class WrenchWatchdog:
         self._wrench = np.zeros(6)
         return False
 
-    def command(self, wrench, stamp_s: float) -> bool:
-        """Offer a wrench ``[f, tau]`` stamped ``stamp_s`` (seconds); True if accepted."""
+    def command(self, wrench, stamp_s: float, now_s: Optional[float] = None) -> bool:
+        """Offer a wrench ``[f, tau]`` stamped ``stamp_s`` (s), received at ``now_s`` (s); True if accepted.
+
+        ``now_s`` is the controller's clock at the tick the command is handled
+        (the clock ``stamp_s`` must come from). Pass it: only then is a command
+        stamped more than ``max_future_stamp_s`` ahead rejected (``future_stamp``);
+        a non-finite ``now_s`` rejects every command. ``None`` skips that check
+        (callers without a clock); :meth:`output` still never applies such a command.
+        """
         try:
             w = np.asarray(wrench, dtype=float)
             stamp = float(stamp_s)
+            now = None if now_s is None else float(now_s)
         except (TypeError, ValueError):
-            return self._reject(REJECT_MALFORMED, f"wrench {wrench!r} / stamp {stamp_s!r} are not numbers")
+            return self._reject(REJECT_MALFORMED, f"wrench {wrench!r} / stamp {stamp_s!r} / now {now_s!r} are not numbers")
         if w.shape != (6,):
             return self._reject(REJECT_MALFORMED, f"wrench must have 6 components, got shape {w.shape}")
         if not np.all(np.isfinite(w)):
             return self._reject(REJECT_NON_FINITE_WRENCH, f"wrench has NaN/Inf {w.tolist()}")
         if not math.isfinite(stamp):
             return self._reject(REJECT_NON_FINITE_STAMP, f"stamp is {stamp!r}")
+        if now is not None and (not math.isfinite(now) or stamp - now > self.params.max_future_stamp_s):
+            return self._reject(
+                REJECT_FUTURE_STAMP,
+                f"stamp {stamp:.6f} s is {stamp - now:.6f} s ahead of the controller clock {now:.6f} s "
+                f"(> max_future_stamp_s {self.params.max_future_stamp_s:g} s: are the clocks synchronised?)",
+            )
         if self._stamp_s is not None and stamp < self._stamp_s:
             return self._reject(REJECT_OUT_OF_ORDER, f"stamp {stamp:.6f} s is older than the last accepted {self._stamp_s:.6f} s")
         self._wrench = clamp_wrench(w, self.params)
@@ -296,14 +331,47 @@ class WrenchWatchdog:
         return True
 
     def output(self, now_s: float) -> np.ndarray:
-        """Wrench to apply at time ``now_s``: the last accepted command, or zeros once it is too old."""
-        if self._stamp_s is None or not math.isfinite(now_s) or now_s - self._stamp_s > self.params.watchdog_timeout_s:
+        """Wrench to apply at time ``now_s``: the last accepted command, or zeros once it is too old (or still in the future)."""
+        if (
+            self._stamp_s is None
+            or not math.isfinite(now_s)
+            or now_s - self._stamp_s > self.params.watchdog_timeout_s
+            or self._stamp_s - now_s > self.params.max_future_stamp_s
+        ):
             return np.zeros(6)
         return self._wrench.copy()
 
     def is_stale(self, now_s: float) -> bool:
         """True when :meth:`output` would return zeros because no recent command is held."""
         return not np.any(self.output(now_s))
+
+
+# --------------------------------------------------------------------------- wrench mode
+
+
+def wrench_mode_wrench(
+    anchor_pos, anchor_quat, measured_pos, measured_quat, measured_twist_base, feedforward_wrench_ee, params: ImpedanceParams
+) -> np.ndarray:
+    """Cartesian wrench of wrench mode (6,), base axes at the TCP: holding impedance plus feed-forward.
+
+    ``impedance_wrench(anchor, measured, twist, params)`` (a soft spring toward
+    the anchor pose, reference-limited, so it adds at most ``K * limit``) plus
+    ``feedforward_wrench_ee`` (``[f, tau]`` at the TCP in the CURRENT EE axes,
+    e.g. :meth:`WrenchWatchdog.output`) rotated to base axes by the measured
+    orientation (same point: a rotation, not the full adjoint). With a zero or
+    stale feed-forward wrench the arm is held near the anchor instead of
+    floating. The simulator's wrench mode and the C++ WrenchController apply
+    this with the ``wrench_*`` gains. Raises :class:`NonFiniteCommandError` on NaN/Inf.
+    """
+    w = np.asarray(feedforward_wrench_ee, dtype=float)
+    if w.shape != (6,):
+        raise ValueError(f"feed-forward wrench must be 6 numbers [fx, fy, fz, tx, ty, tz], got shape {w.shape}")
+    if not is_finite_command(w):
+        raise NonFiniteCommandError(f"feed-forward wrench has NaN/Inf: {w.tolist()}")
+    if not (is_finite_command(measured_pos) and is_finite_command(measured_quat)):
+        raise NonFiniteCommandError(f"measured pose has NaN/Inf: pos={measured_pos!r}, quat={measured_quat!r}")
+    F = impedance_wrench(anchor_pos, anchor_quat, measured_pos, measured_quat, measured_twist_base, params)
+    return F + frames.rotate_wrench(frames.quat_to_matrix(measured_quat), w)
 
 
 # --------------------------------------------------------------------------- twist actions -> target pose

@@ -194,6 +194,10 @@ struct WrenchParams
   double max_force_n = 30.0;
   double max_torque_nm = 5.0;
   double watchdog_timeout_s = 0.25;
+  // How far a command's stamp may lie ahead of the controller clock and still be
+  // accepted (s). It absorbs the clock offset between the machine that stamps
+  // commands and the controller's, so that offset must stay below it (NTP/PTP).
+  double max_future_stamp_s = 0.05;
 
   std::string validate() const;
 };
@@ -203,25 +207,36 @@ struct WrenchParams
 Result<Vec6> clamp_wrench(const Vec6 & wrench, const WrenchParams & params);
 
 // Why the watchdog refused a command; the codes are control.py's REJECT_* strings.
-enum class Rejection { none = 0, malformed, non_finite_wrench, non_finite_stamp, out_of_order_stamp };
-constexpr std::size_t kRejectionKinds = 5;
-// "" for none, else "malformed", "non_finite_wrench", "non_finite_stamp", "out_of_order_stamp".
+enum class Rejection { none = 0, malformed, non_finite_wrench, non_finite_stamp, out_of_order_stamp, future_stamp };
+constexpr std::size_t kRejectionKinds = 6;
+// "" for none, else "malformed", "non_finite_wrench", "non_finite_stamp", "out_of_order_stamp",
+// "future_stamp".
 const char * rejection_code(Rejection r);
 
 // Holds the last accepted feed-forward wrench and zeroes it when commands stop.
 // Time comes in as arguments, so the same sequence gives the same outputs here,
 // in the simulator and in the golden file. A rejected command zeroes the output
 // until the next accepted one (fail-safe). Real-time safe: no allocation.
+// Rejections, checked in this order: malformed, non_finite_wrench,
+// non_finite_stamp, future_stamp (stamp_s - now_s > max_future_stamp_s, only
+// when now_s is given; a non-finite now_s rejects), out_of_order_stamp (older
+// than the last accepted command).
 class WrenchWatchdog
 {
 public:
   explicit WrenchWatchdog(const WrenchParams & params = WrenchParams{}) : params_(params) {}
 
-  // Offer a wrench [f, tau] stamped stamp_s (s); true if accepted (then stored clamped).
-  bool command(const Vec6 & wrench, double stamp_s);
+  // Offer a wrench [f, tau] stamped stamp_s (s) at controller time now_s (s), the
+  // clock the stamp must come from; true if accepted (then stored clamped).
+  bool command(const Vec6 & wrench, double stamp_s, double now_s);
   // Same, from n numbers; n != 6 is rejected as malformed.
+  bool command(const double * wrench, std::size_t n, double stamp_s, double now_s);
+  // Without a clock (control.py's now_s=None): no future_stamp check; output() still
+  // never applies a command stamped more than max_future_stamp_s ahead of its now_s.
+  bool command(const Vec6 & wrench, double stamp_s);
   bool command(const double * wrench, std::size_t n, double stamp_s);
-  // Wrench to apply at now_s: the last accepted one while now_s - stamp <= timeout, else zeros.
+  // Wrench to apply at now_s: the last accepted one while now_s - stamp <= timeout and
+  // stamp - now_s <= max_future_stamp_s, else zeros.
   Vec6 output(double now_s) const;
   // True when output(now_s) is all zeros (nothing recent held).
   bool is_stale(double now_s) const;
@@ -237,7 +252,8 @@ public:
   std::string describe_last_rejection() const;
 
 private:
-  bool reject(Rejection r, double stamp_s);
+  bool offer(const Vec6 & wrench, double stamp_s, bool has_now, double now_s);
+  bool reject(Rejection r, double stamp_s, double now_s);
 
   WrenchParams params_;
   Vec6 wrench_{};
@@ -247,7 +263,20 @@ private:
   std::array<std::size_t, kRejectionKinds> rejection_counts_{};
   Rejection last_rejection_ = Rejection::none;
   double last_rejected_stamp_s_ = 0.0;
+  double last_rejected_now_s_ = 0.0;
 };
+
+// --------------------------------------------------------------------------- wrench mode
+
+// Cartesian wrench of wrench mode (base axes, at the TCP): impedance_wrench toward
+// the anchor pose (soft, reference-limited: it adds at most K * limit) plus the
+// feed-forward wrench_ee ([f, tau] at the TCP in the CURRENT EE axes, e.g.
+// WrenchWatchdog::output) rotated to base axes by the measured orientation (same
+// point: no lever arm). A zero or stale feed-forward wrench holds the arm near the
+// anchor instead of letting it float. non_finite on NaN/Inf in any input.
+Result<Vec6> wrench_mode_wrench(
+  const Pose & anchor, const Pose & measured, const Vec6 & measured_twist_base, const Vec6 & wrench_ee,
+  const ImpedanceParams & params);
 
 // --------------------------------------------------------------------------- twist actions -> target pose
 

@@ -1,12 +1,25 @@
-// Feed-forward wrench controller (HIL-SERL dynamic tasks) for one or more Franka
-// arms under ros2_control.
+// Wrench-mode controller (HIL-SERL dynamic tasks) for one or more Franka arms
+// under ros2_control: the simulator's wrench mode (hilserl_sim robot.py), on the robot.
 //
-// Per arm: geometry_msgs/WrenchStamped commands in the CURRENT end-effector frame
-// arrive through a real-time buffer; each new one is offered to a
-// law::WrenchWatchdog (norm clamps; NaN/Inf, bad stamps and out-of-order stamps
-// rejected, which zeroes the output at once; zero after watchdog_timeout_s without
-// a command). The held wrench is rotated to base axes (same point: the TCP) and
-// applied as tau = J^T F (+ Coriolis), rate-limited.
+// Per arm and per tick:
+//   F   = law::wrench_mode_wrench: a soft, reference-limited impedance toward the
+//         anchor pose (parameters as the impedance controller's, with the
+//         simulator's wrench_* defaults) + the feed-forward wrench rotated from
+//         the CURRENT end-effector axes to base axes (same point: the TCP);
+//   tau = J^T F + nullspace posture torque + Coriolis, rate-limited.
+// So a zero, stale or rejected feed-forward wrench leaves the arm held softly
+// near the anchor, not floating and drifting in its nullspace.
+//
+// Feed-forward: geometry_msgs/WrenchStamped commands arrive through a real-time
+// buffer; each new one is offered to a law::WrenchWatchdog at the tick's time
+// (norm clamps; NaN/Inf, bad stamps, out-of-order stamps and stamps more than
+// max_future_stamp_s ahead of the controller clock rejected, which zeroes the
+// output at once; zero after watchdog_timeout_s without a command).
+//
+// Anchor: the measured pose at activation; replaced by each valid
+// geometry_msgs/PoseStamped on anchor_topics (same checks as the impedance
+// controller's target, shared PoseInput). On the robot the anchor therefore stays
+// the pose at activation unless something (a reset procedure) publishes one.
 #pragma once
 
 #include <memory>
@@ -49,18 +62,22 @@ private:
   {
     explicit Arm(const std::string & arm_id) : io(arm_id) {}
 
-    FrankaArm io;
-    rclcpp::Subscription<WrenchMsg>::SharedPtr subscription;
+    FrankaArm io;            // interfaces, state, nullspace posture, torque history, missed ticks
+    PoseInput anchor_input;  // anchor_topics entry
+    law::Pose anchor;        // where the holding impedance pulls: pose at activation or the last anchor message
     realtime_tools::RealtimeBuffer<std::shared_ptr<WrenchMsg>> latest_command;
     std::shared_ptr<WrenchMsg> offered_msg;  // the last message given to the watchdog (RT side)
     law::WrenchWatchdog watchdog;
-    FrankaArm::Joints tau_previous{};
+    rclcpp::Subscription<WrenchMsg>::SharedPtr subscription;  // last: destroyed first
   };
 
   static law::WrenchParams make_wrench_params(const Params & p);
+  // Reads the parameters that may change at run time into the law's structs; false (sentence in *error) when unusable.
+  bool apply_parameters(std::string * error);
 
   std::shared_ptr<hilserl_wrench_controller::ParamListener> param_listener_;
   Params params_;
+  law::ImpedanceParams holding_;  // the impedance toward the anchor
   std::vector<std::unique_ptr<Arm>> arms_;
 };
 

@@ -38,7 +38,10 @@ SCHEMA = {
     "top_level": {"schema": "this description", "atol": "float", "seed": "int used for the random cases", "cases": "list of case"},
     "case": {
         "name": "unique string",
-        "function": "one of limit_reference, impedance_wrench, clamp_wrench, wrench_watchdog, integrate_twist_target",
+        "function": (
+            "one of limit_reference, impedance_wrench, clamp_wrench, wrench_watchdog, wrench_mode_wrench, "
+            "integrate_twist_target"
+        ),
         "description": "string (hand-checkable cases say why the answer is what it is)",
         "inputs": "object, per function below",
         "expected": "object, per function below",
@@ -57,17 +60,28 @@ SCHEMA = {
             "expected": "wrench[6] in base axes at the TCP (reference limiting applied first)",
         },
         "clamp_wrench": {
-            "inputs": "wrench[6], params: {max_force_n, max_torque_nm, watchdog_timeout_s}",
+            "inputs": "wrench[6], params: {max_force_n, max_torque_nm, watchdog_timeout_s, max_future_stamp_s}",
             "expected": "wrench[6]",
         },
         "wrench_watchdog": {
             "inputs": (
-                "params: {max_force_n, max_torque_nm, watchdog_timeout_s}; events: list of "
-                "{op: 'command', wrench[6], stamp_s} or {op: 'output', now_s}, applied in order to one fresh watchdog"
+                "params: {max_force_n, max_torque_nm, watchdog_timeout_s, max_future_stamp_s}; events: list of "
+                "{op: 'command', wrench[6], stamp_s, now_s (optional: absent = offered without a clock, "
+                "no future_stamp check)} or {op: 'output', now_s}, applied in order to one fresh watchdog"
             ),
             "expected": (
                 "results: one per event; for 'command' {accepted: bool, reason: '' or one of malformed, "
-                "non_finite_wrench, non_finite_stamp, out_of_order_stamp}; for 'output' {wrench[6]}"
+                "non_finite_wrench, non_finite_stamp, future_stamp, out_of_order_stamp}; for 'output' {wrench[6]}"
+            ),
+        },
+        "wrench_mode_wrench": {
+            "inputs": (
+                "anchor_pos[3], anchor_quat[4], measured_pos[3], measured_quat[4], measured_twist_base[6], "
+                "wrench_ee[6] (feed-forward, current EE axes, at the TCP), params: as impedance_wrench"
+            ),
+            "expected": (
+                "wrench[6] in base axes at the TCP: impedance_wrench toward the anchor + the feed-forward wrench "
+                "rotated to base axes; or error: 'non_finite' when an input has NaN/Inf"
             ),
         },
         "integrate_twist_target": {
@@ -108,7 +122,12 @@ def imp_params_json(p: C.ImpedanceParams):
 
 
 def wrench_params_json(p: C.WrenchParams):
-    return {"max_force_n": p.max_force_n, "max_torque_nm": p.max_torque_nm, "watchdog_timeout_s": p.watchdog_timeout_s}
+    return {
+        "max_force_n": p.max_force_n,
+        "max_torque_nm": p.max_torque_nm,
+        "watchdog_timeout_s": p.watchdog_timeout_s,
+        "max_future_stamp_s": p.max_future_stamp_s,
+    }
 
 
 def build():
@@ -192,10 +211,13 @@ def build():
         dog = C.WrenchWatchdog(params)
         results, ev_json = [], []
         for ev in events:
-            if ev[0] == "command":
-                ok = dog.command(ev[1], ev[2])
+            if ev[0] == "command":  # ("command", wrench, stamp_s) without a clock, or (..., now_s)
+                now = ev[3] if len(ev) > 3 else None
+                ok = dog.command(ev[1], ev[2], now)
                 results.append({"accepted": ok, "reason": "" if ok else dog.last_rejection_code})
                 ev_json.append({"op": "command", "wrench": enc(ev[1]), "stamp_s": enc(ev[2])})
+                if now is not None:
+                    ev_json[-1]["now_s"] = enc(now)
             else:
                 results.append({"wrench": enc(dog.output(ev[1]))})
                 ev_json.append({"op": "output", "now_s": enc(ev[1])})
@@ -216,6 +238,26 @@ def build():
     wd("watchdog_out_of_order", "a command older than the last accepted one is rejected (fail-safe zero)",
        [("command", w1, 2.0), ("command", [5, 5, 5, 0, 0, 0], 1.9), ("output", 2.0), ("command", [0, 1, 0, 0, 0, 0], 2.0),
         ("output", 2.1)])
+    wd("watchdog_future_stamp_rejected",
+       "30 N stamped 60 s ahead of the controller clock (max_future_stamp_s 0.05) is rejected and never applied; "
+       "a command 0.02 s ahead is accepted; correctly stamped follow-ups are not refused as out of order",
+       [("command", [30, 0, 0, 0, 0, 0], 160.0, 100.0), ("output", 100.0), ("command", [10, 0, 0, 0, 0, 0], 100.02, 100.0),
+        ("output", 100.0), ("output", 100.2), ("command", [0, 5, 0, 0, 0, 0], 100.3, 100.3), ("output", 100.3),
+        ("output", 159.0)])
+    wd("watchdog_future_stamp_tolerance_inclusive",
+       "max_future_stamp_s 0.0625: exactly 0.0625 s ahead is accepted, 0.125 s ahead is rejected (fail-safe zero)",
+       [("command", w1, 2.0625, 2.0), ("output", 2.0), ("command", w1, 2.125, 2.0), ("output", 2.0)],
+       C.WrenchParams(30.0, 5.0, 0.25, 0.0625))
+    wd("watchdog_future_stamp_zero_tolerance",
+       "max_future_stamp_s 0: a stamp equal to now is accepted, one 0.25 s ahead is rejected",
+       [("command", w1, 1.0, 1.0), ("output", 1.0), ("command", w1, 1.5, 1.25), ("output", 1.25)],
+       C.WrenchParams(30.0, 5.0, 0.25, 0.0))
+    wd("watchdog_future_stamp_non_finite_clock", "a NaN or Inf controller clock vouches for no stamp: rejected",
+       [("command", w1, 1.0, np.nan), ("command", w1, 1.0, np.inf), ("command", w1, 1.0, -np.inf), ("output", 1.0)])
+    wd("watchdog_output_never_applies_future_stamp",
+       "offered without a clock (no future_stamp check), a command stamped 5 s ahead is held but output only "
+       "once now is within max_future_stamp_s (0.05) of its stamp",
+       [("command", w1, 10.0), ("output", 5.0), ("output", 9.9), ("output", 9.96), ("output", 10.1), ("output", 10.3)])
 
     # ---- integrate_twist_target
     def it(name, desc, mp, mq, a, ls, angs, box):
@@ -254,6 +296,47 @@ def build():
         mq = F.quat_multiply(down, F.rotvec_to_quat(rng.uniform(-0.3, 0.3, 3)))
         it(f"integrate_random_{i}", "random", rng.uniform([0.3, -0.3, 0.05], [0.7, 0.3, 0.5]), mq,
            rng.uniform(-1, 1, 6), 0.02, 0.1, obox if i % 2 else box)
+
+    # ---- wrench_mode_wrench (after every other random case, so adding it changed none of theirs)
+    def wm(name, desc, ap, aq, mp, mq, tw, w_ee, params):
+        try:
+            expected = {"wrench": enc(C.wrench_mode_wrench(ap, aq, mp, mq, tw, w_ee, params))}
+        except C.NonFiniteCommandError:
+            expected = {"error": "non_finite"}
+        cases.append({"name": name, "function": "wrench_mode_wrench", "description": desc,
+                      "inputs": {"anchor_pos": enc(ap), "anchor_quat": enc(aq), "measured_pos": enc(mp),
+                                 "measured_quat": enc(mq), "measured_twist_base": enc(tw), "wrench_ee": enc(w_ee),
+                                 "params": imp_params_json(params)},
+                      "expected": expected})
+
+    def zeta(k, ratio):
+        return 2.0 * ratio * np.sqrt(np.broadcast_to(np.asarray(k, float), (3,)))
+
+    # The simulator's wrench-mode defaults (ArmControlConfig.wrench_*): K 100 N/m, 3 N m/rad, damping ratio 0.3,
+    # reference limits 0.1 m, 0.5 rad.
+    pw = C.ImpedanceParams(100.0, 3.0, 0.1, 0.5, zeta(100.0, 0.3), zeta(3.0, 0.3))
+    yaw90 = rot([0, 0, 1], math.pi / 2)
+    wm("wrench_mode_zero_feedforward_holds_anchor", "no feed-forward, 5 cm from the anchor along x, K 100: F = (5, 0, 0) N",
+       [0.55, 0, 0.3], down, [0.5, 0, 0.3], down, z6, z6, pw)
+    wm("wrench_mode_far_anchor_clipped", "anchor 1 m away along -y, limit 0.1 m, K 100: F = (0, -10, 0) N at most",
+       [0.5, -1.0, 0.3], down, [0.5, 0, 0.3], down, z6, z6, pw)
+    wm("wrench_mode_feedforward_gripper_down", "at the anchor, gripper down: EE (0, 0, 10 N, 0, 0, 1 N m) is base (0, 0, -10, 0, 0, -1)",
+       [0.5, 0, 0.3], down, [0.5, 0, 0.3], down, z6, [0, 0, 10, 0, 0, 1], pw)
+    wm("wrench_mode_feedforward_plus_spring_and_damping",
+       "EE yawed 90 deg: EE +x force is base +y; plus the spring 2 cm along x (2 N) and damping of 0.1 m/s along y "
+       "(D = 2 * 0.3 * 10 = 6: -0.6 N)",
+       [0.52, 0, 0.3], yaw90, [0.5, 0, 0.3], yaw90, [0, 0.1, 0, 0, 0, 0], [4, 0, 0, 0, 0, 0], pw)
+    wm("wrench_mode_rotation_clipped", "anchor 90 deg about z, limit 0.5 rad, Kr 3: torque z = 1.5 N m, plus 0.5 N m feed-forward",
+       [0.5, 0, 0.3], yaw90, [0.5, 0, 0.3], I, z6, [0, 0, 0, 0, 0, 0.5], pw)
+    wm("wrench_mode_nan_feedforward_rejected", "NaN in the feed-forward wrench", [0.5, 0, 0.3], I, [0.5, 0, 0.3], I, z6,
+       [np.nan, 0, 0, 0, 0, 0], pw)
+    wm("wrench_mode_nan_twist_rejected", "NaN in the measured twist", [0.5, 0, 0.3], I, [0.5, 0, 0.3], I,
+       [0, 0, 0, np.nan, 0, 0], z6, pw)
+    for i in range(4):
+        params = C.ImpedanceParams(rng.uniform(10, 500, 3), rng.uniform(1, 30, 3), float(rng.uniform(0.02, 0.2)),
+                                   float(rng.uniform(0.1, 0.8)), rng.uniform(0, 20, 3), rng.uniform(0, 3, 3))
+        wm(f"wrench_mode_random_{i}", "random", rng.uniform(-1, 1, 3), rand_quat(), rng.uniform(-1, 1, 3), rand_quat(),
+           rng.normal(0, 0.3, 6), rng.normal(0, 10, 6), params)
 
     return {"schema": SCHEMA, "atol": ATOL, "seed": SEED, "cases": cases}
 
