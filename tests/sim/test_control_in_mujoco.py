@@ -39,8 +39,8 @@ def test_reference_limiting_bounds_wall_force_to_stiffness_times_limit(limit_m):
             arm.command_pose(target, quat, stamp_s=sim.time)
             sim.step()
             forces.append(arm.state().wrench[0])
-        # The wall pushes back (-x) on the fingers with K * limit at rest.
-        f = -np.mean(forces[-5:])
+        # At rest the robot pushes the wall (+x) with K * limit: O_F_ext_hat_K reads +x.
+        f = np.mean(forces[-5:])
         assert f == pytest.approx(k * limit_m, rel=0.08), forces
         assert arm.state().position[0] > 0.55  # it reached the wall
     finally:
@@ -78,6 +78,22 @@ def test_watchdog_zeroes_the_feedforward_wrench_after_the_timeout():
         assert arm.watchdog.is_stale(sim.time)
         # The arm moved up under -z_ee (= +z base) force, then the holding impedance takes over again.
         assert z_pushed > arm.target_pos[2] + 0.005
+    finally:
+        sim.close()
+
+
+def test_a_wrench_stamped_in_the_future_is_refused_and_correct_ones_still_apply():
+    cfg = ArmControlConfig(mode="wrench", wrench_timeout_s=0.2, max_force_n=30.0)
+    sim = Simulator(model.compile_scene(model.build_scene_spec(n_arms=1)), ("arm",), arm_configs={"arm": cfg})
+    try:
+        arm = sim.arms["arm"]
+        assert not arm.command_wrench([0, 0, -20.0, 0, 0, 0], stamp_s=sim.time + 60.0)  # a clock 60 s ahead
+        assert "ahead of the controller clock" in arm.diagnostics()["last_reason"]
+        sim.step(0.05)
+        np.testing.assert_array_equal(arm.last_ff_wrench_base, np.zeros(6))
+        assert arm.command_wrench([0, 0, -20.0, 0, 0, 0], stamp_s=sim.time)  # not locked out as "out of order"
+        sim.step(0.05)
+        assert np.linalg.norm(arm.last_ff_wrench_base[:3]) == pytest.approx(20.0, rel=1e-6)
     finally:
         sim.close()
 

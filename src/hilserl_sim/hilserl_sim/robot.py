@@ -6,9 +6,17 @@ only maps it to joint torques with the same structure as the C++ controller:
 
     tau = J^T (F_impedance + F_feedforward) + N (K_null (q_null - q) - D_null qd) + c(q, qd) + g(q)
 
-with ``N = I - J^T J^{+T}`` the nullspace projector and ``c + g`` MuJoCo's
-bias forces (the real robot compensates gravity itself). Torques saturate at
-the actuators' datasheet limits.
+with ``N = I - J^T (J J^T + lambda^2 I)^-1 J`` the nullspace projector (the C++
+controller's ``law::nullspace_torque``: J the base-frame TCP Jacobian, damped
+pseudo-inverse of J^T with ``nullspace_pinv_damping`` lambda, 0.2 by default as in
+franka_example_controllers) and ``c + g`` MuJoCo's bias forces (the real robot
+compensates gravity itself). Torques saturate at the actuators' datasheet limits.
+
+``external_wrench`` follows franka's ``O_F_ext_hat_K``: the wrench the robot exerts
+on the environment (minus the contact wrench the environment exerts on the hand),
+at the TCP, base axes; pressing down on a table reads f_z < 0, a load resting in the
+hand f_z > 0. Contacts count on link7, the hand, the fingers and every body rigidly
+attached to them (joint-less children such as a tool, bodies held by an active weld equality).
 
 Commands are validated on arrival. A NaN/Inf, malformed or out-of-range
 command, or one that goes stale, makes the controller hold the pose measured at
@@ -43,7 +51,8 @@ class ArmControlConfig:
     damping_ratio: float = param(1.0, "damping as a fraction of critical for a unit-mass end effector (D = 2 zeta sqrt(K))", low=0.0, high=3.0)
     reference_limit_m: float = param(0.02, "reference limiting: max distance of the commanded from the measured position", units="m", low=1e-4, high=0.5)
     reference_limit_rad: float = param(0.1, "reference limiting: max angle of the commanded from the measured orientation", units="rad", low=1e-4, high=3.14)
-    nullspace_stiffness: float = param(10.0, "joint-space posture stiffness in the nullspace", units="N m/rad", low=0.0, high=100.0)
+    nullspace_stiffness: float = param(1.0, "joint-space posture stiffness in the nullspace (the C++ controllers' default; 10 leaked up to 30 N into the task near singular reaches through the damped projector)", units="N m/rad", low=0.0, high=100.0)
+    nullspace_pinv_damping: float = param(0.2, "damping lambda of the pseudo-inverse in the nullspace projector I - J^T (J J^T + lambda^2 I)^-1 J (the C++ controllers' nullspace_pinv_damping); larger is more robust near singularities, smaller decouples posture and task more exactly", low=1e-6, high=1.0)
     mode: str = param("pose", "active controller: pose = impedance to target_pose; wrench = target_pose impedance (wrench_* gains) plus feed-forward target_wrench", choices=("pose", "wrench"))
     wrench_translational_stiffness: float = param(100.0, "translational stiffness in wrench mode", units="N/m", low=0.0, high=5000.0)
     wrench_rotational_stiffness: float = param(3.0, "rotational stiffness in wrench mode", units="N m/rad", low=0.0, high=500.0)
@@ -66,7 +75,7 @@ class ArmState:
     position: np.ndarray  # TCP position [m]
     quat: np.ndarray  # TCP orientation [x, y, z, w]
     twist: np.ndarray  # TCP twist [v, w], base axes
-    wrench: np.ndarray  # wrench the environment exerts on the hand at the TCP, base axes [f, tau]
+    wrench: np.ndarray  # franka O_F_ext_hat_K: wrench the hand exerts on the environment, at the TCP, base axes [f, tau]
     gripper_position: np.ndarray  # finger joint openings [m] (2,)
     gripper_velocity: np.ndarray  # [m/s] (2,)
     gripper_effort: np.ndarray  # finger actuator forces [N] (2,)
@@ -75,6 +84,43 @@ class ArmState:
     @property
     def gripper_width(self) -> float:
         return float(self.gripper_position.sum())
+
+
+def nullspace_torque(J: np.ndarray, q, qd, q_posture, stiffness: float, damping: float, lambda2: float) -> np.ndarray:
+    """The C++ ``law::nullspace_torque``: tau0 = K (q_posture - q) - D qd projected by
+    N = I - J^T (J J^T + lambda^2 I)^-1 J (damped pseudo-inverse of J^T), applied to tau0."""
+    tau0 = stiffness * (np.asarray(q_posture) - q) - damping * np.asarray(qd)
+    JJt = J @ J.T
+    JJt.flat[::JJt.shape[0] + 1] += lambda2
+    return tau0 - J.T @ np.linalg.solve(JJt, J @ tau0)
+
+
+def _welded_closure(model: mujoco.MjModel, core, weld_eqs) -> frozenset:
+    """``core`` plus every body rigidly attached to it: a child without joints of a body in the
+    set (MuJoCo welds it to its parent), or the other side of one of the weld equalities
+    ``weld_eqs`` (ids) with one side in the set. Never the world body."""
+    bodies = set(int(b) for b in core)
+    ends = []
+    for i in weld_eqs:
+        pair = []
+        for obj in (model.eq_obj1id[i], model.eq_obj2id[i]):
+            if model.eq_objtype[i] == mujoco.mjtObj.mjOBJ_SITE:
+                obj = model.site_bodyid[obj]
+            pair.append(int(obj))
+        ends.append(pair)
+    grown = True
+    while grown:
+        grown = False
+        for b in range(1, model.nbody):
+            if b not in bodies and model.body_jntnum[b] == 0 and int(model.body_parentid[b]) in bodies:
+                bodies.add(b)
+                grown = True
+        for b1, b2 in ends:
+            for a, other in ((b1, b2), (b2, b1)):
+                if a in bodies and other != 0 and other not in bodies:
+                    bodies.add(other)
+                    grown = True
+    return frozenset(bodies)
 
 
 def _impedance_params(k_t: float, k_r: float, zeta: float, lim_m: float, lim_rad: float):
@@ -112,11 +158,14 @@ class SimArm:
         self.tau_limit = model.actuator_ctrlrange[self.act, 1].copy()
         self.site = model.site(f"{name}/tcp").id
         self.base_body = model.body(f"{name}/link0").id
-        # Bodies whose contacts count as "external wrench on the hand".
-        hand = model.body(f"{name}/hand").id
-        self.hand_bodies = {hand, model.body(f"{name}/left_finger").id, model.body(f"{name}/right_finger").id,
-                            model.body(f"{name}/link7").id}
         self.finger_bodies = (model.body(f"{name}/left_finger").id, model.body(f"{name}/right_finger").id)
+        # Bodies whose contacts count in the external wrench: link7, the hand, the fingers and
+        # everything welded to them (see the hand_bodies property).
+        self._hand_core = frozenset((model.body(f"{name}/link7").id, model.body(f"{name}/hand").id) + self.finger_bodies)
+        self._static_hand_bodies = _welded_closure(model, self._hand_core, ())
+        self._weld_eqs = [i for i in range(model.neq) if model.eq_type[i] == mujoco.mjtEq.mjEQ_WELD]
+        self._hand_bodies_key: Optional[Tuple[bool, ...]] = None
+        self._hand_bodies_cache = self._static_hand_bodies
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
         self._quat_mj = np.zeros(4)
@@ -138,6 +187,7 @@ class SimArm:
         self._low, self._high = np.asarray(c.target_low, float), np.asarray(c.target_high, float)
         self.null_kp = c.nullspace_stiffness
         self.null_kd = 2.0 * math.sqrt(c.nullspace_stiffness)
+        self.null_lambda2 = float(c.nullspace_pinv_damping) ** 2
         self.watchdog = law.WrenchWatchdog(self._wrench_params)
 
     def reset_base_frame(self) -> None:
@@ -175,23 +225,42 @@ class SimArm:
         np.dot(self.R_wb.T, self._jacr[:, self.d_sl], out=J[3:])
         return J
 
+    @property
+    def hand_bodies(self) -> frozenset:
+        """Body ids whose contacts are "on the hand": link7, hand, fingers and every body rigidly
+        attached to them, by having no joint of its own under one of them (a welded child, e.g. the
+        pan of pan_flip) or by an active weld equality (whatever a task attaches at run time)."""
+        if not self._weld_eqs:
+            return self._static_hand_bodies
+        key = tuple(bool(self.data.eq_active[i]) for i in self._weld_eqs)
+        if key != self._hand_bodies_key:
+            active = [i for i, on in zip(self._weld_eqs, key) if on]
+            self._hand_bodies_cache = _welded_closure(self.model, self._hand_core, active)
+            self._hand_bodies_key = key
+        return self._hand_bodies_cache
+
     def external_wrench(self) -> np.ndarray:
-        """Contact wrench the environment exerts on hand + fingers, at the TCP, base axes."""
+        """franka ``O_F_ext_hat_K``: the contact wrench the hand (with everything rigidly attached
+        to it, and the fingers) exerts on the environment, at the TCP, base axes. It is minus
+        the wrench of the contact forces on those bodies: pushing down on a table gives
+        f_z < 0 ("forces applied by the robot to the environment are positive, forces
+        applied by the environment on the robot negative", libfranka robot_state.h)."""
         m, d = self.model, self.data
+        hand = self.hand_bodies
         tcp = d.site_xpos[self.site]
         total = np.zeros(6)
         f6 = np.zeros(6)
         for i in range(d.ncon):
             c = d.contact[i]
             b1, b2 = m.geom_bodyid[c.geom1], m.geom_bodyid[c.geom2]
-            on1, on2 = b1 in self.hand_bodies, b2 in self.hand_bodies
+            on1, on2 = b1 in hand, b2 in hand
             if on1 == on2:
                 continue
             mujoco.mj_contactForce(m, d, i, f6)
             frame = c.frame.reshape(3, 3)
             f_world = frame.T @ f6[:3]  # force of geom1 on geom2
-            if on1:
-                f_world = -f_world
+            if on2:
+                f_world = -f_world  # now: force of the hand's geom on the other one
             total[:3] += f_world
             total[3:] += np.cross(c.pos - tcp, f_world)
         return np.concatenate((self.R_wb.T @ total[:3], self.R_wb.T @ total[3:]))
@@ -277,7 +346,7 @@ class SimArm:
         if self.config.mode != "wrench":
             self._reject("target_wrench ignored: arm controller is in pose mode")
             return False
-        if not self.watchdog.command(w, stamp):
+        if not self.watchdog.command(w, stamp, now_s=float(self.data.time)):  # a stamp in the future is refused
             self._reject(f"target_wrench rejected: {self.watchdog.last_rejection}")
             return False
         if not np.allclose(law.clamp_wrench(w, self._wrench_params), w):
@@ -333,10 +402,6 @@ class SimArm:
             R = frames.quat_to_matrix(quat)
             self.last_ff_wrench_base = np.concatenate((R @ w_ee[:3], R @ w_ee[3:]))
             F = F + self.last_ff_wrench_base
-        # Nullspace posture torque projected with N = I - J^T (J J^T)^-1 J (damped), applied to a vector.
-        tau0 = self.null_kp * (self.q_null - d.qpos[self.q_sl]) - self.null_kd * qd
-        JJt = J @ J.T
-        JJt.flat[::7] += 1e-6
-        tau_null = tau0 - J.T @ np.linalg.solve(JJt, J @ tau0)
+        tau_null = nullspace_torque(J, d.qpos[self.q_sl], qd, self.q_null, self.null_kp, self.null_kd, self.null_lambda2)
         # Saturation at the datasheet torque limits is MuJoCo's (motors are ctrllimited).
         d.ctrl[self.a_sl] = J.T @ F + tau_null + d.qfrc_bias[self.d_sl]

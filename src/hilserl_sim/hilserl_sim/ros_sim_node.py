@@ -116,8 +116,11 @@ class SimNode(Node):
                                                       namespace=self.get_namespace(), use_global_arguments=False)
             self.companion_nodes.append(self.operator_node)
         self._camera_period = 1.0 / c.camera_rate_hz
+        # /sim/reset sets MuJoCo's clock (sim.time) back to 0, so the camera schedule and the
+        # real-time factor run on the simulated time summed over all episodes.
+        self._sim_elapsed_s = 0.0
         self._next_camera_s = 0.0
-        self._wall_start, self._sim_start = time.monotonic(), self.sim.time
+        self._wall_start = time.monotonic()
         self.create_timer(1.0 / c.state_rate_hz, self._tick)
 
     # -- commands ---------------------------------------------------------------------
@@ -139,6 +142,7 @@ class SimNode(Node):
         success = bool(self.env.task.success())
         self.episode += 1
         self.env.reset(int(self._rng.integers(2**31)))
+        self._next_camera_s = self._sim_elapsed_s  # a frame (and success, operator step) of the new scene at the next tick
         if self.operator_node is not None:
             self.operator_node.episode_ended(success)
         response.success = True
@@ -148,12 +152,14 @@ class SimNode(Node):
     # -- the loop -------------------------------------------------------------------------
     def _tick(self) -> None:
         c = self.conf.value
+        t0 = self.sim.time
         self.sim.step(duration_s=1.0 / c.state_rate_hz)
+        self._sim_elapsed_s += self.sim.time - t0
         stamp = self.get_clock().now().to_msg()
         for arm in self.arms:
             self._publish_state(arm, stamp)
-        if self.sim.time >= self._next_camera_s:
-            self._next_camera_s = self.sim.time + self._camera_period - 1e-9
+        if self._sim_elapsed_s >= self._next_camera_s:
+            self._next_camera_s = self._sim_elapsed_s + self._camera_period - 1e-9
             images = self.sim.render(self.cameras)
             for key, rgb in images.items():
                 msg = Image()
@@ -194,13 +200,14 @@ class SimNode(Node):
 
     def _report(self) -> None:
         wall = time.monotonic() - self._wall_start
-        rtf = (self.sim.time - self._sim_start) / wall if wall > 0 else 0.0
+        rtf = self._sim_elapsed_s / wall if wall > 0 else 0.0
         for arm in self.arms:
             d = self.sim.arms[arm].diagnostics()
             level = diagnostics.WARN if d["holding"] else diagnostics.OK
             self.diag.report(f"arm {arm}", level, d["last_reason"] or "tracking", mode=d["mode"], **{k: v for k, v in d["reason_counts"].items()})
         self.diag.report("sim", diagnostics.OK if rtf > 0.8 else diagnostics.WARN, f"task {self.conf.value.task}, episode {self.episode}",
-                         real_time_factor=f"{rtf:.2f}", sim_time_s=f"{self.sim.time:.1f}")
+                         real_time_factor=f"{rtf:.2f}", sim_time_s=f"{self._sim_elapsed_s:.1f}",
+                         episode_time_s=f"{self.sim.time:.1f}")
 
     def close(self) -> None:
         self.sim.close()
