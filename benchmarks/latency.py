@@ -56,6 +56,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped  # noqa: E402
 from sensor_msgs.msg import Image, JointState, Joy  # noqa: E402
 from std_msgs.msg import Bool, UInt8MultiArray  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
 
 from hilserl import graph as G  # noqa: E402
 from hilserl.runner import GraphRunner  # noqa: E402
@@ -66,6 +67,7 @@ import machine  # noqa: E402  (benchmarks/machine.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARM_NAMES = ["left", "right"]
+RESET_SERVICE = "/latency_driver/reset"  # the driver plays the robot: its "scene" is ready at once
 CAMERAS = ["wrist", "side"]
 
 
@@ -83,7 +85,7 @@ def write_graph(cfg: Path, arms: list, compose: bool = False) -> None:
             {"name": "intervention_mux", "package": "hilserl_teleop", "executable": "mux_node", "namespace": "/{arm}",
              "for_each": "arm", "params_files": ["mux.yaml"], **hot},
             {"name": "actor", "package": "hilserl_policy", "executable": "actor_node", "params_files": ["agent.yaml", "actor.yaml"],
-             "parameters": {"arms": arms, "cameras": cams, "reset_service": "", "max_episode_steps": 100000}, **hot},
+             "parameters": {"arms": arms, "cameras": cams, "reset_service": RESET_SERVICE, "max_episode_steps": 100000}, **hot},
             {"name": "learner", "package": "hilserl_learner", "executable": "learner_node", "params_files": ["agent.yaml", "learner.yaml"],
              "condition": "{with_learner}",
              # no operator here, so no demo data: online-only batches, a modest update rate on this shared CPU
@@ -118,6 +120,7 @@ class Driver:
                                           lambda m, k=f"{a}/{c}": self.on_hop(k, m.header.stamp), qos.SENSOR)
                 n.create_subscription(Joy, f"/{a}/policy/action", lambda m, a=a: self.on_hop(f"{a}/action", m.header.stamp), qos.COMMAND)
         self.success = n.create_publisher(Bool, "/reward/success", qos.EVENTS)
+        n.create_service(Trigger, RESET_SERVICE, lambda req, resp: setattr(resp, "success", True) or resp)
         n.create_subscription(UInt8MultiArray, "/learner/policy_weights", self.on_weights, qos.LATCHED)
         n.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, qos.EVENTS)
         rng = np.random.default_rng(0)
