@@ -61,9 +61,8 @@ def test_wrench_controller_defaults_are_the_simulators_wrench_mode(sim_config):
         # Nullspace posture: stiffness from the config; damping hard-coded as 2 sqrt(K) (ratio 1).
         "nullspace_stiffness_nm_per_rad": c.nullspace_stiffness,
         "nullspace_damping_ratio": _sim(c, "nullspace_damping_ratio", 1.0),
+        "nullspace_pinv_damping": c.nullspace_pinv_damping,
     }
-    if hasattr(c, "nullspace_pinv_damping"):
-        expected["nullspace_pinv_damping"] = c.nullspace_pinv_damping
     got = {k: WRENCH[k] for k in expected}
     assert got == expected, "WrenchController defaults differ from the simulator's wrench mode"
 
@@ -91,6 +90,7 @@ def test_impedance_controller_defaults_are_the_simulators_pose_mode(sim_config):
         "reference_limit_m": c.reference_limit_m,
         "reference_limit_rad": c.reference_limit_rad,
         "nullspace_stiffness_nm_per_rad": c.nullspace_stiffness,
+        "nullspace_pinv_damping": c.nullspace_pinv_damping,
     }
     assert {k: IMPEDANCE[k] for k in expected} == expected
 
