@@ -316,3 +316,46 @@ def test_cached_featurizer_encodes_the_new_images_of_all_cameras_as_one_batch(en
     for out, key, i in ((first, "feature/wrist", 0), (first, "feature/side", 1), (second, "feature/side", 2)):
         np.testing.assert_allclose(out[key].astype(np.float32), encoder(torch.from_numpy(images[i : i + 1]))[0].numpy(),
                                    rtol=1e-2, atol=1e-2)
+
+
+def _tf_same(x, kernel, stride, value=0.0):
+    """Pad an NCHW tensor as TensorFlow/flax "SAME" does (extra row/column at the bottom/right)."""
+    pads = []
+    for size in (x.shape[-1], x.shape[-2]):  # F.pad takes the last dim first
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads, value=value)
+
+
+def test_encoder_matches_an_independent_float64_reference_of_the_published_network(encoder, images):
+    """The published flax ResNet-10: stem 7x7/2 with 3 pixels of padding on every side
+    (padding=[(3, 3), (3, 3)]), GroupNorm(4), ReLU, 3x3/2 max pool SAME, then four
+    BasicBlocks whose convs use SAME padding. Written here from plain float64 ops."""
+    w = {k: v.double() for k, v in encoder.state_dict().items()}
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 255.0
+    x = (x - torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)  # ImageNet mean/std
+
+    def gn(y, name):
+        return F.group_norm(y, 4, w[name + ".weight"], w[name + ".bias"], eps=1e-5)
+
+    def conv(y, name, stride):
+        k = w[name].shape[-1]
+        return F.conv2d(_tf_same(y, k, stride), w[name], stride=stride)
+
+    y = F.relu(gn(F.conv2d(x, w["stem_conv.weight"], stride=2, padding=3), "stem_norm"))
+    y = F.max_pool2d(_tf_same(y, 3, 2, value=float("-inf")), 3, 2)
+    for i in range(4):
+        b, stride = f"blocks.{i}.", 1 if i == 0 else 2
+        h = F.relu(gn(conv(y, b + "conv1.weight", stride), b + "norm1"))
+        h = gn(conv(h, b + "conv2.weight", 1), b + "norm2")
+        shortcut = gn(conv(y, b + "proj_conv.weight", stride), b + "proj_norm") if i > 0 else y
+        y = F.relu(h + shortcut)
+    ref = y.permute(0, 2, 3, 1)
+    out = encoder(torch.from_numpy(images)).double()
+    assert float((out - ref).norm() / ref.norm()) < 1e-5
+    # the SAME-padded stem the encoder had before is one pixel off: clearly different features
+    shifted = F.conv2d(_tf_same(x, 7, 2), w["stem_conv.weight"], stride=2)
+    stem = F.conv2d(x, w["stem_conv.weight"], stride=2, padding=3)
+    assert float((shifted - stem).norm() / stem.norm()) > 0.05

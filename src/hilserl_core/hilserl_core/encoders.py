@@ -10,10 +10,12 @@ Architecture (same as the flax ``resnetv1-10`` of SERL/hil-serl, so its publishe
 weights load unchanged): 7x7/2 conv stem -> GroupNorm(4) -> ReLU -> 3x3/2 max
 pool -> four BasicBlock stages (one block each, widths 64-128-256-512, stride 2
 from stage 2 on, 1x1 projection on the shortcut when the shape changes). All
-convs are bias-free; every norm is ``GroupNorm(4 groups, eps 1e-5)``. Strided
-3x3 convs and the max pool use TensorFlow/flax "SAME" padding (asymmetric: the
-extra row/column goes at the bottom/right), not PyTorch's symmetric padding,
-otherwise converted weights would see shifted inputs.
+convs are bias-free; every norm is ``GroupNorm(4 groups, eps 1e-5)``. The stem
+pads 3 pixels on every side (flax ``padding=[(3, 3), (3, 3)]``, as the published
+network does); the 3x3 convs and the max pool use TensorFlow/flax "SAME" padding
+(asymmetric for strided ones: the extra row/column goes at the bottom/right).
+Any other padding would make converted weights see shifted inputs (a one-pixel
+shift of the stem changed the features by 9-36%).
 
 Weights file (safetensors, written by :meth:`ResNet10Encoder.save_weights`)
 holds exactly these float32 tensors (PyTorch layout, conv ``[out, in, kh, kw]``)::
@@ -114,17 +116,22 @@ def _fastest_first(candidates) -> Tuple[int, torch.Tensor]:
 
 
 class SameConv2d(nn.Conv2d):
-    """Bias-free conv with flax "SAME" padding, computed per input size."""
+    """Bias-free conv with flax "SAME" padding computed per input size, or with an explicit
+    symmetric ``pad`` (flax ``padding=[(pad, pad), (pad, pad)]``)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, pad: Optional[int] = None):
         super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0, bias=False)
+        self.explicit_pad = pad
         self._patch_weight: Optional[torch.Tensor] = None
         self._patch_key: Optional[Tuple[int, int]] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s = self.kernel_size[0], self.stride[0]
-        top, bottom = _same_pads(x.shape[-2], k, s)
-        left, right = _same_pads(x.shape[-1], k, s)
+        if self.explicit_pad is not None:
+            top = bottom = left = right = self.explicit_pad
+        else:
+            top, bottom = _same_pads(x.shape[-2], k, s)
+            left, right = _same_pads(x.shape[-1], k, s)
         out_h = (x.shape[-2] + top + bottom - k) // s + 1
         out_w = (x.shape[-1] + left + right - k) // s + 1
         pads = (top, bottom, left, right)
@@ -248,7 +255,7 @@ class ResNet10Encoder(nn.Module):
         with torch.random.fork_rng(enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            self.stem_conv = SameConv2d(3, STAGE_WIDTHS[0], 7, 2)
+            self.stem_conv = SameConv2d(3, STAGE_WIDTHS[0], 7, 2, pad=3)  # flax padding=[(3, 3), (3, 3)], not SAME
             self.stem_norm = nn.GroupNorm(NUM_GROUPS, STAGE_WIDTHS[0], eps=GN_EPS)
             blocks: List[BasicBlock] = []
             in_ch = STAGE_WIDTHS[0]
