@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from hilserl_core import tensorio
-from hilserl_core.encoders import ResNet10Encoder
-from hilserl_core.reward_classifier import RewardClassifier, classification_metrics, train_classifier
+from hilserl_core.encoders import ResNet10Encoder, encode_features
+from hilserl_core.reward_classifier import RewardClassifier, classification_metrics, split_by_episode, train_classifier
 
 SIZE = 32  # -> [1, 1, 512] features: fast on 2 shared cores, and robust across seeds (48 px was not)
 SQUARE = 8
@@ -125,3 +125,133 @@ def test_needs_both_classes():
     rng = np.random.default_rng(3)
     with pytest.raises(ValueError, match="at least 2 positives"):
         train_classifier(squares(1, True, rng), squares(5, False, rng), ["wrist"], ResNet10Encoder(seed=0), log=None)
+
+
+# ------------------------------------------------------------ held-out split by episode
+FEAT = (2, 2, 16)
+
+
+def teleop_episodes(n_ep, frames, rng):
+    """Feature frames of ``n_ep`` episodes in recording order: consecutive frames are near duplicates."""
+    base = rng.standard_normal((n_ep, 1, *FEAT))
+    return (base + 0.05 * rng.standard_normal((n_ep, frames, *FEAT))).reshape(-1, *FEAT).astype(np.float16)
+
+
+@pytest.fixture(scope="module")
+def unlearnable():
+    """Positives and negatives from the same distribution: no cue generalises to new episodes,
+    but every frame has near-identical neighbours from its own episode."""
+    rng = np.random.default_rng(7)
+    pos, neg = teleop_episodes(20, 10, rng), teleop_episodes(60, 10, rng)
+    return pos, neg, np.repeat(np.arange(20), 10), np.repeat(np.arange(20, 80), 10)
+
+
+def _train_unlearnable(pos, neg, **kw):
+    kw = {"steps": 300, "lr": 1e-3, "batch_size": 32, "log": None, "bottleneck_dim": 32, "hidden_dim": 32, **kw}
+    return train_classifier({"feature/wrist": pos}, {"feature/wrist": neg}, **kw)
+
+
+def test_held_out_episodes_measure_generalisation_not_memorisation(unlearnable):
+    pos, neg, pos_ids, neg_ids = unlearnable
+    result = _train_unlearnable(pos, neg, groups=(pos_ids, neg_ids))
+    m = result.metrics
+    assert m["train"]["accuracy"] > 0.95  # it memorises its own episodes ...
+    assert m["accuracy"] < 0.85, m  # ... and the held-out episodes say it learned nothing (a frame split said 1.00)
+    assert (m["n_val_positive"], m["n_val_negative"], m["n_val_episodes"]) == (40, 120, 16)
+    assert (m["n_train_positive"], m["n_train_negative"], m["split"]) == (160, 480, "episodes")
+
+
+def test_without_groups_the_held_out_frames_are_the_last_ones_in_recording_order(unlearnable):
+    pos, neg, _, _ = unlearnable
+    lines = []
+    result = _train_unlearnable(pos, neg, log=lines.append)
+    m = result.metrics
+    assert m["train"]["accuracy"] > 0.95
+    assert m["accuracy"] < 0.85, m  # last 4 + 12 episodes: unseen in training
+    assert (m["n_val_positive"], m["n_val_negative"], m["split"]) == (40, 120, "contiguous")
+    assert "160+40 positives, 480+120 negatives" in lines[0]
+
+
+def _check_split(pos_ids, neg_ids, val_fraction, seed):
+    pt, pv, nt, nv = split_by_episode(pos_ids, neg_ids, val_fraction, np.random.default_rng(seed))
+    assert sorted(np.r_[pt, pv]) == list(range(len(pos_ids))) and sorted(np.r_[nt, nv]) == list(range(len(neg_ids)))
+    train_eps = set(pos_ids[pt]) | set(neg_ids[nt])
+    val_eps = set(pos_ids[pv]) | set(neg_ids[nv])
+    assert not train_eps & val_eps  # no episode on both sides, whichever class its frames are
+    assert len(pv) and len(nv) and len(pt) and len(nt)  # both classes on both sides
+    return pv, nv
+
+
+def test_split_by_episode_is_stratified_and_keeps_episodes_whole():
+    rng = np.random.default_rng(11)
+    # 40 teleop episodes: negatives while reaching, then a few positive frames at the end
+    n_neg, n_pos = rng.integers(15, 40, size=40), rng.integers(2, 8, size=40)
+    neg_ids, pos_ids = np.repeat(np.arange(40), n_neg), np.repeat(np.arange(40), n_pos)
+    for seed in range(5):
+        pv, nv = _check_split(pos_ids, neg_ids, 0.2, seed)
+        assert 0.15 < len(pv) / len(pos_ids) < 0.25 and 0.15 < len(nv) / len(neg_ids) < 0.25
+    # positives in only two episodes: exactly one of them is held out
+    pos_ids = np.repeat([3, 9], 10)
+    pv, nv = _check_split(pos_ids, neg_ids, 0.2, 0)
+    assert len(set(pos_ids[pv])) == 1
+
+
+def test_split_by_episode_finds_a_split_exactly_when_one_exists():
+    from itertools import product
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n_ep = int(rng.integers(1, 6))
+        ep_pos, ep_neg = rng.integers(0, 4, size=n_ep), rng.integers(0, 4, size=n_ep)
+        pos_ids, neg_ids = np.repeat(np.arange(n_ep), ep_pos), np.repeat(np.arange(n_ep), ep_neg)
+        if len(pos_ids) < 2 or len(neg_ids) < 2:
+            continue
+        possible = any(
+            0 < ep_pos[m].sum() < ep_pos.sum() and 0 < ep_neg[m].sum() < ep_neg.sum()
+            for m in (np.array(bits, bool) for bits in product([0, 1], repeat=n_ep))
+        )
+        if possible:
+            _check_split(pos_ids, neg_ids, 0.2, 0)
+        else:
+            with pytest.raises(ValueError, match="cannot hold out whole episodes"):
+                split_by_episode(pos_ids, neg_ids, 0.2, np.random.default_rng(0))
+
+
+def test_groups_errors_are_clear(unlearnable):
+    pos, neg, pos_ids, neg_ids = unlearnable
+    with pytest.raises(ValueError, match="cannot hold out whole episodes.*1 with positive frames"):
+        _train_unlearnable(pos, neg, groups=(np.zeros(len(pos)), neg_ids), steps=1)  # one successful episode
+    with pytest.raises(ValueError, match="one episode id per frame"):
+        _train_unlearnable(pos, neg, groups=(pos_ids[:-1], neg_ids), steps=1)
+    # without a held-out set the episodes do not matter
+    result = _train_unlearnable(pos, neg, groups=(np.zeros(len(pos)), neg_ids), steps=1, val_fraction=0.0)
+    assert result.metrics["n_val_positive"] == 0 and result.metrics["n_train_positive"] == len(pos)
+
+
+# ------------------------------------------------------------ image and feature cameras mixed
+def _mixed(n, rng):
+    return {"image/wrist": rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8),
+            "feature/side": rng.standard_normal((n, 1, 1, 512)).astype(np.float16)}
+
+
+@pytest.mark.parametrize("feature_first", [False, True])
+def test_image_and_feature_cameras_mix_with_augmented_image_views(encoder, monkeypatch, feature_first):
+    rng = np.random.default_rng(4)
+    pos, neg = _mixed(6, rng), _mixed(6, rng)
+    cameras = ["side", "wrist"] if feature_first else ["wrist", "side"]
+    seen = []
+    forward = RewardClassifier.forward
+
+    def spy(self, obs):
+        if self.training:
+            seen.append(np.asarray(obs["feature/wrist"], np.float32))
+        return forward(self, obs)
+
+    monkeypatch.setattr(RewardClassifier, "forward", spy)
+    result = train_classifier(pos, neg, cameras, encoder, steps=20, batch_size=16, augment_views=4, log=None)
+    assert result.classifier.cameras == cameras
+    # the wrist camera trained on shifted views too, not only on its unshifted images
+    unshifted = encode_features(encoder, np.concatenate([pos["image/wrist"], neg["image/wrist"]])).astype(np.float32)
+    rows = np.concatenate(seen).reshape(-1, 1, unshifted[0].size)
+    dist = np.abs(rows - unshifted.reshape(1, len(unshifted), -1)).max(axis=2).min(axis=1)
+    assert np.mean(dist > 1e-2) > 0.3, dist

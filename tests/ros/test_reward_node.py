@@ -1,4 +1,5 @@
 """The reward node with a real classifier file: probabilities match the model,
+the classifier's saved threshold is used unless the parameter overrides it,
 threshold and consecutive-frame rule are live, misconfiguration is a clear error."""
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import rclpy
 import torch
 from rclpy.executors import SingleThreadedExecutor
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32
@@ -15,7 +17,7 @@ from hilserl_core.config import ConfigError
 from hilserl_core.encoders import ResNet10Encoder
 from hilserl_core.reward_classifier import RewardClassifier
 from hilserl_interfaces import qos
-from hilserl_reward.reward_node import RewardNode
+from hilserl_reward.reward_node import RewardConfig, RewardNode
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +76,89 @@ def test_camera_mismatch_and_missing_file_are_clear_errors(ros_context, model_fi
     with pytest.raises(ConfigError, match=r"trained on cameras \['left_wrist'\], node configured for \['right_side'\]"):
         RewardNode(context=ros_context, parameter_overrides=[
             Parameter("classifier_path", value=str(clf)), Parameter("cameras", value=["right/side"])])
+
+
+def test_saved_classifier_threshold_is_the_default_and_the_parameter_overrides_it(ros_context, spin_until, tmp_path):
+    torch.manual_seed(1)
+    enc = ResNet10Encoder(seed=3)
+    enc.save_weights(tmp_path / "encoder.safetensors")
+    img = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    clf = RewardClassifier(["left_wrist"], encoder=enc)
+    clf.save(tmp_path / "probe.safetensors")
+    encoder = ResNet10Encoder(seed=0).load_pretrained(tmp_path / "encoder.safetensors")
+    p = float(RewardClassifier.load(tmp_path / "probe.safetensors", encoder=encoder).predict_proba(
+        {"image/left_wrist": torch.from_numpy(img[None])})[0])
+    # tuned threshold on the other side of p from 0.5: the node's answer tells which threshold it uses
+    saved = round(p + 0.02, 3) if p > 0.5 else round(p - 0.02, 3)
+    assert 0.0 < saved < 1.0 and (p > saved) != (p > 0.5)
+    clf.threshold = saved
+    clf.save(tmp_path / "clf.safetensors")
+
+    node = RewardNode(context=ros_context, parameter_overrides=[
+        Parameter("classifier_path", value=str(tmp_path / "clf.safetensors")),
+        Parameter("encoder_weights", value=str(tmp_path / "encoder.safetensors")),
+        Parameter("cameras", value=["left/wrist"])])
+    peer = rclpy.create_node("camera", context=ros_context)
+    pub = peer.create_publisher(Image, "/left/cameras/wrist/image_cropped", qos.COMMAND)
+    succ, diags = [], {}
+    peer.create_subscription(Bool, "/reward/success", lambda m: succ.append(m.data), qos.EVENTS)
+
+    def on_diag(msg):
+        for st in msg.status:
+            if st.name.endswith(": threshold"):
+                diags["threshold"] = (st.message, {kv.key: kv.value for kv in st.values})
+
+    peer.create_subscription(DiagnosticArray, "/diagnostics", on_diag, qos.EVENTS)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(peer)
+
+    def send():
+        msg = Image()
+        msg.header.stamp = node.get_clock().now().to_msg()
+        msgconv.fill_image(msg, img, "rgb8")
+        pub.publish(msg)
+
+    def outcome():
+        n = len(succ)
+        assert spin_until(ex, lambda: (send(), len(succ) >= n + 2)[1], 15)
+        return succ[-1]
+
+    def threshold_diag(value, source):
+        return spin_until(ex, lambda: diags.get("threshold", ("", {}))[1].get("threshold") == f"{value:.3f}"
+                          and diags["threshold"][1].get("source") == source, 10)
+
+    # default: the saved threshold decides, not 0.5
+    assert outcome() is (p > saved)
+    assert threshold_diag(saved, "classifier"), diags
+    assert "saved with the classifier" in diags["threshold"][0]
+    # a user-set value overrides it, live
+    assert node.set_parameters([Parameter("threshold", value=0.5)])[0].successful
+    assert outcome() is (p > 0.5)
+    assert threshold_diag(0.5, "parameter"), diags
+    assert diags["threshold"][1]["classifier_threshold"] == f"{saved:.3f}"
+    # back to 0.0: the classifier's threshold again
+    assert node.set_parameters([Parameter("threshold", value=0.0)])[0].successful
+    assert outcome() is (p > saved)
+    assert threshold_diag(saved, "classifier"), diags
+    assert not node.set_parameters([Parameter("threshold", value=1.0)])[0].successful  # still a probability
+    assert RewardConfig().threshold == 0.0  # the schema default means "the classifier's"
+    ex.shutdown()
+    node.destroy_node()
+    peer.destroy_node()
+
+
+def test_threshold_parameter_given_at_start_overrides_the_saved_one(ros_context, model_files, tmp_path):
+    clf, enc = model_files
+    model = RewardClassifier.load(clf)
+    model.threshold = 0.7
+    model.save(tmp_path / "clf07.safetensors")
+    common = [Parameter("encoder_weights", value=str(enc)), Parameter("cameras", value=["left/wrist"])]
+    node = RewardNode(context=ros_context, parameter_overrides=[
+        *common, Parameter("classifier_path", value=str(tmp_path / "clf07.safetensors"))])
+    assert node.rule.threshold == 0.7
+    node.destroy_node()
+    node = RewardNode(context=ros_context, parameter_overrides=[
+        *common, Parameter("classifier_path", value=str(tmp_path / "clf07.safetensors")), Parameter("threshold", value=0.6)])
+    assert node.rule.threshold == 0.6
+    node.destroy_node()

@@ -8,8 +8,13 @@ LayerNorm + tanh -> cameras concatenated -> MLP -> one logit. Only the head
 trains; the encoder is never in the saved file (load it from its own weights).
 
 Training (:func:`train_classifier`): positives/negatives are observation
-batches (``image/<cam>`` uint8 ``[N, H, W, 3]`` or ``feature/<cam>``), split
-per class into train and held-out validation sets; every step draws a
+batches (``image/<cam>`` uint8 ``[N, H, W, 3]`` or ``feature/<cam>``) in
+recording order, split into train and held-out validation sets without letting
+an episode straddle the two: with ``groups`` (episode id per frame) whole
+episodes are held out, about ``val_fraction`` of each class, both classes on
+each side; without, the last ``val_fraction`` of each class's frames are. A
+random per-frame split would put near-identical consecutive frames of one
+episode on both sides and report memorisation as accuracy. Every step draws a
 class-balanced batch (half positives, half negatives: teleop data is ~1:5).
 Augmentation is DrQ random shift. Because the encoder is frozen, the features
 of a shifted image never change, so each training image is encoded once per
@@ -17,7 +22,7 @@ of a shifted image never change, so each training image is encoded once per
 pixels) and the head trains on these cached features: on a CPU that makes
 training seconds instead of hours, at the price of a finite number of shifts
 per image (``augment_views``). Cached-feature inputs cannot be shifted; they
-get one view.
+get one view (cameras may mix both kinds: views are drawn per camera).
 """
 
 from __future__ import annotations
@@ -217,12 +222,105 @@ def _cameras_of(batch: Mapping[str, np.ndarray]) -> List[str]:
     return cams
 
 
-def _split(n: int, val_fraction: float, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-    perm = rng.permutation(n)
+def _val_count(n: int, val_fraction: float) -> int:
     n_val = int(round(n * val_fraction))
     if val_fraction > 0 and n >= 2:
         n_val = min(max(n_val, 1), n - 1)
-    return perm[n_val:], perm[:n_val]
+    return n_val
+
+
+def _split_contiguous(n: int, val_fraction: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Train = the first frames, held out = the last ``val_fraction`` of them, in the order given.
+
+    Frames of one teleoperation episode are near duplicates; with frames in
+    recording order a contiguous tail shares at most one episode with training,
+    where a random per-frame split would put most episodes on both sides.
+    """
+    n_val = _val_count(n, val_fraction)
+    idx = np.arange(n)
+    return idx[: n - n_val], idx[n - n_val :]
+
+
+def _episode_ids(groups: Any, n: int, what: str) -> np.ndarray:
+    ids = np.asarray(groups.cpu() if isinstance(groups, torch.Tensor) else groups)
+    if ids.ndim != 1 or len(ids) != n:
+        raise ValueError(f"groups for the {what}: need one episode id per frame ({n}), got shape {ids.shape}")
+    return ids
+
+
+def split_by_episode(
+    pos_groups: Any, neg_groups: Any, val_fraction: float, rng: np.random.Generator
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Indices ``(pos_train, pos_val, neg_train, neg_val)`` that keep every episode on one side.
+
+    ``pos_groups`` / ``neg_groups`` give the episode id of each positive / negative
+    frame; the same id in both names the same episode (its negative frames before
+    the success and its positive frames after it go to the same side). Episodes
+    are held out (in an order drawn from ``rng``) while that brings each class
+    closer to ``val_fraction`` of its frames; the held-out set and the training
+    set must each contain both classes, else ``ValueError``.
+    """
+    keys, inverse = np.unique(np.concatenate([pos_groups, neg_groups]), return_inverse=True)
+    pos_ep, neg_ep = inverse[: len(pos_groups)], inverse[len(pos_groups) :]
+    n_ep = len(keys)
+    ep_pos = np.bincount(pos_ep, minlength=n_ep)
+    ep_neg = np.bincount(neg_ep, minlength=n_ep)
+    n_pos, n_neg = int(ep_pos.sum()), int(ep_neg.sum())
+    if val_fraction <= 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.arange(n_pos), empty, np.arange(n_neg), empty
+    t_pos, t_neg = max(_val_count(n_pos, val_fraction), 1), max(_val_count(n_neg, val_fraction), 1)
+    big = 1e9  # a held-out or training set without one of the classes
+
+    def cost(vp, vn):
+        vp, vn = np.asarray(vp, float), np.asarray(vn, float)
+        missing = (vp == 0).astype(float) + (vn == 0) + (vp == n_pos) + (vn == n_neg)
+        return np.abs(vp - t_pos) / t_pos + np.abs(vn - t_neg) / t_neg + big * missing
+
+    def grow(chosen: np.ndarray) -> np.ndarray:
+        # greedily add the episode that most improves the balance, until none does
+        order = rng.permutation(n_ep)  # ties broken by a seeded order: the seed picks the episodes
+        while True:
+            vp, vn = ep_pos[chosen].sum(), ep_neg[chosen].sum()
+            free = order[~chosen[order]]
+            if free.size == 0:
+                return chosen
+            c = cost(vp + ep_pos[free], vn + ep_neg[free])
+            best = int(np.argmin(c))
+            if c[best] >= cost(vp, vn):
+                return chosen
+            chosen[free[best]] = True
+
+    chosen = grow(np.zeros(n_ep, dtype=bool))
+    if cost(ep_pos[chosen].sum(), ep_neg[chosen].sum()) >= big:
+        # A valid split exists iff one with at most two held-out episodes does; look for the best
+        # such seed and grow from it (the greedy start can miss it in contrived layouts).
+        best_cost, i, j = np.inf, 0, 0
+        for a in range(n_ep):  # pairs (a, b), b == a meaning the single episode a; row by row
+            vp, vn = ep_pos[a] + ep_pos, ep_neg[a] + ep_neg
+            vp[a], vn[a] = ep_pos[a], ep_neg[a]
+            c = cost(vp, vn)
+            b = int(np.argmin(c))
+            if c[b] < best_cost:
+                best_cost, i, j = float(c[b]), a, b
+        if best_cost >= big:
+            with_pos, with_neg = int(np.sum(ep_pos > 0)), int(np.sum(ep_neg > 0))
+            raise ValueError(
+                f"cannot hold out whole episodes with both classes on each side: {n_ep} episode(s), "
+                f"{with_pos} with positive frames and {with_neg} with negative frames; both the held-out and "
+                f"the training episodes need positives and negatives (record more episodes, or pass val_fraction=0 "
+                f"to train without a held-out set)"
+            )
+        chosen = np.zeros(n_ep, dtype=bool)
+        chosen[[i, j]] = True
+        chosen = grow(chosen)
+    pos_val_mask, neg_val_mask = chosen[pos_ep], chosen[neg_ep]
+    return (
+        np.flatnonzero(~pos_val_mask),
+        np.flatnonzero(pos_val_mask),
+        np.flatnonzero(~neg_val_mask),
+        np.flatnonzero(neg_val_mask),
+    )
 
 
 def _encode_views(
@@ -259,6 +357,7 @@ def train_classifier(
     cameras: Optional[Sequence[str]] = None,
     encoder: Optional[ResNet10Encoder] = None,
     *,
+    groups: Optional[Tuple[Any, Any]] = None,
     steps: int = 500,
     batch_size: int = 64,
     lr: float = 3e-4,
@@ -273,6 +372,17 @@ def train_classifier(
     **classifier_kwargs: Any,
 ) -> TrainResult:
     """Train a success classifier on positive and negative observations.
+
+    Frames must be given in recording order. ``groups = (positive_ids,
+    negative_ids)`` gives the teleoperation episode of every frame (one id per
+    positive and per negative frame; the same id in both is the same episode):
+    whole episodes are then held out (:func:`split_by_episode`), about
+    ``val_fraction`` of each class, and both the held-out and the training
+    episodes must contain both classes (``ValueError`` otherwise). Without
+    ``groups`` the held-out set is the last ``val_fraction`` of each class's
+    frames in the order given (never a random choice of frames: consecutive
+    frames of an episode are near duplicates, and a frame-level split measures
+    memorisation, not generalisation).
 
     Returns the trained classifier and the held-out metrics (accuracy, precision,
     recall at ``threshold``), plus train-set metrics under ``metrics["train"]``
@@ -290,8 +400,20 @@ def train_classifier(
     n_neg = len(next(iter(neg.values()))) if neg else 0
     if n_pos < 2 or n_neg < 2:
         raise ValueError(f"need at least 2 positives and 2 negatives, got {n_pos} and {n_neg}")
-    pos_train, pos_val = _split(n_pos, val_fraction, rng)
-    neg_train, neg_val = _split(n_neg, val_fraction, rng)
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if groups is not None:
+        if len(groups) != 2:
+            raise ValueError("groups must be a pair (episode id per positive frame, episode id per negative frame)")
+        pos_groups, neg_groups = _episode_ids(groups[0], n_pos, "positives"), _episode_ids(groups[1], n_neg, "negatives")
+        pos_train, pos_val, neg_train, neg_val = split_by_episode(pos_groups, neg_groups, val_fraction, rng)
+        val_episodes = int(len(np.unique(np.concatenate([pos_groups[pos_val], neg_groups[neg_val]]))))
+        split_text = f"{val_episodes} whole episode(s) held out"
+    else:
+        pos_train, pos_val = _split_contiguous(n_pos, val_fraction)
+        neg_train, neg_val = _split_contiguous(n_neg, val_fraction)
+        val_episodes = None
+        split_text = "held out: the last frames of each class in the order given"
 
     def encode(batch, idx, views):
         return {cam: _encode_views(batch, idx, cam, encoder, views, augment_pad, torch_gen, encode_batch_size) for cam in cameras}
@@ -299,10 +421,16 @@ def train_classifier(
     train_pos, train_neg = encode(pos, pos_train, augment_views), encode(neg, neg_train, augment_views)
     val_pos, val_neg = encode(pos, pos_val, 1), encode(neg, neg_val, 1)
     feature_shape = train_pos[cameras[0]].shape[2:]
+    for cam in cameras[1:]:
+        if train_pos[cam].shape[2:] != feature_shape:
+            raise ValueError(
+                f"camera {cam!r} has features {tuple(train_pos[cam].shape[2:])}, camera {cameras[0]!r} "
+                f"{tuple(feature_shape)}: all cameras need the same feature shape (same image size)"
+            )
     if log:
         log(
             f"reward classifier: {len(pos_train)}+{len(pos_val)} positives, {len(neg_train)}+{len(neg_val)} "
-            f"negatives (train+val), cameras {cameras}, features {tuple(feature_shape)}, "
+            f"negatives (train+held-out; {split_text}), cameras {cameras}, features {tuple(feature_shape)}, "
             f"{augment_views} views encoded in {time.perf_counter() - t0:.1f} s"
         )
 
@@ -312,10 +440,14 @@ def train_classifier(
     opt = torch.optim.Adam(params, lr=lr)
 
     def draw(feats: Dict[str, np.ndarray], n: int) -> Dict[str, np.ndarray]:
-        views, count = feats[cameras[0]].shape[:2]
-        v = rng.integers(0, views, size=n)
-        i = rng.integers(0, count, size=n)
-        return {FEATURE_PREFIX + cam: feats[cam][v, i] for cam in cameras}
+        # the same samples for every camera, each camera's view drawn from its own views
+        # (an image camera has augment_views, a cached-feature camera only one)
+        i = rng.integers(0, feats[cameras[0]].shape[1], size=n)
+        out = {}
+        for cam in cameras:
+            v = rng.integers(0, feats[cam].shape[0], size=n)
+            out[FEATURE_PREFIX + cam] = feats[cam][v, i]
+        return out
 
     def evaluate(pos_feats, neg_feats) -> Dict[str, float]:
         obs = {FEATURE_PREFIX + cam: np.concatenate([pos_feats[cam][0], neg_feats[cam][0]]) for cam in cameras}
@@ -350,6 +482,10 @@ def train_classifier(
         {
             "n_val_positive": int(len(pos_val)),
             "n_val_negative": int(len(neg_val)),
+            "n_train_positive": int(len(pos_train)),
+            "n_train_negative": int(len(neg_train)),
+            "split": "episodes" if groups is not None else "contiguous",
+            "n_val_episodes": val_episodes,
             "threshold": threshold,
             "train_seconds": time.perf_counter() - t0,
         }

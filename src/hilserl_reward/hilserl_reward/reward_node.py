@@ -5,9 +5,13 @@ Subscribes to ``/<arm>/cameras/<cam>/image_cropped`` for each entry
 classifies each new set of frames (triggered by the first camera, all frames
 no older than ``max_input_age_s``), and publishes ``/reward/probability``
 (std_msgs/Float32) and ``/reward/success`` (std_msgs/Bool: probability above
-``threshold`` for ``consecutive_frames`` frames in a row). ``threshold`` and
-``consecutive_frames`` are live. ``/reward/reset`` (std_msgs/Empty, sent by the
-actor at an episode start) clears the streak.
+the threshold for ``consecutive_frames`` frames in a row). The threshold is the
+one saved with the classifier (chosen when it was trained) unless the
+``threshold`` parameter is set above 0.0, which overrides it; setting it back to
+0.0 returns to the classifier's. ``threshold`` and ``consecutive_frames`` are
+live; the ``threshold`` diagnostic names the threshold in use and its source.
+``/reward/reset`` (std_msgs/Empty, sent by the actor at an episode start)
+clears the streak.
 """
 
 from __future__ import annotations
@@ -38,7 +42,13 @@ class RewardConfig:
     classifier_path: str = param("", "reward classifier file (safetensors) written by the classifier training command")
     encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests and smoke runs only)")
     cameras: Tuple[str, ...] = param(("left/wrist",), "cameras as <arm>/<camera>; classifier keys are <arm>_<camera>")
-    threshold: float = param(0.5, "success when the probability is above this", low=0.01, high=0.99, live=True)
+    threshold: float = param(
+        0.0,
+        "success when the probability is above this; 0.0 = use the threshold saved with the classifier file",
+        low=0.0,
+        high=0.99,
+        live=True,
+    )
     consecutive_frames: int = param(1, "frames in a row above the threshold before success is reported", low=1, high=100, live=True)
     max_input_age_s: float = param(0.2, "frames older than this are not classified", units="s", low=0.01, high=5.0)
 
@@ -61,7 +71,8 @@ class RewardNode(Node):
         c = self.conf.value
         self.diag = diagnostics.Diagnostics(self)
         self.model = load_models(c)
-        self.rule = SuccessRule(c.threshold, c.consecutive_frames)
+        self.rule = SuccessRule(self._threshold(c), c.consecutive_frames)
+        self._report_threshold(c)
         if not c.encoder_weights:
             self.diag.report("encoder", diagnostics.WARN, "random encoder weights: set encoder_weights for real use")
         self.inputs = LatestInputs()
@@ -74,8 +85,26 @@ class RewardNode(Node):
         self.create_subscription(Empty, REWARD_RESET, lambda _m: self.rule.reset(), qos.EVENTS)
         self.classified = 0
 
+    def _threshold(self, conf: RewardConfig) -> float:
+        """The parameter when set (> 0.0), else the threshold saved with the classifier."""
+        return conf.threshold if conf.threshold > 0.0 else self.model.threshold
+
+    @staticmethod
+    def _threshold_source(conf: RewardConfig) -> str:
+        return "parameter" if conf.threshold > 0.0 else "classifier"
+
+    def _report_threshold(self, conf: RewardConfig) -> None:
+        t, saved = self._threshold(conf), self.model.threshold
+        if self._threshold_source(conf) == "parameter":
+            text = f"threshold {t:.3f} from the threshold parameter (overrides the classifier's {saved:.3f})"
+        else:
+            text = f"threshold {t:.3f} saved with the classifier (parameter threshold is 0.0)"
+        self.diag.report("threshold", diagnostics.OK, text, publish_now=True, threshold=f"{t:.3f}",
+                         source=self._threshold_source(conf), classifier_threshold=f"{saved:.3f}")
+
     def _on_change(self, old: RewardConfig, new: RewardConfig) -> None:
-        self.rule.configure(new.threshold, new.consecutive_frames)
+        self.rule.configure(self._threshold(new), new.consecutive_frames)
+        self._report_threshold(new)
 
     def _on_image(self, key: str, msg: Image, trigger: bool) -> None:
         stamp = msgconv.stamp_to_seconds(msg.header.stamp)
@@ -98,7 +127,8 @@ class RewardNode(Node):
         self._prob_pub.publish(Float32(data=prob))
         self._success_pub.publish(Bool(data=success))
         self.classified += 1
-        self.diag.report("reward", diagnostics.OK, "classifying", probability=f"{prob:.3f}", success=success)
+        self.diag.report("reward", diagnostics.OK, "classifying", probability=f"{prob:.3f}", success=success,
+                         threshold=f"{self.rule.threshold:.3f}", threshold_source=self._threshold_source(self.conf.value))
 
 
 # what `ros2 run` starts and what compose_nodes builds when this node shares a process
