@@ -160,6 +160,61 @@ def test_actor_swaps_in_weights_and_rejects_foreign_ones(rig, spin_until):
     other.destroy_node()
 
 
+def _weights_msg(header_or_meta, data=b"", raw=False):
+    """A payload message carrying these exact bytes (raw) or a valid container with this metadata."""
+    import struct
+
+    from hilserl_core import tensorio
+
+    if raw:
+        h = json.dumps(header_or_meta).encode()
+        h += b" " * ((-len(h)) % 8)
+        blob = struct.pack("<Q", len(h)) + h + data
+    else:
+        blob = tensorio.to_bytes({}, header_or_meta)
+    msg = payload.encode({}, {})
+    msg.data = __import__("array").array("B", blob)
+    return msg
+
+
+def test_malformed_weights_never_kill_the_actor(rig, monkeypatch):
+    """The weights topic is transient-local: a payload that raised in the callback would kill
+    the actor again after every restart. Each is reported and the actor keeps its weights."""
+    actor, world, ex = rig
+    state = {f"{n}/{k}": v.numpy() for n, a in actor.policy.agents().items() for k, v in a.policy_state_dict().items()}
+    good_arrays, good_meta = wire.weights_to_arrays(state, 4)
+    actor._on_weights(payload.encode(good_arrays, good_meta))
+    assert actor.policy.version == 4
+    bad = [
+        _weights_msg([], raw=True),  # header is a JSON list
+        _weights_msg(5, raw=True),
+        _weights_msg({"__metadata__": "hilserl.format_version hilserl.sha256"}, raw=True),
+        _weights_msg({"__metadata__": {"hilserl.format_version": [1], "hilserl.sha256": "x"}}, raw=True),
+        _weights_msg({"kind": wire.WEIGHTS_KIND, "names": [], "version": None}),
+        _weights_msg({"kind": wire.WEIGHTS_KIND, "names": 5, "version": 5}),
+        _weights_msg({"kind": wire.WEIGHTS_KIND, "names": []}),  # no version
+    ]
+    for msg in bad:
+        actor._on_weights(msg)
+        status = actor.diag._statuses["weights"]
+        assert status.level == bytes([2]) and status.message.startswith("kept weights v4: "), status.message
+    # informational metadata of the wrong type does not refuse good weights, nor crash
+    actor._on_weights(payload.encode(*wire.weights_to_arrays(state, 5, extra={"published_s": "soon"})))
+    assert actor.policy.version == 5 and actor.diag._statuses["weights"].message == "policy weights v5"
+
+    # last line of defence: any exception from decoding is reported, never raised
+    def broken(arrays, meta):
+        raise KeyError("decoder bug")
+
+    monkeypatch.setattr(wire, "arrays_to_weights", broken)
+    actor._on_weights(payload.encode(*wire.weights_to_arrays(state, 6)))
+    status = actor.diag._statuses["weights"]
+    assert actor.policy.version == 5 and "kept weights v5: unexpected KeyError" in status.message
+    monkeypatch.undo()
+    actor._on_weights(payload.encode(*wire.weights_to_arrays(state, 7)))
+    assert actor.policy.version == 7
+
+
 @pytest.mark.parametrize("rig", [""], ids=["operator_resets"], indirect=True)
 def test_without_a_reset_service_the_actor_waits_for_the_operator(rig, spin_until):
     """A robot where a person resets the scene: no episode starts until /episode/reset says it is ready;

@@ -3,7 +3,7 @@ rejections with reasons, read-only fields), safetensors payloads, diagnostics.""
 
 import time
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import pytest
@@ -176,3 +176,94 @@ def test_nodes_keep_numpy_blas_single_threaded_and_idle_between_products():
         pytest.skip("numpy here does not use OpenBLAS")
     assert n_set == n_loaded and set(counts) == {1}
     assert cpu < 0.3, f"process used {cpu:.2f} of a core between products"
+
+
+@dataclass(frozen=True)
+class Box:
+    min_position_m: Tuple[float, ...] = cfg.param((0.25, -0.35, 0.02), "lower corner", units="m")
+
+
+@dataclass(frozen=True)
+class TypedSchema:
+    speed_scale: float = cfg.param(1.0, "operator twist gain", low=0.0, high=5.0, live=True)
+    gain: float = cfg.param(1.0, "one-sided gain", low=0.0, live=True)
+    rate_hz: int = cfg.param(10, "control rate", units="Hz", low=1, high=1000, live=True)
+    label: str = cfg.param("ee", "a label", live=True)
+    timeout_s: Optional[float] = cfg.param(None, "optional timeout, none by default", units="s", low=0.0, live=True)
+    box: Box = field(default_factory=Box)
+
+
+def test_an_int_for_a_float_parameter_is_taken_as_that_float(ros_context):
+    node = rclpy.create_node("typed", context=ros_context, parameter_overrides=[
+        Parameter("speed_scale", value=2), Parameter("box.min_position_m", value=[0, 0, 1]), Parameter("rate_hz", value=20.0)])
+    conf = NodeConfig(node, TypedSchema)
+    assert conf.value.speed_scale == 2.0 and isinstance(conf.value.speed_scale, float)
+    assert conf.value.box.min_position_m == (0.0, 0.0, 1.0) and conf.value.rate_hz == 20
+    assert node.get_parameter("speed_scale").type_ == Parameter.Type.DOUBLE
+    assert node.get_parameter("box.min_position_m").type_ == Parameter.Type.DOUBLE_ARRAY
+    assert node.get_parameter("rate_hz").type_ == Parameter.Type.INTEGER
+    node.destroy_node()
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("speed_scale", "fast", "speed_scale = 'fast' has the wrong type: expected a number \\(double\\)"),
+    ("speed_scale", True, "speed_scale = True has the wrong type: expected a number"),
+    ("rate_hz", 2.5, "rate_hz = 2.5 has the wrong type: expected an integer"),
+    ("box.min_position_m", ["a", "b", "c"], "box.min_position_m = \\['a', 'b', 'c'\\] has the wrong type: expected a list of numbers"),
+    ("box.min_position_m", 0.5, "expected a list of numbers"),
+    ("label", 3, "label = 3 has the wrong type: expected a string"),
+])
+def test_a_parameter_of_an_unconvertible_type_stops_the_node_with_one_line(ros_context, name, value, message):
+    node = rclpy.create_node("typed_bad", context=ros_context, parameter_overrides=[Parameter(name, value=value)])
+    with pytest.raises(cfg.ConfigError, match=message):
+        NodeConfig(node, TypedSchema)
+    node.destroy_node()
+
+
+def test_live_sets_convert_ints_and_refuse_other_types_with_the_expected_type(ros_context, spin_until):
+    node = rclpy.create_node("typed_live", context=ros_context)
+    conf = NodeConfig(node, TypedSchema)
+    other = rclpy.create_node("typed_setter", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(other)
+    client = AsyncParameterClient(other, "typed_live")
+    (ok,) = _set(spin_until, ex, client, [Parameter("speed_scale", value=3)])  # `ros2 param set ... 3`
+    assert ok.successful and conf.value.speed_scale == 3.0
+    assert node.get_parameter("speed_scale").type_ == Parameter.Type.DOUBLE and node.get_parameter("speed_scale").value == 3.0
+    (bad,) = _set(spin_until, ex, client, [Parameter("speed_scale", value="fast")])
+    assert not bad.successful and "expected a number (double)" in bad.reason and "speed_scale" in bad.reason
+    (bad,) = _set(spin_until, ex, client, [Parameter("rate_hz", value=7.5)])
+    assert not bad.successful and "expected an integer" in bad.reason
+    assert conf.value.speed_scale == 3.0 and node.get_parameter("speed_scale").value == 3.0 and conf.value.rate_hz == 10
+    # ranges still apply to converted values
+    (bad,) = _set(spin_until, ex, client, [Parameter("speed_scale", value=9)])
+    assert not bad.successful and conf.value.speed_scale == 3.0
+    # a refused value leaves nothing behind for the next, valid request
+    (ok,) = _set(spin_until, ex, client, [Parameter("rate_hz", value=30)])
+    assert ok.successful and conf.value.rate_hz == 30
+    ex.shutdown()
+    other.destroy_node()
+    node.destroy_node()
+
+
+def test_an_optional_parameter_without_a_default_reads_as_none_until_set(ros_context, spin_until):
+    node = rclpy.create_node("optional", context=ros_context)
+    conf = NodeConfig(node, TypedSchema)
+    assert conf.value.timeout_s is None
+    assert node.describe_parameter("timeout_s").type == Parameter.Type.DOUBLE.value
+    other = rclpy.create_node("optional_setter", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(other)
+    client = AsyncParameterClient(other, "optional")
+    (ok,) = _set(spin_until, ex, client, [Parameter("timeout_s", value=2)])
+    assert ok.successful and conf.value.timeout_s == 2.0
+    (bad,) = _set(spin_until, ex, client, [Parameter("timeout_s", value=-1.0)])
+    assert not bad.successful and "timeout_s" in bad.reason and conf.value.timeout_s == 2.0
+    ex.shutdown()
+    other.destroy_node()
+    node.destroy_node()
+    given = rclpy.create_node("optional_given", context=ros_context, parameter_overrides=[Parameter("timeout_s", value=1)])
+    assert NodeConfig(given, TypedSchema).value.timeout_s == 1.0
+    given.destroy_node()

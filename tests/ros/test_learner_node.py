@@ -158,6 +158,56 @@ def test_a_misconfigured_actor_is_rejected_by_name_and_training_goes_on(ros_cont
     _teardown(node, actor, ex)
 
 
+def _raw_msg(blob: bytes) -> UInt8MultiArray:
+    import array
+
+    msg = payload.encode({}, {})
+    msg.data = array.array("B", blob)
+    return msg
+
+
+def test_malformed_transition_payloads_never_kill_the_learner(ros_context, spin_until, tmp_path, monkeypatch):
+    import json
+    import struct
+
+    from hilserl_core import tensorio
+
+    node, actor, pub, ex = _node_rig(ros_context, spin_until, tmp_path, **{"learner.learning_starts": 100})
+    arrays, meta = wire.transition_to_arrays(transition(0, False), "actor_a", 0)
+
+    def raw(header):
+        h = json.dumps(header).encode()
+        h += b" " * ((-len(h)) % 8)
+        return struct.pack("<Q", len(h)) + h
+
+    bad = [
+        raw([]), raw(5), raw({"__metadata__": {"hilserl.format_version": "1", "hilserl.sha256": "x", "hilserl.metadata": 5}}),
+        struct.pack("<Q", 200008) + b"[" * 100004 + b"]" * 100004,
+        tensorio.to_bytes(arrays, {k: v for k, v in meta.items() if k != "sequence"}),
+        tensorio.to_bytes(arrays, {**meta, "sequence": None}),
+        tensorio.to_bytes(arrays, {**meta, "reward": [1]}),
+        tensorio.to_bytes(arrays, {**meta, "info": [1, 2]}),
+    ]
+    for blob in bad:
+        node._on_transition(_raw_msg(blob))  # must not raise
+        status = node.diag._statuses["transitions"]
+        assert status.level == bytes([2]) and status.message.startswith("rejected a transition payload: "), status.message
+
+    # last line of defence: any exception from decoding is reported, never raised
+    def broken(arrays, meta):
+        raise TypeError("decoder bug")
+
+    monkeypatch.setattr(wire, "arrays_to_transition", broken)
+    node._on_transition(payload.encode(arrays, meta))
+    assert "unexpected TypeError decoding it: decoder bug" in node.diag._statuses["transitions"].message
+    monkeypatch.undo()
+    for i in range(3):  # and the learner goes on taking transitions
+        pub.publish(payload.encode(*wire.transition_to_arrays(transition(i, False), "actor_a", i)))
+    assert spin_until(ex, lambda: node.learner.transitions_received == 3, 10)
+    assert node._thread.is_alive()
+    _teardown(node, actor, ex)
+
+
 def _values(node, name):
     status = node.diag._statuses.get(name)
     return {} if status is None else {kv.key: kv.value for kv in status.values}

@@ -150,3 +150,55 @@ def test_a_signal_during_a_callback_lets_it_finish_and_exits_cleanly(sig):
     assert seen == 3
     assert proc.returncode == 0, err
     assert "Exception" not in err and "context is invalid" not in err, err
+
+
+# A node built from a schema (like the mux): a float, a float list checked by a WorkspaceBox.
+CONFIGURED_NODE = textwrap.dedent(
+    """
+    import sys
+    from dataclasses import dataclass
+    from typing import Tuple
+    from rclpy.node import Node
+    from hilserl_core import config as cfg
+    from hilserl_core.control import WorkspaceBox
+    from hilserl_interfaces.node_main import run_node
+    from hilserl_interfaces.params import NodeConfig
+
+    @dataclass(frozen=True)
+    class Conf:
+        speed_scale: float = cfg.param(1.0, "operator twist gain", low=0.0, high=5.0, live=True)
+        min_position_m: Tuple[float, ...] = cfg.param((0.25, -0.35, 0.02), "lower corner", units="m")
+
+    class Configured(Node):
+        def __init__(self, **kw):
+            super().__init__("nm_configured", **kw)
+            c = NodeConfig(self, Conf).value
+            WorkspaceBox(c.min_position_m, (0.75, 0.35, 0.55))
+            print("speed_scale", repr(c.speed_scale), "min_position_m", list(c.min_position_m), flush=True)
+            self.create_timer(0.05, self.context.try_shutdown)  # started fine: end the process
+
+    sys.exit(run_node(Configured))
+    """
+)
+
+
+@pytest.mark.parametrize("yaml_body, rc, expect", [
+    ("speed_scale: 1", 0, "speed_scale 1.0 min_position_m [0.25, -0.35, 0.02]"),
+    ("min_position_m: [0, 0, 0]", 0, "speed_scale 1.0 min_position_m [0.0, 0.0, 0.0]"),
+    ("speed_scale: fast", 2, "configuration error: parameters of /nm_configured: speed_scale = 'fast' has the wrong type: "
+                             "expected a number (double)"),
+    ("speed_scale: 9", 2, "configuration error:"),
+    ("min_position_m: [0.9, 0.0, 0.0]", 2, "configuration error: WorkspaceBox min_position_m [0.9, 0.0, 0.0] must be <= "
+                                           "max_position_m"),
+    ("min_position_m: [0.1, 0.0]", 2, "configuration error: WorkspaceBox min/max_position_m must be 3 finite numbers"),
+], ids=["int_for_float", "ints_for_float_list", "string_for_float", "out_of_range", "min_above_max", "wrong_length"])
+def test_parameters_from_a_params_file_are_converted_or_refused_in_one_line(tmp_path, yaml_body, rc, expect):
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    " + yaml_body + "\n")
+    out = subprocess.run([sys.executable, "-c", CONFIGURED_NODE, "--ros-args", "--params-file", str(params)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == rc, out.stderr
+    assert expect in (out.stdout if rc == 0 else out.stderr), out.stdout + out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    if rc:
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -6,10 +6,22 @@ file is plain safetensors, so ``safetensors.safe_open`` and other tools read it;
 hilserl adds three string entries to the safetensors ``__metadata__`` header:
 
 - ``hilserl.format_version``: :data:`FORMAT_VERSION`; readers refuse newer files.
-- ``hilserl.metadata``: the caller's metadata as one JSON document.
-- ``hilserl.sha256``: hex sha256 over the JSON document's UTF-8 bytes followed by
-  the whole tensor data section, so a truncated or bit-flipped payload is
-  detected on load (:class:`TensorIOError` says which file).
+- ``hilserl.metadata``: the caller's metadata as one JSON document (an object).
+- ``hilserl.sha256``: hex sha256 that detects a truncated or bit-flipped
+  container on load (:class:`TensorIOError` says which file). Version 2 hashes
+  the canonical tensor table (every tensor's name, dtype, shape and data offsets,
+  sorted by name), the metadata JSON and the whole data section, each of the first
+  two preceded by its length; a flipped bit in a tensor's name, dtype or shape is
+  caught as well. Version 1 (files written before) hashed only the metadata JSON
+  and the data; such files are still read and verified by that rule.
+
+Every header is validated before anything is allocated from it: a JSON object
+(nesting and duplicate keys refused), each tensor an object with a dtype from
+the list below, a shape of non-negative integers, and data offsets that tile the
+data section exactly; ``__metadata__`` an object of strings; the caller metadata
+a JSON object. Whatever does not fit is a :class:`TensorIOError` naming the
+problem, on the wire (:func:`from_bytes`) and for files alike: a receiver never
+fails with any other exception on a malformed payload.
 
 Files are written atomically (temporary file in the same directory, fsync,
 ``os.replace``): a crash mid-save leaves the previous file intact and at worst a
@@ -23,14 +35,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Mapping, Tuple, Union
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_OLDEST_VERSION = 1  # version 1: the checksum does not cover the tensor table (still read)
 
 _KEY_VERSION = "hilserl.format_version"
 _KEY_METADATA = "hilserl.metadata"
@@ -53,6 +68,10 @@ _DTYPE_TO_CODE = {
 }
 _CODE_TO_DTYPE = {code: dt for dt, code in _DTYPE_TO_CODE.items()}
 _HASH_CHUNK = 1 << 24  # 16 MiB per read when hashing a file
+_MAX_NDIM = 32  # numpy 1.x's limit
+_MAX_DIM = 2**63 - 1  # a dimension numpy can index
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
 
 PathLike = Union[str, os.PathLike]
 
@@ -80,10 +99,25 @@ def _prepare(arrays: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
     return out
 
 
+def _digest(version: int, entries: Mapping[str, Any], meta_json: str) -> "hashlib._Hash":
+    """sha256 state before the data section is fed in (see the module doc for each version's rule)."""
+    meta_raw = meta_json.encode("utf-8")
+    if version < 2:
+        return hashlib.sha256(meta_raw)
+    table = json.dumps(
+        [[name, e["dtype"], list(e["shape"]), list(e["data_offsets"])] for name, e in sorted(entries.items())],
+        separators=(",", ":"),
+    ).encode("utf-8")
+    digest = hashlib.sha256()
+    for part in (table, meta_raw):
+        digest.update(struct.pack("<Q", len(part)))
+        digest.update(part)
+    return digest
+
+
 def _header(arrays: Dict[str, np.ndarray], metadata: Mapping[str, Any]) -> Tuple[bytes, str]:
     """Build the length-prefixed safetensors header; returns (header bytes, metadata JSON)."""
     meta_json = json.dumps(dict(metadata), sort_keys=True, allow_nan=True)
-    digest = hashlib.sha256(meta_json.encode("utf-8"))
     entries: Dict[str, Any] = {}
     offset = 0
     for name in sorted(arrays):
@@ -94,6 +128,9 @@ def _header(arrays: Dict[str, np.ndarray], metadata: Mapping[str, Any]) -> Tuple
             "data_offsets": [offset, offset + arr.nbytes],
         }
         offset += arr.nbytes
+    digest = _digest(FORMAT_VERSION, entries, meta_json)
+    for name in sorted(arrays):
+        arr = arrays[name]
         if arr.nbytes:
             digest.update(memoryview(arr.reshape(-1)).cast("B"))
     entries["__metadata__"] = {
@@ -124,33 +161,127 @@ def to_bytes(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any] | Non
     return buf.getvalue()
 
 
-def _parse_header(head: bytes, where: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(f"key {k!r} appears twice")
+        out[k] = v
+    return out
+
+
+def _loads(text: str, what: str, where: str) -> Any:
+    """json.loads that turns every failure (syntax, duplicate keys, deep nesting, huge ints) into TensorIOError."""
     try:
-        entries = json.loads(head.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TensorIOError(f"{where}: header is not valid JSON ({exc}); the file is corrupt") from exc
-    meta = entries.pop("__metadata__", None) or {}
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError as exc:  # e.g. 100k nested '[': the C scanner's recursion guard
+        raise TensorIOError(f"{where}: {what} is nested too deeply; the file is corrupt") from exc
+    except _DuplicateKey as exc:
+        raise TensorIOError(f"{where}: {what} is ambiguous ({exc}); the file is corrupt") from exc
+    except ValueError as exc:  # JSONDecodeError, duplicate keys, int digits limit
+        raise TensorIOError(f"{where}: {what} is not valid JSON ({exc}); the file is corrupt") from exc
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_entry(name: str, e: Any, data_len: int, where: str) -> None:
+    """One tensor entry of the table: known dtype, shape of non-negative ints, offsets inside the data."""
+    what = f"{where}: tensor {name!r}"
+    if not name:
+        raise TensorIOError(f"{where}: a tensor has an empty name; the file is corrupt")
+    if not isinstance(e, dict):
+        raise TensorIOError(f"{what}: its header entry must be a JSON object, got {type(e).__name__}")
+    if set(e) != _ENTRY_KEYS:
+        raise TensorIOError(f"{what}: header entry has keys {sorted(e)}, expected {sorted(_ENTRY_KEYS)}")
+    code, shape, offsets = e["dtype"], e["shape"], e["data_offsets"]
+    if not isinstance(code, str) or code not in _CODE_TO_DTYPE:
+        raise TensorIOError(f"{what} has dtype {code!r}, which hilserl containers do not hold; "
+                            f"expected one of {sorted(_CODE_TO_DTYPE)}")
+    if (not isinstance(shape, list) or len(shape) > _MAX_NDIM
+            or not all(_is_int(d) and 0 <= d <= _MAX_DIM for d in shape)):
+        raise TensorIOError(f"{what} has shape {shape!r}; expected a list of at most {_MAX_NDIM} non-negative integers")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= data_len):
+        raise TensorIOError(f"{what} has data_offsets {offsets!r}; expected [begin, end] with "
+                            f"0 <= begin <= end <= {data_len} (the data section's size)")
+    nbytes = math.prod(shape) * _CODE_TO_DTYPE[code].itemsize
+    if nbytes != offsets[1] - offsets[0]:
+        raise TensorIOError(f"{what}: shape {shape} of {code} needs {nbytes} bytes but its data_offsets "
+                            f"span {offsets[1] - offsets[0]}; the file is corrupt")
+
+
+def _parse_header(head: bytes, where: str, data_len: int) -> Tuple[Dict[str, Any], Dict[str, str], int]:
+    """Validate a header completely; returns (tensor entries, hilserl metadata strings, format version).
+
+    ``data_len`` is the size of the data section after the header.
+    """
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TensorIOError(f"{where}: header is not UTF-8 ({exc}); the file is corrupt") from exc
+    entries = _loads(text, "header", where)
+    if not isinstance(entries, dict):
+        raise TensorIOError(f"{where}: header must be a JSON object, got {type(entries).__name__}; the file is corrupt")
+    meta = entries.pop("__metadata__", None)
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise TensorIOError(f"{where}: safetensors '__metadata__' must be a JSON object of strings; the file is corrupt")
     if _KEY_VERSION not in meta or _KEY_SHA256 not in meta:
         raise TensorIOError(
             f"{where}: not a hilserl container (no {_KEY_VERSION!r}/{_KEY_SHA256!r} in the "
             "safetensors metadata); write it with hilserl_core.tensorio"
         )
-    version = int(meta[_KEY_VERSION])
+    text_version = meta[_KEY_VERSION]
+    if not (text_version.isascii() and text_version.isdigit() and len(text_version) <= 9):
+        raise TensorIOError(f"{where}: {_KEY_VERSION} {text_version!r} is not a version number; the file is corrupt")
+    version = int(text_version)
     if version > FORMAT_VERSION:
         raise TensorIOError(
             f"{where}: format version {version} is newer than this reader ({FORMAT_VERSION}); "
             "update hilserl"
         )
-    return entries, meta
+    if version < _OLDEST_VERSION:
+        raise TensorIOError(f"{where}: format version {version} does not exist; the file is corrupt")
+    if not _SHA256_HEX.fullmatch(meta[_KEY_SHA256]):
+        raise TensorIOError(f"{where}: {_KEY_SHA256} is not 64 lowercase hex digits; the file is corrupt")
+    for name, e in entries.items():
+        _check_entry(name, e, data_len, where)
+    # The tensors must tile the data section exactly (safetensors' own rule, checked here so
+    # the message names the file; also no byte is left unchecked by the tensor table).
+    end = 0
+    for name, e in sorted(entries.items(), key=lambda kv: tuple(kv[1]["data_offsets"])):
+        begin, stop = e["data_offsets"]
+        if begin != end:
+            raise TensorIOError(f"{where}: tensor {name!r} starts at byte {begin} of the data, expected {end} "
+                                "(tensors overlap or leave a gap); the file is corrupt")
+        end = stop
+    if end != data_len:
+        raise TensorIOError(f"{where}: the tensors cover {end} bytes but the data section holds {data_len}; "
+                            "the file is truncated or corrupt")
+    return entries, meta, version
 
 
-def _check_digest(digest: "hashlib._Hash", meta: Dict[str, str], where: str) -> Dict[str, Any]:
+def _caller_metadata(meta: Mapping[str, str], where: str) -> Dict[str, Any]:
+    out = _loads(meta.get(_KEY_METADATA, "{}"), _KEY_METADATA, where)
+    if not isinstance(out, dict):
+        raise TensorIOError(f"{where}: {_KEY_METADATA} must be a JSON object, got {type(out).__name__}")
+    return out
+
+
+def _check_digest(digest: "hashlib._Hash", meta: Mapping[str, str], where: str) -> Dict[str, Any]:
     if digest.hexdigest() != meta[_KEY_SHA256]:
         raise TensorIOError(
             f"{where}: sha256 checksum mismatch; the file is truncated or corrupt "
             "(restore it from a backup or re-create it)"
         )
-    return json.loads(meta.get(_KEY_METADATA, "{}"))
+    return _caller_metadata(meta, where)
 
 
 def _restore_shapes(arrays: Mapping[str, np.ndarray], entries: Dict[str, Any]) -> Dict[str, np.ndarray]:
@@ -158,18 +289,26 @@ def _restore_shapes(arrays: Mapping[str, np.ndarray], entries: Dict[str, Any]) -
     return {k: v.reshape(entries[k]["shape"]) if k in entries else v for k, v in arrays.items()}
 
 
+def _header_length(n: int, available: int, where: str) -> None:
+    if n > available:
+        raise TensorIOError(f"{where}: header length {n} exceeds the {available} bytes after the length prefix; "
+                            "the file is truncated or corrupt")
+
+
 def from_bytes(data: bytes) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
-    """Inverse of :func:`to_bytes`: returns (arrays, metadata); verifies the checksum."""
+    """Inverse of :func:`to_bytes`: returns (arrays, metadata); verifies the checksum.
+
+    Any malformed input raises :class:`TensorIOError` (never another exception type).
+    """
     from safetensors.numpy import load
 
     where = "<bytes>"
     if len(data) < 8:
         raise TensorIOError(f"{where}: {len(data)} bytes is too short for a safetensors container")
     (n,) = struct.unpack("<Q", data[:8])
-    if 8 + n > len(data):
-        raise TensorIOError(f"{where}: header length {n} exceeds the {len(data)} bytes given")
-    entries, meta = _parse_header(data[8 : 8 + n], where)
-    digest = hashlib.sha256(meta.get(_KEY_METADATA, "{}").encode("utf-8"))
+    _header_length(n, len(data) - 8, where)
+    entries, meta, version = _parse_header(bytes(data[8 : 8 + n]), where, len(data) - 8 - n)
+    digest = _digest(version, entries, meta.get(_KEY_METADATA, "{}"))
     digest.update(memoryview(data)[8 + n :])
     metadata = _check_digest(digest, meta, where)
     try:
@@ -215,8 +354,10 @@ def read_metadata(path: PathLike) -> Dict[str, Any]:
         if len(head) < 8:
             raise TensorIOError(f"{path}: too short for a safetensors container")
         (n,) = struct.unpack("<Q", head)
-        _, meta = _parse_header(f.read(n), str(path))
-    return json.loads(meta.get(_KEY_METADATA, "{}"))
+        size = os.fstat(f.fileno()).st_size
+        _header_length(n, size - 8, str(path))
+        _, meta, _ = _parse_header(f.read(n), str(path), size - 8 - n)
+    return _caller_metadata(meta, str(path))
 
 
 class FileReader:
@@ -239,12 +380,14 @@ class FileReader:
             if len(head) < 8:
                 raise TensorIOError(f"{where}: too short for a safetensors container")
             (n,) = struct.unpack("<Q", head)
+            size = os.fstat(f.fileno()).st_size
+            _header_length(n, size - 8, where)
             header = f.read(n)
             if len(header) < n:
                 raise TensorIOError(f"{where}: truncated inside the header")
-            entries, meta = _parse_header(header, where)
+            entries, meta, version = _parse_header(header, where, size - 8 - n)
             if verify:
-                digest = hashlib.sha256(meta.get(_KEY_METADATA, "{}").encode("utf-8"))
+                digest = _digest(version, entries, meta.get(_KEY_METADATA, "{}"))
                 while True:
                     chunk = f.read(_HASH_CHUNK)
                     if not chunk:
@@ -252,7 +395,7 @@ class FileReader:
                     digest.update(chunk)
                 self.metadata = _check_digest(digest, meta, where)
             else:
-                self.metadata = json.loads(meta.get(_KEY_METADATA, "{}"))
+                self.metadata = _caller_metadata(meta, where)
         self._entries = entries
         try:
             self.tensors: Dict[str, Tuple[Tuple[int, ...], np.dtype]] = {
@@ -284,7 +427,7 @@ class FileReader:
 def load_file(path: PathLike, verify: bool = True) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """Read a container written by :func:`save_file`: returns (arrays, metadata).
 
-    With ``verify`` (default) the sha256 over metadata + data is checked first.
+    With ``verify`` (default) the sha256 (tensor table, metadata and data) is checked first.
     """
     with FileReader(path, verify=verify) as reader:
         arrays = {name: reader.get(name) for name in reader.tensors}

@@ -8,6 +8,10 @@ Transitions carry a per-actor sequence number so the learner can count gaps
 (a lost intervention must never go unnoticed). Policy weights carry a version,
 the parameter names of the trainable policy only (never the frozen encoder),
 and the sha256 of the container (checked by tensorio on decode).
+
+The decoders trust nothing in a payload (anyone on the DDS graph can publish one):
+every missing or wrong-typed field is a ValueError naming the field, never
+another exception type, so a receiver that catches ValueError keeps running.
 """
 
 from __future__ import annotations
@@ -47,30 +51,79 @@ def transition_to_arrays(t: Transition, actor_id: str, sequence: int) -> Tuple[D
     return arrays, meta
 
 
-def arrays_to_transition(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Tuple[Transition, str, int]:
-    """The transition, its actor id and sequence number; ValueError for a foreign payload."""
-    if meta.get("kind") != TRANSITION_KIND:
-        raise ValueError(f"payload kind {meta.get('kind')!r} is not {TRANSITION_KIND!r}")
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_meta(meta: Any, what: str) -> None:
+    if not isinstance(meta, Mapping):
+        raise ValueError(f"{what} payload: metadata must be a JSON object, got {type(meta).__name__}")
+
+
+def _field(meta: Mapping[str, Any], key: str, what: str) -> Any:
+    if key not in meta:
+        raise ValueError(f"{what} payload lacks {key!r}")
+    return meta[key]
+
+
+def _number(value: Any, key: str, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} payload: {key!r} must be a number, got {_short(value)}")
     try:
-        obs = {k[len(_OBS):]: v for k, v in arrays.items() if k.startswith(_OBS)}
-        nxt = {k[len(_NEXT):]: v for k, v in arrays.items() if k.startswith(_NEXT)}
-        t = Transition(
-            observation=obs,
-            action=np.asarray(arrays["action"], dtype=np.float32),
-            reward=float(meta["reward"]),
-            terminated=bool(meta["terminated"]),
-            truncated=bool(meta["truncated"]),
-            next_observation=nxt,
-            intervened=bool(meta["intervened"]),
-            grasp_action=int(meta["grasp_action"]),
-            grasp_penalty=float(meta["grasp_penalty"]),
-            episode_id=int(meta["episode_id"]),
-            step=int(meta["step"]),
-            info=dict(meta.get("info", {})),
-        )
-    except KeyError as exc:
-        raise ValueError(f"transition payload lacks {exc}") from exc
-    return t, str(meta.get("actor_id", "")), int(meta["sequence"])
+        return float(value)
+    except OverflowError:  # a JSON integer beyond float range
+        raise ValueError(f"{what} payload: {key!r} = {_short(value)} is out of range") from None
+
+
+def _integer(value: Any, key: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} payload: {key!r} must be an integer, got {_short(value)}")
+    return value
+
+
+def _flag(value: Any, key: str, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} payload: {key!r} must be true or false, got {_short(value)}")
+    return value
+
+
+def arrays_to_transition(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Tuple[Transition, str, int]:
+    """The transition, its actor id and sequence number; ValueError (naming the field) for a foreign
+    or malformed payload."""
+    what = "transition"
+    _check_meta(meta, what)
+    if meta.get("kind") != TRANSITION_KIND:
+        raise ValueError(f"payload kind {_short(meta.get('kind'))} is not {TRANSITION_KIND!r}")
+    if "action" not in arrays:
+        raise ValueError("transition payload lacks 'action'")
+    num = {k: _number(_field(meta, k, what), k, what) for k in ("reward", "grasp_penalty")}
+    ints = {k: _integer(_field(meta, k, what), k, what) for k in ("sequence", "grasp_action", "episode_id", "step")}
+    flags = {k: _flag(_field(meta, k, what), k, what) for k in ("terminated", "truncated", "intervened")}
+    actor_id = meta.get("actor_id", "")
+    if not isinstance(actor_id, str):
+        raise ValueError(f"transition payload: 'actor_id' must be a string, got {_short(actor_id)}")
+    info = meta.get("info", {})
+    if not isinstance(info, Mapping):
+        raise ValueError(f"transition payload: 'info' must be an object of numbers, got {_short(info)}")
+    info = {str(k): _number(v, f"info.{k}", what) for k, v in info.items()}
+    obs = {k[len(_OBS):]: v for k, v in arrays.items() if k.startswith(_OBS)}
+    nxt = {k[len(_NEXT):]: v for k, v in arrays.items() if k.startswith(_NEXT)}
+    t = Transition(
+        observation=obs,
+        action=np.asarray(arrays["action"], dtype=np.float32),
+        reward=num["reward"],
+        terminated=flags["terminated"],
+        truncated=flags["truncated"],
+        next_observation=nxt,
+        intervened=flags["intervened"],
+        grasp_action=ints["grasp_action"],
+        grasp_penalty=num["grasp_penalty"],
+        episode_id=ints["episode_id"],
+        step=ints["step"],
+        info=info,
+    )
+    return t, actor_id, ints["sequence"]
 
 
 class SequenceTracker:
@@ -112,9 +165,17 @@ def weights_to_arrays(
 
 
 def arrays_to_weights(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Tuple[Dict[str, np.ndarray], int]:
-    """Arrays and version of a policy-weights payload (``weights_metadata`` gives the rest)."""
+    """Arrays and version of a policy-weights payload; ValueError (naming the field) for a foreign
+    or malformed one. Other metadata (``updates``, ``published_s``) is informational: check its
+    type before use."""
+    what = "policy weights"
+    _check_meta(meta, what)
     if meta.get("kind") != WEIGHTS_KIND:
-        raise ValueError(f"payload kind {meta.get('kind')!r} is not {WEIGHTS_KIND!r}")
-    if sorted(arrays) != list(meta.get("names", [])):
+        raise ValueError(f"payload kind {_short(meta.get('kind'))} is not {WEIGHTS_KIND!r}")
+    version = _integer(_field(meta, "version", what), "version", what)
+    names = meta.get("names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"policy weights payload: 'names' must be a list of strings, got {_short(names)}")
+    if sorted(arrays) != names:
         raise ValueError("policy weights payload: tensor names do not match its metadata")
-    return dict(arrays), int(meta["version"])
+    return dict(arrays), version

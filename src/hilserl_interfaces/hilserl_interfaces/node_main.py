@@ -1,9 +1,13 @@
 """The `main()` of every hilserl node: init, build, spin, clean shutdown.
 
-A configuration error (a parameter outside its schema) is printed as one line
-naming the parameter and its valid range, and the process exits with status 2
-so the graph runner / launch reports the node as dead instead of it running
-with a guessed value.
+A configuration error (a parameter outside its schema, of a type that cannot be
+converted, refused by its ROS descriptor, or any ValueError raised while a node
+is being built from its parameters, such as a workspace box whose corners have
+the wrong length or min > max) is printed as one line naming the problem, and
+the process exits with status 2 so the graph runner / launch reports the node as
+dead instead of it running with a guessed value. A ValueError raised while a
+node is built names the source line it came from; once the nodes spin, an
+exception escaping a callback still ends the process with its traceback.
 
 numpy's BLAS is limited to ``blas_threads`` (default 1) before the node is built:
 OpenBLAS worker threads busy-wait between products, and on a small shared machine
@@ -37,10 +41,11 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import traceback
 from typing import Callable, List, Optional, Sequence
 
 import rclpy
-from rclpy.exceptions import InvalidParameterValueException
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
@@ -90,6 +95,20 @@ def spin(executor, stop: Optional[threading.Event] = None) -> None:
         executor.spin_once(timeout_sec=_SPIN_ONCE_TIMEOUT_S)
 
 
+_CONFIG_ERRORS = (ConfigError, InvalidParameterValueException, InvalidParameterTypeException)
+
+
+def _build(factory: Callable[[], "rclpy.node.Node"]) -> "rclpy.node.Node":
+    """``factory()``; a ValueError raised while building is the node refusing its configuration."""
+    try:
+        return factory()
+    except _CONFIG_ERRORS:
+        raise
+    except ValueError as exc:  # e.g. WorkspaceBox: min_position_m of the wrong length, or min > max
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise ConfigError(f"{exc} (raised at {os.path.basename(frame.filename)}:{frame.lineno})") from exc
+
+
 def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Optional[List[str]] = None, threads: int = 1,
               blas_threads: int = 1) -> int:
     limit_blas_threads(blas_threads)
@@ -101,7 +120,7 @@ def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Option
             executor = make_executor(threads)
             for factory in factories:
                 building = factory
-                node = factory()
+                node = _build(factory)
                 building = None
                 nodes.append(node)
                 executor.add_node(node)
@@ -109,7 +128,7 @@ def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Option
                     executor.add_node(companion)
             spin(executor, stop)
             return 0
-        except (ConfigError, InvalidParameterValueException) as exc:  # schema check, or the ROS range in the descriptor
+        except _CONFIG_ERRORS as exc:  # schema check, the ROS range or type in the descriptor, or _build
             # a factory may carry a label (compose_nodes: the node's full name), else its class name
             label = getattr(building, "label", None) or getattr(building, "__name__", "node")
             print(f"[{label}] configuration error: {exc}", file=sys.stderr, flush=True)

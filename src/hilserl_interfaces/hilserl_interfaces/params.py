@@ -7,14 +7,28 @@ was started with (YAML params file or ``-p``), validates them through the same
 schema as ``config/*.yaml``, and keeps ``.value`` up to date when a user changes
 a live parameter with ``ros2 param set``. A value outside the schema is rejected
 with the schema's reason, and the node keeps its previous configuration.
+
+Types follow the schema's own coercion (``config._coerce``), not ROS's strict
+typing: an integer given for a float parameter (``speed_scale: 1`` or
+``min_position_m: [0, 0, 0]`` in a params file, ``ros2 param set ... 2``) is
+taken as that float, and an integral float for an integer parameter as that
+integer; the ROS parameter always keeps its declared type. A value that cannot
+be converted stops the node at start-up with one :class:`~hilserl_core.config.ConfigError`
+line naming the parameter and the expected type, and is refused by
+``ros2 param set`` with that reason.
+
+An optional field whose default is ``None`` is declared typed and unset; it reads
+as ``None`` until a value is given (``ros2 param set`` or a params file).
 """
 
 from __future__ import annotations
 
+import array
 import typing
 from typing import Any, Callable, Generic, Optional, Type, TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, ParameterUninitializedException
 from rclpy.parameter import Parameter
 
 from hilserl_core import config as cfg
@@ -32,6 +46,18 @@ _ARRAY_TYPES = {
     int: ParameterType.PARAMETER_INTEGER_ARRAY,
     float: ParameterType.PARAMETER_DOUBLE_ARRAY,
     str: ParameterType.PARAMETER_STRING_ARRAY,
+}
+
+
+_TYPE_WORDS = {
+    ParameterType.PARAMETER_BOOL: "true/false (bool)",
+    ParameterType.PARAMETER_INTEGER: "an integer",
+    ParameterType.PARAMETER_DOUBLE: "a number (double)",
+    ParameterType.PARAMETER_STRING: "a string",
+    ParameterType.PARAMETER_BOOL_ARRAY: "a list of true/false (bool array)",
+    ParameterType.PARAMETER_INTEGER_ARRAY: "a list of integers (integer array)",
+    ParameterType.PARAMETER_DOUBLE_ARRAY: "a list of numbers (double array)",
+    ParameterType.PARAMETER_STRING_ARRAY: "a list of strings (string array)",
 }
 
 
@@ -74,6 +100,37 @@ def _ros_default(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _short(value: Any) -> str:
+    text = repr(list(value) if isinstance(value, (tuple, list, array.array)) else value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def ros_value(spec: cfg.ParamSpec, value: Any, where: str) -> Any:
+    """``value`` (params file, ``-p``, ``ros2 param set``) in the parameter's declared ROS type.
+
+    Converted as the schema converts YAML (an int for a float, an integral float for an
+    int); raises :class:`cfg.ConfigError` naming the parameter and the expected type.
+    """
+    want = _ros_type(spec.type)
+    try:
+        if Parameter.Type.from_parameter_value(value).value == want:
+            return value
+    except TypeError:
+        pass
+    expected = f"expected {_TYPE_WORDS.get(want, 'another type')} ({spec.description})"
+    try:
+        converted = _ros_default(cfg._coerce(value, spec.type, where))
+    except cfg.ConfigError:
+        raise cfg.ConfigError(f"{where} = {_short(value)} has the wrong type: {expected}") from None
+    try:
+        ok = Parameter.Type.from_parameter_value(converted).value == want
+    except TypeError:
+        ok = False
+    if not ok:
+        raise cfg.ConfigError(f"{where} = {_short(value)} has the wrong type: {expected}")
+    return converted
+
+
 class NodeConfig(Generic[C]):
     """A node's configuration, declared as ROS parameters and kept current."""
 
@@ -88,18 +145,76 @@ class NodeConfig(Generic[C]):
         self._specs = {s.name: s for s in cfg.describe(schema)}
         self._on_change = on_change
         self._source = f"parameters of {node.get_fully_qualified_name()}"
+        self._refused: dict = {}  # name -> reason, from _pre_set to _on_set of the same request
+        # rclpy keeps the values of params files and -p here; they are read and converted before
+        # declaring, since rclpy itself refuses an int for a double with a traceback.
+        overrides = getattr(node, "_parameter_overrides", {})
         for name, spec in self._specs.items():
-            if spec.default is None:
-                # Optional fields without a default: declare typed, unset.
-                node.declare_parameter(name, Parameter.Type(_ros_type(spec.type)), descriptor(spec))
-            else:
-                node.declare_parameter(name, _ros_default(spec.default), descriptor(spec))
-        flat = {name: node.get_parameter(name).value for name in self._specs}
+            desc = descriptor(spec)
+            value = spec.default
+            ignore_override = False
+            if name in overrides:
+                value = overrides[name].value
+                ignore_override = True
+                if value is None and spec.default is not None:  # what rcl makes of `[]` or `null`
+                    raise cfg.ConfigError(
+                        f"{self._source}: {name} has no value (an empty list or null in a params file cannot be "
+                        f"typed by ROS); leave it out for the default {_short(spec.default)} ({spec.description})")
+                if value is not None:
+                    value = ros_value(spec, value, f"{self._source}: {name}")
+            try:
+                if value is None:
+                    # Optional field without a value: declared typed and unset (reads as None).
+                    node.declare_parameter(name, Parameter.Type(desc.type), desc, ignore_override=ignore_override)
+                else:
+                    node.declare_parameter(name, _ros_default(value), desc, ignore_override=ignore_override)
+            except InvalidParameterTypeException as exc:  # an override rclpy found and we did not
+                raise cfg.ConfigError(f"{self._source}: {name}: {exc}") from exc
+        flat = {name: self._get(name) for name in self._specs}
         # Raises cfg.ConfigError naming the parameter and its range: the node must not start.
         self.value: C = cfg.from_mapping(schema, cfg.nest(flat), self._source)
+        if hasattr(node, "add_pre_set_parameters_callback"):  # rclpy >= Iron
+            node.add_pre_set_parameters_callback(self._pre_set)
         node.add_on_set_parameters_callback(self._on_set)
 
+    def _get(self, name: str) -> Any:
+        try:
+            return self._node.get_parameter(name).value
+        except ParameterUninitializedException:  # an optional field left unset
+            return None
+
+    def _pre_set(self, params) -> list:
+        """Convert a set request's values to the declared types before rclpy checks them.
+
+        rclpy compares the type before any on-set callback runs and refuses with a bare
+        "Wrong parameter type, expected '3' got '2'". Here an int for a double becomes the
+        double; a value that cannot be converted is swapped for the current value and its
+        reason is kept, and :meth:`_on_set` refuses it with that reason. Returns the whole
+        list, as rclpy concatenates what each pre-set callback returns: one NodeConfig per node.
+        """
+        self._refused = {}
+        out = []
+        for p in params:
+            spec = self._specs.get(p.name)
+            if spec is None or p.type_ == Parameter.Type.NOT_SET:
+                out.append(p)
+                continue
+            try:
+                out.append(Parameter(p.name, value=ros_value(spec, p.value, f"{self._source}: {p.name}")))
+            except cfg.ConfigError as exc:
+                current = self._get(p.name)
+                if current is None:  # nothing to stand in: rclpy's own type check refuses it
+                    out.append(p)
+                else:
+                    self._refused[p.name] = str(exc)
+                    out.append(Parameter(p.name, value=current))
+        return out
+
     def _on_set(self, params) -> SetParametersResult:
+        refused, self._refused = self._refused, {}
+        for p in params:
+            if p.name in refused:
+                return SetParametersResult(successful=False, reason=refused[p.name])
         ours = {p.name: p.value for p in params if p.name in self._specs}
         if not ours:
             return SetParametersResult(successful=True)
@@ -122,4 +237,4 @@ def field_names(schema: type) -> list:
     return [s.name for s in cfg.describe(schema)]
 
 
-__all__ = ["NodeConfig", "descriptor", "field_names"]
+__all__ = ["NodeConfig", "descriptor", "field_names", "ros_value"]

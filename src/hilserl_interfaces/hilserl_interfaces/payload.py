@@ -2,8 +2,9 @@
 
 Used for transitions (actor -> learner) and policy weights (learner -> actor).
 The bytes are a hilserl_core.tensorio container: plain safetensors with a format
-version and a sha256 over metadata and data, so a receiver rejects a corrupted
-or foreign payload instead of unpickling anything.
+version and a sha256 over the tensor table, metadata and data, so a receiver
+rejects a corrupted or foreign payload instead of unpickling anything. ``decode``
+raises only tensorio.TensorIOError for a malformed message, whatever its bytes.
 """
 
 from __future__ import annotations

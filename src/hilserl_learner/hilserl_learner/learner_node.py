@@ -151,10 +151,19 @@ class LearnerNode(Node):
             self.learner.config = new.learner
 
     def _on_transition(self, msg: UInt8MultiArray) -> None:
+        # Anyone on the graph can publish here: a malformed payload is TensorIOError/ValueError;
+        # any other exception from decoding is a decoder bug, reported the same way so the
+        # learner keeps training instead of dying.
         try:
             t, actor_id, seq = wire.arrays_to_transition(*payload.decode(msg))
         except (tensorio.TensorIOError, ValueError) as exc:
             self.diag.report("transitions", diagnostics.ERROR, f"rejected a transition payload: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - last line of defence, see above
+            self.get_logger().error(f"unexpected error decoding a transition payload:\n{traceback.format_exc()}",
+                                    throttle_duration_sec=5.0)
+            self.diag.report("transitions", diagnostics.ERROR,
+                             f"rejected a transition payload: unexpected {type(exc).__name__} decoding it: {exc}")
             return
         lost = self.sequences.see(actor_id, seq)
         if lost:

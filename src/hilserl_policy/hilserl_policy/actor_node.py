@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
@@ -190,16 +191,30 @@ class ActorNode(Node):
         self.recorder.on_executed(self._pending_stamp, np.concatenate([r[1] for r in rep]), grasp, source)
 
     def _on_weights(self, msg: UInt8MultiArray) -> None:
+        # Anyone on the graph can publish here, and the topic is transient-local: an exception
+        # escaping this callback would kill the actor again after every restart. Decoding
+        # raises TensorIOError/ValueError for a malformed payload; any other exception from
+        # decoding is a decoder bug, reported the same way (the actor keeps its weights).
         try:
             arrays, meta = payload.decode(msg)
             arrays, version = wire.arrays_to_weights(arrays, meta)
-            self.policy.load_weights(arrays, version)
-        except (tensorio.TensorIOError, ValueError, WeightsMismatch) as exc:
+        except (tensorio.TensorIOError, ValueError) as exc:
+            self.diag.report("weights", diagnostics.ERROR, f"kept weights v{self.policy.version}: {exc}", publish_now=True)
+            return
+        except Exception as exc:  # noqa: BLE001 - last line of defence, see above
+            self.get_logger().error(f"unexpected error decoding a policy weights payload:\n{traceback.format_exc()}")
+            self.diag.report("weights", diagnostics.ERROR, f"kept weights v{self.policy.version}: unexpected "
+                             f"{type(exc).__name__} decoding the payload: {exc}", publish_now=True)
+            return
+        try:
+            self.policy.load_weights(arrays, version)  # checks names, shapes and dtypes before changing anything
+        except (ValueError, WeightsMismatch) as exc:
             self.diag.report("weights", diagnostics.ERROR, f"kept weights v{self.policy.version}: {exc}", publish_now=True)
             return
         extra = {}
-        if "published_s" in meta:  # learner publish -> loaded here (same clock source on one machine; NTP across)
-            extra["delivery_s"] = f"{self._now() - float(meta['published_s']):.4f}"
+        published = meta.get("published_s")  # learner publish -> loaded here (same clock source on one machine; NTP across)
+        if isinstance(published, (int, float)) and not isinstance(published, bool) and np.isfinite(published):
+            extra["delivery_s"] = f"{self._now() - published:.4f}"
         self.diag.report("weights", diagnostics.OK, f"policy weights v{version}", publish_now=True, bytes=len(msg.data), **extra)
 
     def _on_operator_reset(self, _msg: Empty) -> None:
