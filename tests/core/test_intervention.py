@@ -213,3 +213,15 @@ def test_policy_action_from_an_old_observation_is_stale():
     assert d.gripper_action == GRIPPER_STAY and d.gripper_closure == 0.0
     mux.on_policy([1, 0, 0, 0, 0, 0], GRIPPER_STAY, stamp_s=10.9, now_s=11.0)
     assert mux.has_fresh_policy_action(11.0) and mux.step(11.0, POS, DOWN).source == Source.POLICY
+
+
+@pytest.mark.parametrize("lo, hi, words", [
+    ((0.2, 0.0), (0.7, 0.3, 0.5), "need 3 values"),
+    ((0.2, 0.0, 0.6), (0.7, 0.3, 0.5), "must be below"),
+])
+def test_a_malformed_workspace_box_is_refused_with_the_reason(lo, hi, words):
+    from hilserl_core.config import ConfigError
+    from hilserl_core.intervention import WorkspaceConfig
+
+    with pytest.raises(ConfigError, match=words):
+        WorkspaceConfig(min_position_m=lo, max_position_m=hi)

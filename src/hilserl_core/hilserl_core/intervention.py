@@ -34,7 +34,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from . import control, frames
-from .config import param
+from .config import ConfigError, param
 
 __all__ = [
     "Source",
@@ -63,6 +63,13 @@ class Source(enum.IntEnum):
 class WorkspaceConfig:
     min_position_m: Tuple[float, ...] = param((0.25, -0.35, 0.02), "lower corner of the target box in the arm's base frame", units="m")
     max_position_m: Tuple[float, ...] = param((0.75, 0.35, 0.55), "upper corner of the target box in the arm's base frame", units="m")
+
+    def __post_init__(self) -> None:
+        lo, hi = tuple(self.min_position_m), tuple(self.max_position_m)
+        if len(lo) != 3 or len(hi) != 3:
+            raise ConfigError(f"workspace: min_position_m and max_position_m need 3 values (x, y, z), got {list(lo)} and {list(hi)}")
+        if not all(a < b for a, b in zip(lo, hi)):
+            raise ConfigError(f"workspace: min_position_m {list(lo)} must be below max_position_m {list(hi)} on every axis")
 
     def box(self) -> control.WorkspaceBox:
         return control.WorkspaceBox(self.min_position_m, self.max_position_m)
