@@ -55,6 +55,7 @@ __all__ = [
     "REJECT_OUT_OF_ORDER",
     "REJECT_FUTURE_STAMP",
     "wrench_mode_wrench",
+    "nullspace_torque",
     "WorkspaceBox",
     "integrate_twist_target",
     "GOLDEN_PATH",
@@ -372,6 +373,18 @@ def wrench_mode_wrench(
         raise NonFiniteCommandError(f"measured pose has NaN/Inf: pos={measured_pos!r}, quat={measured_quat!r}")
     F = impedance_wrench(anchor_pos, anchor_quat, measured_pos, measured_quat, measured_twist_base, params)
     return F + frames.rotate_wrench(frames.quat_to_matrix(measured_quat), w)
+
+
+# --------------------------------------------------------------------------- nullspace posture
+
+
+def nullspace_torque(J: np.ndarray, q, qd, q_posture, stiffness: float, damping: float, lambda2: float) -> np.ndarray:
+    """The C++ ``law::nullspace_torque``: tau0 = K (q_posture - q) - D qd projected by
+    N = I - J^T (J J^T + lambda^2 I)^-1 J (damped pseudo-inverse of J^T), applied to tau0."""
+    tau0 = stiffness * (np.asarray(q_posture) - q) - damping * np.asarray(qd)
+    JJt = J @ J.T
+    JJt.flat[::JJt.shape[0] + 1] += lambda2
+    return tau0 - J.T @ np.linalg.solve(JJt, J @ tau0)
 
 
 # --------------------------------------------------------------------------- twist actions -> target pose

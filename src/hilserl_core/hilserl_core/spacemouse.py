@@ -25,6 +25,7 @@ facing the base's +x); check once per setup with ``ros2 topic echo spacenav/twis
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import List, Sequence, Tuple
@@ -86,6 +87,14 @@ def parse_axis_map(entries: Sequence[str], where: str = "axis_map") -> Tuple[np.
     return index, sign
 
 
+@functools.lru_cache(maxsize=16)
+def _parsed_axis_map(entries: Tuple[str, ...]) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`parse_axis_map` once per map (``twist`` runs at the publish rate); read-only arrays."""
+    index, sign = parse_axis_map(entries)
+    index.flags.writeable = sign.flags.writeable = False
+    return index, sign
+
+
 @dataclass(frozen=True)
 class SpaceMouseConfig:
     device_index: int = param(0, "which SpaceMouse when several are plugged in (0 = first by HID path); one per arm", low=0, high=16)
@@ -130,5 +139,5 @@ class SpaceMouseState:
 
     def twist(self, config: SpaceMouseConfig) -> np.ndarray:
         """Normalised [vx, vy, vz, wx, wy, wz] in [-1, 1], axes as ``config.axis_map`` says."""
-        index, sign = parse_axis_map(config.axis_map)
+        index, sign = _parsed_axis_map(tuple(config.axis_map))
         return np.clip(self.raw[index] * sign / config.full_scale, -1.0, 1.0)

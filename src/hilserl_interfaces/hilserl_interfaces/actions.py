@@ -26,9 +26,9 @@ import numpy as np
 from sensor_msgs.msg import Joy
 
 from hilserl_core import msgconv
-from hilserl_core.intervention import Source
+from hilserl_core.intervention import GRIPPER_CLOSE, GRIPPER_NONE, GRIPPER_OPEN, GRIPPER_STAY, Source
 
-GRIPPER_NONE = -1
+_GRIPPER_ACTIONS = (GRIPPER_NONE, GRIPPER_OPEN, GRIPPER_STAY, GRIPPER_CLOSE)
 
 
 @dataclass
@@ -55,5 +55,7 @@ def from_joy(msg: Joy) -> ActionMsg:
         raise ValueError(f"action message must have 6 axes, got {axes.shape[0]}")
     buttons = list(msg.buttons)
     gripper = int(buttons[0]) if buttons else GRIPPER_NONE
+    if gripper not in _GRIPPER_ACTIONS:
+        raise ValueError(f"gripper action {gripper} is not -1 (none), 0 (open), 1 (stay) or 2 (close)")
     source = Source(int(buttons[1])) if len(buttons) > 1 else Source.POLICY
     return ActionMsg(axes, gripper, msgconv.stamp_to_seconds(msg.header.stamp), source, msg.header.frame_id)

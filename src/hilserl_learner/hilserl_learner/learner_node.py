@@ -114,7 +114,6 @@ class LearnerNode(Node):
         self.create_subscription(UInt8MultiArray, topics.TRANSITIONS, self._on_transition, qos.TRANSITIONS)
         self.weights_bytes = 0
         self._last_weights_s = 0.0
-        self._last_ckpt_updates = self.learner.updates
         self._last_ckpt_progress = self.learner.progress()
         self.publish_weights()  # actors start from the learner's initial (or resumed) policy
         self._stop = threading.Event()
@@ -231,11 +230,10 @@ class LearnerNode(Node):
                 if time.monotonic() - self._last_weights_s >= schedule.weights_period_s:
                     self.publish_weights()
                 ck = self.conf.value.checkpoint_dir
-                if ck and schedule.checkpoint_period_updates and self.learner.updates - self._last_ckpt_updates >= schedule.checkpoint_period_updates:
+                if ck and schedule.checkpoint_period_updates and self.learner.updates - self._last_ckpt_progress[0] >= schedule.checkpoint_period_updates:
                     with self._lock:
                         path = self.learner.save_checkpoint(ck)
-                    self._last_ckpt_updates = self.learner.updates
-                    self._last_ckpt_progress = self.learner.progress()
+                        self._last_ckpt_progress = self.learner.progress()
                     self.get_logger().info(f"checkpoint {path}")
             if not worked:
                 self._stop.wait(0.01)

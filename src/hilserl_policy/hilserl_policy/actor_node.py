@@ -166,9 +166,7 @@ class ActorNode(Node):
 
     def _on_executed(self, arm: str, msg: Joy) -> None:
         try:
-            a = actions.from_joy(msg)
-            if a.gripper not in (GRIPPER_NONE, 0, 1, 2):
-                raise ValueError(f"gripper action {a.gripper} is not -1 (none), 0, 1 or 2")
+            a = actions.from_joy(msg)  # checks the axes and the gripper action
         except ValueError as exc:  # a malformed report: that step stays unexecuted (dropped), the actor goes on
             self.diag.report("executed", diagnostics.ERROR, f"ignored a malformed mux/executed from {arm}: {exc}")
             return

@@ -86,15 +86,6 @@ class ArmState:
         return float(self.gripper_position.sum())
 
 
-def nullspace_torque(J: np.ndarray, q, qd, q_posture, stiffness: float, damping: float, lambda2: float) -> np.ndarray:
-    """The C++ ``law::nullspace_torque``: tau0 = K (q_posture - q) - D qd projected by
-    N = I - J^T (J J^T + lambda^2 I)^-1 J (damped pseudo-inverse of J^T), applied to tau0."""
-    tau0 = stiffness * (np.asarray(q_posture) - q) - damping * np.asarray(qd)
-    JJt = J @ J.T
-    JJt.flat[::JJt.shape[0] + 1] += lambda2
-    return tau0 - J.T @ np.linalg.solve(JJt, J @ tau0)
-
-
 def _welded_closure(model: mujoco.MjModel, core, weld_eqs) -> frozenset:
     """``core`` plus every body rigidly attached to it: a child without joints of a body in the
     set (MuJoCo welds it to its parent), or the other side of one of the weld equalities
@@ -390,18 +381,18 @@ class SimArm:
         J = self.jacobian()
         qd = d.qvel[self.d_sl]
         twist = J @ qd
-        params = self._wrench_mode_params if self.config.mode == "wrench" else self._pose_params
         try:
             # Reference limiting happens inside impedance_wrench (|F_spring| <= K * limit).
-            F = law.impedance_wrench(self.target_pos, self.target_quat, pos, quat, twist, params)
+            if self.config.mode == "wrench":  # the C++ WrenchController's law: hold the anchor + feed-forward
+                w_ee = self.watchdog.output(now)
+                F = law.wrench_mode_wrench(self.target_pos, self.target_quat, pos, quat, twist, w_ee, self._wrench_mode_params)
+                self.last_ff_wrench_base = frames.rotate_wrench(frames.quat_to_matrix(quat), w_ee)
+            else:
+                F = law.impedance_wrench(self.target_pos, self.target_quat, pos, quat, twist, self._pose_params)
         except ValueError as exc:  # NaN/Inf state: never crash, command nothing but gravity compensation
             self.hold(f"controller fault: {exc}")
             F = np.zeros(6)
-        if self.config.mode == "wrench":
-            w_ee = self.watchdog.output(now)
-            R = frames.quat_to_matrix(quat)
-            self.last_ff_wrench_base = np.concatenate((R @ w_ee[:3], R @ w_ee[3:]))
-            F = F + self.last_ff_wrench_base
-        tau_null = nullspace_torque(J, d.qpos[self.q_sl], qd, self.q_null, self.null_kp, self.null_kd, self.null_lambda2)
+            self.last_ff_wrench_base = np.zeros(6)
+        tau_null = law.nullspace_torque(J, d.qpos[self.q_sl], qd, self.q_null, self.null_kp, self.null_kd, self.null_lambda2)
         # Saturation at the datasheet torque limits is MuJoCo's (motors are ctrllimited).
         d.ctrl[self.a_sl] = J.T @ F + tau_null + d.qfrc_bias[self.d_sl]
