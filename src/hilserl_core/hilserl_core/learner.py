@@ -51,6 +51,7 @@ import torch
 from .config import param
 from .encoders import CachedFeaturizer
 from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
+from .tensorio import fsync_dir
 from .types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
 
 __all__ = ["LearnerConfig", "Learner", "CheckpointError", "checkpoints", "latest_checkpoint", "progress_line"]
@@ -279,7 +280,7 @@ class Learner:
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
         os.replace(tmp, final)  # the checkpoint appears whole or not at all
-        _fsync_dir(root)  # the rename itself is durable
+        fsync_dir(root)  # the rename itself is durable
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         key = _checkpoint_key(final)
@@ -371,19 +372,6 @@ def latest_checkpoint(root: "str | Path") -> Optional[Path]:
     return next((p for p in checkpoints(root) if (p / "learner.json").is_file()), None)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     """fsync every file under ``root``, then every directory (deepest first)."""
     dirs = []
@@ -396,7 +384,7 @@ def _fsync_tree(root: Path) -> None:
             finally:
                 os.close(fd)
     for d in reversed(dirs):
-        _fsync_dir(Path(d))
+        fsync_dir(Path(d))
 
 
 # What a person watching the console wants per line, in this order (agent/metric names).

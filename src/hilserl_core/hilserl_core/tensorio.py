@@ -335,15 +335,23 @@ def save_file(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
+    fsync_dir(path.parent)  # make the rename itself durable
     return path
+
+
+def fsync_dir(path: PathLike) -> None:
+    """fsync a directory, so renames and new entries in it survive a power cut (best effort:
+    some platforms and filesystems have no directory handles or refuse fsync on them)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_metadata(path: PathLike) -> Dict[str, Any]:
