@@ -26,7 +26,10 @@ def squares(n, success, rng):
 
 @pytest.fixture(scope="module")
 def encoder():
-    return ResNet10Encoder(seed=0)  # random weights: enough for this task, no download
+    # random weights: enough for this task, no download. Exact float32: in bfloat16 the features
+    # depend on which conv path each shape's first-pass timing picked (encoders.SameConv2d), and
+    # over those choices the fresh-image accuracy below ranged 0.945-0.99 (0.985-0.99 in float32)
+    return ResNet10Encoder(seed=0, compute_dtype="float32")
 
 
 @pytest.fixture(scope="module")
