@@ -185,16 +185,77 @@ def test_groupnorm_relu_only_takes_what_it_can():
         native.groupnorm_act(x, _norm(64, 0), _bf16_map(2, 64, 4, 4, 1))
 
 
-def test_encoder_blocks_with_and_without_the_kernel_agree():
+def test_encoder_blocks_with_and_without_the_kernel_agree(monkeypatch):
     enc = encoders.ResNet10Encoder(seed=0, compute_dtype="bfloat16")
     imgs = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8))
     fused = enc(imgs)
-    plain = encoders.norm_relu
-    try:  # the same network through torch's ops (each rounds to bfloat16 on its own)
-        encoders.native.groupnorm_available = lambda x, groups: False
-        torch_ops = enc(imgs)
-    finally:
-        encoders.native.groupnorm_available = native.groupnorm_available
-    assert encoders.norm_relu is plain
+    # the same network through torch's ops (each rounds to bfloat16 on its own)
+    monkeypatch.setattr(native, "groupnorm_available", lambda *a, **k: False)
+    torch_ops = enc(imgs)
     rel = float((fused - torch_ops).norm() / torch_ops.norm())
     assert 0.0 < rel < 0.02, rel
+
+
+def _quantized_reference(y):
+    """uint8 round(y * 255 / max y) per image, from float64 y >= 0."""
+    m = y.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
+    return torch.round(y * torch.where(m > 0, 255.0 / m, torch.zeros_like(m))).clamp(0, 255)
+
+
+@pytest.mark.parametrize("mode", ["plain", "identity", "projected"])
+def test_groupnorm_relu_writes_the_next_int8_convs_uint8_input(mode):
+    x, r = _bf16_map(3, 128, 16, 16, 0, shift=5.0), _bf16_map(3, 128, 16, 16, 1)
+    gn, gr = _norm(128, 2), _norm(128, 3)
+    residual = None if mode == "plain" else r
+    rnorm = gr if mode == "projected" else None
+    with torch.no_grad():
+        y, q = native.groupnorm_act(x, gn, residual, rnorm, out="both")
+        q_only = native.groupnorm_act(x, gn, residual, rnorm, out="uint8")
+        ref = _gn64(x, gn) + (0 if mode == "plain" else (r.double() if mode == "identity" else _gn64(r, gr)))
+        ref = torch.relu(ref)
+    assert q.dtype == torch.uint8 and q.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(q, q_only) and torch.equal(y, native.groupnorm_act(x, gn, residual, rnorm))
+    # quantised from the unrounded float32 value: within one unit of the exact quantisation
+    assert int((q.double() - _quantized_reference(ref)).abs().max()) <= 1
+    assert int(q.flatten(1).max(dim=1).values.min()) == 255  # every image uses the full range
+
+
+def test_groupnorm_takes_float32_with_a_map_added_before_the_norm():
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randn(2, 64, 8, 8, generator=g) * 40.0).contiguous(memory_format=torch.channels_last)
+    pre = (torch.randn(1, 64, 8, 8, generator=g) * 40.0).contiguous(memory_format=torch.channels_last)
+    gn = _norm(64, 4)
+    assert native.groupnorm_available(x, 4, allow_float32=True) and not native.groupnorm_available(x, 4)
+    with torch.no_grad():
+        out = native.groupnorm_act(x, gn, pre=pre)
+        ref = torch.relu(_gn64(x.double() + pre.double(), gn))
+    err = (out.double() - ref).abs()
+    assert bool((err <= 2**-8 * ref.abs() + 1e-4).all())
+    with pytest.raises(ValueError, match="pre shape"):
+        native.groupnorm_act(x, gn, pre=pre[:, :, :4])
+    with pytest.raises(ValueError, match="needs relu"):
+        native.groupnorm_act(x, gn, relu=False, out="uint8")
+
+
+def test_quantize_u8_per_image():
+    x = torch.relu(_bf16_map(3, 64, 8, 8, 6))
+    x[1] = 0  # an all-zero image quantises to zeros
+    x[2] *= 100  # scales are per image
+    q = native.quantize_u8(x)
+    ref = _quantized_reference(x.double())
+    assert int((q.double() - ref).abs().max()) <= 1 and int(q[1].max()) == 0
+    assert int(q[0].max()) == 255 and int(q[2].max()) == 255
+
+
+@pytest.mark.parametrize("size", [(64, 64), (9, 7), (4, 4)])
+def test_maxpool_nonneg_is_the_same_max_pool_exactly(size):
+    from hilserl_core import encoders
+
+    x = torch.relu(_bf16_map(2, 64, *size, 7))
+    pads = encoders._same_pads(size[0], 3, 2) + encoders._same_pads(size[1], 3, 2)
+    y, q = native.maxpool_nonneg(x, 3, 2, pads, quantize=True)
+    ref = encoders.same_max_pool(x, 3, 2)
+    assert torch.equal(y, ref) and y.is_contiguous(memory_format=torch.channels_last)
+    assert int((q.double() - _quantized_reference(ref.double())).abs().max()) <= 1
+    with pytest.raises(ValueError, match="C % 16"):
+        native.maxpool_nonneg(torch.relu(_bf16_map(1, 8, 4, 4, 0)), 3, 2, (0, 1, 0, 1))

@@ -6,7 +6,10 @@ Two kernels, built into one library:
   head's dropout fused in (``native/spatial_embedding.c``, used by
   ``networks.SpatialLearnedEmbedding``);
 - GroupNorm + shortcut + ReLU in one pass over the frozen ResNet-10's bfloat16
-  channel-last maps (``native/groupnorm.c``, used by ``encoders`` at inference).
+  channel-last maps (``native/groupnorm.c``, used by ``encoders`` at inference),
+  optionally writing the uint8 input of the next int8 convolution instead
+  (``encoders`` with ``compute_dtype="int8"``), a per-image uint8 quantiser and
+  a max pool of non-negative bfloat16 maps that can quantise its result.
 
 The spatial embedding: torch has no fused "convert float16,
 multiply, reduce" on CPU: it converts the whole 4 MB batch to float32 first,
@@ -59,6 +62,8 @@ __all__ = [
     "dropout_constants",
     "groupnorm_available",
     "groupnorm_act",
+    "quantize_u8",
+    "maxpool_nonneg",
     "cache_dir",
 ]
 
@@ -126,9 +131,11 @@ def _load() -> Tuple[Optional[ctypes.CDLL], str]:
     lib.hilserl_spatial_forward.argtypes = [ptr, ptr, ptr, i64, i64, i64, i32, u64, u32, f32]
     lib.hilserl_dropout_backward.argtypes = [ptr, i64, i64, i32, u64, u32, f32]
     lib.hilserl_spatial_kernel_grad.argtypes = [ptr, ptr, ptr, i64, i64, i64, i32]
-    lib.hilserl_groupnorm_act.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, i32, ptr, i64, i64, i64, i32, f32, i32, i32]
+    lib.hilserl_groupnorm_act.argtypes = [ptr, i32, ptr, ptr, ptr, ptr, ptr, ptr, i32, ptr, ptr, i64, i64, i64, i32, f32, i32, i32]
+    lib.hilserl_quantize_u8.argtypes = [ptr, i64, i64, ptr, i32]
+    lib.hilserl_maxpool_u16.argtypes = [ptr, i64, i64, i64, i64, i32, i32, i32, i32, ptr, i64, i64, ptr, i32]
     for fn in (lib.hilserl_spatial_forward, lib.hilserl_dropout_backward, lib.hilserl_spatial_kernel_grad,
-               lib.hilserl_groupnorm_act):
+               lib.hilserl_groupnorm_act, lib.hilserl_quantize_u8, lib.hilserl_maxpool_u16):
         fn.restype = None
     return lib, f"native kernels: {target}"
 
@@ -217,12 +224,13 @@ def spatial_kernel_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor
     return grad_w
 
 
-def groupnorm_available(x: torch.Tensor, groups: int) -> bool:
-    """True when :func:`groupnorm_act` can take ``x``: a bfloat16 NCHW map in channels-last memory
-    on the CPU, channels and channels per group multiples of 8, no autograd."""
+def groupnorm_available(x: torch.Tensor, groups: int, allow_float32: bool = False) -> bool:
+    """True when :func:`groupnorm_act` can take ``x``: a bfloat16 (or, with ``allow_float32``,
+    float32) NCHW map in channels-last memory on the CPU, channels and channels per group
+    multiples of 8, no autograd."""
     return (
         x.device.type == "cpu"
-        and x.dtype == torch.bfloat16
+        and (x.dtype == torch.bfloat16 or (allow_float32 and x.dtype == torch.float32))
         and x.dim() == 4
         and x.shape[1] % groups == 0
         and (x.shape[1] // groups) % 8 == 0
@@ -233,12 +241,21 @@ def groupnorm_available(x: torch.Tensor, groups: int) -> bool:
 
 
 def groupnorm_act(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[torch.Tensor] = None,
-                  residual_norm: Optional[torch.nn.GroupNorm] = None, relu: bool = True) -> torch.Tensor:
-    """``act(norm(x) + shortcut)`` in one pass; shortcut = 0, ``residual``, or ``residual_norm(residual)``.
+                  residual_norm: Optional[torch.nn.GroupNorm] = None, relu: bool = True,
+                  pre: Optional[torch.Tensor] = None, out: str = "bfloat16"):
+    """``act(norm(x + pre) + shortcut)`` in one pass; shortcut = 0, ``residual``, or ``residual_norm(residual)``.
 
-    ``x`` and ``residual``: bfloat16 ``[N, C, H, W]`` in channels-last memory (see
-    :func:`groupnorm_available`); the result has the same layout. Inference only (no autograd).
+    ``x``: bfloat16 or float32 ``[N, C, H, W]`` in channels-last memory (see
+    :func:`groupnorm_available`); ``pre``: optional float32 ``[1, C, H, W]`` (channels-last)
+    added to every image before the norm; ``residual``: bfloat16, same shape as ``x``.
+    ``out``: ``"bfloat16"`` (the result, same layout), ``"uint8"`` (the result quantised per
+    image, ``round(y * 255 / max y)``: the input of the next int8 convolution; needs ``relu``)
+    or ``"both"`` (a tuple). Inference only (no autograd).
     """
+    if out not in ("bfloat16", "uint8", "both"):
+        raise ValueError(f"out must be 'bfloat16', 'uint8' or 'both', got {out!r}")
+    if out != "bfloat16" and not relu:
+        raise ValueError("uint8 output needs relu (a non-negative map)")
     lib = _lib()
     n, c, h, w = x.shape
     mode = 0 if residual is None else (2 if residual_norm is not None else 1)
@@ -246,6 +263,10 @@ def groupnorm_act(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[
         if tuple(residual.shape) != (n, c, h, w):
             raise ValueError(f"residual shape {tuple(residual.shape)} != {(n, c, h, w)}")
         residual = residual.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    if pre is not None:
+        if tuple(pre.shape) != (1, c, h, w):
+            raise ValueError(f"pre shape {tuple(pre.shape)} != {(1, c, h, w)}")
+        pre = pre.float().contiguous(memory_format=torch.channels_last)
     if mode == 2 and (residual_norm.num_groups, residual_norm.eps) != (norm.num_groups, norm.eps):
         raise ValueError("the two GroupNorms must have the same groups and eps")
 
@@ -256,10 +277,45 @@ def groupnorm_act(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[
 
     ga, ba = affine(norm)
     gr, br = affine(residual_norm) if mode == 2 else (ga, ba)
-    out = torch.empty_like(x, memory_format=torch.channels_last)
+    y = torch.empty(x.shape, dtype=torch.bfloat16, memory_format=torch.channels_last) if out != "uint8" else None
+    q = torch.empty(x.shape, dtype=torch.uint8, memory_format=torch.channels_last) if out != "bfloat16" else None
     null = ctypes.c_void_p(0)
+    opt = lambda t: _ptr(t) if t is not None else null  # noqa: E731
     lib.hilserl_groupnorm_act(
-        _ptr(x), _ptr(ga), _ptr(ba), _ptr(residual) if residual is not None else null, _ptr(gr), _ptr(br), mode,
-        _ptr(out), n, h * w, c, norm.num_groups, float(norm.eps), int(relu), torch.get_num_threads(),
+        _ptr(x), int(x.dtype == torch.float32), opt(pre), _ptr(ga), _ptr(ba), opt(residual), _ptr(gr), _ptr(br), mode,
+        opt(y), opt(q), n, h * w, c, norm.num_groups, float(norm.eps), int(relu), torch.get_num_threads(),
     )
-    return out
+    return y if q is None else (q if y is None else (y, q))
+
+
+def quantize_u8(x: torch.Tensor) -> torch.Tensor:
+    """Per-image uint8 quantisation of a non-negative bfloat16 channels-last map ``[N, C, H, W]``:
+    ``round(x * 255 / max x)`` over each image (0 where the max is 0), same layout. Negative
+    values become 0."""
+    if x.dtype != torch.bfloat16 or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
+        raise ValueError("quantize_u8 takes a bfloat16 [N, C, H, W] map in channels-last memory")
+    m = x.shape[1] * x.shape[2] * x.shape[3]
+    if m % 8:
+        raise ValueError(f"quantize_u8 needs C * H * W % 8 == 0, got {m}")
+    q = torch.empty(x.shape, dtype=torch.uint8, memory_format=torch.channels_last)
+    _lib().hilserl_quantize_u8(_ptr(x), x.shape[0], m, _ptr(q), torch.get_num_threads())
+    return q
+
+
+def maxpool_nonneg(x: torch.Tensor, kernel: int, stride: int, pads: Tuple[int, int, int, int], quantize: bool = False):
+    """Max pool of a non-negative bfloat16 channels-last map ``[N, C, H, W]`` (e.g. after a ReLU).
+
+    ``pads`` = (top, bottom, left, right): windows start ``top``/``left`` pixels before the map
+    and are clipped to it (padding never wins). Exact (a max of bfloat16 values). With
+    ``quantize`` it returns ``(pooled, quantize_u8(pooled))`` from the same pass.
+    """
+    if x.dtype != torch.bfloat16 or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or x.shape[1] % 16:
+        raise ValueError("maxpool_nonneg takes a bfloat16 [N, C, H, W] map in channels-last memory with C % 16 == 0")
+    n, c, h, w = x.shape
+    top, bottom, left, right = pads
+    oh, ow = (h + top + bottom - kernel) // stride + 1, (w + left + right - kernel) // stride + 1
+    y = torch.empty((n, c, oh, ow), dtype=torch.bfloat16, memory_format=torch.channels_last)
+    q = torch.empty((n, c, oh, ow), dtype=torch.uint8, memory_format=torch.channels_last) if quantize else None
+    _lib().hilserl_maxpool_u16(_ptr(x), n, h, w, c, kernel, stride, top, left, _ptr(y), oh, ow,
+                               _ptr(q) if q is not None else ctypes.c_void_p(0), torch.get_num_threads())
+    return (y, q) if quantize else y
