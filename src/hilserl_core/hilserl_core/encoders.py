@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import native, tensorio
-from .precision import resolve_compute_dtype
+from .precision import COMPUTE_DTYPES, resolve_compute_dtype
 from .types import FEATURE_PREFIX, IMAGE_PREFIX, Observation
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -80,6 +80,19 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 NUM_GROUPS = 4
 GN_EPS = 1e-5
 WEIGHTS_KIND = "hilserl.resnet10_encoder"
+# the encoder's compute_dtype: precision.COMPUTE_DTYPES, or int8 convolutions (see ResNet10Encoder)
+ENCODER_DTYPES = COMPUTE_DTYPES + ("int8",)
+ENCODER_DTYPE_HELP = (
+    "frozen ResNet-10 precision: auto (bfloat16 where the CPU/GPU has it, else float32), float32, bfloat16, or int8 "
+    "(int8 convolutions, x86 CPUs only: faster than bfloat16, features within about 2% of float32); actor, learner "
+    "and reward classifier must use the same, and features cached at one setting must not be mixed with another's"
+)
+STEM_ZERO_POINT = 128  # the int8 stem reads raw pixels centred at 128 (ResNet10Encoder._int8_stem)
+
+
+def _weights_dtype(compute_dtype: str, device) -> torch.dtype:
+    """The dtype the encoder keeps its weights in: the compute dtype, float32 for int8 (quantised from it)."""
+    return torch.float32 if compute_dtype == "int8" else resolve_compute_dtype(compute_dtype, device)
 
 
 def _same_pads(size: int, kernel: int, stride: int) -> Tuple[int, int]:
@@ -148,6 +161,39 @@ class SameConv2d(nn.Conv2d):
             return patch() if _patch_gemm_faster[key] else direct()
         return self._direct(x, pads)
 
+    def forward_int8(self, xq: torch.Tensor, out_dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+        """This convolution on a uint8 map (zero point 0, any per-image scale) with int8 weights.
+
+        ``xq``: uint8 ``[N, C, H, W]`` in channels-last memory, e.g. from
+        :func:`quantize_activations`. The result is ``conv(weight, xq)`` up to the int8 weights'
+        rounding, in ``out_dtype``: the integer sums are exact, so it is the same for an image
+        whatever else is in the batch. It keeps each image's input scale, which the GroupNorm
+        after every convolution of the encoder cancels.
+        """
+        k, s = self.kernel_size[0], self.stride[0]
+        if self.explicit_pad is not None:
+            pads = (self.explicit_pad,) * 4
+        else:
+            pads = _same_pads(xq.shape[-2], k, s) + _same_pads(xq.shape[-1], k, s)
+        top, bottom, left, right = pads
+        if top == bottom and left == right:  # symmetric: oneDNN pads (with the zero point), no copy
+            sym = (top, left)
+        else:
+            xq, sym = F.pad(xq, (left, right, top, bottom)), (0, 0)
+        packed, w_scale, w_zp = self._int8_weights(sym, 0)
+        return _qconv(xq, 0, packed, w_scale, w_zp, s, sym, out_dtype)
+
+    def _int8_weights(self, sym_pad: Tuple[int, int], x_zero_point: int):
+        """oneDNN-packed int8 weights (symmetric, per output channel) for this padding, rebuilt
+        when the float weights change (loaded, moved)."""
+        key = (self.weight.data_ptr(), self.weight._version, sym_pad, x_zero_point)
+        cache = self.__dict__.setdefault("_int8_cache", {})
+        if key not in cache:
+            if len(cache) > 8:  # old weights: drop them
+                cache.clear()
+            cache[key] = _pack_int8(self.weight.detach().float(), self.stride[0], sym_pad, x_zero_point)
+        return cache[key]
+
     def path_key(self, x: torch.Tensor) -> tuple:
         """What the timed choice of conv path is kept under: input shape and dtype, this conv, threads."""
         return (tuple(x.shape), x.dtype, tuple(self.weight.shape), self.stride[0], torch.get_num_threads())
@@ -193,6 +239,82 @@ def same_max_pool(x: torch.Tensor, kernel: int = 3, stride: int = 2) -> torch.Te
     return F.max_pool2d(x, kernel, stride)
 
 
+def int8_available() -> Tuple[bool, str]:
+    """(available, why not): the int8 encoder needs torch's oneDNN int8 convolutions (x86 CPU builds)."""
+    ops = getattr(torch.ops, "onednn", None)
+    try:
+        ok = ops is not None and hasattr(ops, "qconv2d_pointwise") and hasattr(ops, "qconv_prepack") and torch.backends.mkldnn.is_available()
+    except (AttributeError, RuntimeError):
+        ok = False
+    return (True, "") if ok else (False, f"this torch ({torch.__version__}) has no oneDNN int8 convolutions (torch.ops.onednn.qconv2d_pointwise)")
+
+
+def _pack_int8(weight: torch.Tensor, stride: int, sym_pad: Tuple[int, int], x_zero_point: int):
+    """Symmetric per-output-channel int8 weights, packed for oneDNN: (packed, scales, zero points)."""
+    w_scale = (weight.abs().amax(dim=(1, 2, 3)).clamp_min(1e-30) / 127.0).float()
+    qw = torch.round(weight / w_scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
+    packed = torch.ops.onednn.qconv_prepack(
+        qw.contiguous(memory_format=torch.channels_last), w_scale, 1.0, int(x_zero_point), [stride, stride], list(sym_pad), [1, 1], 1, None
+    )
+    return packed, w_scale, torch.zeros(weight.shape[0], dtype=torch.int32)
+
+
+def _qconv(xq, x_zero_point, packed, w_scale, w_zp, stride, sym_pad, out_dtype):
+    # input scale 1: the output is the exact integer sum times the weight scale
+    return torch.ops.onednn.qconv2d_pointwise(
+        xq, 1.0, int(x_zero_point), packed, w_scale, w_zp, None, [stride, stride], list(sym_pad), [1, 1], 1, 1.0, 0, out_dtype, "none", [], ""
+    )
+
+
+def quantize_activations(x: torch.Tensor) -> torch.Tensor:
+    """Non-negative map ``[N, C, H, W]`` -> uint8 ``round(x * 255 / max x)`` per image (channels-last).
+
+    One scale per image, not per batch, so an image's features never depend on the other
+    images it was batched with. The scale is not kept: the next convolution's GroupNorm cancels it.
+    """
+    if x.dtype == torch.bfloat16 and native.in_use() and x.is_contiguous(memory_format=torch.channels_last):
+        return native.quantize_u8(x)
+    return _quantize_torch(x.float().clamp_min(0.0))
+
+
+def _max_pool_quantize(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The stem's 3x3/2 "SAME" max pool of a non-negative bfloat16 map, and its uint8 quantisation."""
+    if native.in_use() and x.shape[1] % 16 == 0 and x.is_contiguous(memory_format=torch.channels_last):
+        pads = _same_pads(x.shape[-2], 3, 2) + _same_pads(x.shape[-1], 3, 2)
+        return native.maxpool_nonneg(x, 3, 2, pads, quantize=True)
+    x = same_max_pool(x, 3, 2)
+    return x, quantize_activations(x)
+
+
+def _quantize_torch(v: torch.Tensor) -> torch.Tensor:
+    m = v.amax(dim=(1, 2, 3), keepdim=True)
+    # a true division, as the native kernel does (a scalar over a tensor becomes a reciprocal
+    # times 255, one unit in the last place off, which rounds some values the other way)
+    k = torch.where(m > 0, torch.full_like(m, 255.0) / m.clamp_min(1e-30), torch.zeros_like(m))
+    return torch.round(v * k).clamp(0, 255).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+
+
+def norm_act_int8(
+    x: torch.Tensor, norm: nn.GroupNorm, residual: Optional[torch.Tensor] = None, residual_norm: Optional[nn.GroupNorm] = None,
+    pre: Optional[torch.Tensor] = None, out: str = "uint8",
+):
+    """``relu(norm(x + pre) + shortcut)`` for the int8 encoder, as bfloat16, the next int8
+    convolution's uint8 input (:func:`quantize_activations`), or both: the native one-pass kernel
+    (``native.groupnorm_act``) where it is built, the same arithmetic in torch ops elsewhere."""
+    if native.groupnorm_available(x, norm.num_groups, allow_float32=True) and (residual is None or residual.shape == x.shape):
+        return native.groupnorm_act(x, norm, residual, residual_norm, pre=pre, out=out)
+    v = x.float() + pre.float() if pre is not None else x.float()
+    v = F.group_norm(v, norm.num_groups, norm.weight.float(), norm.bias.float(), norm.eps)
+    if residual is not None:
+        r = residual.float()
+        v = v + (F.group_norm(r, residual_norm.num_groups, residual_norm.weight.float(), residual_norm.bias.float(), residual_norm.eps)
+                 if residual_norm is not None else r)
+    v = F.relu(v)
+    y = v.to(torch.bfloat16).contiguous(memory_format=torch.channels_last) if out != "uint8" else None
+    q = _quantize_torch(v) if out != "bfloat16" else None
+    return y if q is None else (q if y is None else (y, q))
+
+
 def norm_relu(
     x: torch.Tensor, norm: nn.GroupNorm, residual: Optional[torch.Tensor] = None, residual_norm: Optional[nn.GroupNorm] = None
 ) -> torch.Tensor:
@@ -229,6 +351,14 @@ class BasicBlock(nn.Module):
             return norm_relu(self.conv2(y), self.norm2, self.proj_conv(x), self.proj_norm)
         return norm_relu(self.conv2(y), self.norm2, x)
 
+    def forward_int8(self, xq: torch.Tensor, x: Optional[torch.Tensor], out: str) -> torch.Tensor:
+        """The block on uint8 input ``xq`` (``x``: the same map in bfloat16, needed only for an
+        identity shortcut); ``out`` as in :func:`norm_act_int8`."""
+        yq = norm_act_int8(self.conv1.forward_int8(xq), self.norm1)
+        if self.has_proj:
+            return norm_act_int8(self.conv2.forward_int8(yq), self.norm2, self.proj_conv.forward_int8(xq), self.proj_norm, out=out)
+        return norm_act_int8(self.conv2.forward_int8(yq), self.norm2, x, out=out)
+
 
 class ResNet10Encoder(nn.Module):
     """Frozen ResNet-10: uint8 ``[B, H, W, 3]`` RGB -> float32 ``[B, H/32, W/32, 512]`` (channel-last).
@@ -250,8 +380,12 @@ class ResNet10Encoder(nn.Module):
 
     def __init__(self, seed: Optional[int] = None, compute_dtype: str = "auto"):
         super().__init__()
+        if compute_dtype not in ENCODER_DTYPES:
+            raise ValueError(f"encoder compute_dtype must be one of {ENCODER_DTYPES}, got {compute_dtype!r}")
+        if compute_dtype == "int8" and not int8_available()[0]:
+            raise ValueError(f"compute_dtype 'int8': {int8_available()[1]}; use 'auto'")
         self.compute_dtype = compute_dtype
-        self._dtype = resolve_compute_dtype(compute_dtype, "cpu")
+        self._dtype = _weights_dtype(compute_dtype, "cpu")
         with torch.random.fork_rng(enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
@@ -279,7 +413,7 @@ class ResNet10Encoder(nn.Module):
         autocast would: ~1 ms per forward here) and the normalisation constants in float32."""
         out = super()._apply(fn, *args, **kwargs)
         if hasattr(self, "_dtype"):
-            self._dtype = resolve_compute_dtype(self.compute_dtype, self.mean.device)
+            self._dtype = _weights_dtype(self.compute_dtype, self.mean.device)
             with torch.no_grad():
                 for p in self.parameters(recurse=True):
                     if p.dtype != self._dtype:
@@ -302,6 +436,8 @@ class ResNet10Encoder(nn.Module):
             )
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected images of shape [B, H, W, 3], got {tuple(images.shape)}")
+        if self.compute_dtype == "int8":
+            return self._forward_int8(images)
         with torch.no_grad():
             # [B, H, W, 3] viewed as NCHW is already channels-last in memory
             # (x / 255 - mean) / std as one multiply-add over the contiguous channel-last pixels
@@ -312,6 +448,46 @@ class ResNet10Encoder(nn.Module):
             for block in self.blocks:
                 x = block(x)
             return x.permute(0, 2, 3, 1).float().contiguous()
+
+    def _forward_int8(self, images: torch.Tensor) -> torch.Tensor:
+        """int8 convolutions, GroupNorms in float32 (see the class docstring)."""
+        if images.device.type != "cpu":
+            raise ValueError(f"compute_dtype 'int8' runs on the CPU only, got images on {images.device}")
+        with torch.no_grad():
+            x = images.contiguous().permute(0, 3, 1, 2)  # uint8 pixels, channels-last: the stem's int8 input as they are
+            packed, w_scale, w_zp, pre = self._int8_stem(images.shape[1], images.shape[2])
+            y = _qconv(x, STEM_ZERO_POINT, packed, w_scale, w_zp, 2, (3, 3), torch.float32)
+            x, xq = _max_pool_quantize(norm_act_int8(y, self.stem_norm, pre=pre, out="bfloat16"))
+            for i, block in enumerate(self.blocks):
+                last = i == len(self.blocks) - 1
+                # the bfloat16 map is needed only as an identity shortcut or as the features
+                keep = "bfloat16" if last else ("both" if not self.blocks[i + 1].has_proj else "uint8")
+                out = block.forward_int8(xq, x, keep)
+                x, xq = (out, None) if keep == "bfloat16" else (out if keep == "both" else (None, out))
+            return x.permute(0, 2, 3, 1).float().contiguous()
+
+    def _int8_stem(self, h: int, w: int):
+        """The stem with the pixel normalisation folded in, for raw uint8 pixels with zero point 128.
+
+        ``conv(W, pad0((x / 255 - mean) / std)) = conv(W a, pad0(x - 128)) + conv(W, pad0(a 128 - mean / std))``
+        with ``a = 1 / (255 std)`` per input channel; oneDNN pads with the zero point, so the first
+        term is exact integer arithmetic on the pixels and the second a constant map per image size
+        (computed here in float64), added before the stem's GroupNorm. Centering at 128 keeps the
+        two terms from cancelling, which would magnify the weights' int8 rounding.
+        """
+        wt = self.stem_conv.weight
+        key = (wt.data_ptr(), wt._version, h, w)
+        cached = self.__dict__.get("_int8_stem_cache")
+        if cached is None or cached[0] != key:
+            W = wt.detach().double()
+            a = 1.0 / (255.0 * self.std.double().view(3))
+            b = -(self.mean.double() / self.std.double()).view(3)
+            packed, w_scale, w_zp = _pack_int8((W * a.view(1, 3, 1, 1)).float(), 2, (3, 3), STEM_ZERO_POINT)
+            field = (b + a * STEM_ZERO_POINT).view(1, 3, 1, 1).expand(1, 3, h, w)
+            pre = F.conv2d(field, W, None, 2, 3).float().contiguous(memory_format=torch.channels_last)
+            cached = (key, (packed, w_scale, w_zp, pre))
+            self.__dict__["_int8_stem_cache"] = cached
+        return cached[1]
 
     # ---------------------------------------------------------------- weights
     def expected_tensors(self) -> Dict[str, Tuple[Tuple[int, ...], np.dtype]]:
@@ -392,10 +568,10 @@ def featurize_observation(
     return out
 
 
-def load_frozen_encoder(weights_path: str = "") -> ResNet10Encoder:
+def load_frozen_encoder(weights_path: str = "", compute_dtype: str = "auto") -> ResNet10Encoder:
     """The frozen ResNet-10 from a safetensors file; an empty path gives seeded random weights
     (tests and smoke runs only: callers should say so in their diagnostics)."""
-    encoder = ResNet10Encoder(seed=0)
+    encoder = ResNet10Encoder(seed=0, compute_dtype=compute_dtype)
     if weights_path:
         encoder.load_pretrained(weights_path)
     return encoder
