@@ -42,7 +42,7 @@ from std_msgs.msg import UInt8MultiArray
 
 from hilserl_core import frames, tensorio, wire
 from hilserl_core.config import param
-from hilserl_core.encoders import load_frozen_encoder
+from hilserl_core.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
 from hilserl_core import config as cfg
 from hilserl_core.grasp_dqn import GraspDQNAgent, GraspDQNConfig
 from hilserl_core.learner import Learner, LearnerConfig, progress_line
@@ -60,6 +60,7 @@ class LearnerNodeConfig:
     arms: Tuple[str, ...] = param(("left",), "arm namespaces, in action order")
     cameras: Tuple[str, ...] = param(("left/wrist", "left/side"), "cameras as <arm>/<camera> (observation keys <arm>_<camera>)")
     encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
+    encoder_dtype: str = param("auto", ENCODER_DTYPE_HELP, choices=ENCODER_DTYPES)
     checkpoint_dir: str = param("", "where checkpoints go and resume comes from; empty = no checkpoints")
     use_grasp_critic: bool = param(True, "train the grasp critic (DQN over open/stay/close per gripper)")
     torch_threads: int = param(1, "torch CPU threads for training (raise it on a learner host with idle cores; on a shared machine 1 avoids OpenMP threads waiting on busy cores)", low=1, high=256)
@@ -78,7 +79,7 @@ def dims(conf: LearnerNodeConfig) -> Tuple[int, int]:
 def build_learner(conf: LearnerNodeConfig) -> Learner:
     proprio_dim, action_dim = dims(conf)
     cams = tuple(topics.camera_key(e) for e in conf.cameras)
-    encoder = load_frozen_encoder(conf.encoder_weights)
+    encoder = load_frozen_encoder(conf.encoder_weights, conf.encoder_dtype)
     mode = "feature" if conf.learner.storage == "features" else "image"
     image_encoder = None if mode == "feature" else encoder
     agents = {"rlpd": RLPDAgent(conf.agent, action_dim, cams, proprio_dim, image_encoder=image_encoder)}

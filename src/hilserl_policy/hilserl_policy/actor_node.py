@@ -41,7 +41,7 @@ from hilserl_core import frames, msgconv, tensorio, wire
 from hilserl_core.actor import EpisodeRecorder, LatestInputs, egocentric_observation
 from hilserl_core import config as cfg
 from hilserl_core.config import param
-from hilserl_core.encoders import load_frozen_encoder
+from hilserl_core.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
 from hilserl_core.grasp_dqn import GraspDQNConfig, gripper_actions_to_joint_index, joint_index_to_gripper_actions
 from hilserl_core.intervention import GRIPPER_NONE, GRIPPER_STAY, Source
 from hilserl_core.metrics import EpisodeMetrics, EpisodeRecord
@@ -60,6 +60,7 @@ class ActorConfig:
     arms: Tuple[str, ...] = param(("left",), "arm namespaces, in action order")
     cameras: Tuple[str, ...] = param(("left/wrist", "left/side"), "cameras as <arm>/<camera>")
     encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
+    encoder_dtype: str = param("auto", ENCODER_DTYPE_HELP, choices=ENCODER_DTYPES)
     control_rate_hz: float = param(10.0, "policy rate", units="Hz", low=1.0, high=100.0)
     trigger: str = param("camera", "when to act: camera (as soon as a new frame of every camera is in, at most about control_rate_hz; lowest latency) or timer (a free-running control_rate_hz timer)", choices=("camera", "timer"))
     max_input_age_s: float = param(0.25, "inputs older than this at a tick mean no action", units="s", low=0.01, high=5.0, live=True)
@@ -85,7 +86,7 @@ class ActorNode(Node):
         self.arms = list(c.arms)
         self.cam_keys = [topics.camera_key(e) for e in c.cameras]
         n_arms = len(self.arms)
-        encoder = load_frozen_encoder(c.encoder_weights)
+        encoder = load_frozen_encoder(c.encoder_weights, c.encoder_dtype)
         if not c.encoder_weights:
             self.diag.report("encoder", diagnostics.WARN, "random encoder weights: set encoder_weights for real use")
         grasp_cfg = None

@@ -27,7 +27,7 @@ from std_msgs.msg import Bool, Empty, Float32
 from hilserl_core import msgconv
 from hilserl_core.actor import LatestInputs
 from hilserl_core.config import ConfigError, param
-from hilserl_core.encoders import load_frozen_encoder
+from hilserl_core.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
 from hilserl_core.reward_classifier import RewardClassifier
 from hilserl_core.success import SuccessRule
 from hilserl_interfaces import diagnostics, qos, topics
@@ -41,6 +41,7 @@ REWARD_RESET = "/reward/reset"
 class RewardConfig:
     classifier_path: str = param("", "reward classifier file (safetensors) written by the classifier training command")
     encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests and smoke runs only)")
+    encoder_dtype: str = param("auto", ENCODER_DTYPE_HELP, choices=ENCODER_DTYPES)
     cameras: Tuple[str, ...] = param(("left/wrist",), "cameras as <arm>/<camera>; classifier keys are <arm>_<camera>")
     threshold: float = param(
         0.0,
@@ -56,7 +57,7 @@ class RewardConfig:
 def load_models(conf: RewardConfig) -> RewardClassifier:
     if not conf.classifier_path:
         raise ConfigError("classifier_path is empty: train a classifier first and set the parameter to its file")
-    model = RewardClassifier.load(conf.classifier_path, encoder=load_frozen_encoder(conf.encoder_weights))
+    model = RewardClassifier.load(conf.classifier_path, encoder=load_frozen_encoder(conf.encoder_weights, conf.encoder_dtype))
     keys = [topics.camera_key(c) for c in conf.cameras]
     if sorted(keys) != sorted(model.cameras):
         raise ConfigError(f"classifier {conf.classifier_path} was trained on cameras {model.cameras}, node configured for {keys}")
