@@ -27,6 +27,7 @@ report the version it uses; its transient-local subscription is reliable).
     python benchmarks/latency.py                 # dual arm, 2 cameras per arm
     python benchmarks/latency.py --arms 1 --frames 200
     python benchmarks/latency.py --arms 2 --compose --breakdown --no-weights
+    python benchmarks/latency.py --encoder-dtype int8   # int8 frozen encoder (graph argument encoder_dtype)
 
 The last line is one JSON object with the figures (with the 1-minute load average:
 the machine may be shared).
@@ -61,6 +62,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from hilserl import graph as G  # noqa: E402
 from hilserl.runner import GraphRunner  # noqa: E402
 from hilserl_core import frames, msgconv, wire  # noqa: E402
+from hilserl_core.encoders import ENCODER_DTYPES  # noqa: E402
 from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
 
 import machine  # noqa: E402  (benchmarks/machine.py)
@@ -71,7 +73,7 @@ RESET_SERVICE = "/latency_driver/reset"  # the driver plays the robot: its "scen
 CAMERAS = ["wrist", "side"]
 
 
-def write_graph(cfg: Path, arms: list, compose: bool = False) -> None:
+def write_graph(cfg: Path, arms: list, compose: bool = False, encoder_dtype: str = "auto", actor_threads: int = 0) -> None:
     cams = [f"{a}/{c}" for a in arms for c in CAMERAS]
     hot = {"process": "hot_path"} if compose else {}  # crop nodes, actor and muxes in one process
     doc = {
@@ -85,11 +87,12 @@ def write_graph(cfg: Path, arms: list, compose: bool = False) -> None:
             {"name": "intervention_mux", "package": "hilserl_teleop", "executable": "mux_node", "namespace": "/{arm}",
              "for_each": "arm", "params_files": ["mux.yaml"], **hot},
             {"name": "actor", "package": "hilserl_policy", "executable": "actor_node", "params_files": ["agent.yaml", "actor.yaml"],
-             "parameters": {"arms": arms, "cameras": cams, "reset_service": RESET_SERVICE, "max_episode_steps": 100000}, **hot},
+             "parameters": {"arms": arms, "cameras": cams, "reset_service": RESET_SERVICE, "max_episode_steps": 100000,
+                            "encoder_dtype": encoder_dtype, **({"torch_threads": actor_threads} if actor_threads else {})}, **hot},
             {"name": "learner", "package": "hilserl_learner", "executable": "learner_node", "params_files": ["agent.yaml", "learner.yaml"],
              "condition": "{with_learner}",
              # no operator here, so no demo data: online-only batches, a modest update rate on this shared CPU
-             "parameters": {"arms": arms, "cameras": cams, "checkpoint_dir": "", "learner.weights_period_s": 1.0,
+             "parameters": {"arms": arms, "cameras": cams, "encoder_dtype": encoder_dtype, "checkpoint_dir": "", "learner.weights_period_s": 1.0,
                             "learner.demo_fraction": 0.0, "learner.learning_starts": 20, "learner.updates_per_transition": 0.2}},
         ],
     }
@@ -304,14 +307,14 @@ def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool, 
     return drv
 
 
-def encoder_pass_ms(images: int, repeats: int = 30) -> float:
+def encoder_pass_ms(images: int, repeats: int = 30, encoder_dtype: str = "auto") -> float:
     """Median time of one frozen ResNet-10 pass over ``images`` 128 px images, one torch thread
     (as the actor runs it): the compute floor of the actor's hop on this machine."""
     import torch
 
     from hilserl_core.encoders import load_frozen_encoder
 
-    encoder = load_frozen_encoder()
+    encoder = load_frozen_encoder(compute_dtype=encoder_dtype)
     x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (images, 128, 128, 3), dtype=np.uint8))
     return machine.one_thread_median_s(lambda: encoder(x), repeats) * 1e3
 
@@ -324,20 +327,24 @@ def main(argv=None) -> int:
     ap.add_argument("--breakdown", action="store_true", help="also time each hop (crop, actor, mux) by observing the intermediate topics")
     ap.add_argument("--compose", action="store_true", help="run crop nodes, actor and muxes in one process (graph `process:`)")
     ap.add_argument("--no-weights", action="store_true", help="skip the weight-broadcast phase (latency only)")
+    ap.add_argument("--encoder-dtype", choices=ENCODER_DTYPES, default="auto",
+                    help="the actor's (and learner's) frozen-encoder precision, graph argument encoder_dtype")
+    ap.add_argument("--actor-threads", type=int, default=0, help="the actor's torch_threads (default: config/params/actor.yaml)")
     args = ap.parse_args(argv)
     arms = ARM_NAMES[: args.arms]
     cmd = f"python benchmarks/latency.py --arms {args.arms} --frames {args.frames} --raw {args.raw}"
     cmd += " --compose" * args.compose + " --breakdown" * args.breakdown + " --no-weights" * args.no_weights
+    cmd += f" --encoder-dtype {args.encoder_dtype}" * (args.encoder_dtype != "auto") + f" --actor-threads {args.actor_threads}" * bool(args.actor_threads)
     if os.environ.get(node_main.EXECUTOR_ENV):
         cmd = f"{node_main.EXECUTOR_ENV}={os.environ[node_main.EXECUTOR_ENV]} {cmd}"
     host = machine.describe()
-    host[f"encoder_pass_{len(arms) * len(CAMERAS)}_images_ms"] = round(encoder_pass_ms(len(arms) * len(CAMERAS)), 2)
-    print(f"[latency] {machine.summary(host)}; frozen ResNet-10 over {len(arms) * len(CAMERAS)} images, one thread, "
+    host[f"encoder_pass_{len(arms) * len(CAMERAS)}_images_ms"] = round(encoder_pass_ms(len(arms) * len(CAMERAS), encoder_dtype=args.encoder_dtype), 2)
+    print(f"[latency] {machine.summary(host)}; frozen ResNet-10 ({args.encoder_dtype}) over {len(arms) * len(CAMERAS)} images, one thread, "
           f"alone: {host[f'encoder_pass_{len(arms) * len(CAMERAS)}_images_ms']} ms", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="hilserl_latency_"))
     cfg = tmp / "config"
     shutil.copytree(ROOT / "config", cfg)
-    write_graph(cfg, arms, args.compose)
+    write_graph(cfg, arms, args.compose, args.encoder_dtype, args.actor_threads)
     rclpy.init()
     try:
         # Phase 1: latency with crop, actor and mux (on a robot the learner runs on another machine).
@@ -359,6 +366,8 @@ def main(argv=None) -> int:
         "raw_image_px": args.raw,
         "frames": args.frames,
         "composed": args.compose,
+        "encoder_dtype": args.encoder_dtype,
+        "actor_torch_threads": args.actor_threads or "default",
         "executor": node_main.executor_kind(),
         "answered_fraction": round(answered, 3),
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
@@ -373,7 +382,7 @@ def main(argv=None) -> int:
         "weights_updates_measured": len(live),
         "machine": host,
     }
-    print(f"\ncamera -> controller target, {len(arms)} arm(s) x {len(CAMERAS)} cameras, {args.raw}px raw, {len(lat)} actions"
+    print(f"\ncamera -> controller target, {len(arms)} arm(s) x {len(CAMERAS)} cameras, {args.raw}px raw, encoder {args.encoder_dtype}, {len(lat)} actions"
           f" ({figures['executor']} executor in every process):")
     print(f"  p50 {figures['latency_p50_ms']} ms   p90 {figures['latency_p90_ms']} ms   p99 {figures['latency_p99_ms']} ms   max {figures['latency_max_ms']} ms")
     print(f"  frame sets answered: {answered:.1%}")
