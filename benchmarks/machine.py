@@ -53,6 +53,7 @@ def describe() -> dict:
         "cpu_family_model": f"{family}/{model}" if family else "",
         "logical_cpus": os.cpu_count(),
         "cpu_bf16": sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"}),
+        "cpu_int8": sorted(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"}),  # what the int8 encoder's convs use
         "matmul_gflops_bf16_1thread": round(matmul_gflops(torch.bfloat16), 1),
         "matmul_gflops_fp32_1thread": round(matmul_gflops(torch.float32), 1),
     }
@@ -60,5 +61,5 @@ def describe() -> dict:
 
 def summary(machine: dict) -> str:
     return (f"{machine['cpu']} (family/model {machine['cpu_family_model'] or '?'}), {machine['logical_cpus']} logical CPUs, "
-            f"bf16 {'+'.join(machine['cpu_bf16']) or 'none'}; one-thread [256,582]x[582,512] product: "
+            f"bf16 {'+'.join(machine['cpu_bf16']) or 'none'}, int8 {'+'.join(machine.get('cpu_int8', [])) or 'none'}; one-thread [256,582]x[582,512] product: "
             f"{machine['matmul_gflops_bf16_1thread']} GFLOP/s bfloat16, {machine['matmul_gflops_fp32_1thread']} float32")

@@ -39,3 +39,17 @@ def test_latency_benchmark_measures_the_graph_and_prints_the_required_json_keys(
     host = result["machine"]
     assert host["logical_cpus"] >= 1 and host["matmul_gflops_fp32_1thread"] > 0 and host["encoder_pass_2_images_ms"] > 0
     assert "reproduce: python benchmarks/latency.py --arms 1 --frames 20" in out
+
+
+def test_encoder_benchmark_times_every_dtype_and_prints_json():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "encoder.py"), "--rounds", "1", "--repeats", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    for d in ("float32", "bfloat16"):
+        assert all(result[f"pass_ms_{d}_{n}_images"] > 0 for n in (1, 2, 4))
+    assert 0 < result["feature_deviation_bfloat16_photo_like"] < 0.03
+    if "pass_ms_int8_4_images" in result:  # x86 torch builds
+        assert 0 < result["feature_deviation_int8_photo_like"] < 0.035 and result["int8_batch_independent"] is True
+    assert result["reproduce"] == "python benchmarks/encoder.py --rounds 1 --repeats 1"
