@@ -15,7 +15,7 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
-from hilserl_core import frames, msgconv, wire
+from hilserl_core import encoders, frames, msgconv, wire
 from hilserl_core.intervention import Source
 from hilserl_interfaces import actions, payload, qos
 from hilserl_policy.actor_node import ActorNode
@@ -88,21 +88,43 @@ class World:
         self.pubs["success"].publish(Bool(data=self.success))
 
 
-@pytest.fixture(params=["/sim/reset"], ids=["reset_service"])
-def rig(ros_context, request):
+def _rig(ros_context, reset_service="/sim/reset", **extra):
     params = [Parameter("cameras", value=["left/wrist"]), Parameter("max_episode_steps", value=50),
-              Parameter("reset_service", value=request.param)]
-    params += [Parameter(k, value=v) for k, v in SMALL.items()]
+              Parameter("reset_service", value=reset_service)]
+    params += [Parameter(k, value=v) for k, v in {**SMALL, **extra}.items()]
     actor = ActorNode(context=ros_context, parameter_overrides=params)
     world = World(ros_context)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(actor)
     ex.add_node(world.node)
     world.node.create_timer(0.02, world.publish_state)
+    return actor, world, ex
+
+
+@pytest.fixture(params=["/sim/reset"], ids=["reset_service"])
+def rig(ros_context, request):
+    actor, world, ex = _rig(ros_context, request.param)
     yield actor, world, ex
     ex.shutdown()
     actor.destroy_node()
     world.node.destroy_node()
+
+
+def test_the_actor_runs_the_encoder_dtype_it_is_given(ros_context, spin_until):
+    ok, why = encoders.int8_available()
+    if not ok:
+        pytest.skip(f"int8 encoder unavailable: {why}")
+    actor, world, ex = _rig(ros_context, encoder_dtype="int8")
+    try:
+        assert actor.policy.encoder.compute_dtype == "int8"
+        assert spin_until(ex, lambda: len(world.transitions) >= 2, 30), "no transitions from the int8 actor"
+        assert all(np.isfinite(a.action).all() for a in world.actions)
+    finally:
+        ex.shutdown()
+        actor.destroy_node()
+        world.node.destroy_node()
+    with pytest.raises(Exception, match="encoder_dtype"):
+        ActorNode(context=ros_context, parameter_overrides=[Parameter("encoder_dtype", value="int4")])
 
 
 def test_actor_loop(rig, spin_until):
