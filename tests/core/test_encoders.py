@@ -396,6 +396,17 @@ def test_int8_features_stay_close_to_float32(encoder, images, kind):
 
 
 @needs_int8
+@pytest.mark.parametrize("size", [(96, 80), (33, 47)])
+def test_int8_handles_other_image_sizes(size):
+    imgs = F.interpolate(_photo_like(2, 5).permute(0, 3, 1, 2).float(), size=size, mode="bilinear")
+    imgs = imgs.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    ref = ResNet10Encoder(seed=0, compute_dtype="float32")(imgs)
+    out = ResNet10Encoder(seed=0, compute_dtype="int8")(imgs)
+    assert out.shape == ref.shape == (2, -(-size[0] // 32), -(-size[1] // 32), 512)
+    assert float((out - ref).norm() / ref.norm()) < 0.035
+
+
+@needs_int8
 def test_int8_features_do_not_depend_on_the_batch():
     """Integer sums are exact and every activation scale is per image: an image gets bit-identical
     features alone, in any batch, in any position (actor, learner and reward classifier batch
