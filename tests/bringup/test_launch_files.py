@@ -287,3 +287,21 @@ def test_every_graph_node_exists_and_its_parameters_fit_its_schema(setup):
                     _merge(merged, doc[key]["ros__parameters"])
         _merge(merged, cfg.nest(spec.parameter_dict()))
         cfg.from_mapping(schema, merged, f"{setup}: {spec.fqn}")  # raises ConfigError naming the bad key
+
+
+@pytest.mark.parametrize("setup", sorted(G.available_graphs(CONFIG)))
+def test_actor_learner_and_reward_classifier_share_the_encoder_settings(setup):
+    """They must compute the same features: one encoder_dtype (and weights file) for all three,
+    from one graph argument whose choices are the encoder's."""
+    from hilserl_core.encoders import ENCODER_DTYPES
+
+    raw = yaml.safe_load((CONFIG / "graphs" / f"{setup}.yaml").read_text())
+    assert list(raw["choices"]["encoder_dtype"]) == list(ENCODER_DTYPES)
+    for dtype in ("int8", "float32"):
+        args = {"encoder_dtype": dtype, **({"reward": "classifier"} if "reward" in raw["arguments"] else {})}  # sim: start the classifier
+        graph = G.load_graph(setup, args, cfg_dir=CONFIG)
+        users = {spec.executable: spec.parameter_dict() for spec in graph.nodes
+                 if spec.executable in ("actor_node", "learner_node", "reward_node")}
+        assert set(users) == {"actor_node", "learner_node", "reward_node"}, setup
+        assert {p["encoder_dtype"] for p in users.values()} == {dtype}
+        assert len({p["encoder_weights"] for p in users.values()}) == 1

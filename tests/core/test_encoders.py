@@ -421,6 +421,7 @@ def test_int8_features_do_not_depend_on_the_batch():
 
 
 @needs_int8
+@pytest.mark.skipif(not encoders.native.in_use(), reason=f"native kernels not in use: {encoders.native.status()}")
 def test_int8_without_the_native_kernels_gives_the_same_features(monkeypatch, encoder):
     q8 = ResNet10Encoder(seed=0, compute_dtype="int8")
     imgs = _photo_like(3, 3)

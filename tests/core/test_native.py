@@ -259,3 +259,7 @@ def test_maxpool_nonneg_is_the_same_max_pool_exactly(size):
     assert int((q.double() - _quantized_reference(ref.double())).abs().max()) <= 1
     with pytest.raises(ValueError, match="C % 16"):
         native.maxpool_nonneg(torch.relu(_bf16_map(1, 8, 4, 4, 0)), 3, 2, (0, 1, 0, 1))
+    # a negative value or -0.0 never wins over 0, nor spoils the image's quantisation scale
+    neg = -torch.relu(_bf16_map(1, 16, 4, 4, 8))
+    y, q = native.maxpool_nonneg(neg.contiguous(memory_format=torch.channels_last), 3, 2, (0, 1, 0, 1), quantize=True)
+    assert torch.equal(y.view(torch.int16), torch.zeros_like(y).view(torch.int16)) and int(q.max()) == 0

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import platform
 import sys
 import time
 from pathlib import Path
@@ -188,11 +189,12 @@ class SameConv2d(nn.Conv2d):
         when the float weights change (loaded, moved)."""
         key = (self.weight.data_ptr(), self.weight._version, sym_pad, x_zero_point)
         cache = self.__dict__.setdefault("_int8_cache", {})
-        if key not in cache:
-            if len(cache) > 8:  # old weights: drop them
+        packed = cache.get(key)
+        if packed is None:
+            if len(cache) >= 4:  # a padding or two per conv; more means old weights: drop them
                 cache.clear()
-            cache[key] = _pack_int8(self.weight.detach().float(), self.stride[0], sym_pad, x_zero_point)
-        return cache[key]
+            packed = cache[key] = _pack_int8(self.weight.detach().float(), self.stride[0], sym_pad, x_zero_point)
+        return packed
 
     def path_key(self, x: torch.Tensor) -> tuple:
         """What the timed choice of conv path is kept under: input shape and dtype, this conv, threads."""
@@ -240,7 +242,10 @@ def same_max_pool(x: torch.Tensor, kernel: int = 3, stride: int = 2) -> torch.Te
 
 
 def int8_available() -> Tuple[bool, str]:
-    """(available, why not): the int8 encoder needs torch's oneDNN int8 convolutions (x86 CPU builds)."""
+    """(available, why not): the int8 encoder needs torch's oneDNN int8 convolutions on an x86 CPU
+    (the only place its speed and accuracy were measured)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False, f"int8 convolutions are used on x86-64 CPUs only, this is {platform.machine()}"
     ops = getattr(torch.ops, "onednn", None)
     try:
         ok = ops is not None and hasattr(ops, "qconv2d_pointwise") and hasattr(ops, "qconv_prepack") and torch.backends.mkldnn.is_available()
@@ -303,10 +308,12 @@ def norm_act_int8(
     (``native.groupnorm_act``) where it is built, the same arithmetic in torch ops elsewhere."""
     if native.groupnorm_available(x, norm.num_groups, allow_float32=True) and (residual is None or residual.shape == x.shape):
         return native.groupnorm_act(x, norm, residual, residual_norm, pre=pre, out=out)
-    v = x.float() + pre.float() if pre is not None else x.float()
+    # NCHW memory: torch's channels-last GroupNorm reduces in an order that depends on the batch,
+    # and an image's features must not
+    v = (x.float() + pre.float() if pre is not None else x.float()).contiguous()
     v = F.group_norm(v, norm.num_groups, norm.weight.float(), norm.bias.float(), norm.eps)
     if residual is not None:
-        r = residual.float()
+        r = residual.float().contiguous()
         v = v + (F.group_norm(r, residual_norm.num_groups, residual_norm.weight.float(), residual_norm.bias.float(), residual_norm.eps)
                  if residual_norm is not None else r)
     v = F.relu(v)

@@ -306,8 +306,9 @@ def maxpool_nonneg(x: torch.Tensor, kernel: int, stride: int, pads: Tuple[int, i
     """Max pool of a non-negative bfloat16 channels-last map ``[N, C, H, W]`` (e.g. after a ReLU).
 
     ``pads`` = (top, bottom, left, right): windows start ``top``/``left`` pixels before the map
-    and are clipped to it (padding never wins). Exact (a max of bfloat16 values). With
-    ``quantize`` it returns ``(pooled, quantize_u8(pooled))`` from the same pass.
+    and are clipped to it (padding never wins). Exact (a max of bfloat16 values); a negative
+    value (-0.0 included) counts as +0. With ``quantize`` it returns ``(pooled, quantize_u8(pooled))``
+    from the same pass.
     """
     if x.dtype != torch.bfloat16 or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or x.shape[1] % 16:
         raise ValueError("maxpool_nonneg takes a bfloat16 [N, C, H, W] map in channels-last memory with C % 16 == 0")

@@ -162,8 +162,10 @@ void hilserl_quantize_u8(const uint16_t *x, long N, long M, uint8_t *q, int thre
  * Max pool (k x k, stride s) of a non-negative bfloat16 NHWC map [N, H, W, C] into y [N, OH, OW, C],
  * windows starting at (oy * s - top, ox * s - left) and clipped to the map (padding never wins),
  * plus, when q is given, the pooled map quantised per image as hilserl_quantize_u8 does. Non-negative
- * bfloat16 values order like their bit patterns, so the max is taken on 16 channels at once as
- * unsigned 16-bit integers (exact). C % 16 == 0.
+ * bfloat16 values order like their bit patterns read as signed 16-bit integers, and negative ones
+ * (sign bit set, -0.0 included) read as negative integers, so the max is taken on 16 channels at once
+ * as signed 16-bit integers starting from 0: exact for non-negative maps, and anything negative
+ * becomes +0. C % 16 == 0.
  */
 void hilserl_maxpool_u16(const uint16_t *x, long N, long H, long W, long C, int k, int s, int top, int left,
                          uint16_t *y, long OH, long OW, uint8_t *q, int threads) {
@@ -180,9 +182,9 @@ void hilserl_maxpool_u16(const uint16_t *x, long N, long H, long W, long C, int 
           __m256i m = _mm256_setzero_si256();
           for (long iy = y0 < 0 ? 0 : y0; iy < (y1 < H ? y1 : H); ++iy)
             for (long ix = x0 < 0 ? 0 : x0; ix < (x1 < W ? x1 : W); ++ix)
-              m = _mm256_max_epu16(m, _mm256_loadu_si256((const __m256i *)(xn + (iy * W + ix) * C + c)));
+              m = _mm256_max_epi16(m, _mm256_loadu_si256((const __m256i *)(xn + (iy * W + ix) * C + c)));
           _mm256_storeu_si256((__m256i *)(yn + (oy * OW + ox) * C + c), m);
-          vmax = _mm256_max_epu16(vmax, m);
+          vmax = _mm256_max_epi16(vmax, m);
         }
       }
     }
