@@ -5,13 +5,14 @@ most of the camera -> controller-target latency (benchmarks/latency.py). This sc
 pass over 1, 2 and 4 images of 128 px on one torch thread (as the nodes run it), with the
 dtypes interleaved round by round so that a noisy neighbour slows them alike, and reports the
 median over rounds. Fidelity: the relative L2 deviation of each dtype's features from float32
-over photo-like images (smoothed random pixels; the encoder has its seeded random weights,
-since pretrained weights cannot be downloaded here) and over pure noise, the worst image
-for the int8 stem. int8 is also checked to give an image bit-identical features alone and in a
+over photo-like images (smoothed random pixels) and over pure noise, with the encoder's
+seeded random weights or, with ``--weights``, a weights file (pretrained weights cannot be
+downloaded here; with them the int8 deviation is the figure to check). int8 is also checked to give an image bit-identical features alone and in a
 batch.
 
     python benchmarks/encoder.py
     python benchmarks/encoder.py --rounds 3 --repeats 5     # quick
+    python benchmarks/encoder.py --weights resnet10.safetensors   # converted pretrained weights
 
 The last line is one JSON object with the figures.
 """
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hilserl_core.encoders import ResNet10Encoder, int8_available
+from hilserl_core.encoders import int8_available, load_frozen_encoder
 
 import machine  # noqa: E402  (benchmarks/machine.py)
 
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the figure is the median over rounds")
     ap.add_argument("--repeats", type=int, default=20, help="passes per dtype and batch in a round (the round's median)")
+    ap.add_argument("--weights", default="", help="encoder weights (safetensors, e.g. converted pretrained ones); default: seeded random")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     ok, why = int8_available()
@@ -58,7 +60,8 @@ def main(argv=None) -> int:
         print(f"[encoder] int8 skipped: {why}", flush=True)
     host = machine.describe()
     print(f"[encoder] {machine.summary(host)}", flush=True)
-    encoders = {d: ResNet10Encoder(seed=0, compute_dtype=d) for d in dtypes}
+    encoders = {d: load_frozen_encoder(args.weights, d) for d in dtypes}
+    print(f"[encoder] weights: {args.weights or 'seeded random (no pretrained weights given)'}", flush=True)
     images = {n: photo_like(n, 10 + n) for n in BATCHES}
     times = {(d, n): [] for d in dtypes for n in BATCHES}
     for d in dtypes:  # first passes (int8 packing, bfloat16 conv-path timing) are not timed
@@ -90,7 +93,8 @@ def main(argv=None) -> int:
         batch = encoders["int8"](photos)
         figures["int8_batch_independent"] = all(torch.equal(encoders["int8"](photos[i : i + 1])[0], batch[i]) for i in range(len(photos)))
     figures["machine"] = host
-    cmd = f"python benchmarks/encoder.py --rounds {args.rounds} --repeats {args.repeats}"
+    figures["weights"] = args.weights or "random"
+    cmd = f"python benchmarks/encoder.py --rounds {args.rounds} --repeats {args.repeats}" + (f" --weights {args.weights}" if args.weights else "")
     figures["reproduce"] = cmd
     print("\none frozen ResNet-10 pass, 128 px, one thread (median over rounds):")
     for n in BATCHES:
