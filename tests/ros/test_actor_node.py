@@ -8,7 +8,9 @@ import json
 import numpy as np
 import pytest
 import rclpy
+import rclpy.task
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState, Joy
@@ -44,16 +46,25 @@ class World:
         n.create_subscription(Joy, "/left/policy/action", self.on_action, qos.COMMAND)
         n.create_subscription(UInt8MultiArray, "/learner/transitions", lambda m: self.transitions.append(wire.arrays_to_transition(*payload.decode(m))[0]), qos.TRANSITIONS)
         n.create_subscription(String, "/metrics/episodes", lambda m: self.metrics.append(json.loads(m.data)), qos.EVENTS)
-        n.create_service(Trigger, "/sim/reset", self.on_reset)
+        # its own reentrant group: a request left unanswered must not block the next one, nor the robot
+        n.create_service(Trigger, "/sim/reset", self.on_reset, callback_group=ReentrantCallbackGroup())
         self.resets = 0
+        self.reset_mode = "ok"  # ok | refuse_once | never_answer_once
         self.operator = False
         self.gripper = 1  # what the mux reports for the gripper (-1: this arm has none)
         self.success = False
         self.fresh = True
         self.img = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
 
-    def on_reset(self, req, resp):
+    async def on_reset(self, req, resp):
         self.resets += 1
+        if self.reset_mode == "refuse_once":
+            self.reset_mode = "ok"
+            resp.success, resp.message = False, "robot in reflex"
+            return resp
+        if self.reset_mode == "never_answer_once":  # as when DDS drops the response
+            self.reset_mode = "ok"
+            await rclpy.task.Future()  # never done: this request gets no response
         self.success = False
         resp.success = True
         return resp
@@ -108,6 +119,20 @@ def rig(ros_context, request):
     ex.shutdown()
     actor.destroy_node()
     world.node.destroy_node()
+
+
+@pytest.mark.parametrize("mode", ["never_answer_once", "refuse_once"])
+def test_a_lost_or_refused_reset_is_asked_again(ros_context, spin_until, mode):
+    actor, world, ex = _rig(ros_context, reset_timeout_s=1.0)
+    world.reset_mode = mode
+    try:
+        assert spin_until(ex, lambda: len(world.transitions) >= 2, 30), (world.resets, actor.state)
+        assert world.resets == 2  # the first request was lost or refused, the second one worked
+        assert "asking again" in actor.diag._statuses["reset"].message
+    finally:
+        ex.shutdown()
+        actor.destroy_node()
+        world.node.destroy_node()
 
 
 def test_the_actor_runs_the_encoder_dtype_it_is_given(ros_context, spin_until):

@@ -53,6 +53,7 @@ from hilserl_interfaces.params import NodeConfig
 
 EPISODE_RESET = "/episode/reset"
 GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand: fully open
+RESET_RETRY_S = 1.0  # a reset service that refused is asked again after this long
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class ActorConfig:
     use_grasp_critic: bool = param(True, "grippers are driven by the grasp critic (else they stay)")
     grasp_penalty: float = param(-0.02, "reward added for a gripper action that changes the gripper state", low=-1.0, high=0.0)
     reset_service: str = param("/sim/reset", "std_srvs/Trigger that resets the scene between episodes; empty = wait until the operator resets it and publishes /episode/reset")
+    reset_timeout_s: float = param(30.0, "a reset request with no answer after this long is sent again (DDS can drop a service response; the actor must not wait forever)", units="s", low=1.0, high=3600.0, live=True)
     actor_id: str = param("", "name in transition payloads (default: the node's full name)")
     torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core made a 128 px ResNet pass 70x slower on 2 cores)", low=1, high=256)
     agent: RLPDConfig = field(default_factory=RLPDConfig)
@@ -102,6 +104,8 @@ class ActorNode(Node):
         self._executed: Dict[str, Tuple[float, np.ndarray, int, Source]] = {}
         self._pending_stamp: Optional[float] = None
         self._reset_future = None
+        self._reset_requested_s = 0.0
+        self._retry_reset_after_s = 0.0  # after a refused reset, do not ask again at once
         self._operator_reset = False  # /episode/reset during an episode: cut it
         self._operator_ready = False  # /episode/reset while waiting for the operator: start the next one
 
@@ -231,7 +235,8 @@ class ActorNode(Node):
     def _tick(self) -> None:
         self._last_tick_s = self._now()
         if self.state == "reset":
-            self._request_reset()
+            if self._now() >= self._retry_reset_after_s:
+                self._request_reset()
             return
         if self.state == "operator":
             if not self._operator_ready:
@@ -240,7 +245,7 @@ class ActorNode(Node):
             self.state = "waiting"
             self._reset_started_s = self._now()
         if self.state == "resetting":
-            if self._reset_future is not None and not self._reset_future.done():
+            if not self._reset_answered():
                 return
             self.state = "waiting"
             self._reset_started_s = self._now()
@@ -347,6 +352,30 @@ class ActorNode(Node):
             self.diag.report("reset", diagnostics.WARN, f"waiting for {self.conf.value.reset_service}")
             return
         self._reset_future = self._reset_client.call_async(Trigger.Request())
+        self._reset_requested_s = self._now()
+
+    def _reset_answered(self) -> bool:
+        """Whether the reset service answered success; a refusal or no answer within
+        ``reset_timeout_s`` sends the request again (state back to "reset")."""
+        fut, service = self._reset_future, self.conf.value.reset_service
+        if fut is not None and not fut.done():
+            waited = self._now() - self._reset_requested_s
+            if waited < self.conf.value.reset_timeout_s:
+                return False
+            self._reset_client.remove_pending_request(fut)
+            why = f"no answer from {service} after {waited:.0f} s (reset_timeout_s): asking again"
+        else:
+            exc = fut.exception() if fut is not None else None
+            result = fut.result() if fut is not None and exc is None else None
+            if result is not None and result.success:
+                return True
+            detail = str(exc) if exc is not None else (result.message if result is not None else "no request")
+            why = f"{service} did not reset the scene ({detail}): asking again in {RESET_RETRY_S:.0f} s"
+            self._retry_reset_after_s = self._now() + RESET_RETRY_S
+        self.get_logger().warning(why, throttle_duration_sec=10.0)
+        self.diag.report("reset", diagnostics.WARN, why, publish_now=True)
+        self.state = "reset"
+        return False
 
 
 # what `ros2 run` starts and what compose_nodes builds when this node shares a process
