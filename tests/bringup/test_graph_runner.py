@@ -122,7 +122,7 @@ NODE_PROGRAM = textwrap.dedent(
     name = args[args.index("-r") + 1].split(":=")[1]
     mode = {modes!r}.get(name, "spin")
     stop = []
-    signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+    signal.signal(signal.SIGINT, (lambda *a: None) if mode == "ignore_sigint" else (lambda *a: stop.append(1)))
     print(name, "up", " ".join(args), flush=True)
     if mode.startswith("exit"):
         time.sleep(0.5)
@@ -173,6 +173,17 @@ def test_runner_starts_nodes_with_their_ros_args_and_stops_them_cleanly(tmp_path
     assert "[/left/b] b up --ros-args -r __node:=b -r __ns:=/left -p k:=1.5" in text
     assert "[/a] a clean shutdown" in text and "[/left/b] b clean shutdown" in text
     assert all(e.returncode == 0 and e.expected for e in runner.exits)
+
+
+def test_a_node_that_ignores_sigint_is_named_and_terminated(tmp_path):
+    runner, out = _runner(tmp_path, {"b": "ignore_sigint"})
+    runner.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and out.getvalue().count(" up ") < 2:
+        time.sleep(0.05)
+    runner.shutdown(sigint_timeout_s=0.5)
+    assert "[hilserl] /left/b still running 0.5 s after SIGINT: sending SIGTERM" in out.getvalue()
+    assert {e.spec.fqn: e.returncode for e in runner.exits} == {"/a": 0, "/left/b": -signal.SIGTERM}
 
 
 def test_a_dying_required_node_stops_the_graph_with_its_status(tmp_path):

@@ -141,10 +141,15 @@ class GraphRunner:
     def shutdown(self, sigint_timeout_s: float = 5.0, sigterm_timeout_s: float = 3.0) -> None:
         self._stopping = True
         unique = list({id(p): p for p in self._procs.values()}.values())
+        previous = None
         for sig, timeout in ((signal.SIGINT, sigint_timeout_s), (signal.SIGTERM, sigterm_timeout_s), (signal.SIGKILL, 2.0)):
             alive = [p for p in unique if p.poll() is None]
             if not alive:
                 break
+            if previous is not None:  # say who needed more than a polite request (a slow or stuck shutdown)
+                names = sorted(fqn for fqn, p in self._procs.items() if p in alive)
+                self._say(f"[hilserl] {', '.join(names)} still running {previous[1]:g} s after {previous[0].name}: sending {sig.name}")
+            previous = (sig, timeout)
             for p in alive:
                 try:
                     os.killpg(p.pid, sig)
