@@ -380,7 +380,7 @@ class ResNet10Encoder(nn.Module):
     quantised per output channel from the float32 ones, each activation map quantised to
     uint8 with its own per-image scale, which the GroupNorm after every convolution
     cancels, and the stem on the raw pixels with the normalisation folded in
-    (:meth:`_int8_stem`). About 1.8x faster than bfloat16 on the Zen 4 host, features
+    (:meth:`_int8_stem`). 1.6-1.9x faster than bfloat16 on the Zen 4 host, features
     within about 2% of float32, and bit-identical for an image in any batch (DESIGN.md,
     "The int8 frozen encoder"). Weight files are float32 either way.
 
