@@ -71,7 +71,7 @@ class ActorConfig:
     use_grasp_critic: bool = param(True, "grippers are driven by the grasp critic (else they stay)")
     grasp_penalty: float = param(-0.02, "reward added for a gripper action that changes the gripper state", low=-1.0, high=0.0)
     reset_service: str = param("/sim/reset", "std_srvs/Trigger that resets the scene between episodes; empty = wait until the operator resets it and publishes /episode/reset")
-    reset_timeout_s: float = param(30.0, "a reset request with no answer after this long is sent again (DDS can drop a service response; the actor must not wait forever)", units="s", low=1.0, high=3600.0, live=True)
+    reset_timeout_s: float = param(30.0, "a reset request with no answer after this long is sent again (DDS can drop a service response; the actor must not wait forever); set it above the longest reset the service performs", units="s", low=1.0, high=3600.0, live=True)
     actor_id: str = param("", "name in transition payloads (default: the node's full name)")
     torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core made a 128 px ResNet pass 70x slower on 2 cores)", low=1, high=256)
     agent: RLPDConfig = field(default_factory=RLPDConfig)
