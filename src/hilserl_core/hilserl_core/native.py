@@ -178,8 +178,9 @@ def _lib() -> ctypes.CDLL:
     return lib
 
 
-def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
-    return ctypes.c_void_p(t.data_ptr())
+def _ptr(t: Optional[torch.Tensor]) -> ctypes.c_void_p:
+    """The tensor's data pointer; NULL for None (an optional input or output of a kernel)."""
+    return ctypes.c_void_p(t.data_ptr() if t is not None else 0)
 
 
 def spatial_forward(x: torch.Tensor, weight: torch.Tensor, p: float = 0.0, seed: int = 0) -> torch.Tensor:
@@ -279,11 +280,9 @@ def groupnorm_act(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[
     gr, br = affine(residual_norm) if mode == 2 else (ga, ba)
     y = torch.empty(x.shape, dtype=torch.bfloat16, memory_format=torch.channels_last) if out != "uint8" else None
     q = torch.empty(x.shape, dtype=torch.uint8, memory_format=torch.channels_last) if out != "bfloat16" else None
-    null = ctypes.c_void_p(0)
-    opt = lambda t: _ptr(t) if t is not None else null  # noqa: E731
     lib.hilserl_groupnorm_act(
-        _ptr(x), int(x.dtype == torch.float32), opt(pre), _ptr(ga), _ptr(ba), opt(residual), _ptr(gr), _ptr(br), mode,
-        opt(y), opt(q), n, h * w, c, norm.num_groups, float(norm.eps), int(relu), torch.get_num_threads(),
+        _ptr(x), int(x.dtype == torch.float32), _ptr(pre), _ptr(ga), _ptr(ba), _ptr(residual), _ptr(gr), _ptr(br), mode,
+        _ptr(y), _ptr(q), n, h * w, c, norm.num_groups, float(norm.eps), int(relu), torch.get_num_threads(),
     )
     return y if q is None else (q if y is None else (y, q))
 
@@ -317,6 +316,5 @@ def maxpool_nonneg(x: torch.Tensor, kernel: int, stride: int, pads: Tuple[int, i
     oh, ow = (h + top + bottom - kernel) // stride + 1, (w + left + right - kernel) // stride + 1
     y = torch.empty((n, c, oh, ow), dtype=torch.bfloat16, memory_format=torch.channels_last)
     q = torch.empty((n, c, oh, ow), dtype=torch.uint8, memory_format=torch.channels_last) if quantize else None
-    _lib().hilserl_maxpool_u16(_ptr(x), n, h, w, c, kernel, stride, top, left, _ptr(y), oh, ow,
-                               _ptr(q) if q is not None else ctypes.c_void_p(0), torch.get_num_threads())
+    _lib().hilserl_maxpool_u16(_ptr(x), n, h, w, c, kernel, stride, top, left, _ptr(y), oh, ow, _ptr(q), torch.get_num_threads())
     return (y, q) if quantize else y

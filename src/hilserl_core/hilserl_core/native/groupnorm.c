@@ -23,7 +23,6 @@
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 static inline __m256 load_bf16x8(const uint16_t *p) {
   __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
@@ -144,18 +143,20 @@ void hilserl_groupnorm_act(const void *a, int a_f32, const float *pre, const flo
   }
 }
 
-/* q = round(x * 255 / max(x of that image)) for bfloat16 x >= 0, [N, M]; M % 8 == 0 */
+/* q = round(x * 255 / max x) over one bfloat16 image x of M values (M % 8 == 0); negatives become 0 */
+static void quantize_image(const uint16_t *x, long M, uint8_t *q) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 vmax = zero;
+  for (long i = 0; i < M; i += 8) vmax = _mm256_max_ps(vmax, load_bf16x8(x + i));
+  const float m = hmax8(vmax);
+  const __m256 k = _mm256_set1_ps(m > 0.0f ? 255.0f / m : 0.0f);
+  for (long i = 0; i < M; i += 8) store_u8x8(q + i, _mm256_max_ps(load_bf16x8(x + i), zero), k);
+}
+
+/* quantize_image for each of N images [N, M] */
 void hilserl_quantize_u8(const uint16_t *x, long N, long M, uint8_t *q, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (long n = 0; n < N; ++n) {
-    const uint16_t *xn = x + n * M;
-    __m256 vmax = _mm256_setzero_ps();
-    for (long i = 0; i < M; i += 8) vmax = _mm256_max_ps(vmax, load_bf16x8(xn + i));
-    const float m = hmax8(vmax);
-    const __m256 k = _mm256_set1_ps(m > 0.0f ? 255.0f / m : 0.0f);
-    const __m256 zero = _mm256_setzero_ps();
-    for (long i = 0; i < M; i += 8) store_u8x8(q + n * M + i, _mm256_max_ps(load_bf16x8(xn + i), zero), k);
-  }
+  for (long n = 0; n < N; ++n) quantize_image(x + n * M, M, q + n * M);
 }
 
 /*
@@ -173,7 +174,6 @@ void hilserl_maxpool_u16(const uint16_t *x, long N, long H, long W, long C, int 
   for (long n = 0; n < N; ++n) {
     const uint16_t *xn = x + n * H * W * C;
     uint16_t *yn = y + n * OH * OW * C;
-    __m256i vmax = _mm256_setzero_si256();
     for (long oy = 0; oy < OH; ++oy) {
       const long y0 = oy * s - top, y1 = y0 + k;
       for (long ox = 0; ox < OW; ++ox) {
@@ -184,20 +184,9 @@ void hilserl_maxpool_u16(const uint16_t *x, long N, long H, long W, long C, int 
             for (long ix = x0 < 0 ? 0 : x0; ix < (x1 < W ? x1 : W); ++ix)
               m = _mm256_max_epi16(m, _mm256_loadu_si256((const __m256i *)(xn + (iy * W + ix) * C + c)));
           _mm256_storeu_si256((__m256i *)(yn + (oy * OW + ox) * C + c), m);
-          vmax = _mm256_max_epi16(vmax, m);
         }
       }
     }
-    if (!q) continue;
-    uint16_t lanes[16];
-    _mm256_storeu_si256((__m256i *)lanes, vmax);
-    uint16_t mbits = 0;
-    for (int i = 0; i < 16; ++i) mbits = lanes[i] > mbits ? lanes[i] : mbits;
-    float m;
-    const uint32_t bits = (uint32_t)mbits << 16;
-    memcpy(&m, &bits, sizeof m);
-    const __m256 kq = _mm256_set1_ps(m > 0.0f ? 255.0f / m : 0.0f);
-    const long M = OH * OW * C;
-    for (long i = 0; i < M; i += 8) store_u8x8(q + n * M + i, load_bf16x8(yn + i), kq);
+    if (q) quantize_image(yn, OH * OW * C, q + n * OH * OW * C); /* the pooled image, still in cache */
   }
 }
