@@ -140,3 +140,22 @@ def test_egocentric_observation_concatenates_arms():
     assert o["proprio"].shape == (2 * n,) and o["proprio"].dtype == np.float32
     assert np.allclose(o["proprio"][:3], [0.1, 0, 0]) and np.allclose(o["proprio"][n : n + 3], [0, 0.2, 0])
     assert o["proprio"][n - 1] == 0.0 and o["proprio"][-1] == 1.0 and "image/left_wrist" in o
+
+
+def test_egocentric_observation_equals_one_call_per_arm():
+    """The arms go through the frame functions as one batch: the same numbers as arm by arm."""
+    rng = np.random.default_rng(4)
+
+    def pose():
+        q = rng.standard_normal(4)
+        return rng.standard_normal(3), q / np.linalg.norm(q)
+
+    arms = ["left", "right", "third"]
+    start = {a: frames.pose_to_matrix(*pose()) for a in arms}
+    now = {a: pose() for a in arms}
+    twist = {a: rng.standard_normal(6) for a in arms}
+    wrench = {a: rng.standard_normal(6) for a in arms}
+    grip = {a: float(rng.random()) for a in arms}
+    o = egocentric_observation({}, arms, start, now, twist, wrench, grip)
+    want = np.concatenate([frames.egocentric_proprio(start[a], frames.pose_to_matrix(*now[a]), twist[a], wrench[a], grip[a]) for a in arms])
+    assert np.array_equal(o["proprio"], want)
