@@ -73,7 +73,8 @@ RESET_SERVICE = "/latency_driver/reset"  # the driver plays the robot: its "scen
 CAMERAS = ["wrist", "side"]
 
 
-def write_graph(cfg: Path, arms: list, compose: bool = False, encoder_dtype: str = "auto", actor_threads: int = 0) -> None:
+def write_graph(cfg: Path, arms: list, compose: bool = False, encoder_dtype: str = "auto", actor_threads: int = 0,
+                encoder_threads: int = 1) -> None:
     cams = [f"{a}/{c}" for a in arms for c in CAMERAS]
     hot = {"process": "hot_path"} if compose else {}  # crop nodes, actor and muxes in one process
     doc = {
@@ -88,7 +89,8 @@ def write_graph(cfg: Path, arms: list, compose: bool = False, encoder_dtype: str
              "for_each": "arm", "params_files": ["mux.yaml"], **hot},
             {"name": "actor", "package": "hilserl_policy", "executable": "actor_node", "params_files": ["agent.yaml", "actor.yaml"],
              "parameters": {"arms": arms, "cameras": cams, "reset_service": RESET_SERVICE, "max_episode_steps": 100000,
-                            "encoder_dtype": encoder_dtype, **({"torch_threads": actor_threads} if actor_threads else {})}, **hot},
+                            "encoder_dtype": encoder_dtype, "encoder_threads": encoder_threads,
+                            **({"torch_threads": actor_threads} if actor_threads else {})}, **hot},
             {"name": "learner", "package": "hilserl_learner", "executable": "learner_node", "params_files": ["agent.yaml", "learner.yaml"],
              "condition": "{with_learner}",
              # no operator here, so no demo data: online-only batches, a modest update rate on this shared CPU
@@ -330,13 +332,17 @@ def main(argv=None) -> int:
     ap.add_argument("--encoder-dtype", choices=ENCODER_DTYPES, default="auto",
                     help="the actor's (and learner's) frozen-encoder precision, graph argument encoder_dtype")
     ap.add_argument("--actor-threads", type=int, default=0, help="the actor's torch_threads (default: config/params/actor.yaml)")
+    ap.add_argument("--encoder-threads", type=int, default=1,
+                    help="the actor's encoder_threads: threads sharing out each step's frames for the frozen encoder, each on its own core")
     args = ap.parse_args(argv)
     arms = ARM_NAMES[: args.arms]
     cmd = f"python benchmarks/latency.py --arms {args.arms} --frames {args.frames} --raw {args.raw}"
     cmd += " --compose" * args.compose + " --breakdown" * args.breakdown + " --no-weights" * args.no_weights
     cmd += f" --encoder-dtype {args.encoder_dtype}" * (args.encoder_dtype != "auto") + f" --actor-threads {args.actor_threads}" * bool(args.actor_threads)
-    if os.environ.get(node_main.EXECUTOR_ENV):
-        cmd = f"{node_main.EXECUTOR_ENV}={os.environ[node_main.EXECUTOR_ENV]} {cmd}"
+    cmd += f" --encoder-threads {args.encoder_threads}" * (args.encoder_threads != 1)
+    for env in (node_main.EXECUTOR_ENV, "HILSERL_FUSED_HEADS", "HILSERL_NATIVE"):  # inherited by every node process
+        if os.environ.get(env):
+            cmd = f"{env}={os.environ[env]} {cmd}"
     host = machine.describe()
     host[f"encoder_pass_{len(arms) * len(CAMERAS)}_images_ms"] = round(encoder_pass_ms(len(arms) * len(CAMERAS), encoder_dtype=args.encoder_dtype), 2)
     print(f"[latency] {machine.summary(host)}; frozen ResNet-10 ({args.encoder_dtype}) over {len(arms) * len(CAMERAS)} images, one thread, "
@@ -344,7 +350,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hilserl_latency_"))
     cfg = tmp / "config"
     shutil.copytree(ROOT / "config", cfg)
-    write_graph(cfg, arms, args.compose, args.encoder_dtype, args.actor_threads)
+    write_graph(cfg, arms, args.compose, args.encoder_dtype, args.actor_threads, args.encoder_threads)
     rclpy.init()
     try:
         # Phase 1: latency with crop, actor and mux (on a robot the learner runs on another machine).
@@ -368,7 +374,9 @@ def main(argv=None) -> int:
         "composed": args.compose,
         "encoder_dtype": args.encoder_dtype,
         "actor_torch_threads": args.actor_threads or "default",
+        "actor_encoder_threads": args.encoder_threads,
         "executor": node_main.executor_kind(),
+        "fused_heads": os.environ.get("HILSERL_FUSED_HEADS", "1") != "0",  # the actor's image heads (fused_heads.py)
         "answered_fraction": round(answered, 3),
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
         "latency_p90_ms": round(float(np.percentile(lat, 90)), 2),

@@ -451,3 +451,51 @@ def test_encoder_dtype_choices():
     with pytest.raises(ValueError, match="compute_dtype must be one of"):
         ResNet10Encoder(compute_dtype="int4")
     assert encoders.load_frozen_encoder(compute_dtype="float32").compute_dtype == "float32"
+
+
+# ---------------------------------------------------------------- ThreadedEncoder
+def _threaded_images(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("threads,n", [(2, 4), (2, 3), (3, 2), (2, 1), (1, 3)])
+def test_threaded_encoder_gives_the_batch_features(threads, n):
+    from hilserl_core.encoders import ThreadedEncoder, int8_available
+
+    ok, why = int8_available()
+    if not ok:
+        pytest.skip(f"int8 encoder unavailable ({why}): only its features are split-independent bit for bit")
+    enc = ResNet10Encoder(seed=3, compute_dtype="int8")
+    te = ThreadedEncoder(enc, threads)
+    try:
+        images = _threaded_images(n)
+        want = encode_features(enc, images)
+        got = te(images)
+        assert got.dtype == np.float16 and got.shape == want.shape
+        assert np.array_equal(got, want)
+        spans = te(images, then=lambda a, b, f: (a, b, f.shape[0]))
+        assert [s[:2] for s in spans][0][0] == 0 and spans[-1][1] == n
+        assert all(b - a == m for a, b, m in spans) and len(spans) == min(threads, n)
+    finally:
+        te.close()
+
+
+def test_threaded_encoder_holds_the_caller_and_keeps_helpers_off_its_cpu():
+    import os
+
+    from hilserl_core.encoders import ThreadedEncoder, _current_cpu
+
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2 or _current_cpu() is None:
+        pytest.skip(f"needs 2+ CPUs and sched_getcpu (have {sorted(allowed)})")
+    te = ThreadedEncoder(ResNet10Encoder(seed=3), 2)
+    try:
+        seen = []
+        te(_threaded_images(2), then=lambda a, b, f: seen.append((a, _current_cpu(), os.sched_getaffinity(0))))
+        caller = next(s for s in seen if s[0] == 0)
+        helper = next(s for s in seen if s[0] == 1)
+        assert caller[2] == {caller[1]}  # held on its CPU during the call
+        assert caller[1] not in helper[2] and helper[1] != caller[1]
+        assert os.sched_getaffinity(0) == allowed  # restored after
+    finally:
+        te.close()

@@ -150,10 +150,26 @@ class GraspDQNAgent:
 
     def act(self, observation: Observation, epsilon: float = 0.0) -> int:
         """Greedy joint gripper action for one observation; uniform with probability ``epsilon``."""
-        if epsilon > 0 and self.rng.random() < epsilon:
-            return int(self.rng.integers(self.num_actions))
+        explore = self._explore(epsilon)
+        if explore is not None:
+            return explore
         obs = {k: torch.as_tensor(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in observation.items()}
         return int(self.q_values(obs)[0].argmax())
+
+    def act_from_features(self, features: torch.Tensor, epsilon: float = 0.0) -> int:
+        """:meth:`act` from the encoder's output ``[1, out_dim]`` (``network["encoder"]``), same
+        random stream: the fused actor path (``fused_heads.py``) computes the features itself."""
+        explore = self._explore(epsilon)
+        if explore is not None:
+            return explore
+        with torch.no_grad():
+            return int(self.network["critic"](features)[0].argmax())
+
+    def _explore(self, epsilon: float) -> Optional[int]:
+        """A uniform joint action with probability ``epsilon``, else None (act greedily)."""
+        if epsilon > 0 and self.rng.random() < epsilon:
+            return int(self.rng.integers(self.num_actions))
+        return None
 
     @torch.no_grad()
     def td_target(self, batch: Batch) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """What the actor runs: frozen encoder -> RLPD actor (continuous) + grasp critic (gripper).
 
-The ResNet runs once per observation and its features feed both heads. Weights
+The ResNet runs once per observation and its features feed both agents, whose
+image heads run as one batched product chain where their shapes allow
+(``fused_heads.py``; else module by module, ``fused_why`` says why). Weights
 from the learner replace the trainable parameters all at once: every name and
 shape is checked before anything is copied, so a bad payload leaves the running
 policy untouched (never half old, half new).
@@ -13,10 +15,11 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .encoders import ResNet10Encoder, featurize_observation
+from .encoders import ResNet10Encoder, ThreadedEncoder, featurize_observation
+from .fused_heads import FusedObservationEncoders
 from .grasp_dqn import GraspDQNAgent, GraspDQNConfig
 from .rlpd import RLPDAgent, RLPDConfig
-from .types import Observation
+from .types import PROPRIO_KEY, Observation, feature_key, image_key
 
 __all__ = ["PolicyRunner", "WeightsMismatch"]
 
@@ -34,13 +37,29 @@ class PolicyRunner:
         proprio_dim: int,
         encoder: ResNet10Encoder,
         grasp_config: Optional[GraspDQNConfig] = None,
+        encoder_threads: int = 1,
     ):
+        """``encoder_threads`` > 1 shares each step's camera frames out over that many threads
+        (:class:`encoders.ThreadedEncoder`): for a machine with a core to spare."""
         self.encoder = encoder
+        self._encode = ThreadedEncoder(encoder, encoder_threads)
         self.camera_names = tuple(camera_names)
         self.rlpd = RLPDAgent(rlpd_config, action_dim, camera_names, proprio_dim)
         self.grasp = GraspDQNAgent(grasp_config, camera_names, proprio_dim) if grasp_config is not None else None
         self.rlpd.eval_mode()
         self.version = 0
+        encoders = [self.rlpd.actor_observation_encoder] + ([self.grasp.network["encoder"]] if self.grasp is not None else [])
+        self._fused = FusedObservationEncoders(encoders)
+        self.use_fused = self._fused.supported  # False: the agents' own act (module by module)
+
+    def close(self) -> None:
+        """Stop the encoder's helper threads (if any)."""
+        self._encode.close()
+
+    @property
+    def fused_why(self) -> str:
+        """Why the image heads run module by module ("" when they are fused)."""
+        return self._fused.why
 
     def agents(self) -> Dict[str, object]:
         return {"rlpd": self.rlpd, **({"grasp": self.grasp} if self.grasp is not None else {})}
@@ -77,7 +96,26 @@ class PolicyRunner:
     @torch.no_grad()
     def act(self, observation: Observation, deterministic: bool = False, grasp_epsilon: float = 0.0) -> Tuple[np.ndarray, Optional[int]]:
         """Continuous action ``[A]`` in [-1, 1] and the joint gripper action (None without a grasp critic)."""
-        feats = featurize_observation(observation, self.encoder, self.camera_names)
-        action = self.rlpd.act(feats, deterministic=deterministic)
-        grasp = self.grasp.act(feats, epsilon=grasp_epsilon) if self.grasp is not None else None
+        if not self.use_fused:
+            feats = featurize_observation(observation, self.encoder, self.camera_names, encode=self._encode)
+            action = self.rlpd.act(feats, deterministic=deterministic)
+            grasp = self.grasp.act(feats, epsilon=grasp_epsilon) if self.grasp is not None else None
+            return action, grasp
+        outs = self._fused_outputs(observation)
+        action = self.rlpd.actions_from_features(outs[0], deterministic)[0].numpy()
+        grasp = self.grasp.act_from_features(outs[1], epsilon=grasp_epsilon) if self.grasp is not None else None
         return action, grasp
+
+    def _fused_outputs(self, observation: Observation):
+        """Both agents' observation-encoder outputs: each encoder thread runs the image heads of
+        the cameras it encoded, so the heads share the threads too."""
+        cams, fused = self.camera_names, self._fused
+        fused.prepare()
+        if all(image_key(c) in observation for c in cams):
+            images = np.stack([np.asarray(observation[image_key(c)]) for c in cams])
+            z = torch.cat(self._encode(images, then=lambda a, b, f: fused.heads(torch.from_numpy(f).unsqueeze(1), a, b)))
+        else:  # cached features (some or all): encode what is missing, then every head at once
+            feats = featurize_observation(observation, self.encoder, cams, encode=self._encode)
+            z = fused.heads(torch.stack([torch.as_tensor(np.asarray(feats[feature_key(c)])).unsqueeze(0) for c in cams]))
+        proprio = observation.get(PROPRIO_KEY)
+        return fused.finish(z, torch.as_tensor(np.asarray(proprio)).unsqueeze(0) if proprio is not None else None)

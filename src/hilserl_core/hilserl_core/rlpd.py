@@ -262,9 +262,18 @@ class RLPDAgent:
         was_training = self.encoder.training
         self.eval_mode()
         feats = self._actor_features(obs)
-        actions = self.actor.mode(feats) if deterministic else self.actor.sample(feats, self.generator)[0]
         self.train_mode(was_training)
-        return actions
+        return self.actions_from_features(feats, deterministic)
+
+    @torch.no_grad()
+    def actions_from_features(self, features: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions ``[B, A]`` from the actor encoder's output ``[B, out_dim]`` (``actor_observation_encoder``)."""
+        return self.actor.mode(features) if deterministic else self.actor.sample(features, self.generator)[0]
+
+    @property
+    def actor_observation_encoder(self) -> ObservationEncoder:
+        """The observation encoder whose output the actor reads (its own, or the critic's detached)."""
+        return self.actor_encoder if self.actor_encoder is not None else self.encoder
 
     def act(self, observation: Observation, deterministic: bool = False) -> np.ndarray:
         """One environment observation (numpy dict) -> one action (numpy ``[A]``)."""

@@ -74,6 +74,10 @@ class ActorConfig:
     reset_timeout_s: float = param(30.0, "a reset request with no answer after this long is sent again (DDS can drop a service response; the actor must not wait forever); set it above the longest reset the service performs", units="s", low=1.0, high=3600.0, live=True)
     actor_id: str = param("", "name in transition payloads (default: the node's full name)")
     torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core made a 128 px ResNet pass 70x slower on 2 cores)", low=1, high=256)
+    encoder_threads: int = param(1, "threads that share out each step's camera frames for the frozen ResNet-10, each on its own "
+                                 "core (helpers are kept off the main thread's CPU): set it up to the number of cameras where "
+                                 "cores are free (the dual-arm latency figures here use 2); 1 beside a learner busy on the "
+                                 "same cores", low=1, high=64)
     agent: RLPDConfig = field(default_factory=RLPDConfig)
     grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
 
@@ -94,7 +98,8 @@ class ActorNode(Node):
         grasp_cfg = None
         if c.use_grasp_critic:
             grasp_cfg = cfg.replace(c.grasp, n_grippers=n_arms)
-        self.policy = PolicyRunner(c.agent, 6 * n_arms, self.cam_keys, frames.proprio_size(1) * n_arms, encoder, grasp_cfg)
+        self.policy = PolicyRunner(c.agent, 6 * n_arms, self.cam_keys, frames.proprio_size(1) * n_arms, encoder, grasp_cfg,
+                                   encoder_threads=c.encoder_threads)
         self.recorder = EpisodeRecorder(c.max_episode_steps, 1.0 / c.control_rate_hz, c.grasp_penalty, n_grippers=n_arms)
         self.metrics = EpisodeMetrics()
         self.inputs = LatestInputs()
@@ -376,6 +381,10 @@ class ActorNode(Node):
         self.diag.report("reset", diagnostics.WARN, why, publish_now=True)
         self.state = "reset"
         return False
+
+    def destroy_node(self) -> None:
+        self.policy.close()  # the frozen encoder's helper threads (encoder_threads > 1)
+        super().destroy_node()
 
 
 # what `ros2 run` starts and what compose_nodes builds when this node shares a process
