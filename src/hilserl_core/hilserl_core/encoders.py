@@ -464,13 +464,15 @@ class ResNet10Encoder(nn.Module):
             return x.permute(0, 2, 3, 1).float().contiguous()
 
     def _forward_int8(self, images: torch.Tensor) -> torch.Tensor:
-        """int8 convolutions, GroupNorms, shortcuts and ReLUs in float32 (see the class docstring)."""
+        """int8 convolutions with bfloat16 outputs; GroupNorms, shortcuts and ReLUs in float32 (see the class docstring)."""
         if images.device.type != "cpu":
             raise ValueError(f"compute_dtype 'int8' runs on the CPU only, got images on {images.device}")
         with torch.no_grad():
             x = images.contiguous().permute(0, 3, 1, 2)  # uint8 pixels, channels-last: the stem's int8 input as they are
             packed, w_scale, w_zp, pre = self._int8_stem(images.shape[1], images.shape[2])
-            y = _qconv(x, STEM_ZERO_POINT, packed, w_scale, w_zp, 2, (3, 3), torch.float32)
+            # bfloat16 out: the stem's GroupNorm reads half the bytes of float32 (its map is the
+            # largest), 0.3-0.9 ms less per 2 images, features as far from float32 as before (2.1%)
+            y = _qconv(x, STEM_ZERO_POINT, packed, w_scale, w_zp, 2, (3, 3), torch.bfloat16)
             x, xq = _max_pool_quantize(norm_act_int8(y, self.stem_norm, pre=pre, out="bfloat16"))
             for i, block in enumerate(self.blocks):
                 last = i == len(self.blocks) - 1
