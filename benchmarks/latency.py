@@ -28,6 +28,7 @@ report the version it uses; its transient-local subscription is reliable).
     python benchmarks/latency.py --arms 1 --frames 200
     python benchmarks/latency.py --arms 2 --compose --breakdown --no-weights
     python benchmarks/latency.py --encoder-dtype int8   # int8 frozen encoder (graph argument encoder_dtype)
+    python benchmarks/latency.py --breakdown --encoder-dtype int8 --encoder-threads 2   # two cores for the actor's frames
 
 The last line is one JSON object with the figures (with the 1-minute load average:
 the machine may be shared).
@@ -62,7 +63,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from hilserl import graph as G  # noqa: E402
 from hilserl.runner import GraphRunner  # noqa: E402
 from hilserl_core import frames, msgconv, wire  # noqa: E402
-from hilserl_core.encoders import ENCODER_DTYPES  # noqa: E402
+from hilserl_core.encoders import ENCODER_DTYPES, encoder_threads  # noqa: E402
 from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
 
 import machine  # noqa: E402  (benchmarks/machine.py)
@@ -74,7 +75,7 @@ CAMERAS = ["wrist", "side"]
 
 
 def write_graph(cfg: Path, arms: list, compose: bool = False, encoder_dtype: str = "auto", actor_threads: int = 0,
-                encoder_threads: int = 1) -> None:
+                encoder_threads: int = 0) -> None:
     cams = [f"{a}/{c}" for a in arms for c in CAMERAS]
     hot = {"process": "hot_path"} if compose else {}  # crop nodes, actor and muxes in one process
     doc = {
@@ -332,14 +333,15 @@ def main(argv=None) -> int:
     ap.add_argument("--encoder-dtype", choices=ENCODER_DTYPES, default="auto",
                     help="the actor's (and learner's) frozen-encoder precision, graph argument encoder_dtype")
     ap.add_argument("--actor-threads", type=int, default=0, help="the actor's torch_threads (default: config/params/actor.yaml)")
-    ap.add_argument("--encoder-threads", type=int, default=1,
-                    help="the actor's encoder_threads: threads sharing out each step's frames for the frozen encoder, each on its own core")
+    ap.add_argument("--encoder-threads", type=int, default=0,
+                    help="the actor's encoder_threads: threads sharing out each step's frames for the frozen encoder, each on its own core "
+                         "(0 = the actor's auto: 2 with 4+ CPUs, else 1)")
     args = ap.parse_args(argv)
     arms = ARM_NAMES[: args.arms]
     cmd = f"python benchmarks/latency.py --arms {args.arms} --frames {args.frames} --raw {args.raw}"
     cmd += " --compose" * args.compose + " --breakdown" * args.breakdown + " --no-weights" * args.no_weights
     cmd += f" --encoder-dtype {args.encoder_dtype}" * (args.encoder_dtype != "auto") + f" --actor-threads {args.actor_threads}" * bool(args.actor_threads)
-    cmd += f" --encoder-threads {args.encoder_threads}" * (args.encoder_threads != 1)
+    cmd += f" --encoder-threads {args.encoder_threads}" * (args.encoder_threads != 0)
     for env in (node_main.EXECUTOR_ENV, "HILSERL_FUSED_HEADS", "HILSERL_NATIVE"):  # inherited by every node process
         if os.environ.get(env):
             cmd = f"{env}={os.environ[env]} {cmd}"
@@ -374,7 +376,7 @@ def main(argv=None) -> int:
         "composed": args.compose,
         "encoder_dtype": args.encoder_dtype,
         "actor_torch_threads": args.actor_threads or "default",
-        "actor_encoder_threads": args.encoder_threads,
+        "actor_encoder_threads": encoder_threads(args.encoder_threads, len(arms) * len(CAMERAS)),  # as the actor resolves it
         "executor": node_main.executor_kind(),
         "fused_heads": os.environ.get("HILSERL_FUSED_HEADS", "1") != "0",  # the actor's image heads (fused_heads.py)
         "answered_fraction": round(answered, 3),

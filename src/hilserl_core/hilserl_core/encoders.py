@@ -661,6 +661,17 @@ class ThreadedEncoder:
             self._pool = None
 
 
+def encoder_threads(setting: int, cameras: int, cpus: Optional[int] = None) -> int:
+    """A node's ``encoder_threads`` setting resolved: as set when positive; for 0 (auto) 2 (at most
+    one per camera) where the process may use 4 or more CPUs (``cpus``, default: its affinity),
+    else 1: on 2 CPUs the other one is usually busy with a learner or a driver."""
+    if setting > 0:
+        return int(setting)
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(2, cameras)) if cpus >= 4 else 1
+
+
 def _current_cpu() -> Optional[int]:
     """The CPU the calling thread runs on (Linux/glibc ``sched_getcpu``), or None."""
     global _SCHED_GETCPU

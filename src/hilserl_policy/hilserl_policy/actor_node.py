@@ -41,7 +41,7 @@ from hilserl_core import frames, msgconv, tensorio, wire
 from hilserl_core.actor import EpisodeRecorder, LatestInputs, egocentric_observation
 from hilserl_core import config as cfg
 from hilserl_core.config import param
-from hilserl_core.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
+from hilserl_core.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, encoder_threads, load_frozen_encoder
 from hilserl_core.grasp_dqn import GraspDQNConfig, gripper_actions_to_joint_index, joint_index_to_gripper_actions
 from hilserl_core.intervention import GRIPPER_NONE, GRIPPER_STAY, Source
 from hilserl_core.metrics import EpisodeMetrics, EpisodeRecord
@@ -74,10 +74,11 @@ class ActorConfig:
     reset_timeout_s: float = param(30.0, "a reset request with no answer after this long is sent again (DDS can drop a service response; the actor must not wait forever); set it above the longest reset the service performs", units="s", low=1.0, high=3600.0, live=True)
     actor_id: str = param("", "name in transition payloads (default: the node's full name)")
     torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core made a 128 px ResNet pass 70x slower on 2 cores)", low=1, high=256)
-    encoder_threads: int = param(1, "threads that share out each step's camera frames for the frozen ResNet-10, each on its own "
-                                 "core (helpers are kept off the main thread's CPU): set it up to the number of cameras where "
-                                 "cores are free (the dual-arm latency figures here use 2); 1 beside a learner busy on the "
-                                 "same cores", low=1, high=64)
+    encoder_threads: int = param(0, "threads that share out each step's camera frames for the frozen ResNet-10, each held on "
+                                 "its own core (helpers are kept off the main thread's CPU): 0 = auto (2 where this process may "
+                                 "use 4 or more CPUs, else 1); up to the number of cameras where cores are free (the dual-arm "
+                                 "latency figures on the 2-core test host use 2); 1 beside a learner busy on the same cores",
+                                 low=0, high=64)
     agent: RLPDConfig = field(default_factory=RLPDConfig)
     grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
 
@@ -99,7 +100,7 @@ class ActorNode(Node):
         if c.use_grasp_critic:
             grasp_cfg = cfg.replace(c.grasp, n_grippers=n_arms)
         self.policy = PolicyRunner(c.agent, 6 * n_arms, self.cam_keys, frames.proprio_size(1) * n_arms, encoder, grasp_cfg,
-                                   encoder_threads=c.encoder_threads)
+                                   encoder_threads=encoder_threads(c.encoder_threads, len(self.cam_keys)))
         self.recorder = EpisodeRecorder(c.max_episode_steps, 1.0 / c.control_rate_hz, c.grasp_penalty, n_grippers=n_arms)
         self.metrics = EpisodeMetrics()
         self.inputs = LatestInputs()
