@@ -367,3 +367,20 @@ def test_one_backward_of_the_summed_losses_gives_each_loss_its_own_gradients(act
                 assert gp is None or not gp.abs().any(), name
     for p, gj in zip(params, joint):
         torch.testing.assert_close(gj, separate[id(p)])
+
+
+def test_agent_files_are_fsynced_before_they_replace_the_old_ones(tmp_path, monkeypatch):
+    import os
+
+    import torch
+
+    from hilserl_core import rlpd
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(rlpd.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
+    rlpd.write_agent_files(tmp_path, "agent", {"w": torch.ones(3)}, {"format": "x"})
+    assert [p for p in synced if p.endswith(".tmp")] == [str(tmp_path / "agent.safetensors.tmp"), str(tmp_path / "agent.json.tmp")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.json", "agent.safetensors"]
+    tensors, meta = rlpd.read_agent_files(tmp_path, "agent", "x")
+    assert torch.equal(tensors["w"], torch.ones(3)) and meta["format"] == "x"

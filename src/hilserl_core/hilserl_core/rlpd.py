@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
@@ -50,6 +51,7 @@ from .networks import (
     trainable_state_dict,
 )
 from .precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
+from .tensorio import fsync_dir
 from .types import FEATURE_SHAPE_128, Batch, Observation
 
 __all__ = [
@@ -512,17 +514,25 @@ def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> Dict[str, torch.Te
 
 def write_agent_files(directory: str | Path, stem: str, tensors: Mapping[str, torch.Tensor], meta: dict) -> None:
     """``<stem>.safetensors`` + ``<stem>.json`` in ``directory``, each replaced atomically
-    (a crash never leaves a half-written file)."""
+    and durably: written to a temporary file, fsynced, renamed, and the directory fsynced, so a
+    crash or power cut leaves the old file or the new one, never a half-written or empty one."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f"{stem}.safetensors.tmp"
     save_file(dict(tensors), str(tmp))
-    tmp.replace(directory / f"{stem}.safetensors")
+    _fsync_and_replace(tmp, directory / f"{stem}.safetensors")
     tmp = directory / f"{stem}.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(directory / f"{stem}.json")
+    _fsync_and_replace(tmp, directory / f"{stem}.json")
+    fsync_dir(directory)
+
+
+def _fsync_and_replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    tmp.replace(final)
 
 
 def read_agent_meta(directory: str | Path, stem: str) -> Tuple[dict, str]:
