@@ -63,7 +63,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from hilserl import graph as G  # noqa: E402
 from hilserl.runner import GraphRunner  # noqa: E402
 from hilserl_core import frames, msgconv, wire  # noqa: E402
-from hilserl_core.encoders import ENCODER_DTYPES, encoder_threads  # noqa: E402
+from hilserl_core.encoders import ENCODER_DTYPES, resolve_encoder_threads  # noqa: E402
 from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
 
 import machine  # noqa: E402  (benchmarks/machine.py)
@@ -376,7 +376,7 @@ def main(argv=None) -> int:
         "composed": args.compose,
         "encoder_dtype": args.encoder_dtype,
         "actor_torch_threads": args.actor_threads or "default",
-        "actor_encoder_threads": encoder_threads(args.encoder_threads, len(arms) * len(CAMERAS)),  # as the actor resolves it
+        "actor_encoder_threads": resolve_encoder_threads(args.encoder_threads, len(arms) * len(CAMERAS)),  # as the actor resolves it
         "executor": node_main.executor_kind(),
         "fused_heads": os.environ.get("HILSERL_FUSED_HEADS", "1") != "0",  # the actor's image heads (fused_heads.py)
         "answered_fraction": round(answered, 3),

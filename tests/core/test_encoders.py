@@ -502,10 +502,10 @@ def test_threaded_encoder_holds_the_caller_and_keeps_helpers_off_its_cpu():
 
 
 def test_encoder_threads_auto_takes_a_second_thread_only_with_cores_to_spare():
-    from hilserl_core.encoders import encoder_threads
+    from hilserl_core.encoders import resolve_encoder_threads
 
-    assert encoder_threads(3, 4, cpus=2) == 3  # as set
-    assert encoder_threads(0, 4, cpus=2) == 1 and encoder_threads(0, 4, cpus=3) == 1
-    assert encoder_threads(0, 4, cpus=4) == 2 and encoder_threads(0, 4, cpus=64) == 2
-    assert encoder_threads(0, 1, cpus=8) == 1  # one camera: nothing to share out
-    assert encoder_threads(0, 2) >= 1  # this machine's affinity
+    assert resolve_encoder_threads(3, 4, cpus=2) == 3  # as set
+    assert resolve_encoder_threads(0, 4, cpus=2) == 1 and resolve_encoder_threads(0, 4, cpus=3) == 1
+    assert resolve_encoder_threads(0, 4, cpus=4) == 2 and resolve_encoder_threads(0, 4, cpus=64) == 2
+    assert resolve_encoder_threads(0, 1, cpus=8) == 1  # one camera: nothing to share out
+    assert resolve_encoder_threads(0, 2) >= 1  # this machine's affinity

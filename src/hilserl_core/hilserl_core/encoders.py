@@ -571,9 +571,9 @@ class ThreadedEncoder:
     The calling thread encodes the first share and ``threads - 1`` helper threads the
     others, at the same time (torch ops and the native kernels release the GIL). Each
     thread runs torch single-threaded: this is for an actor that encodes a few camera
-    frames per step, not for batches. int8 features are the same whatever the split
-    (each image's integer sums are exact); bfloat16 and float32 ones may differ from
-    one batch in the last bits.
+    frames per step (one caller at a time), not for batches. int8 features are the same
+    whatever the split (each image's integer sums are exact); bfloat16 and float32 ones
+    may differ from one batch in the last bits.
 
     For the length of a call the caller is held on the CPU it is on and the helpers are
     kept off it (thread affinities; the caller's is restored after). Otherwise Linux wakes
@@ -661,7 +661,7 @@ class ThreadedEncoder:
             self._pool = None
 
 
-def encoder_threads(setting: int, cameras: int, cpus: Optional[int] = None) -> int:
+def resolve_encoder_threads(setting: int, cameras: int, cpus: Optional[int] = None) -> int:
     """A node's ``encoder_threads`` setting resolved: as set when positive; for 0 (auto) 2 (at most
     one per camera) where the process may use 4 or more CPUs (``cpus``, default: its affinity),
     else 1: on 2 CPUs the other one is usually busy with a learner or a driver."""
@@ -670,6 +670,9 @@ def encoder_threads(setting: int, cameras: int, cpus: Optional[int] = None) -> i
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(2, cameras)) if cpus >= 4 else 1
+
+
+_SCHED_GETCPU = None  # libc's sched_getcpu, loaded on first use (False: not available)
 
 
 def _current_cpu() -> Optional[int]:
@@ -688,9 +691,6 @@ def _current_cpu() -> Optional[int]:
         return None
     cpu = _SCHED_GETCPU()
     return cpu if cpu >= 0 else None
-
-
-_SCHED_GETCPU = None
 
 
 def featurize_observation(

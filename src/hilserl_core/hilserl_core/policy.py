@@ -52,6 +52,10 @@ class PolicyRunner:
         self._fused = FusedObservationEncoders(encoders)
         self.use_fused = self._fused.supported  # False: the agents' own act (module by module)
 
+    @property
+    def encoder_threads(self) -> int:
+        return self._encode.threads
+
     def close(self) -> None:
         """Stop the encoder's helper threads (if any)."""
         self._encode.close()

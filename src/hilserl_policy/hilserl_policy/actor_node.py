@@ -41,7 +41,7 @@ from hilserl_core import frames, msgconv, tensorio, wire
 from hilserl_core.actor import EpisodeRecorder, LatestInputs, egocentric_observation
 from hilserl_core import config as cfg
 from hilserl_core.config import param
-from hilserl_core.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, encoder_threads, load_frozen_encoder
+from hilserl_core.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_threads
 from hilserl_core.grasp_dqn import GraspDQNConfig, gripper_actions_to_joint_index, joint_index_to_gripper_actions
 from hilserl_core.intervention import GRIPPER_NONE, GRIPPER_STAY, Source
 from hilserl_core.metrics import EpisodeMetrics, EpisodeRecord
@@ -100,7 +100,10 @@ class ActorNode(Node):
         if c.use_grasp_critic:
             grasp_cfg = cfg.replace(c.grasp, n_grippers=n_arms)
         self.policy = PolicyRunner(c.agent, 6 * n_arms, self.cam_keys, frames.proprio_size(1) * n_arms, encoder, grasp_cfg,
-                                   encoder_threads=encoder_threads(c.encoder_threads, len(self.cam_keys)))
+                                   encoder_threads=resolve_encoder_threads(c.encoder_threads, len(self.cam_keys)))
+        self.get_logger().info(
+            f"frozen encoder {c.encoder_dtype} on {self.policy.encoder_threads} thread(s); image heads "
+            + ("fused" if self.policy.use_fused else f"module by module ({self.policy.fused_why})"))
         self.recorder = EpisodeRecorder(c.max_episode_steps, 1.0 / c.control_rate_hz, c.grasp_penalty, n_grippers=n_arms)
         self.metrics = EpisodeMetrics()
         self.inputs = LatestInputs()
