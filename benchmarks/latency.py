@@ -62,7 +62,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from hilserl import graph as G  # noqa: E402
 from hilserl.runner import GraphRunner  # noqa: E402
-from hilserl_core import frames, msgconv, wire  # noqa: E402
+from hilserl_core import frames, fused_heads, msgconv, wire  # noqa: E402
 from hilserl_core.encoders import ENCODER_DTYPES, resolve_encoder_threads  # noqa: E402
 from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
 
@@ -342,7 +342,7 @@ def main(argv=None) -> int:
     cmd += " --compose" * args.compose + " --breakdown" * args.breakdown + " --no-weights" * args.no_weights
     cmd += f" --encoder-dtype {args.encoder_dtype}" * (args.encoder_dtype != "auto") + f" --actor-threads {args.actor_threads}" * bool(args.actor_threads)
     cmd += f" --encoder-threads {args.encoder_threads}" * (args.encoder_threads != 0)
-    for env in (node_main.EXECUTOR_ENV, "HILSERL_FUSED_HEADS", "HILSERL_NATIVE"):  # inherited by every node process
+    for env in (node_main.EXECUTOR_ENV, fused_heads.ENV, "HILSERL_NATIVE"):  # inherited by every node process
         if os.environ.get(env):
             cmd = f"{env}={os.environ[env]} {cmd}"
     host = machine.describe()
@@ -378,7 +378,7 @@ def main(argv=None) -> int:
         "actor_torch_threads": args.actor_threads or "default",
         "actor_encoder_threads": resolve_encoder_threads(args.encoder_threads, len(arms) * len(CAMERAS)),  # as the actor resolves it
         "executor": node_main.executor_kind(),
-        "fused_heads": os.environ.get("HILSERL_FUSED_HEADS", "1") != "0",  # the actor's image heads (fused_heads.py)
+        "fused_heads": fused_heads.enabled(),  # the actor's image heads (fused_heads.py)
         "answered_fraction": round(answered, 3),
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
         "latency_p90_ms": round(float(np.percentile(lat, 90)), 2),

@@ -32,7 +32,14 @@ import torch.nn.functional as F
 from .networks import ObservationEncoder
 from .types import PROPRIO_KEY, feature_key
 
-__all__ = ["FusedObservationEncoders"]
+__all__ = ["FusedObservationEncoders", "ENV", "enabled"]
+
+ENV = "HILSERL_FUSED_HEADS"  # "0": every caller uses the modules
+
+
+def enabled() -> bool:
+    """False when ``HILSERL_FUSED_HEADS=0`` turns fusing off (read at construction)."""
+    return os.environ.get(ENV, "1") != "0"
 
 
 def _head_signature(cameras: Tuple[str, ...], head) -> Tuple:
@@ -49,8 +56,8 @@ class FusedObservationEncoders:
         self._key: Optional[Tuple] = None
 
     def _check(self) -> Tuple[bool, str]:
-        if os.environ.get("HILSERL_FUSED_HEADS", "1") == "0":
-            return False, "disabled by HILSERL_FUSED_HEADS=0"
+        if not enabled():
+            return False, f"disabled by {ENV}=0"
         if not self.encoders:
             return False, "no encoders"
         if any(not e.camera_names for e in self.encoders):

@@ -263,9 +263,9 @@ class RLPDAgent:
         """Batched actions ``[B, A]`` in [-1, 1] from observation tensors."""
         was_training = self.encoder.training
         self.eval_mode()
-        feats = self._actor_features(obs)
+        actions = self.actions_from_features(self._actor_features(obs), deterministic)
         self.train_mode(was_training)
-        return self.actions_from_features(feats, deterministic)
+        return actions
 
     @torch.no_grad()
     def actions_from_features(self, features: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
