@@ -39,6 +39,11 @@ def test_latency_benchmark_measures_the_graph_and_prints_the_required_json_keys(
     host = result["machine"]
     assert host["logical_cpus"] >= 1 and host["matmul_gflops_fp32_1thread"] > 0 and host["encoder_pass_2_images_ms"] > 0
     assert "reproduce: python benchmarks/latency.py --arms 1 --frames 20" in out
+    met = result["targets_met"]  # the verdict follows the figures
+    assert met["latency_p99_le_25ms"] == (result["latency_p99_ms"] <= 25.0)
+    assert met["weights_le_4MB"] == (result["weights_bytes"] <= 4_000_000)
+    assert met["weights_delivery_lt_0.5s"] == (result["weights_delivery_max_s"] < 0.5)
+    assert "targets: latency_p99_le_25ms " in out
 
 
 def test_encoder_benchmark_times_every_dtype_and_prints_json():
