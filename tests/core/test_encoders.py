@@ -509,3 +509,29 @@ def test_encoder_threads_auto_takes_a_second_thread_only_with_cores_to_spare():
     assert resolve_encoder_threads(0, 4, cpus=4) == 2 and resolve_encoder_threads(0, 4, cpus=64) == 2
     assert resolve_encoder_threads(0, 1, cpus=8) == 1  # one camera: nothing to share out
     assert resolve_encoder_threads(0, 2) >= 1  # this machine's affinity
+
+
+# ---------------------------------------------------------------- identity of stored features
+def test_encoder_identity_names_the_weights_whatever_the_precision(tmp_path):
+    from hilserl_core.encoders import EncoderMismatch, compare_encoder_identity
+
+    path = ResNet10Encoder(seed=3, compute_dtype="float32").save_weights(tmp_path / "w.safetensors")
+    auto = ResNet10Encoder(seed=5).load_pretrained(path)
+    f32 = ResNet10Encoder(seed=7, compute_dtype="float32").load_pretrained(path)
+    ia, i32 = auto.identity(), f32.identity()
+    assert ia["architecture"] == "resnet10" and ia["weights"] == i32["weights"] and ia["weights"].startswith("sha256:")
+    assert i32["compute_dtype"] == "float32" and ia["compute_dtype"] in ("float32", "bfloat16")
+    # loading another file (or none: seeded random weights) is other weights
+    other = ResNet10Encoder(seed=4, compute_dtype="float32")
+    assert ResNet10Encoder(seed=5).load_pretrained(other.save_weights(tmp_path / "o.safetensors")).identity()["weights"] != ia["weights"]
+    assert ResNet10Encoder(seed=0).identity()["weights"] == "seeded-random:0" != ResNet10Encoder(seed=1).identity()["weights"]
+    assert ResNet10Encoder().identity()["weights"] != ResNet10Encoder().identity()["weights"]  # unseeded: never the same
+
+    assert compare_encoder_identity(None, i32, "file") == ""  # older files recorded none
+    assert compare_encoder_identity(dict(i32), i32, "file") == ""
+    with pytest.raises(EncoderMismatch, match="weights"):
+        compare_encoder_identity(ResNet10Encoder(seed=0).identity(), i32, "checkpoint x")
+    note = compare_encoder_identity({**i32, "compute_dtype": "int8"}, i32, "checkpoint x")
+    assert "checkpoint x" in note and "int8" in note and "float32" in note
+    with pytest.raises(EncoderMismatch, match="mapping"):
+        compare_encoder_identity("resnet10", i32, "file")

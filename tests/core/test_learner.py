@@ -18,13 +18,13 @@ from hilserl_core.types import Transition
 P, A = 5, 3
 
 
-def make_learner(grasp=False, **kw):
+def make_learner(grasp=False, encoder=None, **kw):
     conf = cfg.replace(LearnerConfig(), **{"learning_starts": 4, "rl_capacity": 64, "demo_capacity": 64, **kw})
     agents = {"rlpd": RLPDAgent(RLPDConfig(batch_size=8, actor_hidden_dims=(16,), critic_hidden_dims=(16,), seed=1), A, (), P)}
     if grasp:
         agents["grasp"] = GraspDQNAgent(GraspDQNConfig(hidden_dims=(16,)), (), P)
     bufs = [ReplayBuffer.for_cameras(c, (), P, A) for c in (conf.demo_capacity, conf.rl_capacity)]
-    return Learner(conf, agents, bufs[0], bufs[1], batch_size=8)
+    return Learner(conf, agents, bufs[0], bufs[1], batch_size=8, encoder=encoder)
 
 
 def transitions(n, intervened_every=3, episode=0):
@@ -299,3 +299,40 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="proprio"):
         two_arms.load_checkpoint(path)
     assert two_arms.progress() == (0, 0, 0)
+
+
+def test_a_checkpoint_records_its_encoder_other_weights_stop_the_resume_another_precision_warns(tmp_path):
+    import json
+
+    from hilserl_core.encoders import EncoderMismatch, ResNet10Encoder
+
+    enc = ResNet10Encoder(seed=0)
+    L = make_learner(encoder=enc)
+    for t in transitions(6):
+        L.add(t)
+    path = L.save_checkpoint(tmp_path)
+    meta = json.loads((path / "learner.json").read_text())
+    assert meta["encoder"] == enc.identity()
+
+    other = make_learner(encoder=ResNet10Encoder(seed=1))  # other encoder_weights
+    with pytest.raises(EncoderMismatch, match="weights"):
+        other.resume(tmp_path)  # refused, not skipped in favour of starting fresh
+    assert other.progress() == (0, 0, 0)
+
+    same = make_learner(encoder=ResNet10Encoder(seed=0))
+    assert same.resume(tmp_path) == (path, []) and same.checkpoint_warnings == []
+    assert same.counters() == L.counters()
+
+    dtype = enc.identity()["compute_dtype"]
+    alt = "float32" if dtype != "float32" else "int8"
+    if alt == "int8" and not __import__("hilserl_core.encoders", fromlist=["x"]).int8_available()[0]:
+        pytest.skip("this CPU computes auto in float32 and has no int8 encoder: no second precision to try")
+    prec = make_learner(encoder=ResNet10Encoder(seed=0, compute_dtype=alt))
+    assert prec.resume(tmp_path) == (path, [])
+    assert len(prec.checkpoint_warnings) == 1 and dtype in prec.checkpoint_warnings[0] and alt in prec.checkpoint_warnings[0]
+
+    meta.pop("encoder")  # a checkpoint from before identities were recorded
+    (path / "learner.json").write_text(json.dumps(meta))
+    assert other.resume(tmp_path) == (path, []) and other.checkpoint_warnings == []
+    # a learner without an encoder (image storage: no features kept) checks nothing
+    assert make_learner(encoder=None).resume(tmp_path) == (path, [])

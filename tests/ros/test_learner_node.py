@@ -304,3 +304,28 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_starts_fresh_when_none_loa
     fresh.close()
     fresh.destroy_node()
     assert good.is_dir() and newest.is_dir()  # nothing deleted
+
+
+def test_a_checkpoint_of_other_encoder_weights_stops_the_learner_another_precision_warns(ros_context, tmp_path, capfd):
+    from hilserl_core.encoders import EncoderMismatch, ResNet10Encoder
+
+    first = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))  # seeded random encoder weights
+    for i in range(3):
+        first.learner.add(transition(i, i == 0))
+    first.close()
+    first.destroy_node()
+    weights = ResNet10Encoder(seed=3, compute_dtype="float32").save_weights(tmp_path / "resnet10.safetensors")
+    with pytest.raises(EncoderMismatch, match="encoder_weights"):  # run_node: a configuration error, exit status 2
+        LearnerNode(context=ros_context, parameter_overrides=params(tmp_path, encoder_weights=str(weights)))
+
+    dtype = first.learner.encoder.identity()["compute_dtype"]
+    if dtype == "float32":
+        pytest.skip("auto is float32 on this CPU: no second precision to resume in")
+    capfd.readouterr()
+    other = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path, encoder_dtype="float32"))
+    assert other.learner.transitions_received == 3
+    err = capfd.readouterr().err
+    assert "WARN" in err and f"computed in {dtype}" in err
+    assert other.diag.level("checkpoint") == 1
+    other.close()
+    other.destroy_node()

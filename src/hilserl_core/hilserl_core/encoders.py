@@ -59,6 +59,7 @@ ignored and listed)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import platform
@@ -400,6 +401,8 @@ class ResNet10Encoder(nn.Module):
             raise ValueError(f"compute_dtype 'int8': {int8_available()[1]}; use 'auto'")
         self.compute_dtype = compute_dtype
         self._dtype = _weights_dtype(compute_dtype, "cpu")
+        # which weights these are, whatever the precision they are held in (see identity())
+        self.weights_id = f"seeded-random:{seed}" if seed is not None else f"unseeded-random:{os.urandom(8).hex()}"
         with torch.random.fork_rng(enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
@@ -529,7 +532,47 @@ class ResNet10Encoder(nn.Module):
         tensorio.check_arrays(arrays, expected, str(path))
         state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()}
         self.load_state_dict(state, strict=True)
+        digest = hashlib.sha256()
+        for k in sorted(state):
+            digest.update(k.encode() + b"\0" + np.ascontiguousarray(state[k].numpy()).tobytes())
+        self.weights_id = "sha256:" + digest.hexdigest()[:16]
         return self
+
+    def identity(self) -> Dict[str, str]:
+        """What made this encoder's features, for files that store them (learner checkpoints'
+        replay buffers, reward classifiers): the architecture, the weights (a digest of the
+        weights file's values, or the seed of random weights) and the precision it computes
+        in. Same weights in another precision give features within about 2% (int8) or 1%
+        (bfloat16) of each other; other weights give unrelated features."""
+        return {"architecture": "resnet10", "weights": self.weights_id,
+                "compute_dtype": "int8" if self.compute_dtype == "int8" else str(self._dtype).replace("torch.", "")}
+
+
+class EncoderMismatch(ValueError):
+    """Stored features come from an encoder with other weights (or architecture) than the one
+    running: mixing them would train (or judge) on unrelated features."""
+
+
+def compare_encoder_identity(recorded: Optional[Mapping[str, Any]], current: Mapping[str, str], what: str) -> str:
+    """Check the encoder identity a file recorded against the running encoder's.
+
+    Raises :class:`EncoderMismatch` when the architecture or the weights differ. Returns a
+    warning text when only the precision differs (features within a few percent: usable, but
+    the user should know), "" when they match or the file recorded none (older files)."""
+    if not recorded:
+        return ""
+    if not isinstance(recorded, Mapping):
+        raise EncoderMismatch(f"{what}: its encoder identity is not a mapping ({type(recorded).__name__})")
+    for key in ("architecture", "weights"):
+        if recorded.get(key) != current.get(key):
+            raise EncoderMismatch(
+                f"{what} holds features of a frozen encoder with {key} {recorded.get(key)!r}; this node runs "
+                f"{current.get(key)!r} (encoder_weights). Use the encoder it was made with, or start from a fresh "
+                f"file/checkpoint directory")
+    if recorded.get("compute_dtype") != current.get("compute_dtype"):
+        return (f"{what} holds features computed in {recorded.get('compute_dtype')}; this node computes in "
+                f"{current.get('compute_dtype')} (encoder_dtype): same weights, features within a few percent")
+    return ""
 
 
 # -------------------------------------------------------------- feature cache

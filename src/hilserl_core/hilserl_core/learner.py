@@ -27,6 +27,10 @@ that feeds it (``hilserl_learner``), as a loop that reads top to bottom:
   update is a new checkpoint, not an overwrite. ``load_checkpoint`` validates and
   reads everything before it changes the learner, and restores the agents if one of
   them fails midway: on failure (``CheckpointError``) the learner is unchanged.
+  With feature storage the checkpoint records the frozen encoder's identity
+  (``ResNet10Encoder.identity``): loading one made with other encoder weights raises
+  ``EncoderMismatch`` (its buffers would mix unrelated features); another precision of
+  the same weights loads, with a note in ``checkpoint_warnings``.
 - ``resume(root)``: tries the checkpoints newest first and keeps the first that
   loads; the ones that failed are reported, never deleted. Pruning after a save
   removes only checkpoints older than the one written (a corrupt one that sorts
@@ -49,7 +53,7 @@ import numpy as np
 import torch
 
 from .config import param
-from .encoders import CachedFeaturizer
+from .encoders import CachedFeaturizer, EncoderMismatch, compare_encoder_identity
 from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
 from .tensorio import fsync_dir
 from .types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
@@ -110,6 +114,7 @@ class Learner:
         self.updates = 0
         self.weights_version = 0
         self.last_metrics: Dict[str, float] = {}  # latest value of every update metric
+        self.checkpoint_warnings: List[str] = []  # what the last loaded checkpoint said (e.g. another precision)
 
     # -- data in -------------------------------------------------------------------------
     def _prepare(self, t: Transition) -> Transition:
@@ -271,6 +276,8 @@ class Learner:
         for name, buf in self.buffers.items():
             buf.save(tmp / f"{name}_buffer.safetensors")
         meta = {"format": CHECKPOINT_FORMAT, "saved_unix_s": time.time(), "agents": sorted(self.agents), **self.counters()}
+        if self._encoder_identity() is not None:  # the buffers hold this encoder's features
+            meta["encoder"] = self._encoder_identity()
         with open(tmp / "learner.json", "w") as f:
             f.write(json.dumps(meta, indent=2))
         _fsync_tree(tmp)  # the data is on disk before the rename publishes it
@@ -301,6 +308,8 @@ class Learner:
                 raise ValueError(f"not a learner checkpoint (format {got!r})")
             if sorted(meta["agents"]) != sorted(self.agents):
                 raise ValueError(f"holds agents {meta['agents']}, this learner has {sorted(self.agents)}")
+            current = self._encoder_identity()
+            warning = compare_encoder_identity(meta.get("encoder"), current, f"checkpoint {path}") if current else ""
             counters = {k: int(meta[k]) for k in ("transitions_received", "interventions_received", "updates", "weights_version")}
             counters["demos_added"] = int(meta.get("demos_added", 0))  # older checkpoints did not count demos
             buffers = {}
@@ -312,7 +321,7 @@ class Learner:
                         f"this learner {sorted(current.observation_spec)} with {current.action_dim}-D actions")
                 buffers[name] = buf
             self._load_agents(path)
-        except CheckpointError:
+        except (CheckpointError, EncoderMismatch):  # a mismatch is not damage: resume must not skip it
             raise
         except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the answer is the same
             raise CheckpointError(f"{path}: {type(exc).__name__}: {exc}") from exc
@@ -321,6 +330,13 @@ class Learner:
         self.sampler = MixedSampler(self.buffers[DEMO_BUFFER], self.buffers[RL_BUFFER], self.config.demo_fraction)
         for key, value in counters.items():
             setattr(self, key, value)
+        self.checkpoint_warnings = [warning] if warning else []
+
+    def _encoder_identity(self) -> Optional[Dict[str, str]]:
+        """The identity of the encoder whose features the buffers store (feature storage only)."""
+        if self.config.storage != "features" or self.encoder is None or not hasattr(self.encoder, "identity"):
+            return None
+        return self.encoder.identity()
 
     def _load_agents(self, path: Path) -> None:
         """Load every agent from ``path``; if one fails, put all of them back as they were."""
@@ -338,7 +354,8 @@ class Learner:
     def resume(self, root: "str | Path") -> Tuple[Optional[Path], List[Tuple[Path, str]]]:
         """Load the newest checkpoint under ``root`` that loads. Returns its path (None when
         none did: the learner stays as it was) and the newer ones that failed with why.
-        Nothing is deleted."""
+        Nothing is deleted. ``EncoderMismatch`` is raised, not skipped: the checkpoints are
+        sound, the configuration is not the one they were made with."""
         skipped: List[Tuple[Path, str]] = []
         for path in checkpoints(root):
             try:

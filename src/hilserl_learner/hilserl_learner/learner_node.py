@@ -8,7 +8,11 @@ update-to-data ratio, broadcasts the trainable policy weights on
 newest at once) and checkpoints agents + buffers atomically. On start it resumes
 from the newest checkpoint in ``checkpoint_dir`` that loads: a damaged newer one is
 skipped with a WARN naming it and the error (and left on disk); when none loads it
-starts fresh with an ERROR (diagnostics status ``checkpoint``). A clean shutdown
+starts fresh with an ERROR (diagnostics status ``checkpoint``). A checkpoint whose
+buffers hold features of other encoder weights than ``encoder_weights`` stops the node
+with a configuration error (exit status 2) instead: mixing unrelated features is never
+silent, and starting fresh would bury the checkpoint; the same weights in another
+``encoder_dtype`` resume with a WARN. A clean shutdown
 (``close``) writes a final checkpoint whenever anything changed since the last one
 (transitions received, demos added, updates), so data received before
 ``learning_starts`` or with ``updates_per_transition`` 0 is not lost.
@@ -130,8 +134,11 @@ class LearnerNode(Node):
             log.warning(f"skipping checkpoint {bad}: it does not load ({why}); left on disk")
         if path is not None:
             log.info(f"resumed from {path}: {self.learner.counters()}")
-            level = diagnostics.WARN if skipped else diagnostics.OK
-            self.diag.report("checkpoint", level, f"resumed from {path}", skipped_checkpoints=len(skipped))
+            for note in self.learner.checkpoint_warnings:
+                log.warning(note)
+            level = diagnostics.WARN if skipped or self.learner.checkpoint_warnings else diagnostics.OK
+            self.diag.report("checkpoint", level, "; ".join([f"resumed from {path}"] + self.learner.checkpoint_warnings),
+                             skipped_checkpoints=len(skipped))
         elif skipped:
             text = (f"none of the {len(skipped)} checkpoint(s) in {root} loads; starting fresh "
                     f"(they are left on disk; newest: {skipped[0][0]}: {skipped[0][1]})")
