@@ -258,3 +258,23 @@ def test_image_and_feature_cameras_mix_with_augmented_image_views(encoder, monke
     rows = np.concatenate(seen).reshape(-1, 1, unshifted[0].size)
     dist = np.abs(rows - unshifted.reshape(1, len(unshifted), -1)).max(axis=2).min(axis=1)
     assert np.mean(dist > 1e-2) > 0.3, dist
+
+
+def test_the_file_records_its_encoder_and_refuses_other_weights(tmp_path):
+    from hilserl_core.encoders import EncoderMismatch
+
+    enc = ResNet10Encoder(seed=0)
+    path = RewardClassifier(["wrist"], encoder=enc).save(tmp_path / "clf.safetensors")
+    assert tensorio.load_file(path)[1]["encoder"] == enc.identity()
+    assert RewardClassifier.load(path, encoder=ResNet10Encoder(seed=0)).load_warning == ""
+    with pytest.raises(EncoderMismatch, match="weights"):
+        RewardClassifier.load(path, encoder=ResNet10Encoder(seed=1))
+    # loaded without an encoder and saved again, the file keeps what it said
+    again = RewardClassifier.load(path).save(tmp_path / "again.safetensors")
+    assert tensorio.load_file(again)[1]["encoder"] == enc.identity()
+    # trained on cached features only: the caller says which encoder made them
+    feats = RewardClassifier(["wrist"]).save(tmp_path / "f.safetensors", encoder_identity=enc.identity())
+    assert tensorio.load_file(feats)[1]["encoder"] == enc.identity()
+    if enc.identity()["compute_dtype"] != "float32":  # the same weights in another precision: a note, not a refusal
+        note = RewardClassifier.load(path, encoder=ResNet10Encoder(seed=0, compute_dtype="float32")).load_warning
+        assert "float32" in note and enc.identity()["compute_dtype"] in note

@@ -69,13 +69,20 @@ def test_reward_node_publishes_model_probability(ros_context, spin_until, model_
     peer.destroy_node()
 
 
-def test_camera_mismatch_and_missing_file_are_clear_errors(ros_context, model_files):
-    clf, _ = model_files
+def test_camera_mismatch_other_encoder_weights_and_missing_file_are_clear_errors(ros_context, model_files):
+    from hilserl_core.encoders import EncoderMismatch
+
+    clf, enc = model_files
     with pytest.raises(ConfigError, match="classifier_path is empty"):
         RewardNode(context=ros_context)
     with pytest.raises(ConfigError, match=r"trained on cameras \['left_wrist'\], node configured for \['right_side'\]"):
         RewardNode(context=ros_context, parameter_overrides=[
-            Parameter("classifier_path", value=str(clf)), Parameter("cameras", value=["right/side"])])
+            Parameter("classifier_path", value=str(clf)), Parameter("encoder_weights", value=str(enc)),
+            Parameter("cameras", value=["right/side"])])
+    # trained on features of the encoder in `enc`; the default random weights are others
+    with pytest.raises(EncoderMismatch, match="encoder_weights"):  # run_node: a configuration error, exit status 2
+        RewardNode(context=ros_context, parameter_overrides=[
+            Parameter("classifier_path", value=str(clf)), Parameter("cameras", value=["left/wrist"])])
 
 
 def test_saved_classifier_threshold_is_the_default_and_the_parameter_overrides_it(ros_context, spin_until, tmp_path):

@@ -5,7 +5,10 @@ Model: the frozen, shared ResNet-10 (``encoders.ResNet10Encoder``) or cached
 ``h x w`` map is reduced with ``num_spatial_features`` learned spatial kernels,
 which keeps *where* things are, unlike average pooling) -> Linear bottleneck +
 LayerNorm + tanh -> cameras concatenated -> MLP -> one logit. Only the head
-trains; the encoder is never in the saved file (load it from its own weights).
+trains; the encoder is never in the saved file (load it from its own weights). The
+file records the encoder's identity (``ResNet10Encoder.identity``: weights digest and
+precision) when the classifier had one; loading it beside an encoder with other
+weights raises ``EncoderMismatch``, another precision leaves a note in ``load_warning``.
 
 Training (:func:`train_classifier`): positives/negatives are observation
 batches (``image/<cam>`` uint8 ``[N, H, W, 3]`` or ``feature/<cam>``) in
@@ -39,7 +42,7 @@ from torch import nn
 
 from . import tensorio
 from .augment import random_shift
-from .encoders import ResNet10Encoder, encode_features
+from .encoders import ResNet10Encoder, compare_encoder_identity, encode_features
 from .networks import ImageHead
 from .types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX
 
@@ -76,6 +79,8 @@ class RewardClassifier(nn.Module):
         }
         self.threshold = float(threshold)
         self.encoder = encoder
+        self.load_warning = ""  # set by load(): a note on the encoder the file was trained with
+        self.recorded_encoder: Optional[Dict[str, str]] = None  # set by load(): the identity the file records
         self.heads = nn.ModuleDict(
             {cam: ImageHead(self.feature_shape, num_spatial_features, bottleneck_dim, dropout) for cam in self.cameras}
         )
@@ -133,7 +138,10 @@ class RewardClassifier(nn.Module):
         """Trainable weights only (the frozen encoder is never saved or shipped)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
 
-    def save(self, path: Union[str, Path], extra_metadata: Optional[Mapping[str, Any]] = None) -> Path:
+    def save(self, path: Union[str, Path], extra_metadata: Optional[Mapping[str, Any]] = None,
+             encoder_identity: Optional[Mapping[str, str]] = None) -> Path:
+        """``encoder_identity``: what made the features it trained on, for a classifier trained
+        on cached features only (default: its own encoder's, when it has one)."""
         arrays = {k: v.detach().cpu().numpy() for k, v in self.head_state_dict().items()}
         meta = {
             "kind": CLASSIFIER_KIND,
@@ -142,16 +150,26 @@ class RewardClassifier(nn.Module):
             "threshold": self.threshold,
             **self.config,
         }
+        if encoder_identity is None and self.encoder is not None and hasattr(self.encoder, "identity"):
+            encoder_identity = self.encoder.identity()
+        if encoder_identity is None:  # loaded without an encoder and saved again: keep what the file said
+            encoder_identity = self.recorded_encoder
+        if encoder_identity is not None:
+            meta["encoder"] = dict(encoder_identity)
         if extra_metadata:
             meta["extra"] = dict(extra_metadata)
         return tensorio.save_file(path, arrays, meta)
 
     @classmethod
     def load(cls, path: Union[str, Path], encoder: Optional[ResNet10Encoder] = None) -> "RewardClassifier":
-        """Load a head saved by :meth:`save`; ``encoder`` is needed only for image inputs."""
+        """Load a head saved by :meth:`save`; ``encoder`` is needed only for image inputs.
+        Raises ``EncoderMismatch`` when the file names other encoder weights than ``encoder``'s."""
         arrays, meta = tensorio.load_file(path)
         if meta.get("kind") != CLASSIFIER_KIND:
             raise tensorio.TensorIOError(f"{path}: holds {meta.get('kind')!r}, not a reward classifier")
+        warning = ""
+        if encoder is not None and hasattr(encoder, "identity"):
+            warning = compare_encoder_identity(meta.get("encoder"), encoder.identity(), f"reward classifier {path}")
         try:
             model = cls(
                 meta["cameras"],
@@ -168,6 +186,8 @@ class RewardClassifier(nn.Module):
         expected = {k: (tuple(v.shape), np.float32) for k, v in model.head_state_dict().items()}
         tensorio.check_arrays(arrays, expected, str(path))
         model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()}, strict=False)
+        model.load_warning = warning  # "" unless the file's features came in another precision
+        model.recorded_encoder = meta.get("encoder")
         return model.eval()
 
 

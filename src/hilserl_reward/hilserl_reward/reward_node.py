@@ -74,8 +74,12 @@ class RewardNode(Node):
         self.model = load_models(c)
         self.rule = SuccessRule(self._threshold(c), c.consecutive_frames)
         self._report_threshold(c)
-        if not c.encoder_weights:
-            self.diag.report("encoder", diagnostics.WARN, "random encoder weights: set encoder_weights for real use")
+        notes = [] if c.encoder_weights else ["random encoder weights: set encoder_weights for real use"]
+        if self.model.load_warning:  # the classifier's features came in another precision
+            self.get_logger().warning(self.model.load_warning)
+            notes.append(self.model.load_warning)
+        if notes:
+            self.diag.report("encoder", diagnostics.WARN, "; ".join(notes))
         self.inputs = LatestInputs()
         self._keys = [topics.camera_key(e) for e in c.cameras]
         self._prob_pub = self.create_publisher(Float32, topics.REWARD_PROBABILITY, qos.EVENTS)
