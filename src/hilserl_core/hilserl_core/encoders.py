@@ -554,7 +554,8 @@ class EncoderMismatch(ValueError):
     running: mixing them would train (or judge) on unrelated features."""
 
 
-def compare_encoder_identity(recorded: Optional[Mapping[str, Any]], current: Mapping[str, str], what: str) -> str:
+def compare_encoder_identity(recorded: Optional[Mapping[str, Any]], current: Mapping[str, str], what: str,
+                             remedy: str = "start from a fresh file") -> str:
     """Check the encoder identity a file recorded against the running encoder's.
 
     Raises :class:`EncoderMismatch` when the architecture or the weights differ. Returns a
@@ -568,8 +569,7 @@ def compare_encoder_identity(recorded: Optional[Mapping[str, Any]], current: Map
         if recorded.get(key) != current.get(key):
             raise EncoderMismatch(
                 f"{what} holds features of a frozen encoder with {key} {recorded.get(key)!r}; this node runs "
-                f"{current.get(key)!r} (encoder_weights). Use the encoder it was made with, or start from a fresh "
-                f"file/checkpoint directory")
+                f"{current.get(key)!r} (encoder_weights). Use the encoder it was made with, or {remedy}")
     if recorded.get("compute_dtype") != current.get("compute_dtype"):
         return (f"{what} holds features computed in {recorded.get('compute_dtype')}; this node computes in "
                 f"{current.get('compute_dtype')} (encoder_dtype): same weights, features within a few percent")

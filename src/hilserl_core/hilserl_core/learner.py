@@ -309,7 +309,8 @@ class Learner:
             if sorted(meta["agents"]) != sorted(self.agents):
                 raise ValueError(f"holds agents {meta['agents']}, this learner has {sorted(self.agents)}")
             current = self._encoder_identity()
-            warning = compare_encoder_identity(meta.get("encoder"), current, f"checkpoint {path}") if current else ""
+            warning = compare_encoder_identity(meta.get("encoder"), current, f"checkpoint {path}",
+                                               "set checkpoint_dir to a new directory") if current else ""
             counters = {k: int(meta[k]) for k in ("transitions_received", "interventions_received", "updates", "weights_version")}
             counters["demos_added"] = int(meta.get("demos_added", 0))  # older checkpoints did not count demos
             buffers = {}

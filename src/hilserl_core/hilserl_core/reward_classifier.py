@@ -169,7 +169,8 @@ class RewardClassifier(nn.Module):
             raise tensorio.TensorIOError(f"{path}: holds {meta.get('kind')!r}, not a reward classifier")
         warning = ""
         if encoder is not None and hasattr(encoder, "identity"):
-            warning = compare_encoder_identity(meta.get("encoder"), encoder.identity(), f"reward classifier {path}")
+            warning = compare_encoder_identity(meta.get("encoder"), encoder.identity(), f"reward classifier {path}",
+                                       "train the classifier again on features of this encoder")
         try:
             model = cls(
                 meta["cameras"],
