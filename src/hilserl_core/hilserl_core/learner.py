@@ -276,8 +276,9 @@ class Learner:
         for name, buf in self.buffers.items():
             buf.save(tmp / f"{name}_buffer.safetensors")
         meta = {"format": CHECKPOINT_FORMAT, "saved_unix_s": time.time(), "agents": sorted(self.agents), **self.counters()}
-        if self._encoder_identity() is not None:  # the buffers hold this encoder's features
-            meta["encoder"] = self._encoder_identity()
+        encoder_id = self._encoder_identity()
+        if encoder_id is not None:  # the buffers hold this encoder's features
+            meta["encoder"] = encoder_id
         with open(tmp / "learner.json", "w") as f:
             f.write(json.dumps(meta, indent=2))
         _fsync_tree(tmp)  # the data is on disk before the rename publishes it
@@ -308,9 +309,9 @@ class Learner:
                 raise ValueError(f"not a learner checkpoint (format {got!r})")
             if sorted(meta["agents"]) != sorted(self.agents):
                 raise ValueError(f"holds agents {meta['agents']}, this learner has {sorted(self.agents)}")
-            current = self._encoder_identity()
-            warning = compare_encoder_identity(meta.get("encoder"), current, f"checkpoint {path}",
-                                               "set checkpoint_dir to a new directory") if current else ""
+            encoder_id = self._encoder_identity()
+            warning = compare_encoder_identity(meta.get("encoder"), encoder_id, f"checkpoint {path}",
+                                               "set checkpoint_dir to a new directory") if encoder_id else ""
             counters = {k: int(meta[k]) for k in ("transitions_received", "interventions_received", "updates", "weights_version")}
             counters["demos_added"] = int(meta.get("demos_added", 0))  # older checkpoints did not count demos
             buffers = {}
