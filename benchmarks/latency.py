@@ -20,6 +20,10 @@ its diagnostics and, for frame sets never answered, the hop where they stopped. 
 observer's own scheduling adds to each hop (the three hops add up to the end-to-end
 figure, ±1-2 ms of ordering noise).
 
+The latency phase runs ``--repeats`` times (default 3), the graph started afresh each
+time, and every percentile reported is the median over the runs (each run's p50 and p99
+are in the JSON too): on a shared machine one run's p99 swings by several milliseconds.
+
 Weights: size of the learner's policy-weights message and the time from the
 learner publishing it to the actor having loaded it (the actor's diagnostics
 report the version it uses; its transient-local subscription is reliable).
@@ -329,6 +333,16 @@ def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool, 
     return drv
 
 
+def run_latency(drv: Driver, n_arms: int) -> dict:
+    """One latency run's camera -> controller-target figures (ms) over its measured frame sets."""
+    measured = set(drv.measured_stamps)
+    lat = np.array([t - drv.published[k] for v in drv.answered.values() for k, t in v if k in measured]) * 1e3
+    if not len(lat):
+        raise RuntimeError("no frame set measured was answered")
+    return {"latency_ms": lat, "expected": len(measured) * n_arms, "p50": float(np.percentile(lat, 50)),
+            "p90": float(np.percentile(lat, 90)), "p99": float(np.percentile(lat, 99)), "max": float(lat.max())}
+
+
 def encoder_pass_ms(images: int, repeats: int = 30, encoder_dtype: str = "auto") -> float:
     """Median time of one frozen ResNet-10 pass over ``images`` 128 px images, one torch thread
     (as the actor runs it): the compute floor of the actor's hop on this machine."""
@@ -349,6 +363,8 @@ def main(argv=None) -> int:
     ap.add_argument("--breakdown", action="store_true", help="also time each hop (crop, actor, mux) by observing the intermediate topics")
     ap.add_argument("--compose", action="store_true", help="run crop nodes, actor and muxes in one process (graph `process:`)")
     ap.add_argument("--no-weights", action="store_true", help="skip the weight-broadcast phase (latency only)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="latency runs, each with the graph started afresh; every percentile reported is the median over them")
     ap.add_argument("--encoder-dtype", choices=ENCODER_DTYPES, default="auto",
                     help="the actor's (and learner's) frozen-encoder precision, graph argument encoder_dtype")
     ap.add_argument("--actor-threads", type=int, default=0, help="the actor's torch_threads (default: config/params/actor.yaml)")
@@ -357,7 +373,9 @@ def main(argv=None) -> int:
                          "(0 = the actor's auto: 2 with 4+ CPUs, else 1)")
     args = ap.parse_args(argv)
     arms = ARM_NAMES[: args.arms]
-    cmd = f"python benchmarks/latency.py --arms {args.arms} --frames {args.frames} --raw {args.raw}"
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
+    cmd = f"python benchmarks/latency.py --arms {args.arms} --frames {args.frames} --raw {args.raw} --repeats {args.repeats}"
     cmd += " --compose" * args.compose + " --breakdown" * args.breakdown + " --no-weights" * args.no_weights
     cmd += f" --encoder-dtype {args.encoder_dtype}" * (args.encoder_dtype != "auto") + f" --actor-threads {args.actor_threads}" * bool(args.actor_threads)
     cmd += f" --encoder-threads {args.encoder_threads}" * (args.encoder_threads != 0)
@@ -374,17 +392,23 @@ def main(argv=None) -> int:
     write_graph(cfg, arms, args.compose, args.encoder_dtype, args.actor_threads, args.encoder_threads)
     rclpy.init()
     try:
-        # Phase 1: latency with crop, actor and mux (on a robot the learner runs on another machine).
-        lat_drv = run_phase(cfg, arms, args.raw, args.frames, with_learner=False, breakdown=args.breakdown)
+        # Phase 1: latency with crop, actor and mux (on a robot the learner runs on another machine),
+        # `repeats` times, each with the graph started afresh.
+        runs = []
+        for r in range(args.repeats):
+            if args.repeats > 1:
+                print(f"[latency] run {r + 1}/{args.repeats}", flush=True)
+            runs.append(run_phase(cfg, arms, args.raw, args.frames, with_learner=False, breakdown=args.breakdown))
         # Phase 2: weight broadcasts from a learner training on this machine.
         w_drv = None if args.no_weights else run_phase(cfg, arms, args.raw, args.frames, with_learner=True)
     finally:
         rclpy.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    measured = set(lat_drv.measured_stamps)
-    lat = np.array([t - lat_drv.published[k] for v in lat_drv.answered.values() for k, t in v if k in measured]) * 1e3
-    answered = len(lat) / (len(measured) * len(arms))
+    per_run = [run_latency(drv, len(arms)) for drv in runs]
+    lat = np.concatenate([r["latency_ms"] for r in per_run])
+    answered = len(lat) / sum(r["expected"] for r in per_run)
+    median_run = sorted(range(len(runs)), key=lambda i: per_run[i]["p99"])[len(runs) // 2]  # the run with the median p99
     live = {v: d for v, d in w_drv.delivery.items() if v > 1} if w_drv else {}  # v1 is sent before the actor exists (late joiner)
     sizes = [w_drv.weights[v][0] for v in live if v in w_drv.weights] if w_drv else []
     figures = {
@@ -399,12 +423,13 @@ def main(argv=None) -> int:
         "executor": node_main.executor_kind(),
         "fused_heads": fused_heads.enabled(),  # the actor's image heads (fused_heads.py)
         "answered_fraction": round(answered, 3),
-        "latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
-        "latency_p90_ms": round(float(np.percentile(lat, 90)), 2),
-        "latency_p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "repeats": args.repeats,
+        # each percentile: the median over the runs (each run's own figure in *_runs)
+        **{f"latency_{q}_ms": round(statistics.median(r[q] for r in per_run), 2) for q in ("p50", "p90", "p99")},
         "latency_max_ms": round(float(lat.max()), 2),
+        **{f"latency_{q}_ms_runs": [round(r[q], 2) for r in per_run] for q in ("p50", "p99")},
         "load_average_1min": round(os.getloadavg()[0], 2),
-        **({"hops": lat_drv.hop_breakdown(lat_drv.answered)} if args.breakdown else {}),
+        **({"hops": runs[median_run].hop_breakdown(runs[median_run].answered)} if args.breakdown else {}),
         "weights_bytes": max(sizes) if sizes else None,
         "weights_delivery_s": round(statistics.median(live.values()), 4) if live else None,
         "weights_delivery_max_s": round(max(live.values()), 4) if live else None,
@@ -413,11 +438,15 @@ def main(argv=None) -> int:
     }
     figures["targets_met"] = verdict(figures)
     print(f"\ncamera -> controller target, {len(arms)} arm(s) x {len(CAMERAS)} cameras, {args.raw}px raw, encoder {args.encoder_dtype}, {len(lat)} actions"
-          f" ({figures['executor']} executor in every process):")
+          f" in {args.repeats} run(s) ({figures['executor']} executor in every process):")
+    if args.repeats > 1:
+        for i, r in enumerate(per_run):
+            print(f"  run {i + 1}: p50 {r['p50']:.2f} ms   p99 {r['p99']:.2f} ms   max {r['max']:.2f} ms")
+        print("  median over the runs:")
     print(f"  p50 {figures['latency_p50_ms']} ms   p90 {figures['latency_p90_ms']} ms   p99 {figures['latency_p99_ms']} ms   max {figures['latency_max_ms']} ms")
     print(f"  frame sets answered: {answered:.1%}")
     if args.breakdown:
-        print("  per hop (ms, as seen by this observer): " + "   ".join(f"{k} " + " ".join(f"{q} {x}" for q, x in v.items())
+        print("  per hop (ms, as seen by this observer" + (f"; run {median_run + 1}, the median p99" if args.repeats > 1 else "") + "): " + "   ".join(f"{k} " + " ".join(f"{q} {x}" for q, x in v.items())
                                                                     for k, v in figures["hops"].items() if k not in ("unanswered", "slowest_5pct_ms")))
         if "slowest_5pct_ms" in figures["hops"]:
             print("  the slowest 5% of actions, median per hop (ms): "
