@@ -1,5 +1,7 @@
 """Frozen ResNet-10 encoder: shapes, freezing, weight files, flax conversion, feature cache."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -426,6 +428,7 @@ def test_int8_without_the_native_kernels_gives_the_same_features(monkeypatch, en
     q8 = ResNet10Encoder(seed=0, compute_dtype="int8")
     imgs = _photo_like(3, 3)
     ref, fused = encoder(imgs), q8(imgs)
+    monkeypatch.setattr(encoders, "FUSED_INT8", False)  # the operator links the same kernels in
     monkeypatch.setattr(encoders.native, "groupnorm_available", lambda *a, **k: False)
     monkeypatch.setattr(encoders.native, "in_use", lambda: False)
     torch_ops = q8(imgs)
@@ -444,6 +447,91 @@ def test_int8_follows_new_weights(tmp_path):
     fa, fb = a(imgs), b(imgs)  # packs a's int8 weights
     a.load_pretrained(b.save_weights(tmp_path / "b.safetensors"))
     assert torch.equal(a(imgs), fb) and not torch.equal(fa, fb)
+
+
+needs_int8_op = pytest.mark.skipif(
+    not (int8_ok and encoders.native.encoder_op_in_use()),
+    reason=f"int8 encoder operator not in use: {int8_why or encoders.native.encoder_op_status()}",
+)
+
+
+@needs_int8_op
+@pytest.mark.parametrize("size,n", [((128, 128), 1), ((128, 128), 2), ((128, 128), 4), ((100, 90), 3), ((33, 47), 1)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_int8_operator_gives_the_python_forwards_features_bit_for_bit(monkeypatch, size, n, threads):
+    """torch.ops.hilserl.resnet10_int8 calls the same convolutions and kernels as the Python forward:
+    odd sizes take the asymmetric "SAME" paddings (a padded copy), 128 px the symmetric ones."""
+    q8 = ResNet10Encoder(seed=0, compute_dtype="int8")
+    imgs = torch.from_numpy(np.random.default_rng(n).integers(0, 256, (n, *size, 3), dtype=np.uint8))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        monkeypatch.setattr(encoders, "FUSED_INT8", False)
+        python = q8(imgs)
+        monkeypatch.setattr(encoders, "FUSED_INT8", True)
+        fused = q8(imgs)
+    finally:
+        torch.set_num_threads(previous)
+    assert fused.dtype == torch.float32 and fused.is_contiguous() and fused.shape == python.shape
+    assert torch.equal(fused, python)
+
+
+@needs_int8_op
+def test_int8_operator_is_the_default_and_follows_new_weights(tmp_path):
+    a, b = ResNet10Encoder(seed=0, compute_dtype="int8"), ResNet10Encoder(seed=1, compute_dtype="int8")
+    imgs = _photo_like(2, 4)
+    fa = a(imgs)
+    assert "_int8_plan_cache" in a.__dict__  # the operator ran
+    assert a.forward_path() == "int8, one torch operator (no GIL hand-offs)"
+    a.load_pretrained(b.save_weights(tmp_path / "b.safetensors"))
+    fb = a(imgs)
+    assert torch.equal(fb, b(imgs)) and not torch.equal(fa, fb)
+    with pytest.raises(RuntimeError, match="images must be uint8"):
+        torch.ops.hilserl.resnet10_int8(imgs.float(), *a._int8_plan(128, 128), 1e-5)
+    tensors, plan = a._int8_plan(128, 128)
+    with pytest.raises(RuntimeError, match="left over"):
+        torch.ops.hilserl.resnet10_int8(imgs, tensors + [tensors[0]], plan, 1e-5)
+
+
+@needs_int8_op
+@pytest.mark.skipif(not hasattr(__import__("resource"), "RUSAGE_THREAD"), reason="needs getrusage(RUSAGE_THREAD) (Linux)")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity") else True,
+                    reason="needs 2 CPUs: on one, the two encoding threads take turns and neither waits for the GIL")
+def test_int8_operator_holds_the_gil_only_at_its_ends(monkeypatch):
+    """Two threads encoding at once, as the actor's encoder threads do: in the Python forward a
+    thread that comes back from one of its ~30 calls waits for the GIL (a voluntary context
+    switch) whenever the other is in its Python code; the operator takes the GIL back once."""
+    import resource
+    import threading
+
+    q8 = ResNet10Encoder(seed=0, compute_dtype="int8")
+    imgs = _photo_like(2, 6)
+
+    def waits(fused: bool) -> float:
+        monkeypatch.setattr(encoders, "FUSED_INT8", fused)
+        q8(imgs)
+        counts: list = []
+        start = threading.Barrier(2)
+
+        def work():
+            torch.set_num_threads(1)
+            start.wait(timeout=30)
+            for _ in range(30):
+                before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+                q8(imgs)
+                counts.append(resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before)
+
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return float(np.mean(counts))
+
+    python, fused = waits(False), waits(True)
+    # measured on 2 CPUs, means over 60 calls: the Python forward 4.8-14.6 waits a call, the operator 0-0.75
+    assert python >= 2.5, f"the Python forward waited for the GIL only {python:.2f} times a call: the test does not discriminate"
+    assert fused <= min(1.5, python / 3), f"the operator waited for the GIL {fused:.2f} times a call (the Python forward: {python:.2f})"
 
 
 def test_encoder_dtype_choices():
@@ -481,8 +569,6 @@ def test_threaded_encoder_gives_the_batch_features(threads, n):
 
 
 def test_threaded_encoder_holds_the_caller_and_keeps_helpers_off_its_cpu():
-    import os
-
     from hilserl_core.encoders import ThreadedEncoder, _current_cpu
 
     allowed = os.sched_getaffinity(0)

@@ -263,3 +263,56 @@ def test_maxpool_nonneg_is_the_same_max_pool_exactly(size):
     neg = -torch.relu(_bf16_map(1, 16, 4, 4, 8))
     y, q = native.maxpool_nonneg(neg.contiguous(memory_format=torch.channels_last), 3, 2, (0, 1, 0, 1), quantize=True)
     assert torch.equal(y.view(torch.int16), torch.zeros_like(y).view(torch.int16)) and int(q.max()) == 0
+
+
+def _run_module(env_extra, tmp_path):
+    env = {**os.environ, "HILSERL_CACHE_DIR": str(tmp_path / "cache"), **env_extra}
+    return subprocess.run([sys.executable, "-m", "hilserl_core.native"], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_the_native_module_builds_both_libraries_and_says_so(tmp_path):
+    """``python -m hilserl_core.native`` (scripts/setup.sh runs it) builds the C kernels and the
+    int8 encoder operator into the cache, and prints where; a second run finds them there."""
+    if not encoders.native.encoder_op_in_use():
+        pytest.skip(f"int8 encoder operator not in use here: {native.encoder_op_status()}")
+    first = _run_module({}, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert re.search(r"native kernels: .*kernels-[0-9a-f]{16}\.so", first.stdout)
+    assert re.search(r"int8 encoder operator: .*encoder-op-[0-9a-f]{16}\.so", first.stdout)
+    built = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(built) == 2 and not any(name.startswith(".build-") for name in built)  # no scratch left behind
+    again = _run_module({}, tmp_path)
+    assert again.returncode == 0 and again.stdout == first.stdout
+
+
+def test_a_failing_cxx_compiler_leaves_the_python_int8_forward_with_the_same_features(tmp_path):
+    """No int8 operator (here: a C++ compiler that fails): the status says why, the module exits 1,
+    and the int8 encoder runs its Python forward, with the same features."""
+    ok, why = encoders.int8_available()
+    if not ok:
+        pytest.skip(f"int8 encoder unavailable: {why}")
+    probe = textwrap.dedent(
+        """
+        import hashlib, torch
+        from hilserl_core import encoders, native
+        enc = encoders.ResNet10Encoder(seed=0, compute_dtype="int8")
+        g = torch.Generator().manual_seed(7)
+        feats = enc(torch.randint(0, 256, (2, 128, 128, 3), dtype=torch.uint8, generator=g))
+        print("op", native.encoder_op_in_use(), native.encoder_op_status())
+        print("features", hashlib.sha256(feats.numpy().tobytes()).hexdigest())
+        """
+    )
+    env = {**os.environ, "HILSERL_CACHE_DIR": str(tmp_path / "cache"), "CXX": "false"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "op False int8 encoder operator unavailable (" in out.stdout and "failed" in out.stdout
+    g = torch.Generator().manual_seed(7)
+    here = encoders.ResNet10Encoder(seed=0, compute_dtype="int8")(torch.randint(0, 256, (2, 128, 128, 3), dtype=torch.uint8, generator=g))
+    import hashlib
+
+    assert f"features {hashlib.sha256(here.numpy().tobytes()).hexdigest()}" in out.stdout
+    status = _run_module({"CXX": "false"}, tmp_path)
+    assert status.returncode == 1 and "int8 encoder operator unavailable" in status.stdout
+    off = _run_module({"HILSERL_INT8_OPERATOR": "0"}, tmp_path)
+    assert off.returncode == 1 and "disabled by HILSERL_INT8_OPERATOR=0: the Python int8 forward" in off.stdout
+    assert re.search(r"native kernels: .*kernels-[0-9a-f]{16}\.so", off.stdout)  # the C kernels stay

@@ -115,6 +115,9 @@ _PATCH_GEMM_MAX_CELLS = 64
 PATCH_GEMM: Optional[bool] = None
 _patch_gemm_faster: Dict[tuple, bool] = {}  # SameConv2d.path_key -> the patch product was faster
 _TUNE_REPEATS = 3
+# The int8 forward as one torch operator (native.encoder_op_in_use(): the same features, no GIL
+# hand-offs between its ~30 calls); True/False forces it or the Python forward (tests).
+FUSED_INT8: Optional[bool] = None
 
 
 def _fastest_first(candidates) -> Tuple[int, torch.Tensor]:
@@ -468,6 +471,12 @@ class ResNet10Encoder(nn.Module):
         """int8 convolutions with bfloat16 outputs; GroupNorms, shortcuts and ReLUs in float32 (see the class docstring)."""
         if images.device.type != "cpu":
             raise ValueError(f"compute_dtype 'int8' runs on the CPU only, got images on {images.device}")
+        if native.encoder_op_in_use() if FUSED_INT8 is None else FUSED_INT8:
+            if not native.encoder_op_in_use():
+                raise RuntimeError(f"FUSED_INT8 is set, but {native.encoder_op_status()}")
+            tensors, plan = self._int8_plan(images.shape[1], images.shape[2])
+            with torch.no_grad():
+                return torch.ops.hilserl.resnet10_int8(images, tensors, plan, self.stem_norm.eps)
         with torch.no_grad():
             x = images.contiguous().permute(0, 3, 1, 2)  # uint8 pixels, channels-last: the stem's int8 input as they are
             packed, w_scale, w_zp, pre = self._int8_stem(images.shape[1], images.shape[2])
@@ -482,6 +491,62 @@ class ResNet10Encoder(nn.Module):
                 out = block.forward_int8(xq, x, keep)
                 x, xq = (out, None) if keep == "bfloat16" else (out if keep == "both" else (None, out))
             return x.permute(0, 2, 3, 1).float().contiguous()
+
+    def forward_path(self) -> str:
+        """How a forward pass runs here, for logs: the precision and, for int8, whether as one
+        torch operator (without the GIL) or as the Python forward, and why."""
+        if self.compute_dtype != "int8":
+            return f"{self._dtype}".replace("torch.", "")
+        if FUSED_INT8 is False:
+            return "int8, Python forward (FUSED_INT8 = False)"
+        if native.encoder_op_in_use():
+            return "int8, one torch operator (no GIL hand-offs)"
+        return f"int8, Python forward ({native.encoder_op_status()})"
+
+    def _int8_plan(self, h: int, w: int) -> Tuple[List[torch.Tensor], List[int]]:
+        """What ``torch.ops.hilserl.resnet10_int8`` needs besides the images, for ``h x w`` images
+        (layout in ``native/encoder_int8.cpp``): packed int8 weights and paddings per convolution,
+        float32 norm parameters, the stem's constant map. Kept until the weights change."""
+        key = (h, w, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        cached = self.__dict__.get("_int8_plan_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+
+        def norm(gn: nn.GroupNorm) -> List[torch.Tensor]:
+            if gn.num_groups != NUM_GROUPS or gn.eps != self.stem_norm.eps:
+                raise ValueError("the int8 operator takes one GroupNorm setting for the whole encoder")
+            return [gn.weight.detach().float().contiguous(), gn.bias.detach().float().contiguous()]
+
+        def conv(c: SameConv2d, size: Tuple[int, int]) -> Tuple[List[torch.Tensor], List[int], Tuple[int, int]]:
+            k, s = c.kernel_size[0], c.stride[0]
+            pads = (c.explicit_pad,) * 4 if c.explicit_pad is not None else _same_pads(size[0], k, s) + _same_pads(size[1], k, s)
+            top, bottom, left, right = pads
+            # as in SameConv2d.forward_int8: oneDNN pads symmetric paddings, others are a padded copy
+            packed = c._int8_weights((top, left) if top == bottom and left == right else (0, 0), 0)
+            out = ((size[0] + top + bottom - k) // s + 1, (size[1] + left + right - k) // s + 1)
+            return list(packed), [s, *pads], out
+
+        packed, w_scale, w_zp, pre = self._int8_stem(h, w)
+        tensors = [packed, w_scale, w_zp, pre, *norm(self.stem_norm)]
+        k, s, pad = self.stem_conv.kernel_size[0], self.stem_conv.stride[0], self.stem_conv.explicit_pad
+        size = ((h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1)
+        pool = _same_pads(size[0], 3, 2) + _same_pads(size[1], 3, 2)  # the stem's 3x3/2 max pool
+        plan = [NUM_GROUPS, len(self.blocks), STEM_ZERO_POINT, s, pad, 3, 2, *pool]
+        size = ((size[0] + pool[0] + pool[1] - 3) // 2 + 1, (size[1] + pool[2] + pool[3] - 3) // 2 + 1)
+        for block in self.blocks:
+            t1, p1, out = conv(block.conv1, size)
+            t2, p2, _ = conv(block.conv2, out)
+            plan += [int(block.has_proj), *p1, *p2]
+            tensors += t1 + norm(block.norm1) + t2 + norm(block.norm2)
+            if block.has_proj:
+                t3, p3, _ = conv(block.proj_conv, size)
+                tensors += t3 + norm(block.proj_norm)
+                plan += p3
+            else:
+                plan += [0] * 5
+            size = out
+        self.__dict__["_int8_plan_cache"] = (key, (tensors, plan))
+        return tensors, plan
 
     def _int8_stem(self, h: int, w: int):
         """The stem with the pixel normalisation folded in, for raw uint8 pixels with zero point 128.

@@ -32,6 +32,14 @@ compilation fails, or ``HILSERL_NATIVE=0``. ``status()`` says which.
 Threads: the kernels run as many OpenMP threads as ``torch.get_num_threads()``,
 on torch's own OpenMP runtime (the library is loaded after torch, so its
 ``libgomp.so.1`` resolves to the one torch already loaded).
+
+A second library, built the same way with the C++ compiler against torch's own
+headers, registers ``torch.ops.hilserl.resnet10_int8``: the int8 encoder's whole
+forward pass as one operator (``native/encoder_int8.cpp`` with ``groupnorm.c``
+linked in), which runs without the GIL from start to end. It is keyed by the
+torch version as well, and needs ``$CXX``/``c++``/``g++``; ``encoder_op_status()``
+says whether it is in use, and ``HILSERL_INT8_OPERATOR=0`` turns it off alone. ``python -m hilserl_core.native`` builds both and
+prints their status (``scripts/setup.sh`` runs it, so no node compiles on start).
 """
 
 from __future__ import annotations
@@ -65,6 +73,8 @@ __all__ = [
     "quantize_u8",
     "maxpool_nonneg",
     "cache_dir",
+    "encoder_op_in_use",
+    "encoder_op_status",
 ]
 
 _SOURCES = tuple(Path(__file__).with_name("native") / name for name in ("spatial_embedding.c", "groupnorm.c"))
@@ -81,49 +91,57 @@ def cache_dir() -> Path:
     return Path(base) / "hilserl"
 
 
-def _compiler() -> Optional[str]:
-    for name in (os.environ.get("CC"), "cc", "gcc"):
+def _compiler(env: str = "CC", names: Tuple[str, ...] = ("cc", "gcc")) -> Optional[str]:
+    for name in (os.environ.get(env), *names):
         path = shutil.which(name) if name else None
         if path:
             return path
     return None
 
 
-def _compile(compiler: str, target: Path) -> None:
+def _compile(steps, target: Path) -> None:
+    """Run the compiler commands ``steps(tmpdir, output)`` and move ``output`` to ``target`` atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        cmd = [compiler, *_FLAGS, *map(str, _SOURCES), "-o", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()}")
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as work:
+        tmp = os.path.join(work, target.name)
+        for cmd in steps(work, tmp):
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()[-4000:]}")
         os.replace(tmp, target)  # atomic: a concurrent process sees the old file or the whole new one
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+
+def _version(compiler: str) -> str:
+    return subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+
+
+def _unsupported() -> Optional[str]:
+    """Why no native kernel can be used here (None: it can)."""
+    if os.environ.get("HILSERL_NATIVE", "1") == "0":
+        return "disabled by HILSERL_NATIVE=0"
+    if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "AMD64"):
+        return f"no native kernel for {sys.platform}/{platform.machine()}"
+    missing = [f for f in _CPU_FLAGS if f not in cpu_flags()]
+    if missing:
+        return f"CPU lacks {', '.join(missing)}"
+    return None
 
 
 @functools.lru_cache(maxsize=1)
 def _load() -> Tuple[Optional[ctypes.CDLL], str]:
     """(library, status line); library None where the torch fallback is used."""
-    if os.environ.get("HILSERL_NATIVE", "1") == "0":
-        return None, "disabled by HILSERL_NATIVE=0: plain torch"
-    if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "AMD64"):
-        return None, f"no native kernel for {sys.platform}/{platform.machine()}: plain torch"
-    missing = [f for f in _CPU_FLAGS if f not in cpu_flags()]
-    if missing:
-        return None, f"CPU lacks {', '.join(missing)}: plain torch"
+    why = _unsupported()
+    if why is not None:
+        return None, f"{why}: plain torch"
     compiler = _compiler()
     if compiler is None:
         return None, "no C compiler found ($CC, cc, gcc): plain torch"
     try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
         source = b"".join(path.read_bytes() for path in _SOURCES)
-        key = hashlib.sha256(source + " ".join(_FLAGS).encode() + version.encode()).hexdigest()[:16]
+        key = hashlib.sha256(source + " ".join(_FLAGS).encode() + _version(compiler).encode()).hexdigest()[:16]
         target = cache_dir() / f"kernels-{key}.so"
         if not target.exists():
-            _compile(compiler, target)
+            _compile(lambda work, out: [[compiler, *_FLAGS, *map(str, _SOURCES), "-o", out]], target)
         lib = ctypes.CDLL(str(target))
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         return None, f"native kernel unavailable ({exc}): plain torch"
@@ -318,3 +336,72 @@ def maxpool_nonneg(x: torch.Tensor, kernel: int, stride: int, pads: Tuple[int, i
     q = torch.empty((n, c, oh, ow), dtype=torch.uint8, memory_format=torch.channels_last) if quantize else None
     _lib().hilserl_maxpool_u16(_ptr(x), n, h, w, c, kernel, stride, top, left, _ptr(y), oh, ow, _ptr(q), torch.get_num_threads())
     return (y, q) if quantize else y
+
+
+# ------------------------------------------------------------------ the int8 encoder as one torch operator
+_OP_SOURCE = Path(__file__).with_name("native") / "encoder_int8.cpp"
+_OP_C_SOURCE = Path(__file__).with_name("native") / "groupnorm.c"
+_OP_CXXFLAGS = ("-O2", "-std=c++20", "-fPIC", "-shared", "-fopenmp")
+
+
+@functools.lru_cache(maxsize=1)
+def _load_encoder_op() -> Tuple[bool, str]:
+    """(loaded, status line) of ``torch.ops.hilserl.resnet10_int8``."""
+    why = "disabled by HILSERL_INT8_OPERATOR=0" if os.environ.get("HILSERL_INT8_OPERATOR", "1") == "0" else _unsupported()
+    if why is not None:
+        return False, f"{why}: the Python int8 forward"
+    cc, cxx = _compiler(), _compiler("CXX", ("c++", "g++"))
+    if cc is None or cxx is None:
+        return False, "no C and C++ compilers found ($CC, cc, gcc; $CXX, c++, g++): the Python int8 forward"
+    from torch.utils import cpp_extension
+
+    includes = [f"-I{d}" for d in cpp_extension.include_paths()]
+    libdirs = cpp_extension.library_paths()
+    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
+    try:
+        source = _OP_SOURCE.read_bytes() + _OP_C_SOURCE.read_bytes()
+        key = hashlib.sha256(
+            source + " ".join(_FLAGS + _OP_CXXFLAGS).encode() + _version(cc).encode() + _version(cxx).encode()
+            + torch.__version__.encode() + abi.encode()
+        ).hexdigest()[:16]
+        target = cache_dir() / f"encoder-op-{key}.so"
+        if not target.exists():
+            c_flags = [f for f in _FLAGS if f != "-shared"]
+
+            def steps(work: str, out: str):
+                obj = os.path.join(work, "groupnorm.o")
+                return [
+                    [cc, *c_flags, "-c", str(_OP_C_SOURCE), "-o", obj],
+                    [cxx, *_OP_CXXFLAGS, abi, *includes, str(_OP_SOURCE), obj,
+                     *[f"-L{d}" for d in libdirs], "-ltorch", "-ltorch_cpu", "-lc10",
+                     *[f"-Wl,-rpath,{d}" for d in libdirs], "-o", out],
+                ]
+
+            _compile(steps, target)
+        torch.ops.load_library(str(target))
+        torch.ops.hilserl.resnet10_int8  # noqa: B018 - raises if the library did not register it
+    except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:
+        return False, f"int8 encoder operator unavailable ({exc}): the Python int8 forward"
+    return True, f"int8 encoder operator: {target}"
+
+
+def encoder_op_in_use() -> bool:
+    """True when ``torch.ops.hilserl.resnet10_int8`` is built and loaded (else the int8 encoder
+    runs its Python forward: the same features, a GIL hand-off per call)."""
+    return _load_encoder_op()[0]
+
+
+def encoder_op_status() -> str:
+    """One line: whether the int8 encoder operator is in use, and if not, why."""
+    return _load_encoder_op()[1]
+
+
+def main() -> int:
+    """Build (or find in the cache) both libraries and print their status; exit 1 if either is missing."""
+    print(f"hilserl native kernels: {status()}")
+    print(f"hilserl int8 encoder operator: {encoder_op_status()}")
+    return 0 if in_use() and encoder_op_in_use() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -102,7 +102,7 @@ class ActorNode(Node):
         self.policy = PolicyRunner(c.agent, 6 * n_arms, self.cam_keys, frames.proprio_size(1) * n_arms, encoder, grasp_cfg,
                                    encoder_threads=resolve_encoder_threads(c.encoder_threads, len(self.cam_keys)))
         self.get_logger().info(
-            f"frozen encoder {c.encoder_dtype} on {self.policy.encoder_threads} thread(s); image heads "
+            f"frozen encoder {c.encoder_dtype} ({encoder.forward_path()}) on {self.policy.encoder_threads} thread(s); image heads "
             + ("fused" if self.policy.use_fused else f"module by module ({self.policy.fused_why})"))
         self.recorder = EpisodeRecorder(c.max_episode_steps, 1.0 / c.control_rate_hz, c.grasp_penalty, n_grippers=n_arms)
         self.metrics = EpisodeMetrics()
