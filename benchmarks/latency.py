@@ -67,7 +67,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from hilserl import graph as G  # noqa: E402
 from hilserl.runner import GraphRunner  # noqa: E402
 from hilserl_core import frames, fused_heads, msgconv, wire  # noqa: E402
-from hilserl_core.encoders import ENCODER_DTYPES, resolve_encoder_threads  # noqa: E402
+from hilserl_core.encoders import ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_dtype, resolve_encoder_threads  # noqa: E402
 from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
 
 import machine  # noqa: E402  (benchmarks/machine.py)
@@ -348,8 +348,6 @@ def encoder_pass_ms(images: int, repeats: int = 30, encoder_dtype: str = "auto")
     (as the actor runs it): the compute floor of the actor's hop on this machine."""
     import torch
 
-    from hilserl_core.encoders import load_frozen_encoder
-
     encoder = load_frozen_encoder(compute_dtype=encoder_dtype)
     x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (images, 128, 128, 3), dtype=np.uint8))
     return machine.one_thread_median_s(lambda: encoder(x), repeats) * 1e3
@@ -418,6 +416,7 @@ def main(argv=None) -> int:
         "frames": args.frames,
         "composed": args.compose,
         "encoder_dtype": args.encoder_dtype,
+        "encoder_forward": load_frozen_encoder(compute_dtype=args.encoder_dtype).forward_path(),  # what the setting runs here
         "actor_torch_threads": args.actor_threads or "default",
         "actor_encoder_threads": resolve_encoder_threads(args.encoder_threads, len(arms) * len(CAMERAS)),  # as the actor resolves it
         "executor": node_main.executor_kind(),
@@ -456,9 +455,9 @@ def main(argv=None) -> int:
           f"median {figures['weights_delivery_s']} s, max {figures['weights_delivery_max_s']} s over {len(live)} updates")
     met = figures["targets_met"]
     print("targets: " + ", ".join(f"{k} {'-' if v is None else ('met' if v else 'MISSED')}" for k, v in met.items()))
-    if not met["latency_p99_le_25ms"] and (args.encoder_dtype != "int8" or figures["actor_encoder_threads"] < 2):
-        print(f"  (on a CPU with 2 cores the p99 target needs the int8 encoder and two encoder threads: "
-              f"--encoder-dtype int8 --encoder-threads 2; docs/BENCHMARKS.md)")
+    if not met["latency_p99_le_25ms"] and (resolve_encoder_dtype(args.encoder_dtype) != "int8" or figures["actor_encoder_threads"] < 2):
+        print(f"  (on a CPU with 2 cores the int8 encoder (auto where the CPU has VNNI) and two encoder threads "
+              f"have the most margin: --encoder-dtype int8 --encoder-threads 2; docs/BENCHMARKS.md)")
     print(f"reproduce: {cmd}")
     print(json.dumps(figures))
     return 0

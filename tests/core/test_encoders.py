@@ -534,6 +534,37 @@ def test_int8_operator_holds_the_gil_only_at_its_ends(monkeypatch):
     assert fused <= min(1.5, python / 3), f"the operator waited for the GIL {fused:.2f} times a call (the Python forward: {python:.2f})"
 
 
+def test_auto_encoder_dtype_is_int8_where_the_cpu_has_int8_dot_products(monkeypatch):
+    from hilserl_core import precision
+
+    resolve = encoders.resolve_encoder_dtype
+    for setting in ("float32", "bfloat16", "int8"):
+        assert resolve(setting) == setting
+    with pytest.raises(ValueError, match="float16"):
+        resolve("float16")
+    monkeypatch.setattr(encoders, "int8_available", lambda: (True, ""))
+    monkeypatch.setattr(encoders, "cpu_has_int8_dot", lambda: True)
+    assert resolve("auto") == "int8"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert resolve("auto", "meta") == "float32"  # int8 is for CPUs only
+    monkeypatch.setattr(encoders, "int8_available", lambda: (False, "no oneDNN"))
+    assert resolve("auto") == "bfloat16"
+    monkeypatch.setattr(encoders, "int8_available", lambda: (True, ""))
+    monkeypatch.setattr(encoders, "cpu_has_int8_dot", lambda: False)  # oneDNN, but no VNNI: not measured, not chosen
+    assert resolve("auto") == "bfloat16"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert resolve("auto") == "float32"
+
+
+def test_an_auto_encoder_says_what_it_resolved_to():
+    auto = ResNet10Encoder(seed=0)
+    assert auto.dtype_setting == "auto" and auto.compute_dtype == encoders.resolve_encoder_dtype("auto")
+    assert auto.compute_dtype in ("int8", "bfloat16", "float32")
+    auto.to("cpu")  # a move re-resolves the setting for the device: the same here
+    assert auto.compute_dtype == encoders.resolve_encoder_dtype("auto")
+    assert auto.forward_path().startswith(auto.compute_dtype)
+
+
 def test_encoder_dtype_choices():
     assert encoders.ENCODER_DTYPES == ("auto", "float32", "bfloat16", "int8")
     with pytest.raises(ValueError, match="compute_dtype must be one of"):
@@ -601,7 +632,7 @@ def test_encoder_threads_auto_takes_a_second_thread_only_with_cores_to_spare():
 def test_encoder_identity_names_the_weights_whatever_the_precision(tmp_path):
     from hilserl_core.encoders import EncoderMismatch, compare_encoder_identity
 
-    seeded = ResNet10Encoder(seed=3)  # auto: bfloat16 where the CPU has it
+    seeded = ResNet10Encoder(seed=3)  # auto: int8 or bfloat16 where the CPU has it
     path = seeded.save_weights(tmp_path / "w.safetensors")
     auto = ResNet10Encoder(seed=5).load_pretrained(path)
     f32 = ResNet10Encoder(seed=7, compute_dtype="float32").load_pretrained(path)
@@ -610,7 +641,7 @@ def test_encoder_identity_names_the_weights_whatever_the_precision(tmp_path):
     # one set of weights, one name: from a seed or a file, held in any precision
     assert ia["weights"] == i32["weights"] == seeded.identity()["weights"]
     assert ResNet10Encoder(seed=3, compute_dtype="float32").identity()["weights"] == ia["weights"]
-    assert i32["compute_dtype"] == "float32" and ia["compute_dtype"] in ("float32", "bfloat16")
+    assert i32["compute_dtype"] == "float32" and ia["compute_dtype"] == encoders.resolve_encoder_dtype("auto")
     assert ResNet10Encoder(seed=4).identity()["weights"] != ia["weights"]  # other weights
     assert ResNet10Encoder().identity()["weights"] != ResNet10Encoder().identity()["weights"]  # unseeded
 

@@ -25,7 +25,7 @@ from typing import ContextManager, Dict
 
 import torch
 
-__all__ = ["COMPUTE_DTYPES", "cpu_info", "cpu_flags", "cpu_has_native_bf16", "resolve_compute_dtype", "autocast", "full_precision"]
+__all__ = ["COMPUTE_DTYPES", "cpu_info", "cpu_flags", "cpu_has_native_bf16", "cpu_has_int8_dot", "resolve_compute_dtype", "autocast", "full_precision"]
 
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 
@@ -58,6 +58,12 @@ def cpu_flags() -> frozenset:
 def cpu_has_native_bf16() -> bool:
     """True when this CPU has bfloat16 dot-product instructions (AVX512-BF16 or AMX-BF16)."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_int8_dot() -> bool:
+    """True when this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8),
+    which oneDNN's int8 convolutions are built on."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def resolve_compute_dtype(name: str, device: "str | torch.device" = "cpu") -> torch.dtype:
