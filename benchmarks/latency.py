@@ -436,7 +436,7 @@ def main(argv=None) -> int:
         "machine": host,
     }
     figures["targets_met"] = verdict(figures)
-    print(f"\ncamera -> controller target, {len(arms)} arm(s) x {len(CAMERAS)} cameras, {args.raw}px raw, encoder {args.encoder_dtype}, {len(lat)} actions"
+    print(f"\ncamera -> controller target, {len(arms)} arm(s) x {len(CAMERAS)} cameras, {args.raw}px raw, encoder {args.encoder_dtype} ({figures['encoder_forward']}), {len(lat)} actions"
           f" in {args.repeats} run(s) ({figures['executor']} executor in every process):")
     if args.repeats > 1:
         for i, r in enumerate(per_run):
