@@ -343,14 +343,15 @@ def run_latency(drv: Driver, n_arms: int) -> dict:
             "p90": float(np.percentile(lat, 90)), "p99": float(np.percentile(lat, 99)), "max": float(lat.max())}
 
 
-def encoder_pass_ms(images: int, repeats: int = 30, encoder_dtype: str = "auto") -> float:
+def encoder_pass_ms(images: int, repeats: int = 30, encoder_dtype: str = "auto") -> tuple:
     """Median time of one frozen ResNet-10 pass over ``images`` 128 px images, one torch thread
-    (as the actor runs it): the compute floor of the actor's hop on this machine."""
+    (as the actor runs it): the compute floor of the actor's hop on this machine; and what the
+    setting runs here (``ResNet10Encoder.forward_path``)."""
     import torch
 
     encoder = load_frozen_encoder(compute_dtype=encoder_dtype)
     x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (images, 128, 128, 3), dtype=np.uint8))
-    return machine.one_thread_median_s(lambda: encoder(x), repeats) * 1e3
+    return machine.one_thread_median_s(lambda: encoder(x), repeats) * 1e3, encoder.forward_path()
 
 
 def main(argv=None) -> int:
@@ -381,8 +382,9 @@ def main(argv=None) -> int:
         if os.environ.get(env):
             cmd = f"{env}={os.environ[env]} {cmd}"
     host = machine.describe()
-    host[f"encoder_pass_{len(arms) * len(CAMERAS)}_images_ms"] = round(encoder_pass_ms(len(arms) * len(CAMERAS), encoder_dtype=args.encoder_dtype), 2)
-    print(f"[latency] {machine.summary(host)}; frozen ResNet-10 ({args.encoder_dtype}) over {len(arms) * len(CAMERAS)} images, one thread, "
+    pass_ms, encoder_forward = encoder_pass_ms(len(arms) * len(CAMERAS), encoder_dtype=args.encoder_dtype)
+    host[f"encoder_pass_{len(arms) * len(CAMERAS)}_images_ms"] = round(pass_ms, 2)
+    print(f"[latency] {machine.summary(host)}; frozen ResNet-10 ({args.encoder_dtype}: {encoder_forward}) over {len(arms) * len(CAMERAS)} images, one thread, "
           f"alone: {host[f'encoder_pass_{len(arms) * len(CAMERAS)}_images_ms']} ms", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="hilserl_latency_"))
     cfg = tmp / "config"
@@ -416,7 +418,7 @@ def main(argv=None) -> int:
         "frames": args.frames,
         "composed": args.compose,
         "encoder_dtype": args.encoder_dtype,
-        "encoder_forward": load_frozen_encoder(compute_dtype=args.encoder_dtype).forward_path(),  # what the setting runs here
+        "encoder_forward": encoder_forward,  # what the setting runs here
         "actor_torch_threads": args.actor_threads or "default",
         "actor_encoder_threads": resolve_encoder_threads(args.encoder_threads, len(arms) * len(CAMERAS)),  # as the actor resolves it
         "executor": node_main.executor_kind(),
