@@ -163,16 +163,26 @@ class SameConv2d(nn.Conv2d):
         self._patch_weight: Optional[torch.Tensor] = None
         self._patch_key: Optional[Tuple[int, int]] = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def same_padding(self, h: int, w: int) -> Tuple[Tuple[int, int, int, int], Tuple[int, int]]:
+        """For an ``h x w`` input: the paddings ``(top, bottom, left, right)`` and the output size."""
         k, s = self.kernel_size[0], self.stride[0]
         if self.explicit_pad is not None:
-            top = bottom = left = right = self.explicit_pad
+            pads = (self.explicit_pad,) * 4
         else:
-            top, bottom = _same_pads(x.shape[-2], k, s)
-            left, right = _same_pads(x.shape[-1], k, s)
-        out_h = (x.shape[-2] + top + bottom - k) // s + 1
-        out_w = (x.shape[-1] + left + right - k) // s + 1
-        pads = (top, bottom, left, right)
+            pads = _same_pads(h, k, s) + _same_pads(w, k, s)
+        top, bottom, left, right = pads
+        return pads, ((h + top + bottom - k) // s + 1, (w + left + right - k) // s + 1)
+
+    @staticmethod
+    def int8_sym_pad(pads: Tuple[int, int, int, int]) -> Optional[Tuple[int, int]]:
+        """The (height, width) padding oneDNN applies itself (with the zero point) when ``pads``
+        is symmetric; None when it is not, and the int8 input needs a zero-padded copy instead."""
+        top, bottom, left, right = pads
+        return (top, left) if top == bottom and left == right else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.kernel_size[0], self.stride[0]
+        pads, (out_h, out_w) = self.same_padding(x.shape[-2], x.shape[-1])
         if k > 1 and x.device.type == "cpu" and out_h * out_w <= _PATCH_GEMM_MAX_CELLS and not torch.is_grad_enabled():
             patch = lambda: self._patch_gemm(self._pad(x, pads), k, s, out_h, out_w)  # noqa: E731
             direct = lambda: self._direct(x, pads)  # noqa: E731
@@ -195,18 +205,13 @@ class SameConv2d(nn.Conv2d):
         whatever else is in the batch. It keeps each image's input scale, which the GroupNorm
         after every convolution of the encoder cancels.
         """
-        k, s = self.kernel_size[0], self.stride[0]
-        if self.explicit_pad is not None:
-            pads = (self.explicit_pad,) * 4
-        else:
-            pads = _same_pads(xq.shape[-2], k, s) + _same_pads(xq.shape[-1], k, s)
-        top, bottom, left, right = pads
-        if top == bottom and left == right:  # symmetric: oneDNN pads (with the zero point), no copy
-            sym = (top, left)
-        else:
+        pads, _ = self.same_padding(xq.shape[-2], xq.shape[-1])
+        sym = self.int8_sym_pad(pads)
+        if sym is None:
+            top, bottom, left, right = pads
             xq, sym = F.pad(xq, (left, right, top, bottom)), (0, 0)
         packed, w_scale, w_zp = self._int8_weights(sym, 0)
-        return _qconv(xq, 0, packed, w_scale, w_zp, s, sym, out_dtype)
+        return _qconv(xq, 0, packed, w_scale, w_zp, self.stride[0], sym, out_dtype)
 
     def _int8_weights(self, sym_pad: Tuple[int, int], x_zero_point: int):
         """oneDNN-packed int8 weights (symmetric, per output channel) for this padding, rebuilt
@@ -541,20 +546,16 @@ class ResNet10Encoder(nn.Module):
             return [gn.weight.detach().float().contiguous(), gn.bias.detach().float().contiguous()]
 
         def conv(c: SameConv2d, size: Tuple[int, int]) -> Tuple[List[torch.Tensor], List[int], Tuple[int, int]]:
-            k, s = c.kernel_size[0], c.stride[0]
-            pads = (c.explicit_pad,) * 4 if c.explicit_pad is not None else _same_pads(size[0], k, s) + _same_pads(size[1], k, s)
-            top, bottom, left, right = pads
-            # as in SameConv2d.forward_int8: oneDNN pads symmetric paddings, others are a padded copy
-            packed = c._int8_weights((top, left) if top == bottom and left == right else (0, 0), 0)
-            out = ((size[0] + top + bottom - k) // s + 1, (size[1] + left + right - k) // s + 1)
-            return list(packed), [s, *pads], out
+            pads, out = c.same_padding(*size)
+            # as in SameConv2d.forward_int8: the operator pads asymmetric paddings with a copy
+            packed = c._int8_weights(c.int8_sym_pad(pads) or (0, 0), 0)
+            return list(packed), [c.stride[0], *pads], out
 
         packed, w_scale, w_zp, pre = self._int8_stem(h, w)
         tensors = [packed, w_scale, w_zp, pre, *norm(self.stem_norm)]
-        k, s, pad = self.stem_conv.kernel_size[0], self.stem_conv.stride[0], self.stem_conv.explicit_pad
-        size = ((h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1)
+        _, size = self.stem_conv.same_padding(h, w)
         pool = _same_pads(size[0], 3, 2) + _same_pads(size[1], 3, 2)  # the stem's 3x3/2 max pool
-        plan = [NUM_GROUPS, len(self.blocks), STEM_ZERO_POINT, s, pad, 3, 2, *pool]
+        plan = [NUM_GROUPS, len(self.blocks), STEM_ZERO_POINT, self.stem_conv.stride[0], self.stem_conv.explicit_pad, 3, 2, *pool]
         size = ((size[0] + pool[0] + pool[1] - 3) // 2 + 1, (size[1] + pool[2] + pool[3] - 3) // 2 + 1)
         for block in self.blocks:
             t1, p1, out = conv(block.conv1, size)
