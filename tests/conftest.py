@@ -20,3 +20,24 @@ try:  # keep torch from oversubscribing the 2-core CI machine
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 except ImportError:  # pragma: no cover - torch is in requirements.txt
     pass
+
+
+def pytest_report_header(config):
+    """Which CPU ran the suite and which precisions its "auto" settings took (README, "Testing"):
+    what a learning check measured depends on them."""
+    try:
+        from hilserl_core import encoders, native, precision
+    except ImportError as exc:  # before scripts/setup.sh
+        return [f"hilserl: not importable ({exc})"]
+    info = precision.cpu_info()
+    flags = sorted(precision.cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni", "avx_vnni"})
+    forced = {k: os.environ[k] for k in (precision.FORCE_COMPUTE_DTYPE, encoders.FORCE_ENCODER_DTYPE, "HILSERL_NATIVE",
+                                          "HILSERL_INT8_OPERATOR", "ONEDNN_MAX_CPU_ISA") if os.environ.get(k)}
+    return [
+        f"hilserl cpu: {info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}); "
+        f"bf16/int8 flags: {' '.join(flags) or 'none'}",
+        f"hilserl precision: matrix products auto -> {str(precision.resolve_compute_dtype('auto')).replace('torch.', '')}, "
+        f"encoder auto -> {encoders.resolve_encoder_dtype('auto')}",
+        f"hilserl {native.status()}; {native.encoder_op_status()}",
+        f"hilserl forced: {' '.join(f'{k}={v}' for k, v in forced.items()) or 'nothing (this host decides)'}",
+    ]

@@ -20,7 +20,8 @@ def test_cpu_info_is_the_first_processor_and_flags_come_from_it():
     assert info.get("model name") == first_model
 
 
-def test_resolve_compute_dtype():
+def test_resolve_compute_dtype(monkeypatch):
+    monkeypatch.delenv(precision.FORCE_COMPUTE_DTYPE, raising=False)  # this host decides
     assert precision.resolve_compute_dtype("float32") == torch.float32
     assert precision.resolve_compute_dtype("bfloat16") == torch.bfloat16
     expected = torch.bfloat16 if precision.cpu_has_native_bf16() else torch.float32
@@ -33,6 +34,24 @@ def test_resolve_compute_dtype():
         assert torch.is_autocast_enabled("cpu")
         with precision.full_precision(torch.zeros(1)):
             assert not torch.is_autocast_enabled("cpu")
+
+
+def test_the_environment_forces_what_auto_means_and_nothing_else(monkeypatch):
+    for forced, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16), (" BFloat16 ", torch.bfloat16)):
+        monkeypatch.setenv(precision.FORCE_COMPUTE_DTYPE, forced)
+        assert precision.resolve_compute_dtype("auto", "cpu") == dtype
+        assert precision.resolve_compute_dtype("auto", "meta") == dtype
+        assert precision.resolve_compute_dtype("float32") == torch.float32  # an explicit setting stays
+        assert RLPDAgent(RLPDConfig(), 3, (), 7).compute_dtype == dtype
+    for host in ("", "auto"):
+        monkeypatch.setenv(precision.FORCE_COMPUTE_DTYPE, host)
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+        assert precision.resolve_compute_dtype("auto", "cpu") == torch.float32
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+        assert precision.resolve_compute_dtype("auto", "cpu") == torch.bfloat16
+    monkeypatch.setenv(precision.FORCE_COMPUTE_DTYPE, "float16")
+    with pytest.raises(ValueError, match="HILSERL_COMPUTE_DTYPE='float16' is not a precision: use one of float32, bfloat16"):
+        precision.resolve_compute_dtype("auto")
 
 
 def _batch(n=64, seed=0):

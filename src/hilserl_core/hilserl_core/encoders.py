@@ -74,7 +74,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import native, tensorio
-from .precision import COMPUTE_DTYPES, cpu_has_int8_dot, resolve_compute_dtype
+from .precision import COMPUTE_DTYPES, cpu_has_int8_dot, forced_auto, resolve_compute_dtype
 from .types import FEATURE_PREFIX, IMAGE_PREFIX, Observation
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -85,6 +85,7 @@ GN_EPS = 1e-5
 WEIGHTS_KIND = "hilserl.resnet10_encoder"
 # the encoder's compute_dtype: precision.COMPUTE_DTYPES, or int8 convolutions (see ResNet10Encoder)
 ENCODER_DTYPES = COMPUTE_DTYPES + ("int8",)
+FORCE_ENCODER_DTYPE = "HILSERL_ENCODER_DTYPE"  # environment: what an "auto" encoder precision means
 ENCODER_DTYPE_HELP = (
     "frozen ResNet-10 precision: auto (int8 on x86 CPUs with int8 dot products (VNNI), else bfloat16 where the "
     "CPU/GPU has it, else float32), float32, bfloat16, or int8 (int8 convolutions, x86 CPUs only: 1.6-2x faster than "
@@ -101,11 +102,17 @@ def resolve_encoder_dtype(setting: str, device: "str | torch.device" = "cpu") ->
     1.8-2.5x on the Zen 5 one, features within about 2% of float32 and the same for an image in
     any batch (bfloat16's vary in the last bits with the batch's timed conv path). Elsewhere the
     ``precision.resolve_compute_dtype`` rule: bfloat16 where the hardware has it, else float32.
-    Other settings are returned as they are."""
+    ``HILSERL_ENCODER_DTYPE`` (:data:`FORCE_ENCODER_DTYPE`) forces what ``"auto"`` means, as on
+    another kind of CPU. Other settings are returned as they are."""
     if setting not in ENCODER_DTYPES:
         raise ValueError(f"encoder compute_dtype must be one of {ENCODER_DTYPES}, got {setting!r}")
     if setting != "auto":
         return setting
+    forced = forced_auto(FORCE_ENCODER_DTYPE, ENCODER_DTYPES[1:])
+    if forced == "int8" and not int8_available()[0]:
+        raise RuntimeError(f"{FORCE_ENCODER_DTYPE}=int8, but this torch has no int8 encoder: {int8_available()[1]}")
+    if forced is not None:
+        return forced
     device = torch.device(device)
     if device.type == "cpu" and cpu_has_int8_dot() and int8_available()[0]:
         return "int8"

@@ -11,23 +11,39 @@
   products (x86 CPUs with AVX512-BF16 or AMX, CUDA GPUs that support it),
   ``float32`` elsewhere, where emulated bfloat16 would be slower than float32.
 
-Measured on this project's 2-core AMD EPYC (AVX512-BF16), one thread: a
-``[256, 582] x [582, 512]`` product takes 1.60 ms in float32 and 0.37 ms in
-bfloat16 (see docs/BENCHMARKS.md).
+What ``"auto"`` means can be forced for a whole process tree with the environment
+variable ``HILSERL_COMPUTE_DTYPE`` (``float32`` or ``bfloat16``), and the encoder's
+``"auto"`` with ``HILSERL_ENCODER_DTYPE`` (``encoders.resolve_encoder_dtype``), so a
+test run or a graph behaves as it would on another kind of CPU (README, "Testing").
+Explicit settings are never overridden.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
-from typing import ContextManager, Dict
+from typing import ContextManager, Dict, Optional, Sequence
 
 import torch
 
-__all__ = ["COMPUTE_DTYPES", "cpu_info", "cpu_flags", "cpu_has_native_bf16", "cpu_has_int8_dot", "resolve_compute_dtype", "autocast", "full_precision"]
+__all__ = ["COMPUTE_DTYPES", "FORCE_COMPUTE_DTYPE", "forced_auto", "cpu_info", "cpu_flags", "cpu_has_native_bf16", "cpu_has_int8_dot", "resolve_compute_dtype", "autocast", "full_precision"]
 
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+FORCE_COMPUTE_DTYPE = "HILSERL_COMPUTE_DTYPE"  # environment: what "auto" means for matrix products
+
+
+def forced_auto(env: str, choices: Sequence[str]) -> Optional[str]:
+    """What the environment variable ``env`` forces an ``"auto"`` precision to mean, or None when
+    it is unset, empty or ``auto`` (the host decides). A value outside ``choices`` is an error
+    naming the variable, not silently the host's choice."""
+    value = os.environ.get(env, "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value not in choices:
+        raise ValueError(f"{env}={value!r} is not a precision: use one of {', '.join(choices)} (or unset it)")
+    return value
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,6 +90,9 @@ def resolve_compute_dtype(name: str, device: "str | torch.device" = "cpu") -> to
         return torch.float32
     if name == "bfloat16":
         return torch.bfloat16
+    forced = forced_auto(FORCE_COMPUTE_DTYPE, COMPUTE_DTYPES[1:])
+    if forced is not None:
+        return resolve_compute_dtype(forced)
     device = torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
