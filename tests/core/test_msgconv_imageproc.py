@@ -1,6 +1,5 @@
 """Message conversions without cv_bridge, and the crop/resize of the camera node."""
 
-import time
 from types import SimpleNamespace as NS
 
 import numpy as np
@@ -126,18 +125,3 @@ def test_roi_and_frame_size_errors():
     cr = imageproc.CropResizer(imageproc.Roi(0, 0, 100, 100), (480, 640))
     with pytest.raises(ValueError, match="camera resolution changed"):
         cr(np.zeros((240, 320, 3), np.uint8))
-
-
-def test_crop_resize_of_a_vga_frame_fits_the_latency_budget():
-    img = np.random.default_rng(2).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    cr = imageproc.CropResizer(imageproc.Roi(80, 0, 480, 480), (480, 640))
-    cr(img)
-    times = []
-    for _ in range(15):
-        t = time.perf_counter()
-        cr(img)
-        times.append(time.perf_counter() - t)
-    # The whole camera->target path must fit well inside 100 ms; the crop may take a small part.
-    # The minimum of the repeats is the cost without interference from other processes on a
-    # shared machine (benchmarks/latency.py reports medians and p99 of the whole path).
-    assert min(times) < 0.015, f"fastest of 15: {min(times) * 1e3:.1f} ms"
