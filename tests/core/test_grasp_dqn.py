@@ -1,7 +1,6 @@
 """Grasp critic: action indexing, Double-DQN target semantics, save/load, and learning."""
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -151,24 +150,18 @@ class GraspTimingTask:
         return gripper_actions_to_joint_index(acts)
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Small-matrix learning loops run single-threaded: on the shared 2-core machine two
-    OpenMP threads spin against other processes (measured 17 ms vs 800 ms per update at load 9)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+GRASP_BUDGET_STEPS = 5000
 
 
-@pytest.mark.slow
-def test_grasp_dqn_learns_to_close_when_objects_are_between_the_fingers(one_torch_thread):
+def grasp_timing_success(seed: int, compute_dtype: str, steps: int = GRASP_BUDGET_STEPS) -> float:
+    """Greedy success rate over 200 episodes of a grasp critic trained ``steps`` env steps (one
+    update each) from 20 operator demonstrations, with ``seed`` for the task, the network and
+    the sampling."""
     from hilserl_core.replay import MixedSampler, ReplayBuffer
     from hilserl_core.types import Transition
 
-    torch.manual_seed(0)
-    t0 = time.perf_counter()
-    env = GraspTimingTask(n_grippers=2, seed=0)
+    torch.manual_seed(seed)
+    env = GraspTimingTask(n_grippers=2, seed=seed)
     spec = {"proprio": ((4 * env.n + 1,), np.float32)}
     demo, online = ReplayBuffer(5000, spec, 1), ReplayBuffer(5000, spec, 1)
     dummy_action = np.zeros(1, np.float32)
@@ -188,14 +181,13 @@ def test_grasp_dqn_learns_to_close_when_objects_are_between_the_fingers(one_torc
     for _ in range(20):  # operator demonstrations (the paper uses 20-30)
         assert run(env.scripted, (demo,))
     # A small MLP with a faster learning rate keeps this test to seconds; the defaults are the paper's.
-    config = GraspDQNConfig(n_grippers=2, hidden_dims=(64, 64), lr=1e-3, tau=0.01, seed=0)
+    config = GraspDQNConfig(n_grippers=2, hidden_dims=(64, 64), lr=1e-3, tau=0.01, seed=seed, compute_dtype=compute_dtype)
     agent = GraspDQNAgent(config, (), spec["proprio"][0][0])
     sampler = MixedSampler(demo, online, 0.5)
-    rng = np.random.default_rng(0)
-    random_success = np.mean([run(lambda o: int(rng.integers(9))) for _ in range(200)])
-    steps = 0
-    while steps < 3000:
-        eps = max(0.05, 1.0 - steps / 1800)
+    rng = np.random.default_rng(seed)
+    n = 0
+    while n < steps:
+        eps = max(0.05, 1.0 - n / 1800)
         o = env.reset()
         while True:
             a = agent.act({"proprio": o}, epsilon=eps)
@@ -203,15 +195,40 @@ def test_grasp_dqn_learns_to_close_when_objects_are_between_the_fingers(one_torc
             online.add(Transition({"proprio": o}, dummy_action, r, term, trunc, {"proprio": o2},
                                   grasp_action=a, grasp_penalty=pen))
             agent.update(sampler.sample(128, rng))
-            steps += 1
+            n += 1
             o = o2
             if term or trunc:
                 break
-    success = np.mean([run(lambda o: agent.act({"proprio": o})) for _ in range(200)])
-    print(f"grasp DQN: greedy success {success:.3f} (random {random_success:.3f}), "
-          f"{time.perf_counter() - t0:.0f} s")
-    assert random_success < 0.3
-    assert success >= 0.95
+    return float(np.mean([run(lambda o: agent.act({"proprio": o})) for _ in range(200)]))
+
+
+
+def test_random_grippers_rarely_succeed_at_the_grasp_timing_task():
+    """The learning check below means something: chance gets far below its threshold."""
+    env, rng = GraspTimingTask(n_grippers=2, seed=0), np.random.default_rng(0)
+    successes = 0
+    for _ in range(200):
+        env.reset()
+        while True:
+            _, _, term, trunc, _ = env.step(int(rng.integers(9)))
+            if term or trunc:
+                successes += term
+                break
+    assert successes / 200 < 0.3
+
+
+@pytest.mark.slow
+def test_grasp_dqn_learns_to_close_when_objects_are_between_the_fingers():
+    """Greedy success of the policy alone, median of 3 seeds >= 0.95 (chance: ~0.07), in float32,
+    the grasp critic's default precision on every host.
+
+    Measured on a 2-core Intel with AMX, seeds 0-10, success after 3000 / 5000 steps: float32
+    0.795-1.0 / 0.965-1.0; bfloat16 0.885-1.0 / 0.715-1.0 (two seeds near 0.72 at 5000 steps).
+    bfloat16 learned less reliably and its update was at most 1.24x faster, so the grasp critic
+    defaults to float32 (GraspDQNConfig.compute_dtype)."""
+    from learning_checks import median_at_least, run_seeds
+
+    median_at_least("grasp DQN greedy success, float32", run_seeds(grasp_timing_success, (0, 1, 2), "float32"), 0.95)
 
 
 def test_image_grasp_critic_shares_frozen_resnet_with_its_target_and_never_exports_it():

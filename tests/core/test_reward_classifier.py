@@ -1,13 +1,11 @@
 """Reward classifier: learns a synthetic success cue, saves/loads without the encoder."""
 
-import time
-
 import numpy as np
 import pytest
 import torch
 
 from hilserl_core import tensorio
-from hilserl_core.encoders import ResNet10Encoder, encode_features
+from hilserl_core.encoders import ResNet10Encoder, encode_features, int8_available
 from hilserl_core.reward_classifier import RewardClassifier, classification_metrics, split_by_episode, train_classifier
 
 SIZE = 32  # -> [1, 1, 512] features: fast on 2 shared cores, and robust across seeds (48 px was not)
@@ -26,38 +24,59 @@ def squares(n, success, rng):
 
 @pytest.fixture(scope="module")
 def encoder():
-    # random weights: enough for this task, no download. Exact float32: in bfloat16 the features
-    # depend on which conv path each shape's first-pass timing picked (encoders.SameConv2d), and
-    # over those choices the fresh-image accuracy below ranged 0.945-0.99 (0.985-0.99 in float32)
+    # random weights: enough for this task, no download. float32 for the tests that compare
+    # predictions exactly; the learning check below runs every encoder precision.
     return ResNet10Encoder(seed=0, compute_dtype="float32")
+
+
+def train_on_squares(encoder, seed):
+    rng = np.random.default_rng(seed)
+    pos, neg = squares(60, True, rng), squares(120, False, rng)  # 1:2, negatives dominate as in teleop data
+    lines = []
+    result = train_classifier(pos, neg, cameras=["wrist"], encoder=encoder, steps=150, batch_size=32, eval_every=50,
+                              augment_views=3, seed=seed, log=lines.append)
+    return result, lines
+
+
+def fresh_accuracy(classifier, seed):
+    """Accuracy on 200 new images (100 of each class) never seen in training or validation."""
+    rng = np.random.default_rng(123 + seed)
+    fresh_pos, fresh_neg = squares(100, True, rng), squares(100, False, rng)
+    probs = classifier.predict_proba({"image/wrist": np.concatenate([fresh_pos, fresh_neg])}).numpy()
+    return classification_metrics(probs, np.r_[np.ones(100), np.zeros(100)])["accuracy"]
 
 
 @pytest.fixture(scope="module")
 def trained(encoder):
-    rng = np.random.default_rng(0)
-    pos, neg = squares(60, True, rng), squares(120, False, rng)  # 1:2, negatives dominate as in teleop data
-    lines = []
-    t0 = time.perf_counter()
-    result = train_classifier(
-        pos, neg, cameras=["wrist"], encoder=encoder, steps=150, batch_size=32, eval_every=50, augment_views=3, log=lines.append
-    )
-    return result, lines, time.perf_counter() - t0
+    return train_on_squares(encoder, 0)
 
 
-@pytest.mark.slow  # ~5-10 s alone, longer on busy shared cores (the fixture encodes 576 images)
-def test_reaches_95_percent_on_held_out_images_quickly(trained, encoder):
-    result, lines, seconds = trained
-    print(f"train_classifier: {seconds:.1f} s, held-out metrics {result.metrics}")
-    assert seconds < 90  # ~5-10 s on 2 idle cores; the bound only catches pathological slowness
-    assert result.metrics["accuracy"] > 0.95
+def squares_accuracy(seed: int, encoder_dtype: str) -> float:
+    """The lower of held-out and fresh-image accuracy of a classifier trained with ``seed`` on
+    features of the frozen encoder (seeded random weights) in ``encoder_dtype``."""
+    result, _ = train_on_squares(ResNet10Encoder(seed=0, compute_dtype=encoder_dtype), seed)
+    return min(result.metrics["accuracy"], fresh_accuracy(result.classifier, seed))
+
+
+def test_training_reports_held_out_episodes_and_progress(trained):
+    result, lines = trained
     assert result.metrics["n_val_positive"] == 12 and result.metrics["n_val_negative"] == 24
-    # and on fresh images never seen in training or validation
-    rng = np.random.default_rng(123)
-    fresh_pos, fresh_neg = squares(100, True, rng), squares(100, False, rng)
-    probs = result.classifier.predict_proba({"image/wrist": np.concatenate([fresh_pos, fresh_neg])}).numpy()
-    m = classification_metrics(probs, np.r_[np.ones(100), np.zeros(100)])
-    assert m["accuracy"] > 0.95, m
     assert lines and "val acc" in lines[-1] and len(result.history) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoder_dtype", ["float32", "bfloat16", "int8"])  # what "auto" picks on one host or another
+def test_reaches_95_percent_on_held_out_and_fresh_images(encoder_dtype):
+    """min(held-out, fresh-image accuracy), median of 3 seeds >= 0.95.
+
+    Measured on a 2-core Intel with AMX, seeds 0-3: float32 0.975-0.99, bfloat16 0.972-0.995,
+    int8 0.965-0.99."""
+    if encoder_dtype == "int8" and not int8_available()[0]:
+        pytest.skip(f"int8 encoder unavailable here ({int8_available()[1]}); auto never picks it on such a host")
+    from learning_checks import median_at_least, run_seeds
+
+    median_at_least(f"reward classifier accuracy, {encoder_dtype} encoder",
+                    run_seeds(squares_accuracy, (0, 1, 2), encoder_dtype), 0.95)
 
 
 def test_encoder_stays_frozen_during_training(encoder):

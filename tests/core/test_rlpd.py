@@ -2,7 +2,6 @@
 
 import copy
 import json
-import time
 
 import numpy as np
 import pytest
@@ -269,30 +268,24 @@ def swing_up_demo_action(obs):
     return np.clip(np.array([u / 2.0], np.float32), -1, 1)
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Small-matrix learning loops run single-threaded: on the shared 2-core machine two
-    OpenMP threads spin against other processes (measured 17 ms vs 800 ms per update at load 9)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+PENDULUM_BUDGET_STEPS = 4000
 
 
-@pytest.mark.slow
-def test_rlpd_from_state_solves_pendulum_with_few_demos(one_torch_thread):
-    gym = pytest.importorskip("gymnasium")
+def pendulum_eval_return(seed: int, compute_dtype: str, steps: int = PENDULUM_BUDGET_STEPS) -> float:
+    """Mean return of the deterministic policy over 10 Pendulum-v1 episodes after ``steps`` env
+    steps of RLPD (one update each after 256) from 5 scripted swing-up demonstrations."""
+    import gymnasium as gym
+
     from hilserl_core.replay import MixedSampler, ReplayBuffer
     from hilserl_core.types import Transition
 
-    torch.manual_seed(0)
-    t_start = time.perf_counter()
+    torch.manual_seed(seed)
     env = gym.make("Pendulum-v1")  # 200-step time limit: truncated, never terminated
     spec = {"proprio": ((3,), np.float32)}
     demo, online = ReplayBuffer(10_000, spec, 1), ReplayBuffer(10_000, spec, 1)
 
-    def episode(policy, seed, buffers=()):
-        o, _ = env.reset(seed=seed)
+    def episode(policy, env_seed, buffers=()):
+        o, _ = env.reset(seed=env_seed)
         ret = 0.0
         while True:
             a = policy(o)
@@ -307,11 +300,11 @@ def test_rlpd_from_state_solves_pendulum_with_few_demos(one_torch_thread):
 
     for i in range(5):
         episode(swing_up_demo_action, 1000 + i, (demo,))
-    agent = RLPDAgent(RLPDConfig(discount=0.99, seed=0), 1, (), 3)
+    agent = RLPDAgent(RLPDConfig(discount=0.99, seed=seed, compute_dtype=compute_dtype), 1, (), 3)
     sampler = MixedSampler(demo, online, 0.5)
-    rng = np.random.default_rng(0)
-    o, _ = env.reset(seed=0)
-    for step in range(5000):
+    rng = np.random.default_rng(seed)
+    o, _ = env.reset(seed=seed)
+    for step in range(steps):
         a = rng.uniform(-1, 1, 1).astype(np.float32) if step < 400 else agent.act({"proprio": o.astype(np.float32)})
         o2, r, term, trunc, _ = env.step(2.0 * a)
         online.add(Transition({"proprio": o.astype(np.float32)}, a, float(r), term, trunc,
@@ -319,11 +312,21 @@ def test_rlpd_from_state_solves_pendulum_with_few_demos(one_torch_thread):
         o = env.reset()[0] if term or trunc else o2
         if step >= 256:
             agent.update(sampler.sample(agent.config.batch_size, rng))
-    returns = [episode(lambda x: agent.act({"proprio": x.astype(np.float32)}, deterministic=True), 10_000 + i)
-               for i in range(10)]
-    elapsed = time.perf_counter() - t_start
-    print(f"pendulum eval returns {np.round(returns, 1)}, mean {np.mean(returns):.1f}, {elapsed:.0f} s")
-    assert np.mean(returns) > -200.0
+    return float(np.mean([episode(lambda x: agent.act({"proprio": x.astype(np.float32)}, deterministic=True), 10_000 + i)
+                          for i in range(10)]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])  # what "auto" picks on one host or another
+def test_rlpd_from_state_solves_pendulum_with_few_demos(compute_dtype):
+    """Mean eval return, median of 3 seeds > -200 (random policy: about -1200).
+
+    Measured on a 2-core Intel with AMX, seeds 0-3: -111.4 to -110.6 at 4000 steps in both
+    dtypes; -131.7 to -128.7 at 3000 steps for seeds 0-2 (-213 and -220 for seed 3)."""
+    pytest.importorskip("gymnasium")
+    from learning_checks import median_at_least, run_seeds
+
+    median_at_least(f"Pendulum eval return, {compute_dtype}", run_seeds(pendulum_eval_return, (0, 1, 2), compute_dtype), -200.0)
 
 
 def test_a_checkpoint_with_the_removed_utd_ratio_still_loads(tmp_path):
