@@ -35,10 +35,14 @@ def run_seeds(fn: Callable, seeds: Sequence[int], *args) -> Dict[int, float]:
 
 
 def median_at_least(what: str, figures: Dict[int, float], threshold: float) -> float:
-    """Print every seed's figure and return their median after asserting it reaches ``threshold``."""
+    """Print every seed's figure (and append it to ``$HILSERL_LEARNING_LOG`` where set) and return
+    their median after asserting it reaches ``threshold``."""
     median = statistics.median(figures.values())
     line = f"{what}: median {median:.3f} (threshold {threshold}) over seeds " + ", ".join(
         f"{seed}: {value:.3f}" for seed, value in figures.items())
     print(line)
+    if os.environ.get("HILSERL_LEARNING_LOG"):  # one line per check, for a record of a whole run
+        with open(os.environ["HILSERL_LEARNING_LOG"], "a", encoding="utf-8") as f:
+            f.write(line + "\n")
     assert median >= threshold, line
     return median

@@ -35,6 +35,7 @@ def test_fused_outputs_match_the_modules(k, proprio, b):
     with torch.no_grad():
         want = [e(obs) for e in encs]
     got = fused(obs)
+    assert len(got) == len(want) == len(encs)
     for w, g in zip(want, got):
         assert g.shape == w.shape
         torch.testing.assert_close(g, w, atol=2e-6, rtol=1e-5)

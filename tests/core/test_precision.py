@@ -73,6 +73,8 @@ def test_bfloat16_update_tracks_the_float32_update():
     before = [p.detach().clone() for p in agents["float32"].critic_params]  # same seed: same initial weights
     infos = {d: a.update(batch, update_actor=True) for d, a in agents.items()}
     assert all(p.dtype == torch.float32 for p in agents["bfloat16"].critic_params + agents["bfloat16"].actor_params)
+    assert agents["bfloat16"].compute_dtype == torch.bfloat16 and agents["float32"].compute_dtype == torch.float32
+    assert infos["float32"]["critic_loss"] != infos["bfloat16"]["critic_loss"]  # bfloat16 did run (else it tracks trivially)
     for key in ("critic_loss", "q_mean", "target_mean", "actor_loss"):
         a, b = infos["float32"][key], infos["bfloat16"][key]
         assert abs(a - b) <= 0.05 * abs(a) + 1e-2, (key, a, b)

@@ -102,6 +102,7 @@ def test_scripted_operator_drives_the_spacenav_topics(ros_context, spin_until):
     assert "scripted_operator" in peer.get_node_names()
     assert peer.count_publishers("/left/spacenav/twist") == 1 and sim.operator_node.interventions > 0
     assert any(np.abs(msgconv.vector6_from_twist(t)).max() > 0.05 for t in twists)  # it moves the mouse
+    assert spin_until(ex, lambda: len(joys) >= 2, 10)  # the buttons are published too
     assert all(len(j.buttons) == 2 and len(j.axes) == 6 for j in joys)
     ex.shutdown()
     sim.destroy_node()

@@ -60,8 +60,8 @@ def test_frames_success_and_real_time_factor_continue_right_after_a_reset():
         # a first episode of ~1.2 s, with at least one diagnostics report
         assert _spin_until(ex, lambda: sim.sim.time >= 1.2 and any(diags), 30), (sim.sim.time, len(diags))
         assert len(frames) >= 8
-        rtf_before = float([d for d in diags if d][-1][1]["real_time_factor"])
-        assert rtf_before > 0.05
+        assert float([d for d in diags if d][-1][1]["real_time_factor"]) > 0
+        first_episode_s = sim.sim.time
 
         assert reset.wait_for_service(timeout_sec=5)
         fut = reset.call_async(Trigger.Request())
@@ -81,8 +81,9 @@ def test_frames_success_and_real_time_factor_continue_right_after_a_reset():
 
         # the real-time factor counts the simulated time of every episode, not only this one
         assert _spin_until(ex, lambda: any(d and "episode 1" in d[0] for d in diags[n_diags:]), 5)
-        rtf_after = float([d for d in diags[n_diags:] if d and "episode 1" in d[0]][-1][1]["real_time_factor"])
-        assert rtf_after > 0.5 * rtf_before, (rtf_before, rtf_after)
+        report = [d for d in diags[n_diags:] if d and "episode 1" in d[0]][-1][1]
+        assert float(report["sim_time_s"]) >= first_episode_s + float(report["episode_time_s"]) - 0.1, report
+        assert float(report["real_time_factor"]) > 0
     finally:
         if ex is not None:
             ex.shutdown()
