@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hilserl_core.encoders import int8_available, load_frozen_encoder
+from hilserl_core.vision.encoders import int8_available, load_frozen_encoder
 
 import machine  # noqa: E402  (benchmarks/machine.py)
 

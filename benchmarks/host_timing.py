@@ -38,8 +38,12 @@ import time
 import numpy as np
 import torch
 
-from hilserl_core import encoders, imageproc, native, replay
-from hilserl_core.types import Transition
+from hilserl_core.vision import encoders, imageproc
+
+from hilserl_core.accel import native
+
+from hilserl_core.rl import replay
+from hilserl_core.formats.types import Transition
 
 import machine  # noqa: E402  (benchmarks/machine.py)
 

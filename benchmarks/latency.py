@@ -66,8 +66,11 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from hilserl import graph as G  # noqa: E402
 from hilserl.runner import GraphRunner  # noqa: E402
-from hilserl_core import frames, fused_heads, msgconv, wire  # noqa: E402
-from hilserl_core.encoders import ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_dtype, resolve_encoder_threads  # noqa: E402
+from hilserl_core.robot import frames
+from hilserl_core.accel import fused_heads
+from hilserl_core.formats import msgconv
+from hilserl_core.formats import wire  # noqa: E402
+from hilserl_core.vision.encoders import ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_dtype, resolve_encoder_threads  # noqa: E402
 from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
 
 import machine  # noqa: E402  (benchmarks/machine.py)

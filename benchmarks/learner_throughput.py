@@ -35,10 +35,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "hilserl_core"))
 
-from hilserl_core.config import replace, to_dict  # noqa: E402
-from hilserl_core.precision import COMPUTE_DTYPES, resolve_compute_dtype  # noqa: E402
-from hilserl_core.rlpd import RLPDAgent, RLPDConfig, configure_cpu_allocator  # noqa: E402
-from hilserl_core.types import FEATURE_SHAPE_128, Batch, feature_key  # noqa: E402
+from hilserl_core.formats.config import replace, to_dict  # noqa: E402
+from hilserl_core.accel.precision import COMPUTE_DTYPES, resolve_compute_dtype  # noqa: E402
+from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig, configure_cpu_allocator  # noqa: E402
+from hilserl_core.formats.types import FEATURE_SHAPE_128, Batch, feature_key  # noqa: E402
 
 import machine  # noqa: E402  (benchmarks/machine.py)
 
@@ -88,9 +88,9 @@ def measure(config: RLPDConfig, warmup: int, block: int, repeats: int) -> dict:
 
 
 def replay_bytes_per_transition() -> "dict | None":
-    """Bytes per stored transition from the data engineer's buffer (hilserl_core.replay)."""
+    """Bytes per stored transition from the data engineer's buffer (hilserl_core.rl.replay)."""
     try:
-        from hilserl_core.replay import bytes_per_transition
+        from hilserl_core.rl.replay import bytes_per_transition
     except ImportError:
         return None
     return {
@@ -118,7 +118,7 @@ def main() -> None:
     args = p.parse_args()
     if args.no_native:
         os.environ["HILSERL_NATIVE"] = "0"  # read on the kernel's first use, below
-    from hilserl_core import native
+    from hilserl_core.accel import native
 
     allocator_tuned = False if args.no_allocator_tuning else configure_cpu_allocator()
 
@@ -166,9 +166,9 @@ def main() -> None:
               f"({result[key + '_best_threads']} thread(s))")
     bpt = replay_bytes_per_transition()
     if bpt is None:
-        print("bytes_per_transition: hilserl_core.replay not available; not measured")
+        print("bytes_per_transition: hilserl_core.rl.replay not available; not measured")
     else:
-        print(f"replay bytes/transition (hilserl_core.replay.bytes_per_transition, same cameras/proprio/action): "
+        print(f"replay bytes/transition (hilserl_core.rl.replay.bytes_per_transition, same cameras/proprio/action): "
               f"feature mode {bpt['feature']:.0f} B, image mode {bpt['image']:.0f} B")
         result["bytes_per_transition"] = bpt["feature"]
         result["bytes_per_transition_image_mode"] = bpt["image"]

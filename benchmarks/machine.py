@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from hilserl_core.precision import cpu_flags, cpu_info
+from hilserl_core.accel.precision import cpu_flags, cpu_info
 
 # The product DESIGN.md quotes for the bfloat16 decision: one critic layer at batch 256.
 _M, _K, _N = 256, 582, 512

@@ -2,7 +2,7 @@
 """hilserl_sim throughput: control steps per second at 10 Hz control with 128x128 cameras (issue 4).
 
 One control step = apply the per-arm action (mux-equivalent target integration),
-0.1 s of physics at 500 Hz with the impedance controller (hilserl_core.control)
+0.1 s of physics at 500 Hz with the impedance controller (hilserl_core.robot.control)
 evaluated at every physics step, read the per-arm state (pose, twist, contact
 wrench, gripper) and render the requested cameras (one reused offscreen renderer).
 

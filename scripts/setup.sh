@@ -43,11 +43,11 @@ colcon build --base-paths src --symlink-install --event-handlers console_cohesio
   --cmake-args -DPython3_EXECUTABLE="$root/.venv/bin/python" 2>&1 | tail -n 25
 test "${PIPESTATUS[0]}" -eq 0 || { echo "setup: colcon build failed; see log/latest_build" >&2; exit 1; }
 
-step "native kernels (hilserl_core.native: C kernels and the int8 encoder operator, built once into the cache)"
+step "native kernels (hilserl_core.accel.native: C kernels and the int8 encoder operator, built once into the cache)"
 # Built here so that no node compiles on its first start; without a C/C++ compiler the nodes
 # fall back to plain torch and the Python int8 forward, so a failure is reported, not fatal.
 set +u; source scripts/env.sh; set -u  # again: now with the built workspace (install/) on the path
-python -m hilserl_core.native \
+python -m hilserl_core.accel.native \
   || echo "setup: some native kernels could not be built (see above); the plain torch fallbacks will be used" >&2
 
 step "done"

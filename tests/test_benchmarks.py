@@ -59,7 +59,7 @@ def test_encoder_benchmark_times_every_dtype_and_prints_json():
     for d in ("float32", "bfloat16"):
         assert all(result[f"pass_ms_{d}_{n}_images"] > 0 for n in (1, 2, 4))
     assert 0 < result["feature_deviation_bfloat16_photo_like"] < 0.03
-    from hilserl_core.encoders import int8_available
+    from hilserl_core.vision.encoders import int8_available
 
     if int8_available()[0]:  # x86 torch builds: the benchmark must time int8 too
         assert 0 < result["feature_deviation_int8_photo_like"] < 0.035 and result["int8_batch_independent"] is True

@@ -272,7 +272,7 @@ def _merge(a, b):
 
 @pytest.mark.parametrize("setup", sorted(G.available_graphs(CONFIG)))
 def test_every_graph_node_exists_and_its_parameters_fit_its_schema(setup):
-    from hilserl_core import config as cfg
+    from hilserl_core.formats import config as cfg
 
     graph = G.load_graph(setup, cfg_dir=CONFIG)
     for spec in graph.nodes:
@@ -293,7 +293,7 @@ def test_every_graph_node_exists_and_its_parameters_fit_its_schema(setup):
 def test_actor_learner_and_reward_classifier_share_the_encoder_settings(setup):
     """They must compute the same features: one encoder_dtype (and weights file) for all three,
     from one graph argument whose choices are the encoder's."""
-    from hilserl_core.encoders import ENCODER_DTYPES
+    from hilserl_core.vision.encoders import ENCODER_DTYPES
 
     raw = yaml.safe_load((CONFIG / "graphs" / f"{setup}.yaml").read_text())
     assert list(raw["choices"]["encoder_dtype"]) == list(ENCODER_DTYPES)

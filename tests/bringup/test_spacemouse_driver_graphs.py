@@ -13,9 +13,9 @@ import yaml
 
 from hilserl import graph as G
 from hilserl.runner import GraphRunner
-from hilserl_core.config import from_mapping, to_dict
-from hilserl_core.intervention import MuxConfig
-from hilserl_core.spacemouse import SpaceMouseConfig
+from hilserl_core.formats.config import from_mapping, to_dict
+from hilserl_core.robot.intervention import MuxConfig
+from hilserl_core.robot.spacemouse import SpaceMouseConfig
 from hilserl_interfaces import topics
 
 from test_launch_files import LAUNCH, Node, run_launch_file

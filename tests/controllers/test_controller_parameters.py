@@ -16,7 +16,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from hilserl_core import control as C  # noqa: E402
+from hilserl_core.robot import control as C  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "hilserl_controllers" / "src"

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hilserl_core import frames
-from hilserl_core.actor import EpisodeRecorder, LatestInputs, egocentric_observation, grasp_penalty
-from hilserl_core.intervention import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY, Source
+from hilserl_core.robot import frames
+from hilserl_core.robot.actor import EpisodeRecorder, LatestInputs, egocentric_observation, grasp_penalty
+from hilserl_core.robot.intervention import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY, Source
 
 
 def test_snapshot_requires_every_input_fresh():

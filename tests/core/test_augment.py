@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core.augment import random_shift, shift_images
+from hilserl_core.vision.augment import random_shift, shift_images
 
 
 def _images(b=4, h=16, w=12, seed=0):

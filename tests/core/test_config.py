@@ -5,7 +5,7 @@ from typing import Tuple
 
 import pytest
 
-from hilserl_core import config as cfg
+from hilserl_core.formats import config as cfg
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Tests of hilserl_core.control: golden vectors, safety bounds, hand-checked cases."""
+"""Tests of hilserl_core.robot.control: golden vectors, safety bounds, hand-checked cases."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from hilserl_core import control as C
-from hilserl_core import frames as F
+from hilserl_core.robot import control as C
+from hilserl_core.robot import frames as F
 
 settings.register_profile("control", max_examples=60, deadline=None)
 settings.load_profile("control")

@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hilserl_core import encoders, tensorio
-from hilserl_core.encoders import ResNet10Encoder, SameConv2d, encode_features, same_max_pool
+from hilserl_core.vision import encoders
+
+from hilserl_core.formats import tensorio
+from hilserl_core.vision.encoders import ResNet10Encoder, SameConv2d, encode_features, same_max_pool
 
 
 @pytest.fixture(scope="module")
@@ -494,7 +496,7 @@ def test_int8_operator_is_the_default_and_follows_new_weights(tmp_path):
 
 
 def test_auto_encoder_dtype_is_int8_where_the_cpu_has_int8_dot_products(monkeypatch):
-    from hilserl_core import precision
+    from hilserl_core.accel import precision
 
     monkeypatch.delenv(encoders.FORCE_ENCODER_DTYPE, raising=False)  # this host decides
     monkeypatch.delenv(precision.FORCE_COMPUTE_DTYPE, raising=False)
@@ -518,7 +520,7 @@ def test_auto_encoder_dtype_is_int8_where_the_cpu_has_int8_dot_products(monkeypa
 
 
 def test_the_environment_forces_what_an_auto_encoder_runs(monkeypatch):
-    from hilserl_core import precision
+    from hilserl_core.accel import precision
 
     monkeypatch.setenv(precision.FORCE_COMPUTE_DTYPE, "bfloat16")  # the encoder has its own variable
     for forced in ("float32", "bfloat16", "int8"):
@@ -558,7 +560,7 @@ def _threaded_images(n, seed=0):
 
 @pytest.mark.parametrize("threads,n", [(2, 4), (2, 3), (3, 2), (2, 1), (1, 3)])
 def test_threaded_encoder_gives_the_batch_features(threads, n):
-    from hilserl_core.encoders import ThreadedEncoder, int8_available
+    from hilserl_core.vision.encoders import ThreadedEncoder, int8_available
 
     ok, why = int8_available()
     if not ok:
@@ -579,7 +581,7 @@ def test_threaded_encoder_gives_the_batch_features(threads, n):
 
 
 def test_threaded_encoder_holds_the_caller_and_keeps_helpers_off_its_cpu():
-    from hilserl_core.encoders import ThreadedEncoder, _current_cpu
+    from hilserl_core.vision.encoders import ThreadedEncoder, _current_cpu
 
     allowed = os.sched_getaffinity(0)
     if len(allowed) < 2 or _current_cpu() is None:
@@ -598,7 +600,7 @@ def test_threaded_encoder_holds_the_caller_and_keeps_helpers_off_its_cpu():
 
 
 def test_encoder_threads_auto_takes_a_second_thread_only_with_cores_to_spare():
-    from hilserl_core.encoders import resolve_encoder_threads
+    from hilserl_core.vision.encoders import resolve_encoder_threads
 
     assert resolve_encoder_threads(3, 4, cpus=2) == 3  # as set
     assert resolve_encoder_threads(0, 4, cpus=2) == 1 and resolve_encoder_threads(0, 4, cpus=3) == 1
@@ -609,7 +611,7 @@ def test_encoder_threads_auto_takes_a_second_thread_only_with_cores_to_spare():
 
 # ---------------------------------------------------------------- identity of stored features
 def test_encoder_identity_names_the_weights_whatever_the_precision(tmp_path):
-    from hilserl_core.encoders import EncoderMismatch, compare_encoder_identity
+    from hilserl_core.vision.encoders import EncoderMismatch, compare_encoder_identity
 
     seeded = ResNet10Encoder(seed=3)  # auto: int8 or bfloat16 where the CPU has it
     path = seeded.save_weights(tmp_path / "w.safetensors")

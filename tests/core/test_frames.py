@@ -1,4 +1,4 @@
-"""Property tests of hilserl_core.frames against independent formulas.
+"""Property tests of hilserl_core.robot.frames against independent formulas.
 
 The references here are written from scratch in this file (elementary rotation
 matrices, a 4x4 Hamilton-product matrix, a truncated-series matrix exponential,
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from hilserl_core import frames as F
+from hilserl_core.robot import frames as F
 
 def assert_close(actual, desired, atol=1e-12):
     """Absolute tolerance only: numpy's default rtol=1e-7 would hide small-angle series errors."""

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core.fused_heads import FusedObservationEncoders
-from hilserl_core.networks import ObservationEncoder
+from hilserl_core.accel.fused_heads import FusedObservationEncoders
+from hilserl_core.rl.networks import ObservationEncoder
 
 CAMS = ["left_wrist", "left_front", "right_wrist"]
 

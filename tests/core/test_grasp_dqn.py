@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core.grasp_dqn import (
+from hilserl_core.rl.grasp_dqn import (
     GRIPPER_CLOSE,
     GRIPPER_OPEN,
     GRIPPER_STAY,
@@ -15,7 +15,7 @@ from hilserl_core.grasp_dqn import (
     gripper_actions_to_joint_index,
     joint_index_to_gripper_actions,
 )
-from hilserl_core.types import Batch
+from hilserl_core.formats.types import Batch
 
 
 def test_joint_index_round_trip_and_digit_order():
@@ -157,8 +157,8 @@ def grasp_timing_success(seed: int, compute_dtype: str, steps: int = GRASP_BUDGE
     """Greedy success rate over 200 episodes of a grasp critic trained ``steps`` env steps (one
     update each) from 20 operator demonstrations, with ``seed`` for the task, the network and
     the sampling."""
-    from hilserl_core.replay import MixedSampler, ReplayBuffer
-    from hilserl_core.types import Transition
+    from hilserl_core.rl.replay import MixedSampler, ReplayBuffer
+    from hilserl_core.formats.types import Transition
 
     torch.manual_seed(seed)
     env = GraspTimingTask(n_grippers=2, seed=seed)
@@ -232,7 +232,7 @@ def test_grasp_dqn_learns_to_close_when_objects_are_between_the_fingers():
 
 
 def test_image_grasp_critic_shares_frozen_resnet_with_its_target_and_never_exports_it():
-    from hilserl_core.encoders import ResNet10Encoder
+    from hilserl_core.vision.encoders import ResNet10Encoder
 
     resnet = ResNet10Encoder(seed=0)
     agent = GraspDQNAgent(GraspDQNConfig(n_grippers=1, hidden_dims=(16,)), ("wrist",), 3, image_encoder=resnet)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hilserl_core import config as cfg
-from hilserl_core import frames
-from hilserl_core.intervention import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY, InterventionMux, MuxConfig, Source
+from hilserl_core.formats import config as cfg
+from hilserl_core.robot import frames
+from hilserl_core.robot.intervention import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY, InterventionMux, MuxConfig, Source
 
 POS = np.array([0.5, 0.0, 0.3])
 DOWN = frames.quat_from_euler_xyz(np.pi, 0.0, 0.0)  # gripper pointing down: EE axes differ from base axes
@@ -220,8 +220,8 @@ def test_policy_action_from_an_old_observation_is_stale():
     ((0.2, 0.0, 0.6), (0.7, 0.3, 0.5), "must be below"),
 ])
 def test_a_malformed_workspace_box_is_refused_with_the_reason(lo, hi, words):
-    from hilserl_core.config import ConfigError
-    from hilserl_core.intervention import WorkspaceConfig
+    from hilserl_core.formats.config import ConfigError
+    from hilserl_core.robot.intervention import WorkspaceConfig
 
     with pytest.raises(ConfigError, match=words):
         WorkspaceConfig(min_position_m=lo, max_position_m=hi)

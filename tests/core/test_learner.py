@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core import config as cfg
-from hilserl_core.grasp_dqn import GraspDQNAgent, GraspDQNConfig
-from hilserl_core.learner import CheckpointError, Learner, LearnerConfig, latest_checkpoint, progress_line
-from hilserl_core.replay import DEMO_BUFFER, RL_BUFFER, ReplayBuffer
-from hilserl_core.rlpd import RLPDAgent, RLPDConfig
-from hilserl_core.types import Transition
+from hilserl_core.formats import config as cfg
+from hilserl_core.rl.grasp_dqn import GraspDQNAgent, GraspDQNConfig
+from hilserl_core.rl.learner import CheckpointError, Learner, LearnerConfig, latest_checkpoint, progress_line
+from hilserl_core.rl.replay import DEMO_BUFFER, RL_BUFFER, ReplayBuffer
+from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
+from hilserl_core.formats.types import Transition
 
 P, A = 5, 3
 
@@ -304,7 +304,7 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
 def test_a_checkpoint_records_its_encoder_other_weights_stop_the_resume_another_precision_warns(tmp_path):
     import json
 
-    from hilserl_core.encoders import EncoderMismatch, ResNet10Encoder, int8_available
+    from hilserl_core.vision.encoders import EncoderMismatch, ResNet10Encoder, int8_available
 
     enc = ResNet10Encoder(seed=0)
     L = make_learner(encoder=enc)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from hilserl_core.metrics import EpisodeMetrics, EpisodeRecord, q_value_variance
+from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord, q_value_variance
 
 
 def rec(success, duration, steps=10, intervened=0, eid=0):

@@ -5,7 +5,9 @@ from types import SimpleNamespace as NS
 import numpy as np
 import pytest
 
-from hilserl_core import imageproc, msgconv
+from hilserl_core.vision import imageproc
+
+from hilserl_core.formats import msgconv
 
 
 def _image_msg(arr, encoding, pad=0):

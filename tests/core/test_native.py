@@ -1,4 +1,4 @@
-"""The native kernels (hilserl_core/native.py) against plain torch: spatial embedding, GroupNorm + ReLU."""
+"""The native kernels (hilserl_core/accel/native.py) against plain torch: spatial embedding, GroupNorm + ReLU."""
 
 import os
 import re
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core import encoders, native
-from hilserl_core.networks import ImageHead, SpatialLearnedEmbedding
+from hilserl_core.vision import encoders
+
+from hilserl_core.accel import native
+from hilserl_core.rl.networks import ImageHead, SpatialLearnedEmbedding
 
 
 
@@ -120,8 +122,9 @@ def _run(code, **env):
 def test_fallback_and_native_agree_and_the_build_is_cached(tmp_path):
     code = """
         import torch
-        from hilserl_core import encoders, native
-        from hilserl_core.networks import SpatialLearnedEmbedding
+        from hilserl_core.vision import encoders
+        from hilserl_core.accel import native
+        from hilserl_core.rl.networks import SpatialLearnedEmbedding
         torch.manual_seed(0)
         emb = SpatialLearnedEmbedding(4, 4, 512, 1)
         x = torch.randn(32, 4, 4, 512).half()
@@ -273,7 +276,7 @@ def test_quantize_u8_per_image():
 
 @pytest.mark.parametrize("size", [(64, 64), (9, 7), (4, 4)])
 def test_maxpool_nonneg_is_the_same_max_pool_exactly(size):
-    from hilserl_core import encoders
+    from hilserl_core.vision import encoders
 
     x = torch.relu(_bf16_map(2, 64, *size, 7))
     pads = encoders._same_pads(size[0], 3, 2) + encoders._same_pads(size[1], 3, 2)
@@ -291,11 +294,11 @@ def test_maxpool_nonneg_is_the_same_max_pool_exactly(size):
 
 def _run_module(env_extra, tmp_path):
     env = {**os.environ, "HILSERL_CACHE_DIR": str(tmp_path / "cache"), **env_extra}
-    return subprocess.run([sys.executable, "-m", "hilserl_core.native"], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, "-m", "hilserl_core.accel.native"], capture_output=True, text=True, env=env, timeout=600)
 
 
 def test_the_native_module_builds_both_libraries_and_says_so(tmp_path):
-    """``python -m hilserl_core.native`` (scripts/setup.sh runs it) builds the C kernels and the
+    """``python -m hilserl_core.accel.native`` (scripts/setup.sh runs it) builds the C kernels and the
     int8 encoder operator into the cache, and prints where; a second run finds them there."""
     if why_int8_operator_cannot_run():
         pytest.skip(f"no int8 encoder operator here: {why_int8_operator_cannot_run()}")
@@ -318,7 +321,8 @@ def test_a_failing_cxx_compiler_leaves_the_python_int8_forward_with_the_same_fea
     probe = textwrap.dedent(
         """
         import hashlib, torch
-        from hilserl_core import encoders, native
+        from hilserl_core.vision import encoders
+        from hilserl_core.accel import native
         enc = encoders.ResNet10Encoder(seed=0, compute_dtype="int8")
         g = torch.Generator().manual_seed(7)
         feats = enc(torch.randint(0, 256, (2, 128, 128, 3), dtype=torch.uint8, generator=g))

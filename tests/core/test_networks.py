@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hilserl_core.networks import (
+from hilserl_core.rl.networks import (
     CriticEnsemble,
     FastDropout,
     GraspCritic,
@@ -58,8 +58,8 @@ def test_observation_encoder_shapes_and_range():
 
 
 def test_observation_encoder_runs_uint8_images_through_frozen_encoder_with_augmentation():
-    from hilserl_core.augment import random_shift
-    from hilserl_core.encoders import ResNet10Encoder
+    from hilserl_core.vision.augment import random_shift
+    from hilserl_core.vision.encoders import ResNet10Encoder
 
     resnet = ResNet10Encoder(seed=0)
     calls = []
@@ -178,7 +178,7 @@ def test_grasp_critic_outputs_3_pow_n_values():
 
 
 def test_trainable_export_excludes_frozen_encoder_and_round_trips():
-    from hilserl_core.encoders import ResNet10Encoder
+    from hilserl_core.vision.encoders import ResNet10Encoder
 
     resnet = ResNet10Encoder(seed=0)
     enc = ObservationEncoder(CAMS, 5, num_spatial_kernels=1, image_encoder=resnet)
@@ -236,7 +236,7 @@ def test_fast_dropout_drops_p_and_keeps_the_mean(p):
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_spatial_embedding_gradients(k):
-    from hilserl_core.networks import _SpatialEmbeddingK1
+    from hilserl_core.rl.networks import _SpatialEmbeddingK1
 
     g = torch.Generator().manual_seed(k)
     x = torch.randn(70, 6, 5, dtype=torch.double, generator=g, requires_grad=True)  # > one chunk of rows

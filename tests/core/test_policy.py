@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from hilserl_core.encoders import ResNet10Encoder
-from hilserl_core.grasp_dqn import GraspDQNConfig
-from hilserl_core.learner import Learner, LearnerConfig
-from hilserl_core.policy import PolicyRunner, WeightsMismatch
-from hilserl_core.replay import ReplayBuffer
-from hilserl_core.rlpd import RLPDAgent, RLPDConfig
+from hilserl_core.vision.encoders import ResNet10Encoder
+from hilserl_core.rl.grasp_dqn import GraspDQNConfig
+from hilserl_core.rl.learner import Learner, LearnerConfig
+from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch
+from hilserl_core.rl.replay import ReplayBuffer
+from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
 
 SMALL = dict(actor_hidden_dims=(16,), critic_hidden_dims=(16,), image_bottleneck_dim=8, batch_size=8)
 
@@ -57,7 +57,7 @@ def test_learner_weight_names_fit_the_runner():
     """The learner's policy_weights() and the runner's expected names are the same contract."""
     cfg = RLPDConfig(**SMALL)
     agents = {"rlpd": RLPDAgent(cfg, 6, ["left_wrist"], 20)}
-    from hilserl_core.grasp_dqn import GraspDQNAgent
+    from hilserl_core.rl.grasp_dqn import GraspDQNAgent
 
     agents["grasp"] = GraspDQNAgent(GraspDQNConfig(hidden_dims=(16,), image_bottleneck_dim=8), ["left_wrist"], 20)
     bufs = [ReplayBuffer.for_cameras(10, ["left_wrist"], 20, 6, "feature") for _ in range(2)]
@@ -103,7 +103,7 @@ def test_fused_threaded_act_equals_the_module_path(threads):
 
 
 def test_fused_act_takes_cached_features_too():
-    from hilserl_core.encoders import featurize_observation, int8_available
+    from hilserl_core.vision.encoders import featurize_observation, int8_available
 
     # `mixed` encodes 3 images, a batch shape of its own: in bfloat16 its timed conv-path choice
     # may differ from the 4-image one and the features with it in the last bits (this failed a

@@ -5,9 +5,9 @@ import sys
 import pytest
 import torch
 
-from hilserl_core import precision
-from hilserl_core.rlpd import RLPDAgent, RLPDConfig
-from hilserl_core.types import Batch
+from hilserl_core.accel import precision
+from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
+from hilserl_core.formats.types import Batch
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux /proc/cpuinfo")

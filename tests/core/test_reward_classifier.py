@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core import tensorio
-from hilserl_core.encoders import ResNet10Encoder, encode_features, int8_available
-from hilserl_core.reward_classifier import RewardClassifier, classification_metrics, split_by_episode, train_classifier
+from hilserl_core.formats import tensorio
+from hilserl_core.vision.encoders import ResNet10Encoder, encode_features, int8_available
+from hilserl_core.vision.reward_classifier import RewardClassifier, classification_metrics, split_by_episode, train_classifier
 
 SIZE = 32  # -> [1, 1, 512] features: fast on 2 shared cores, and robust across seeds (48 px was not)
 SQUARE = 8
@@ -280,7 +280,7 @@ def test_image_and_feature_cameras_mix_with_augmented_image_views(encoder, monke
 
 
 def test_the_file_records_its_encoder_and_refuses_other_weights(tmp_path):
-    from hilserl_core.encoders import EncoderMismatch
+    from hilserl_core.vision.encoders import EncoderMismatch
 
     enc = ResNet10Encoder(seed=0)
     path = RewardClassifier(["wrist"], encoder=enc).save(tmp_path / "clf.safetensors")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core.config import ConfigError, from_mapping
-from hilserl_core.rlpd import RLPDAgent, RLPDConfig
-from hilserl_core.types import Batch
+from hilserl_core.formats.config import ConfigError, from_mapping
+from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
+from hilserl_core.formats.types import Batch
 
 CAMS = ("wrist", "side")
 PROPRIO = 4
@@ -233,8 +233,8 @@ def test_save_load_round_trip_restores_everything(tmp_path):
 
 
 def test_image_observations_through_frozen_resnet_train_heads_only(tmp_path):
-    from hilserl_core.augment import random_shift
-    from hilserl_core.encoders import ResNet10Encoder
+    from hilserl_core.vision.augment import random_shift
+    from hilserl_core.vision.encoders import ResNet10Encoder
 
     resnet = ResNet10Encoder(seed=0)
     agent = RLPDAgent(small_config(), ACT, ("wrist",), PROPRIO, image_encoder=resnet, augment=random_shift)
@@ -276,8 +276,8 @@ def pendulum_eval_return(seed: int, compute_dtype: str, steps: int = PENDULUM_BU
     steps of RLPD (one update each after 256) from 5 scripted swing-up demonstrations."""
     import gymnasium as gym
 
-    from hilserl_core.replay import MixedSampler, ReplayBuffer
-    from hilserl_core.types import Transition
+    from hilserl_core.rl.replay import MixedSampler, ReplayBuffer
+    from hilserl_core.formats.types import Transition
 
     torch.manual_seed(seed)
     env = gym.make("Pendulum-v1")  # 200-step time limit: truncated, never terminated
@@ -379,7 +379,7 @@ def test_agent_files_are_fsynced_before_they_replace_the_old_ones(tmp_path, monk
 
     import torch
 
-    from hilserl_core import rlpd
+    from hilserl_core.rl import rlpd
 
     synced = []
     real_fsync = os.fsync

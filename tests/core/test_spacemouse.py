@@ -11,9 +11,9 @@ import struct
 import numpy as np
 import pytest
 
-from hilserl_core import config as cfg
-from hilserl_core.config import ConfigError
-from hilserl_core.spacemouse import SPACENAV_AXIS_MAP, SpaceMouseConfig, SpaceMouseState, parse_axis_map
+from hilserl_core.formats import config as cfg
+from hilserl_core.formats.config import ConfigError
+from hilserl_core.robot.spacemouse import SPACENAV_AXIS_MAP, SpaceMouseConfig, SpaceMouseState, parse_axis_map
 
 IDENTITY = ("x", "y", "z", "rx", "ry", "rz")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from hilserl_core.success import SuccessRule
+from hilserl_core.vision.success import SuccessRule
 
 
 def test_consecutive_frames_and_reset():

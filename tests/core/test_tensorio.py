@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from hilserl_core import tensorio
-from hilserl_core.tensorio import TensorIOError
+from hilserl_core.formats import tensorio
+from hilserl_core.formats.tensorio import TensorIOError
 
 
 def _arrays():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core import tensorio, wire
-from hilserl_core.types import Transition
+from hilserl_core.formats import tensorio, wire
+from hilserl_core.formats.types import Transition
 
 
 def _t():
@@ -50,7 +50,7 @@ def test_weights_roundtrip_and_name_check():
 
 
 def test_weights_can_travel_as_float16_and_load_into_float32():
-    from hilserl_core.networks import load_trainable_state_dict
+    from hilserl_core.rl.networks import load_trainable_state_dict
 
     layer = torch.nn.Linear(64, 32)
     arrays, meta = wire.weights_to_arrays(dict(layer.state_dict()), 1, float_dtype="float16")

@@ -17,8 +17,12 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
-from hilserl_core import encoders, frames, msgconv, wire
-from hilserl_core.intervention import Source
+from hilserl_core.vision import encoders
+
+from hilserl_core.robot import frames
+
+from hilserl_core.formats import msgconv, wire
+from hilserl_core.robot.intervention import Source
 from hilserl_interfaces import actions, payload, qos
 from hilserl_policy.actor_node import ActorNode
 
@@ -211,7 +215,7 @@ def _weights_msg(header_or_meta, data=b"", raw=False):
     """A payload message carrying these exact bytes (raw) or a valid container with this metadata."""
     import struct
 
-    from hilserl_core import tensorio
+    from hilserl_core.formats import tensorio
 
     if raw:
         h = json.dumps(header_or_meta).encode()

@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image
 
 from hilserl import graph as G
 from hilserl.runner import find_executable
-from hilserl_core import msgconv
+from hilserl_core.formats import msgconv
 from hilserl_interfaces import qos
 
 pytestmark = [pytest.mark.ros]

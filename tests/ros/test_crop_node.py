@@ -8,7 +8,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from hilserl_core import msgconv
+from hilserl_core.formats import msgconv
 from hilserl_interfaces import qos
 from hilserl_perception.crop_node import CropNode, RoiConfig, resolve_roi
 

@@ -31,8 +31,8 @@ from std_msgs.msg import String, UInt8MultiArray
 
 from hilserl import graph as G
 from hilserl.runner import GraphRunner
-from hilserl_core import wire
-from hilserl_core.intervention import Source
+from hilserl_core.formats import wire
+from hilserl_core.robot.intervention import Source
 from hilserl_interfaces import actions, payload, qos
 
 ROOT = G.config_dir().parent

@@ -12,8 +12,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 
-from hilserl_core import config as cfg
-from hilserl_core import tensorio
+from hilserl_core.formats import config as cfg
+from hilserl_core.formats import tensorio
 from hilserl_interfaces import diagnostics, payload, qos
 from hilserl_interfaces.params import NodeConfig
 

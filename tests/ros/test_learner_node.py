@@ -16,8 +16,10 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from std_msgs.msg import UInt8MultiArray
 
-from hilserl_core import frames, wire
-from hilserl_core.types import Transition
+from hilserl_core.robot import frames
+
+from hilserl_core.formats import wire
+from hilserl_core.formats.types import Transition
 from hilserl_interfaces import payload, qos
 from hilserl_learner.learner_node import EXIT_TRAINING_FAILED, LearnerNode
 
@@ -170,7 +172,7 @@ def test_malformed_transition_payloads_never_kill_the_learner(ros_context, spin_
     import json
     import struct
 
-    from hilserl_core import tensorio
+    from hilserl_core.formats import tensorio
 
     node, actor, pub, ex = _node_rig(ros_context, spin_until, tmp_path, **{"learner.learning_starts": 100})
     arrays, meta = wire.transition_to_arrays(transition(0, False), "actor_a", 0)
@@ -307,7 +309,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_starts_fresh_when_none_loa
 
 
 def test_a_checkpoint_of_other_encoder_weights_stops_the_learner_another_precision_warns(ros_context, tmp_path, capfd):
-    from hilserl_core.encoders import EncoderMismatch, ResNet10Encoder
+    from hilserl_core.vision.encoders import EncoderMismatch, ResNet10Encoder
 
     first = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))  # seeded random encoder weights
     for i in range(3):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hilserl_core.config import ConfigError
+from hilserl_core.formats.config import ConfigError
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2 Kilted wheels) not installed; run scripts/setup.sh")
 
@@ -159,8 +159,8 @@ CONFIGURED_NODE = textwrap.dedent(
     from dataclasses import dataclass
     from typing import Tuple
     from rclpy.node import Node
-    from hilserl_core import config as cfg
-    from hilserl_core.control import WorkspaceBox
+    from hilserl_core.formats import config as cfg
+    from hilserl_core.robot.control import WorkspaceBox
     from hilserl_interfaces.node_main import run_node
     from hilserl_interfaces.params import NodeConfig
 

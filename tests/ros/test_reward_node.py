@@ -12,10 +12,10 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32
 
-from hilserl_core import msgconv
-from hilserl_core.config import ConfigError
-from hilserl_core.encoders import ResNet10Encoder
-from hilserl_core.reward_classifier import RewardClassifier
+from hilserl_core.formats import msgconv
+from hilserl_core.formats.config import ConfigError
+from hilserl_core.vision.encoders import ResNet10Encoder
+from hilserl_core.vision.reward_classifier import RewardClassifier
 from hilserl_interfaces import qos
 from hilserl_reward.reward_node import RewardConfig, RewardNode
 
@@ -70,7 +70,7 @@ def test_reward_node_publishes_model_probability(ros_context, spin_until, model_
 
 
 def test_camera_mismatch_other_encoder_weights_and_missing_file_are_clear_errors(ros_context, model_files):
-    from hilserl_core.encoders import EncoderMismatch
+    from hilserl_core.vision.encoders import EncoderMismatch
 
     clf, enc = model_files
     with pytest.raises(ConfigError, match="classifier_path is empty"):

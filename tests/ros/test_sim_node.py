@@ -12,8 +12,8 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Float64
 from std_srvs.srv import Trigger
 
-from hilserl_core import msgconv
-from hilserl_core.config import ConfigError
+from hilserl_core.formats import msgconv
+from hilserl_core.formats.config import ConfigError
 from hilserl_interfaces import qos
 from hilserl_sim.ros_sim_node import SimNode, gripper_closure_to_width
 

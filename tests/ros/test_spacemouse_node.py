@@ -12,8 +12,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Joy
 
-from hilserl_core import msgconv
-from hilserl_core.config import ConfigError
+from hilserl_core.formats import msgconv
+from hilserl_core.formats.config import ConfigError
 from hilserl_interfaces import qos
 from hilserl_teleop import spacemouse_node
 

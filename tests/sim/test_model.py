@@ -6,7 +6,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from hilserl_core import frames
+from hilserl_core.robot import frames
 from hilserl_sim import model
 from hilserl_sim.sim import Simulator
 

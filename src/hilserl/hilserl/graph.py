@@ -54,7 +54,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from hilserl_core.config import flatten
+from hilserl_core.formats.config import flatten
 
 __all__ = [
     "GraphError",

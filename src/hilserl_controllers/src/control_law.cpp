@@ -1,4 +1,4 @@
-// The HIL-SERL control law in plain C++17; see control_law.hpp and hilserl_core/control.py.
+// The HIL-SERL control law in plain C++17; see control_law.hpp and hilserl_core/robot/control.py.
 #include "hilserl_controllers/control_law.hpp"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// Checks control_law against the golden vectors of hilserl_core/control.py.
+// Checks control_law against the golden vectors of hilserl_core/robot/control.py.
 //
 //   golden_test CASES.txt
 //

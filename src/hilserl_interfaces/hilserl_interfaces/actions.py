@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from sensor_msgs.msg import Joy
 
-from hilserl_core import msgconv
-from hilserl_core.intervention import GRIPPER_CLOSE, GRIPPER_NONE, GRIPPER_OPEN, GRIPPER_STAY, Source
+from hilserl_core.formats import msgconv
+from hilserl_core.robot.intervention import GRIPPER_CLOSE, GRIPPER_NONE, GRIPPER_OPEN, GRIPPER_STAY, Source
 
 _GRIPPER_ACTIONS = (GRIPPER_NONE, GRIPPER_OPEN, GRIPPER_STAY, GRIPPER_CLOSE)
 

@@ -49,7 +49,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
-from hilserl_core.config import ConfigError
+from hilserl_core.formats.config import ConfigError
 
 from .signals import stop_on_signals
 from .threads import limit_blas_threads

@@ -1,4 +1,4 @@
-"""ROS parameters from hilserl_core.config schemas.
+"""ROS parameters from hilserl_core.formats.config schemas.
 
 ``NodeConfig(node, MuxConfig)`` declares every field of the schema as a ROS
 parameter, with a descriptor built from the declaration (description, units,
@@ -13,7 +13,7 @@ typing: an integer given for a float parameter (``speed_scale: 1`` or
 ``min_position_m: [0, 0, 0]`` in a params file, ``ros2 param set ... 2``) is
 taken as that float, and an integral float for an integer parameter as that
 integer; the ROS parameter always keeps its declared type. A value that cannot
-be converted stops the node at start-up with one :class:`~hilserl_core.config.ConfigError`
+be converted stops the node at start-up with one :class:`~hilserl_core.formats.config.ConfigError`
 line naming the parameter and the expected type, and is refused by
 ``ros2 param set`` with that reason.
 
@@ -31,7 +31,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterTypeException, ParameterUninitializedException
 from rclpy.parameter import Parameter
 
-from hilserl_core import config as cfg
+from hilserl_core.formats import config as cfg
 
 C = TypeVar("C")
 

@@ -1,7 +1,7 @@
 """Named tensors + JSON metadata in a std_msgs/UInt8MultiArray (safetensors bytes).
 
 Used for transitions (actor -> learner) and policy weights (learner -> actor).
-The bytes are a hilserl_core.tensorio container: plain safetensors with a format
+The bytes are a hilserl_core.formats.tensorio container: plain safetensors with a format
 version and a sha256 over the tensor table, metadata and data, so a receiver
 rejects a corrupted or foreign payload instead of unpickling anything. ``decode``
 raises only tensorio.TensorIOError for a malformed message, whatever its bytes.
@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 from std_msgs.msg import MultiArrayDimension, UInt8MultiArray
 
-from hilserl_core import tensorio
+from hilserl_core.formats import tensorio
 
 LABEL = "hilserl.safetensors"
 

@@ -27,7 +27,7 @@ DIAGNOSTICS = "/diagnostics"
 
 def split_camera(entry: str) -> tuple:
     """A ``<arm>/<camera>`` parameter entry (e.g. ``left/wrist``) -> ``("left", "wrist")``."""
-    from hilserl_core.config import ConfigError
+    from hilserl_core.formats.config import ConfigError
 
     arm, _, cam = entry.partition("/")
     if not arm or not cam or "/" in cam:

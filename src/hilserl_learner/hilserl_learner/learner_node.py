@@ -1,7 +1,7 @@
 """Learner node: transitions in, policy weights out.
 
 Receives transitions on ``/learner/transitions`` (safetensors payloads, see
-hilserl_core.wire), routes them into the demo and RL buffers (interventions into
+hilserl_core.formats.wire), routes them into the demo and RL buffers (interventions into
 both), runs RLPD updates on 50/50 demo/online batches in a training thread at the
 update-to-data ratio, broadcasts the trainable policy weights on
 ``/learner/policy_weights`` (reliable, transient-local: a restarted actor gets the
@@ -44,14 +44,16 @@ import torch
 from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
-from hilserl_core import frames, tensorio, wire
-from hilserl_core.config import param
-from hilserl_core.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
-from hilserl_core import config as cfg
-from hilserl_core.grasp_dqn import GraspDQNAgent, GraspDQNConfig
-from hilserl_core.learner import Learner, LearnerConfig, progress_line
-from hilserl_core.replay import ReplayBuffer
-from hilserl_core.rlpd import RLPDAgent, RLPDConfig
+from hilserl_core.robot import frames
+
+from hilserl_core.formats import tensorio, wire
+from hilserl_core.formats.config import param
+from hilserl_core.vision.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
+from hilserl_core.formats import config as cfg
+from hilserl_core.rl.grasp_dqn import GraspDQNAgent, GraspDQNConfig
+from hilserl_core.rl.learner import Learner, LearnerConfig, progress_line
+from hilserl_core.rl.replay import ReplayBuffer
+from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
 from hilserl_interfaces import diagnostics, payload, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from hilserl_core import msgconv
-from hilserl_core.config import param
-from hilserl_core.imageproc import CropResizer, Roi
+from hilserl_core.formats import msgconv
+from hilserl_core.formats.config import param
+from hilserl_core.vision.imageproc import CropResizer, Roi
 from hilserl_interfaces import diagnostics, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig

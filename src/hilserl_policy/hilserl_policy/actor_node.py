@@ -6,7 +6,7 @@ Per arm it reads ``current_pose``, ``current_twist``, ``external_wrench``,
 
 1. all inputs must be fresh (``max_input_age_s``): else no action, a diagnostic;
 2. the previous step is closed with the action the mux reported as executed
-   (``hilserl_core.actor.EpisodeRecorder``) and sent to the learner;
+   (``hilserl_core.robot.actor.EpisodeRecorder``) and sent to the learner;
 3. the policy acts on the egocentric observation; one ``policy/action`` per arm,
    stamped with the observation time, so the mux's report pairs with it.
 
@@ -37,16 +37,18 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
-from hilserl_core import frames, msgconv, tensorio, wire
-from hilserl_core.actor import EpisodeRecorder, LatestInputs, egocentric_observation
-from hilserl_core import config as cfg
-from hilserl_core.config import param
-from hilserl_core.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_threads
-from hilserl_core.grasp_dqn import GraspDQNConfig, gripper_actions_to_joint_index, joint_index_to_gripper_actions
-from hilserl_core.intervention import GRIPPER_NONE, GRIPPER_STAY, Source
-from hilserl_core.metrics import EpisodeMetrics, EpisodeRecord
-from hilserl_core.policy import PolicyRunner, WeightsMismatch
-from hilserl_core.rlpd import RLPDConfig
+from hilserl_core.robot import frames
+
+from hilserl_core.formats import msgconv, tensorio, wire
+from hilserl_core.robot.actor import EpisodeRecorder, LatestInputs, egocentric_observation
+from hilserl_core.formats import config as cfg
+from hilserl_core.formats.config import param
+from hilserl_core.vision.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_threads
+from hilserl_core.rl.grasp_dqn import GraspDQNConfig, gripper_actions_to_joint_index, joint_index_to_gripper_actions
+from hilserl_core.robot.intervention import GRIPPER_NONE, GRIPPER_STAY, Source
+from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord
+from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch
+from hilserl_core.rl.rlpd import RLPDConfig
 from hilserl_interfaces import actions, diagnostics, payload, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig

@@ -24,12 +24,12 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Empty, Float32
 
-from hilserl_core import msgconv
-from hilserl_core.actor import LatestInputs
-from hilserl_core.config import ConfigError, param
-from hilserl_core.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
-from hilserl_core.reward_classifier import RewardClassifier
-from hilserl_core.success import SuccessRule
+from hilserl_core.formats import msgconv
+from hilserl_core.robot.actor import LatestInputs
+from hilserl_core.formats.config import ConfigError, param
+from hilserl_core.vision.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
+from hilserl_core.vision.reward_classifier import RewardClassifier
+from hilserl_core.vision.success import SuccessRule
 from hilserl_interfaces import diagnostics, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig

@@ -3,7 +3,7 @@
 ``TaskEnv`` plays the role of the intervention mux + controller for simulation
 loops that run without ROS (tests, benchmarks, the scripted operator's own
 evaluation): it turns a normalized per-arm action into the controller command
-exactly as the mux does (``hilserl_core.control.integrate_twist_target`` from the
+exactly as the mux does (``hilserl_core.robot.control.integrate_twist_target`` from the
 measured pose, clipped to the workspace box), then advances physics one control
 period.
 
@@ -23,8 +23,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from hilserl_core import control as law
-from hilserl_core.intervention import MuxConfig  # step sizes and workspace box: the mux's own schema
+from hilserl_core.robot import control as law
+from hilserl_core.robot.intervention import MuxConfig  # step sizes and workspace box: the mux's own schema
 
 from .robot import GRIPPER_MAX_WIDTH_M
 from .tasks import Task, make_task

@@ -27,7 +27,7 @@ from typing import Callable, Deque, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from hilserl_core.config import param
+from hilserl_core.formats.config import param
 
 from .env import ArmAction, TaskEnv
 from .robot import ArmState

@@ -1,6 +1,6 @@
 """One simulated Franka arm: state read-out and the Cartesian controller.
 
-The control law is the real controller's, from :mod:`hilserl_core.control`
+The control law is the real controller's, from :mod:`hilserl_core.robot.control`
 (reference limiting, impedance wrench, wrench clamps and watchdog); this module
 only maps it to joint torques with the same structure as the C++ controller:
 
@@ -33,9 +33,9 @@ from typing import Deque, Dict, Optional, Tuple
 import mujoco
 import numpy as np
 
-from hilserl_core import control as law
-from hilserl_core import frames
-from hilserl_core.config import param
+from hilserl_core.robot import control as law
+from hilserl_core.robot import frames
+from hilserl_core.formats.config import param
 
 from .model import ARM_JOINTS, FINGER_JOINTS, quat_xyzw_from_mj
 
@@ -206,7 +206,7 @@ class SimArm:
         R = self.R_wb.T @ d.site_xmat[self.site].reshape(3, 3)
         mujoco.mju_mat2Quat(self._quat_mj, R.ravel())
         q = quat_xyzw_from_mj(self._quat_mj)
-        return pos, (q if q[3] >= 0 else -q)  # canonical sign (w >= 0), as hilserl_core.frames returns
+        return pos, (q if q[3] >= 0 else -q)  # canonical sign (w >= 0), as hilserl_core.robot.frames returns
 
     def jacobian(self) -> np.ndarray:
         """Geometric Jacobian of the TCP [v; w] in base axes (6 x 7); a fresh array."""

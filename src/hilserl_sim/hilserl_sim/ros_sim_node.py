@@ -6,7 +6,7 @@ camera drivers publish, with the same names and types:
 ``current_twist``, ``external_wrench``, ``gripper/joint_states``; and accepts what
 the controllers accept: ``target_pose``, ``target_wrench``, ``gripper/command``
 (Float64, 0 open .. 1 closed). Inside, the same control law as the real
-controllers runs at the physics rate (``hilserl_core.control``). Bad commands
+controllers runs at the physics rate (``hilserl_core.robot.control``). Bad commands
 (NaN/Inf, out of range, stale) make the arm hold its pose; the reason shows in
 diagnostics. ``/sim/reset`` (std_srvs/Trigger) starts a new randomized episode;
 ``/sim/success`` is the ground truth, for evaluation only.
@@ -32,8 +32,10 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Float64
 from std_srvs.srv import Trigger
 
-from hilserl_core import frames, msgconv
-from hilserl_core.config import ConfigError, param
+from hilserl_core.robot import frames
+
+from hilserl_core.formats import msgconv
+from hilserl_core.formats.config import ConfigError, param
 from hilserl_interfaces import actions, diagnostics, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig

@@ -1,6 +1,6 @@
 """Task registry: scene objects, randomized resets, time limits, ground-truth success.
 
-Every task declares its parameters once (a dataclass of ``hilserl_core.config.param``
+Every task declares its parameters once (a dataclass of ``hilserl_core.formats.config.param``
 fields); :func:`make_task` validates a mapping against it, so a malformed config
 names the bad key and its allowed range, and a bad task name lists the valid ones.
 
@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 import mujoco
 import numpy as np
 
-from hilserl_core import config as cfg
-from hilserl_core.config import param
+from hilserl_core.formats import config as cfg
+from hilserl_core.formats.config import param
 
 from .model import HOME_QPOS, build_scene_spec, compile_scene, quat_mj_from_xyzw, quat_xyzw_from_mj
 from .robot import GRIPPER_MAX_WIDTH_M, ArmControlConfig

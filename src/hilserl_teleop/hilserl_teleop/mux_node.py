@@ -10,7 +10,7 @@ code 3) when another node publishes on either target topic, in either mode.
 
 A step runs when a policy action arrives (lowest latency), and on a timer at
 ``control_rate_hz`` while no policy action has come for 1.5 periods (operator-only
-teleoperation, demo recording, holding). The logic is hilserl_core.intervention.
+teleoperation, demo recording, holding). The logic is hilserl_core.robot.intervention.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64
 
-from hilserl_core import msgconv
-from hilserl_core.config import param
-from hilserl_core.intervention import InterventionMux, MuxConfig, Source
+from hilserl_core.formats import msgconv
+from hilserl_core.formats.config import param
+from hilserl_core.robot.intervention import InterventionMux, MuxConfig, Source
 from hilserl_interfaces import actions, diagnostics, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig

@@ -4,7 +4,7 @@
 One node per device; for two arms start two, in the ``/left`` and ``/right``
 namespaces, with ``device_index`` 0 and 1. The twist follows ``spacenav_node``'s
 axes (+x away from the person, +y left, +z up; ``axis_map`` in
-hilserl_core.spacemouse) and range ([-1, 1] at ``full_scale`` counts), so on a full
+hilserl_core.robot.spacemouse) and range ([-1, 1] at ``full_scale`` counts), so on a full
 ROS install the ``spacenav`` package may be used instead (real_single_arm:
 ``spacemouse_driver:=spacenav``; spacenavd serves one device, so not for two arms).
 """
@@ -15,9 +15,9 @@ from geometry_msgs.msg import Twist
 from rclpy.node import Node
 from sensor_msgs.msg import Joy
 
-from hilserl_core import msgconv
-from hilserl_core.config import ConfigError
-from hilserl_core.spacemouse import KNOWN_DEVICES, SpaceMouseConfig, SpaceMouseState
+from hilserl_core.formats import msgconv
+from hilserl_core.formats.config import ConfigError
+from hilserl_core.robot.spacemouse import KNOWN_DEVICES, SpaceMouseConfig, SpaceMouseState
 from hilserl_interfaces import diagnostics, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig

@@ -1,4 +1,4 @@
-"""Regenerate control_golden.json from hilserl_core.control (run after a deliberate change of the law).
+"""Regenerate control_golden.json from hilserl_core.robot.control (run after a deliberate change of the law).
 
     python -m hilserl_core.data.make_control_golden        # rewrites the file next to this script
 
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hilserl_core import control as C
-from hilserl_core import frames as F
+from hilserl_core.robot import control as C
+from hilserl_core.robot import frames as F
 
 SEED = 20250101
 ATOL = 1e-9
 
 SCHEMA = {
     "description": (
-        "Golden vectors of the HIL-SERL control laws (hilserl_core/control.py). Every implementation "
+        "Golden vectors of the HIL-SERL control laws (hilserl_core/robot/control.py). Every implementation "
         "(Python simulator, C++ ros2_control controllers) must reproduce 'expected' from 'inputs' for every case."
     ),
     "conventions": (

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import native
-from .precision import full_precision
-from .types import FEATURE_SHAPE_128, PROPRIO_KEY, feature_key, image_key
+from ..accel import native
+from ..accel.precision import full_precision
+from ..formats.types import FEATURE_SHAPE_128, PROPRIO_KEY, feature_key, image_key
 
 __all__ = [
     "SpatialLearnedEmbedding",
@@ -526,7 +526,7 @@ def _is_frozen_encoder(module: nn.Module) -> bool:
     if getattr(module, "frozen", False):
         return True
     try:  # local import: encoders.py is optional for feature-only learners
-        from .encoders import ResNet10Encoder
+        from ..vision.encoders import ResNet10Encoder
     except ImportError:  # pragma: no cover
         return False
     return isinstance(module, ResNet10Encoder)

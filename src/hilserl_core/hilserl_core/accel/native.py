@@ -38,7 +38,7 @@ headers, registers ``torch.ops.hilserl.resnet10_int8``: the int8 encoder's whole
 forward pass as one operator (``native/encoder_int8.cpp`` with ``groupnorm.c``
 linked in), which runs without the GIL from start to end. It is keyed by the
 torch version as well, and needs ``$CXX``/``c++``/``g++``; ``encoder_op_status()``
-says whether it is in use, and ``HILSERL_INT8_OPERATOR=0`` turns it off alone. ``python -m hilserl_core.native`` builds both and
+says whether it is in use, and ``HILSERL_INT8_OPERATOR=0`` turns it off alone. ``python -m hilserl_core.accel.native`` builds both and
 prints their status (``scripts/setup.sh`` runs it, so no node compiles on start).
 """
 

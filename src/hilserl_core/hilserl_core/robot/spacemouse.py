@@ -32,7 +32,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from .config import ConfigError, param
+from ..formats.config import ConfigError, param
 
 # (vendor id, product id) of 3Dconnexion devices: Logitech-era and 3Dconnexion-era ids.
 KNOWN_DEVICES = {

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import config as cfg
-from .config import param
+from ..formats import config as cfg
+from ..formats.config import param
 from .networks import GraspCritic, ObservationEncoder, load_trainable_state_dict, trainable_state_dict
 from .rlpd import (
     _strip,
@@ -31,8 +31,8 @@ from .rlpd import (
     save_optimizer,
     write_agent_files,
 )
-from .precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
-from .types import FEATURE_SHAPE_128, Batch, Observation
+from ..accel.precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
+from ..formats.types import FEATURE_SHAPE_128, Batch, Observation
 
 __all__ = [
     "GRIPPER_OPEN",

@@ -236,7 +236,7 @@ def _parse_header(head: bytes, where: str, data_len: int) -> Tuple[Dict[str, Any
     if _KEY_VERSION not in meta or _KEY_SHA256 not in meta:
         raise TensorIOError(
             f"{where}: not a hilserl container (no {_KEY_VERSION!r}/{_KEY_SHA256!r} in the "
-            "safetensors metadata); write it with hilserl_core.tensorio"
+            "safetensors metadata); write it with hilserl_core.formats.tensorio"
         )
     text_version = meta[_KEY_VERSION]
     if not (text_version.isascii() and text_version.isdigit() and len(text_version) <= 9):

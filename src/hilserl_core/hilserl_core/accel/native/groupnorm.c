@@ -1,6 +1,6 @@
 /*
  * GroupNorm + shortcut + ReLU in one pass, for the frozen ResNet-10's channel-last
- * maps (hilserl_core/encoders.py, inference only):
+ * maps (hilserl_core/vision/encoders.py, inference only):
  *
  *   y = act( GN(a + pre; ga, ba) + s )    s = 0 (res_mode 0), r (1) or GN(r; gr, br) (2)
  *

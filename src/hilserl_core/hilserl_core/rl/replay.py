@@ -54,8 +54,8 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from . import tensorio
-from .types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Batch, Observation, Transition
+from ..formats import tensorio
+from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Batch, Observation, Transition
 
 BUFFER_KIND = "hilserl.replay_buffer"
 BUFFER_FORMAT = 1

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import frames
 from .intervention import GRIPPER_CLOSE, GRIPPER_OPEN, Source
-from .types import Observation, Transition
+from ..formats.types import Observation, Transition
 
 __all__ = ["LatestInputs", "StepRecord", "EpisodeRecorder", "grasp_penalty", "EpisodeSummary"]
 

@@ -52,11 +52,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from .config import param
-from .encoders import CachedFeaturizer, EncoderMismatch, compare_encoder_identity
+from ..formats.config import param
+from ..vision.encoders import CachedFeaturizer, EncoderMismatch, compare_encoder_identity
 from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
-from .tensorio import fsync_dir
-from .types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
+from ..formats.tensorio import fsync_dir
+from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
 
 __all__ = ["LearnerConfig", "Learner", "CheckpointError", "checkpoints", "latest_checkpoint", "progress_line"]
 

@@ -1,6 +1,6 @@
 /*
  * Learned spatial embedding with one kernel per channel, for float16 channel-last
- * feature maps (hilserl_core/networks.py, SpatialLearnedEmbedding, k = 1), with
+ * feature maps (hilserl_core/rl/networks.py, SpatialLearnedEmbedding, k = 1), with
  * the image head's dropout fused in:
  *
  *   forward:          out[b, c] = m[b, c] * sum_p x[b, p, c] * w[p, c]
@@ -13,7 +13,7 @@
  * x is float16 (the feature cache's dtype) and is converted to float32 in
  * registers (F16C): the 4 MB input of a 256-row batch is read once per pass and
  * never materialised in float32. Accumulation is float32. Loaded by
- * hilserl_core/native.py, which compiles this file with the system C compiler;
+ * hilserl_core/accel/native.py, which compiles this file with the system C compiler;
  * torch's OpenMP runtime provides the threads.
  *
  * Requires AVX2 + FMA + F16C and C % 32 == 0 (native.py checks both).

@@ -41,7 +41,7 @@ flatten it once, in an environment where you trust the file, to an ``.npz`` of
     np.savez("resnet10_params.npz",
              **{k: np.asarray(v) for k, v in flatten_dict(tree, sep="/").items()})
 
-then ``python -m hilserl_core.encoders convert resnet10_params.npz resnet10.safetensors``.
+then ``python -m hilserl_core.vision.encoders convert resnet10_params.npz resnet10.safetensors``.
 Expected npz names (a common leading prefix such as ``params/`` or
 ``pretrained_encoder/`` is stripped; other entries, e.g. a classifier head, are
 ignored and listed)::
@@ -73,9 +73,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import native, tensorio
-from .precision import COMPUTE_DTYPES, cpu_has_int8_dot, forced_auto, resolve_compute_dtype
-from .types import FEATURE_PREFIX, IMAGE_PREFIX, Observation
+from ..accel import native
+
+from ..formats import tensorio
+from ..accel.precision import COMPUTE_DTYPES, cpu_has_int8_dot, forced_auto, resolve_compute_dtype
+from ..formats.types import FEATURE_PREFIX, IMAGE_PREFIX, Observation
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -991,7 +993,7 @@ def convert_npz(npz_path: Union[str, Path], out_path: Union[str, Path]) -> List[
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hilserl_core.encoders", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hilserl_core.vision.encoders", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     conv = sub.add_parser("convert", help="flattened flax ResNet-10 .npz -> hilserl safetensors weights")
     conv.add_argument("npz", help="npz of '/'-joined flax paths (see the module docstring)")

@@ -1,6 +1,6 @@
 /*
  * The int8 frozen ResNet-10's whole forward pass as one torch operator,
- * torch.ops.hilserl.resnet10_int8 (hilserl_core/encoders.py, compute_dtype "int8").
+ * torch.ops.hilserl.resnet10_int8 (hilserl_core/vision/encoders.py, compute_dtype "int8").
  *
  * The Python forward (ResNet10Encoder._forward_int8) makes about thirty calls:
  * oneDNN int8 convolutions and the GroupNorm / max-pool kernels of groupnorm.c.

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import config as cfg
-from .config import ConfigError, param
+from ..formats import config as cfg
+from ..formats.config import ConfigError, param
 from .networks import (
     CriticEnsemble,
     ObservationEncoder,
@@ -50,9 +50,9 @@ from .networks import (
     load_trainable_state_dict,
     trainable_state_dict,
 )
-from .precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
-from .tensorio import fsync_dir
-from .types import FEATURE_SHAPE_128, Batch, Observation
+from ..accel.precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
+from ..formats.tensorio import fsync_dir
+from ..formats.types import FEATURE_SHAPE_128, Batch, Observation
 
 __all__ = [
     "RLPDConfig",

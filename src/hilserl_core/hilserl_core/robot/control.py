@@ -2,10 +2,10 @@
 
 The same law runs in the MuJoCo simulator (``hilserl_sim``) and in the C++
 ros2_control controllers (``hilserl_controllers``); both are checked against
-the golden vectors in ``data/control_golden.json`` (see
-:func:`load_golden` and ``data/make_control_golden.py``).
+the golden vectors in ``hilserl_core/data/control_golden.json`` (see
+:func:`load_golden` and ``hilserl_core/data/make_control_golden.py``).
 
-Frames and conventions are those of :mod:`hilserl_core.frames`: quaternions
+Frames and conventions are those of :mod:`hilserl_core.robot.frames`: quaternions
 ``[x, y, z, w]``, twists ``[v, w]``, wrenches ``[f, tau]``. All poses and
 wrenches here are of the end effector (TCP) in the robot's base frame unless a
 name says ``_ee`` (current end-effector axes, same reference point).
@@ -38,7 +38,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from hilserl_core import frames
+from hilserl_core.robot import frames
 
 __all__ = [
     "NonFiniteCommandError",
@@ -62,7 +62,7 @@ __all__ = [
     "load_golden",
 ]
 
-GOLDEN_PATH = Path(__file__).resolve().parent / "data" / "control_golden.json"
+GOLDEN_PATH = Path(__file__).resolve().parent.parent / "data" / "control_golden.json"
 
 
 class NonFiniteCommandError(ValueError):

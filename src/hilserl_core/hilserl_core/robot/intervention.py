@@ -34,7 +34,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from . import control, frames
-from .config import ConfigError, param
+from ..formats.config import ConfigError, param
 
 __all__ = [
     "Source",
