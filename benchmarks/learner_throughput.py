@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "hilserl_co
 
 from hilserl_core.formats.config import replace, to_dict  # noqa: E402
 from hilserl_core.accel.precision import COMPUTE_DTYPES, resolve_compute_dtype  # noqa: E402
-from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig, configure_cpu_allocator  # noqa: E402
+from hilserl_core.accel.allocator import configure_cpu_allocator  # noqa: E402
+from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig  # noqa: E402
 from hilserl_core.formats.types import FEATURE_SHAPE_128, Batch, feature_key  # noqa: E402
 
 import machine  # noqa: E402  (benchmarks/machine.py)
@@ -114,7 +115,7 @@ def main() -> None:
     p.add_argument("--no-native", action="store_true",
                    help="plain torch instead of the native spatial-embedding kernel (sets HILSERL_NATIVE=0)")
     p.add_argument("--no-allocator-tuning", action="store_true",
-                   help="leave glibc malloc at its defaults (see rlpd.configure_cpu_allocator)")
+                   help="leave glibc malloc at its defaults (see hilserl_core.accel.allocator; the learner node tunes it)")
     args = p.parse_args()
     if args.no_native:
         os.environ["HILSERL_NATIVE"] = "0"  # read on the kernel's first use, below

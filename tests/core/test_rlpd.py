@@ -379,13 +379,13 @@ def test_agent_files_are_fsynced_before_they_replace_the_old_ones(tmp_path, monk
 
     import torch
 
-    from hilserl_core.rl import rlpd
+    from hilserl_core.rl import checkpoints
 
     synced = []
     real_fsync = os.fsync
-    monkeypatch.setattr(rlpd.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
-    rlpd.write_agent_files(tmp_path, "agent", {"w": torch.ones(3)}, {"format": "x"})
+    monkeypatch.setattr(checkpoints.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
+    checkpoints.write_agent_files(tmp_path, "agent", {"w": torch.ones(3)}, {"format": "x"})
     assert [p for p in synced if p.endswith(".tmp")] == [str(tmp_path / "agent.safetensors.tmp"), str(tmp_path / "agent.json.tmp")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.json", "agent.safetensors"]
-    tensors, meta = rlpd.read_agent_files(tmp_path, "agent", "x")
+    tensors, meta = checkpoints.read_agent_files(tmp_path, "agent", "x")
     assert torch.equal(tensors["w"], torch.ones(3)) and meta["format"] == "x"

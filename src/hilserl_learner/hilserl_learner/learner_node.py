@@ -44,12 +44,12 @@ import torch
 from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
-from hilserl_core.robot import frames
-
+from hilserl_core.accel.allocator import configure_cpu_allocator
 from hilserl_core.formats import tensorio, wire
 from hilserl_core.formats.config import param
 from hilserl_core.vision.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
 from hilserl_core.formats import config as cfg
+from hilserl_core.robot import frames
 from hilserl_core.rl.grasp_dqn import GraspDQNAgent, GraspDQNConfig
 from hilserl_core.rl.learner import Learner, LearnerConfig, progress_line
 from hilserl_core.rl.replay import ReplayBuffer
@@ -104,6 +104,9 @@ class LearnerNode(Node):
         self.conf = NodeConfig(self, LearnerNodeConfig, on_change=self._on_change)
         c = self.conf.value
         torch.set_num_threads(c.torch_threads)
+        # as benchmarks/learner_throughput.py measures it: large freed blocks stay in the heap
+        if not configure_cpu_allocator():
+            self.get_logger().info("glibc allocator not tuned (no glibc here)")
         self.diag = diagnostics.Diagnostics(self)
         self.learner = build_learner(c)
         if c.checkpoint_dir:

@@ -22,15 +22,8 @@ from torch import nn
 from ..formats import config as cfg
 from ..formats.config import param
 from .networks import GraspCritic, ObservationEncoder, load_trainable_state_dict, trainable_state_dict
-from .rlpd import (
-    _strip,
-    load_optimizer,
-    polyak_update,
-    read_agent_files,
-    read_agent_meta,
-    save_optimizer,
-    write_agent_files,
-)
+from .checkpoints import load_optimizer, read_agent_files, read_agent_meta, save_optimizer, strip_prefix, write_agent_files
+from .rlpd import polyak_update
 from ..accel.precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
 from ..formats.types import FEATURE_SHAPE_128, Batch, Observation
 
@@ -208,7 +201,7 @@ class GraspDQNAgent:
         load_trainable_state_dict(self.network, state)
 
     def save(self, directory: str | Path) -> None:
-        """Write ``grasp_dqn.safetensors`` and ``grasp_dqn.json`` (see ``rlpd.write_agent_files``)."""
+        """Write ``grasp_dqn.safetensors`` and ``grasp_dqn.json`` (see ``checkpoints.write_agent_files``)."""
         tensors = {f"network/{k}": v for k, v in trainable_state_dict(self.network).items()}
         tensors.update({f"target/{k}": v for k, v in trainable_state_dict(self.target_network).items()})
         opt_tensors, groups = save_optimizer(self.optimizer)
@@ -227,9 +220,9 @@ class GraspDQNAgent:
 
     def load_state(self, directory: str | Path) -> None:
         tensors, meta = read_agent_files(directory, "grasp_dqn", FORMAT)
-        load_trainable_state_dict(self.network, _strip(tensors, "network/"))
-        load_trainable_state_dict(self.target_network, _strip(tensors, "target/"))
-        load_optimizer(self.optimizer, _strip(tensors, "optim/"), meta["optimizer_param_groups"])
+        load_trainable_state_dict(self.network, strip_prefix(tensors, "network/"))
+        load_trainable_state_dict(self.target_network, strip_prefix(tensors, "target/"))
+        load_optimizer(self.optimizer, strip_prefix(tensors, "optim/"), meta["optimizer_param_groups"])
         self.rng.bit_generator.state = meta["rng_state"]
         self.step = int(meta["step"])
 

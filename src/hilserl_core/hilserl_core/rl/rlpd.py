@@ -12,27 +12,23 @@ encoder) is trained by the critic loss only; the actor reads its features
 Q-ensemble that reads the online encoder's dropout-free features of
 ``next_obs``. SERL-style separate actor and critic encoders
 (``actor_encoder="separate"``) cost an extra image-head forward on ``next_obs``
-every step and a forward+backward on ``obs`` every actor step (measured 25%
-slower). On actor steps the three losses are taken at the same parameters
+every step and a forward+backward on ``obs`` every actor step (slower).
+On actor steps the three losses are taken at the same parameters
 (SERL's joint update), so the actor reuses the critic's projection of ``obs``.
 
-Speed on a CPU (``benchmarks/learner_throughput.py``, batch 256, 2 cameras of
-cached features + proprio, one thread, 2 critics): ``compute_dtype="auto"``
-runs the matrix products in bfloat16 on CPUs with native bf16, 15.6-16.8 ms per
-update against 29.3 ms in float32 (10 critics: 32.8-33.6 against 67.3 ms), with
-the native spatial-embedding kernel (``native.py``).
+Precision: ``compute_dtype="auto"`` runs the matrix products in bfloat16 where the
+hardware has native bfloat16 (``accel/precision.py``); parameters, losses and the Q and
+policy output layers stay float32. Speed figures: docs/BENCHMARKS.md.
 
-Spatial kernels: the paper uses k = 8 (a 4096 -> 256 Dense per camera). On this
-CPU that is 105 ms per update against 20 ms for k = 1 (one thread, 2 critics),
-so ``num_spatial_kernels`` defaults to 1 here; set 8 on a GPU learner.
+Spatial kernels: the paper uses k = 8 (a 4096 -> 256 Dense per camera); on a CPU learner
+that is several times slower than k = 1, so ``num_spatial_kernels`` defaults to 1; set 8 on
+a GPU learner. Checkpoint files: ``checkpoints.py``.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
@@ -51,17 +47,10 @@ from .networks import (
     trainable_state_dict,
 )
 from ..accel.precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
-from ..formats.tensorio import fsync_dir
 from ..formats.types import FEATURE_SHAPE_128, Batch, Observation
+from .checkpoints import load_optimizer, read_agent_files, read_agent_meta, save_optimizer, strip_prefix, write_agent_files
 
-__all__ = [
-    "RLPDConfig",
-    "RLPDAgent",
-    "polyak_update",
-    "save_optimizer",
-    "load_optimizer",
-    "configure_cpu_allocator",
-]
+__all__ = ["RLPDConfig", "RLPDAgent", "polyak_update"]
 
 FORMAT = "hilserl.rlpd/1"
 
@@ -127,31 +116,6 @@ class RLPDConfig:
             )
         if self.log_std_min >= self.log_std_max:
             raise ConfigError(f"RLPDConfig: log_std_min {self.log_std_min} must be < log_std_max {self.log_std_max}")
-
-
-def configure_cpu_allocator(threshold_bytes: int = 1 << 30) -> bool:
-    """Keep large freed blocks in the process heap (glibc ``mallopt``); call once at learner start.
-
-    By default glibc returns every block above ~128 KB-32 MB to the OS on free, so
-    each update re-faults its multi-MB activations page by page (measured: 3-7
-    thousand minor page faults per update, ~25% of a CPU update at 2 critics).
-    Process-wide, so the learner's ``main`` calls it, not the library on import.
-    Returns False where there is no glibc (macOS, musl): nothing changed.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, threshold_bytes)) and bool(
-            libc.mallopt(m_trim_threshold, threshold_bytes)
-        )
-    except (OSError, AttributeError):
-        return False
 
 
 def polyak_update(target: Sequence[torch.Tensor], online: Sequence[torch.Tensor], tau: float) -> None:
@@ -436,8 +400,8 @@ class RLPDAgent:
 
     def load_policy_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         enc = self.actor_encoder if self.actor_encoder is not None else self.encoder
-        load_trainable_state_dict(enc, _strip(state, "encoder/"))
-        load_trainable_state_dict(self.actor, _strip(state, "actor/"))
+        load_trainable_state_dict(enc, strip_prefix(state, "encoder/"))
+        load_trainable_state_dict(self.actor, strip_prefix(state, "actor/"))
 
     def _optimizers(self) -> Dict[str, torch.optim.Optimizer]:
         return {
@@ -474,12 +438,12 @@ class RLPDAgent:
         """Restore everything ``save`` wrote into this (identically configured) agent."""
         tensors, meta = read_agent_files(directory, "agent", FORMAT)
         for name, mod in self.modules().items():
-            load_trainable_state_dict(mod, _strip(tensors, f"{name}/"))
+            load_trainable_state_dict(mod, strip_prefix(tensors, f"{name}/"))
         with torch.no_grad():
             self.log_alpha.copy_(tensors["log_alpha"])
         self.generator.set_state(tensors["rng_state"])
         for name, opt in self._optimizers().items():
-            load_optimizer(opt, _strip(tensors, f"optim/{name}/"), meta["optimizer_param_groups"][name])
+            load_optimizer(opt, strip_prefix(tensors, f"optim/{name}/"), meta["optimizer_param_groups"][name])
         self.step = int(meta["step"])
 
     @classmethod
@@ -506,65 +470,3 @@ class RLPDAgent:
         )
         agent.load_state(directory)
         return agent
-
-
-def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def write_agent_files(directory: str | Path, stem: str, tensors: Mapping[str, torch.Tensor], meta: dict) -> None:
-    """``<stem>.safetensors`` + ``<stem>.json`` in ``directory``, each replaced atomically
-    and durably: written to a temporary file, fsynced, renamed, and the directory fsynced, so a
-    crash or power cut leaves the old file or the new one, never a half-written or empty one."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f"{stem}.safetensors.tmp"
-    save_file(dict(tensors), str(tmp))
-    _fsync_and_replace(tmp, directory / f"{stem}.safetensors")
-    tmp = directory / f"{stem}.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    _fsync_and_replace(tmp, directory / f"{stem}.json")
-    fsync_dir(directory)
-
-
-def _fsync_and_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(final)
-
-
-def read_agent_meta(directory: str | Path, stem: str) -> Tuple[dict, str]:
-    """The JSON half of :func:`write_agent_files` and its path (for error messages)."""
-    path = Path(directory) / f"{stem}.json"
-    return json.loads(path.read_text()), str(path)
-
-
-def read_agent_files(directory: str | Path, stem: str, fmt: str) -> Tuple[Dict[str, torch.Tensor], dict]:
-    """Tensors and metadata written by :func:`write_agent_files`; the format tag must be ``fmt``."""
-    from safetensors.torch import load_file
-
-    meta, where = read_agent_meta(directory, stem)
-    if meta.get("format") != fmt:
-        raise ValueError(f"{where}: format {meta.get('format')!r}, expected {fmt!r}")
-    return load_file(str(Path(directory) / f"{stem}.safetensors")), meta
-
-
-def save_optimizer(opt: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], list]:
-    """Optimizer state as flat tensors (``state/<i>/<key>``) + JSON-able param groups (no pickle)."""
-    sd = opt.state_dict()
-    tensors: Dict[str, torch.Tensor] = {}
-    for idx, st in sd["state"].items():
-        for key, value in st.items():
-            t = value if torch.is_tensor(value) else torch.tensor(value)
-            tensors[f"state/{idx}/{key}"] = t.detach().cpu().clone().contiguous()
-    return tensors, sd["param_groups"]
-
-
-def load_optimizer(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], param_groups: list) -> None:
-    state: Dict[int, Dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        _, idx, key = name.split("/", 2)
-        state.setdefault(int(idx), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": param_groups})
