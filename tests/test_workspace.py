@@ -81,7 +81,7 @@ def _pickle_uses(path: Path):
 
 
 def test_no_pickle_on_disk_or_wire_in_our_sources():
-    # ARCHITECTURE.md defect list: pickle on the wire and on disk.
+    # docs/ARCHITECTURE.md defect list: pickle on the wire and on disk.
     offenders = {str(p.relative_to(ROOT)): list(_pickle_uses(p)) for p in SRC.rglob("*.py")}
     offenders = {k: v for k, v in offenders.items() if v}
     assert not offenders, offenders

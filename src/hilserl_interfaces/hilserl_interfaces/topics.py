@@ -1,4 +1,4 @@
-"""Topic names (ARCHITECTURE.md "Topics per arm"). Per-arm names are relative and
+"""Topic names (docs/ARCHITECTURE.md "Topics per arm"). Per-arm names are relative and
 resolve under the arm's namespace (``/left``, ``/right``)."""
 
 # per arm (relative)

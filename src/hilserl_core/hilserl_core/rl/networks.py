@@ -15,7 +15,7 @@ Layout (HIL-SERL Sec. "Policy learning"; SERL's encoder wrapper):
 - ``GraspCritic``: MLP -> ``3 ** n_grippers`` Q-values.
 
 ``trainable_state_dict`` exports only what the learner trains, never the frozen
-ResNet (ARCHITECTURE.md anchor defect: "the frozen encoder shipped with every
+ResNet (docs/ARCHITECTURE.md anchor defect: "the frozen encoder shipped with every
 weight update").
 """
 
@@ -295,7 +295,7 @@ class ObservationEncoder(nn.Module):
         return self
 
     def camera_features(self, obs: Mapping[str, torch.Tensor], cam: str, augment: bool = False) -> torch.Tensor:
-        """Spatial map ``[B, C, h, w]`` of one camera: cached, or computed by the frozen encoder."""
+        """Spatial map ``[B, h, w, C]`` (channel-last) of one camera: cached, or computed by the frozen encoder."""
         key = feature_key(cam)
         if key in obs:
             return obs[key]

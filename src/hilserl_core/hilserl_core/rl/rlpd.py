@@ -2,7 +2,7 @@
 
 One ``update(batch)`` is one gradient step of the critic. Every
 ``critic_actor_ratio``-th call also steps the actor and the temperature;
-the other calls leave them untouched (ARCHITECTURE.md anchor defect: "the actor
+the other calls leave them untouched (docs/ARCHITECTURE.md anchor defect: "the actor
 moved by the optimizer on critic-only steps"). The 50/50 demo/online mixing
 happens in ``replay.MixedSampler``, before a batch reaches this module.
 
