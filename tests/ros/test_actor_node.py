@@ -20,6 +20,7 @@ from std_srvs.srv import Trigger
 from hilserl_core.vision import encoders
 
 from hilserl_core.robot import frames
+from hilserl_core.robot.episode_cycle import EpisodePhase
 
 from hilserl_core.formats import msgconv, wire
 from hilserl_core.robot.intervention import Source
@@ -130,7 +131,7 @@ def test_a_lost_or_refused_reset_is_asked_again(ros_context, spin_until, mode):
     actor, world, ex = _rig(ros_context, reset_timeout_s=1.0)
     world.reset_mode = mode
     try:
-        assert spin_until(ex, lambda: len(world.transitions) >= 2, 30), (world.resets, actor.state)
+        assert spin_until(ex, lambda: len(world.transitions) >= 2, 30), (world.resets, actor.cycle.phase)
         assert world.resets == 2  # the first request was lost or refused, the second one worked
         assert "asking again" in actor.diag._statuses["reset"].message
     finally:
@@ -178,7 +179,7 @@ def test_actor_loop(rig, spin_until):
     assert last.terminated and not last.truncated and last.reward == 1.0
     assert world.metrics[-1]["successes_total"] == 1 and world.metrics[-1]["end"] == "success"
     # a reset signal while the scene is being reset is ignored: the next episode is not cut at once
-    assert actor.state != "running"
+    assert actor.cycle.phase is not EpisodePhase.RUNNING
     world.pubs["episode_reset"].publish(Empty())
     world.success = False
     assert spin_until(ex, lambda: world.resets == 2, 10)
@@ -272,7 +273,7 @@ def test_without_a_reset_service_the_actor_waits_for_the_operator(rig, spin_unti
     /episode/reset during an episode cuts it (truncation), and the next one waits for the operator again."""
     actor, world, ex = rig
     spin_until(ex, lambda: False, 1.5)
-    assert world.actions == [] and actor.state == "operator"
+    assert world.actions == [] and actor.cycle.phase is EpisodePhase.OPERATOR
     assert "waiting for the operator" in actor.diag._statuses["reset"].message
     world.pubs["episode_reset"].publish(Empty())  # the scene is ready
     assert spin_until(ex, lambda: len(world.transitions) >= 2, 30)
@@ -283,7 +284,7 @@ def test_without_a_reset_service_the_actor_waits_for_the_operator(rig, spin_unti
     spin_until(ex, lambda: False, 0.5)
     n_actions, n_transitions = len(world.actions), len(world.transitions)
     spin_until(ex, lambda: False, 1.0)
-    assert len(world.actions) == n_actions and len(world.transitions) == n_transitions and actor.state == "operator"
+    assert len(world.actions) == n_actions and len(world.transitions) == n_transitions and actor.cycle.phase is EpisodePhase.OPERATOR
     world.pubs["episode_reset"].publish(Empty())
     assert spin_until(ex, lambda: len(world.transitions) >= n_transitions + 2, 30)
     assert [m["end"] for m in world.metrics] == ["operator_reset"]

@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -37,52 +35,21 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
-from hilserl_core.robot import frames
-
 from hilserl_core.formats import msgconv, tensorio, wire
-from hilserl_core.robot.actor import EpisodeRecorder, LatestInputs, egocentric_observation
 from hilserl_core.formats import config as cfg
-from hilserl_core.formats.config import param
-from hilserl_core.vision.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_threads
-from hilserl_core.rl.grasp_dqn import GraspDQNConfig, gripper_actions_to_joint_index, joint_index_to_gripper_actions
-from hilserl_core.robot.intervention import GRIPPER_NONE, GRIPPER_STAY, Source
+from hilserl_core.rl.grasp_dqn import joint_index_to_gripper_actions
 from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord
 from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch
-from hilserl_core.rl.rlpd import RLPDConfig
+from hilserl_core.robot import frames
+from hilserl_core.robot.actor import ActorConfig, EpisodeRecorder, LatestInputs, egocentric_observation
+from hilserl_core.robot.episode_cycle import EpisodeCycle, EpisodePhase, ExecutedJoin
+from hilserl_core.vision.encoders import load_frozen_encoder, resolve_encoder_threads
 from hilserl_interfaces import actions, diagnostics, payload, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
 
 EPISODE_RESET = "/episode/reset"
 GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand: fully open
-RESET_RETRY_S = 1.0  # a reset service that refused is asked again after this long
-
-
-@dataclass(frozen=True)
-class ActorConfig:
-    arms: Tuple[str, ...] = param(("left",), "arm namespaces, in action order")
-    cameras: Tuple[str, ...] = param(("left/wrist", "left/side"), "cameras as <arm>/<camera>")
-    encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
-    encoder_dtype: str = param("auto", ENCODER_DTYPE_HELP, choices=ENCODER_DTYPES)
-    control_rate_hz: float = param(10.0, "policy rate", units="Hz", low=1.0, high=100.0)
-    trigger: str = param("camera", "when to act: camera (as soon as a new frame of every camera is in, at most about control_rate_hz; lowest latency) or timer (a free-running control_rate_hz timer)", choices=("camera", "timer"))
-    max_input_age_s: float = param(0.25, "inputs older than this at a tick mean no action", units="s", low=0.01, high=5.0, live=True)
-    max_episode_steps: int = param(100, "time limit (a truncation, not a terminal state)", units="steps", low=1, high=100_000, live=True)
-    deterministic: bool = param(False, "act with the policy mean (evaluation) instead of sampling (exploration)", live=True)
-    grasp_epsilon: float = param(0.05, "probability of a random gripper action (grasp exploration)", low=0.0, high=1.0, live=True)
-    use_grasp_critic: bool = param(True, "grippers are driven by the grasp critic (else they stay)")
-    grasp_penalty: float = param(-0.02, "reward added for a gripper action that changes the gripper state", low=-1.0, high=0.0)
-    reset_service: str = param("/sim/reset", "std_srvs/Trigger that resets the scene between episodes; empty = wait until the operator resets it and publishes /episode/reset")
-    reset_timeout_s: float = param(30.0, "a reset request with no answer after this long is sent again (DDS can drop a service response; the actor must not wait forever); set it above the longest reset the service performs", units="s", low=1.0, high=3600.0, live=True)
-    actor_id: str = param("", "name in transition payloads (default: the node's full name)")
-    torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core made a 128 px ResNet pass 70x slower on 2 cores)", low=1, high=256)
-    encoder_threads: int = param(0, "threads that share out each step's camera frames for the frozen ResNet-10, each held on "
-                                 "its own core (helpers are kept off the main thread's CPU): 0 = auto (2 where this process may "
-                                 "use 4 or more CPUs, else 1); up to the number of cameras where cores are free (the dual-arm "
-                                 "latency figures on the 2-core test host use 2); 1 beside a learner busy on the same cores",
-                                 low=0, high=64)
-    agent: RLPDConfig = field(default_factory=RLPDConfig)
-    grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
 
 
 class ActorNode(Node):
@@ -111,14 +78,9 @@ class ActorNode(Node):
         self.inputs = LatestInputs()
         self.actor_id = c.actor_id or self.get_fully_qualified_name()
         self.sequence = 0
-        self.state = "reset"  # reset -> resetting (service) or operator (a person) -> waiting -> running
-        self._executed: Dict[str, Tuple[float, np.ndarray, int, Source]] = {}
-        self._pending_stamp: Optional[float] = None
+        self.cycle = EpisodeCycle(c.reset_timeout_s)  # reset -> resetting or operator -> waiting -> running
+        self.join = ExecutedJoin(self.arms, c.use_grasp_critic)  # the mux reports of the step in flight
         self._reset_future = None
-        self._reset_requested_s = 0.0
-        self._retry_reset_after_s = 0.0  # after a refused reset, do not ask again at once
-        self._operator_reset = False  # /episode/reset during an episode: cut it
-        self._operator_ready = False  # /episode/reset while waiting for the operator: start the next one
 
         self._action_pubs = {}
         for arm in self.arms:
@@ -177,7 +139,7 @@ class ActorNode(Node):
     def _on_timer(self) -> None:
         c = self.conf.value
         # camera trigger: the timer only covers resets and missing cameras (to say why nothing happens)
-        if c.trigger == "timer" or self.state != "running" or self._now() - self._last_tick_s > 1.5 / c.control_rate_hz:
+        if c.trigger == "timer" or self.cycle.phase is not EpisodePhase.RUNNING or self._now() - self._last_tick_s > 1.5 / c.control_rate_hz:
             self._tick()
 
     def _on_executed(self, arm: str, msg: Joy) -> None:
@@ -186,23 +148,15 @@ class ActorNode(Node):
         except ValueError as exc:  # a malformed report: that step stays unexecuted (dropped), the actor goes on
             self.diag.report("executed", diagnostics.ERROR, f"ignored a malformed mux/executed from {arm}: {exc}")
             return
-        self._executed[arm] = (a.stamp_s, a.action, a.gripper, a.source)
-        if self._pending_stamp is None or not all(
-            arm in self._executed and abs(self._executed[arm][0] - self._pending_stamp) < 1e-6 for arm in self.arms
-        ):
+        step = self.join.report(arm, a.stamp_s, a.action, a.gripper, a.source)
+        if step is None:
             return
-        rep = [self._executed[arm] for arm in self.arms]
-        sources = {r[3] for r in rep}
-        source = Source.OPERATOR if Source.OPERATOR in sources else (Source.HOLD if Source.HOLD in sources else Source.POLICY)
-        # an arm without a gripper (GRIPPER_NONE) counts as "stay"; without a grasp critic every gripper stays
-        digits = [GRIPPER_STAY if r[2] == GRIPPER_NONE or not self.conf.value.use_grasp_critic else r[2] for r in rep]
-        grasp = gripper_actions_to_joint_index(digits)
-        no_gripper = [arm for arm, r in zip(self.arms, rep) if r[2] == GRIPPER_NONE]
-        if no_gripper and self.conf.value.use_grasp_critic:
-            self.diag.report("grasp", diagnostics.WARN, f"the mux of {', '.join(no_gripper)} reports no gripper, but the grasp "
-                             "critic is on: that arm's gripper is recorded as 'stay' and the critic's actions for it are never "
-                             "trained; set use_grasp_critic false (actor and learner) for arms without a gripper")
-        self.recorder.on_executed(self._pending_stamp, np.concatenate([r[1] for r in rep]), grasp, source)
+        if step.arms_without_gripper and self.conf.value.use_grasp_critic:
+            self.diag.report("grasp", diagnostics.WARN, f"the mux of {', '.join(step.arms_without_gripper)} reports no "
+                             "gripper, but the grasp critic is on: that arm's gripper is recorded as 'stay' and the critic's "
+                             "actions for it are never trained; set use_grasp_critic false (actor and learner) for arms "
+                             "without a gripper")
+        self.recorder.on_executed(self.join.pending_stamp, step.action, step.grasp_action, step.source)
 
     def _on_weights(self, msg: UInt8MultiArray) -> None:
         # Anyone on the graph can publish here, and the topic is transient-local: an exception
@@ -232,11 +186,7 @@ class ActorNode(Node):
         self.diag.report("weights", diagnostics.OK, f"policy weights v{version}", publish_now=True, bytes=len(msg.data), **extra)
 
     def _on_operator_reset(self, _msg: Empty) -> None:
-        if self.state == "running":
-            self._operator_reset = True
-        elif self.state == "operator":
-            self._operator_ready = True
-        # else a reset is under way already: nothing to cut, and the next episode must not be cut at once
+        self.cycle.operator_signal()  # cuts a running episode, or says the scene is ready; else ignored
 
     # -- the 10 Hz loop -------------------------------------------------------------------
     def _required(self) -> list:
@@ -244,23 +194,18 @@ class ActorNode(Node):
         return keys + ["image/" + k for k in self.cam_keys] + ["success"]
 
     def _tick(self) -> None:
-        self._last_tick_s = self._now()
-        if self.state == "reset":
-            if self._now() >= self._retry_reset_after_s:
+        self._last_tick_s = now = self._now()
+        cycle = self.cycle
+        if cycle.phase is EpisodePhase.RESET:
+            if cycle.may_request_reset(now):
                 self._request_reset()
             return
-        if self.state == "operator":
-            if not self._operator_ready:
-                return
-            self._operator_ready = False
-            self.state = "waiting"
-            self._reset_started_s = self._now()
-        if self.state == "resetting":
+        if cycle.phase is EpisodePhase.OPERATOR and not cycle.operator_says_ready(now):
+            return
+        if cycle.phase is EpisodePhase.RESETTING:
             if not self._reset_answered():
                 return
-            self.state = "waiting"
-            self._reset_started_s = self._now()
-        now = self._now()
+            cycle.scene_ready(self._now())
         c = self.conf.value
         values, why = self.inputs.snapshot(now, self._required(), c.max_input_age_s)
         if values is None:
@@ -271,17 +216,16 @@ class ActorNode(Node):
         if obs_stamp <= self._last_obs_stamp:
             self.diag.report("inputs", diagnostics.OK, "waiting for new camera frames")
             return
-        if self.state == "waiting":
+        if cycle.phase is EpisodePhase.WAITING:
             # start poses must be measured after the reset finished
-            if self.inputs.oldest_stamp([f"{a}/pose" for a in self.arms]) < self._reset_started_s:
+            if self.inputs.oldest_stamp([f"{a}/pose" for a in self.arms]) < cycle.reset_done_s:
                 return
             self.recorder.max_episode_steps = c.max_episode_steps
             self.recorder.start_episode({a: frames.pose_to_matrix(*values[f"{a}/pose"]) for a in self.arms})
             self._reward_reset_pub.publish(Empty())
             self.inputs.put("success", False, now)  # no stale success from the last episode
             values["success"] = False
-            self._operator_reset = False
-            self.state = "running"
+            cycle.episode_started()
         obs = egocentric_observation(
             {"image/" + k: values["image/" + k] for k in self.cam_keys},
             self.arms,
@@ -293,8 +237,7 @@ class ActorNode(Node):
         )
         success = bool(values["success"])
         self._last_obs_stamp = obs_stamp
-        transition, summary = self.recorder.observe(obs, obs_stamp, float(success), success, self._operator_reset)
-        self._operator_reset = False
+        transition, summary = self.recorder.observe(obs, obs_stamp, float(success), success, cycle.take_cut())
         if summary is not None:
             self._send_transition(transition)
             self._end_episode(summary)
@@ -316,8 +259,7 @@ class ActorNode(Node):
         action, grasp = self.policy.act(obs, deterministic=c.deterministic, grasp_epsilon=0.0 if c.deterministic else c.grasp_epsilon)
         self._compute_ms.append((time.perf_counter() - t0) * 1e3)
         grippers = joint_index_to_gripper_actions(grasp, len(self.arms)) if grasp is not None else [1] * len(self.arms)
-        self._pending_stamp = stamp_s
-        self._executed.clear()
+        self.join.sent(stamp_s)
         for i, arm in enumerate(self.arms):
             msg = actions.to_joy(actions.ActionMsg(action[6 * i : 6 * i + 6], int(grippers[i]), stamp_s, frame_id=f"{arm}_ee"))
             self._action_pubs[arm].publish(msg)
@@ -344,48 +286,44 @@ class ActorNode(Node):
             self.get_logger().warning(
                 f"episode {summary.episode_id}: the step that reached success was not executed as sent (mux held or "
                 "its report was lost), so no terminal transition carries this success to the learner")
-        self._pending_stamp = None
-        self.state = "reset"
+        self.join.clear()
+        self.cycle.episode_ended()
 
     def _request_reset(self) -> None:
         self._reset_future = None
         if self._reset_client is None:  # a person resets the scene and says when it is ready
-            self.state = "operator"
-            self._operator_ready = False
+            self.cycle.wait_for_operator()
             self.get_logger().info(f"episode {self.recorder.episode_id + 1}: reset the scene, then publish {EPISODE_RESET} "
                                    f"(ros2 topic pub --once {EPISODE_RESET} std_msgs/msg/Empty)")
             self.diag.report("reset", diagnostics.WARN, f"waiting for the operator to reset the scene and publish {EPISODE_RESET}",
                              publish_now=True)
             return
-        self.state = "resetting"
         if not self._reset_client.service_is_ready():
-            self.state = "reset"
+            self.cycle.service_unavailable()
             self.diag.report("reset", diagnostics.WARN, f"waiting for {self.conf.value.reset_service}")
             return
         self._reset_future = self._reset_client.call_async(Trigger.Request())
-        self._reset_requested_s = self._now()
+        self.cycle.reset_requested(self._now())
 
     def _reset_answered(self) -> bool:
-        """Whether the reset service answered success; a refusal or no answer within
-        ``reset_timeout_s`` sends the request again (state back to "reset")."""
-        fut, service = self._reset_future, self.conf.value.reset_service
+        """Whether the reset service answered success; a refusal, or no answer within
+        ``reset_timeout_s``, sends the request again (the cycle goes back to RESET)."""
+        fut, service, now = self._reset_future, self.conf.value.reset_service, self._now()
         if fut is not None and not fut.done():
-            waited = self._now() - self._reset_requested_s
-            if waited < self.conf.value.reset_timeout_s:
+            if not self.cycle.reset_timed_out(now):
                 return False
             self._reset_client.remove_pending_request(fut)
-            why = f"no answer from {service} after {waited:.0f} s (reset_timeout_s): asking again"
+            why = f"no answer from {service} after {self.cycle.waited_s(now):.0f} s (reset_timeout_s): asking again"
         else:
             exc = fut.exception() if fut is not None else None
             result = fut.result() if fut is not None and exc is None else None
             if result is not None and result.success:
                 return True
             detail = str(exc) if exc is not None else (result.message if result is not None else "no request")
-            why = f"{service} did not reset the scene ({detail}): asking again in {RESET_RETRY_S:.0f} s"
-            self._retry_reset_after_s = self._now() + RESET_RETRY_S
+            why = f"{service} did not reset the scene ({detail}): asking again in {self.cycle.retry_s:.0f} s"
+            self.cycle.reset_refused(now)
         self.get_logger().warning(why, throttle_duration_sec=10.0)
         self.diag.report("reset", diagnostics.WARN, why, publish_now=True)
-        self.state = "reset"
         return False
 
     def destroy_node(self) -> None:

@@ -31,10 +31,43 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import frames
+from ..formats.config import param
+from ..rl.grasp_dqn import GraspDQNConfig
+from ..rl.rlpd import RLPDConfig
+from ..vision.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES
 from .intervention import GRIPPER_CLOSE, GRIPPER_OPEN, Source
 from ..formats.types import Observation, Transition
 
-__all__ = ["LatestInputs", "StepRecord", "EpisodeRecorder", "grasp_penalty", "EpisodeSummary"]
+__all__ = ["ActorConfig", "LatestInputs", "StepRecord", "EpisodeRecorder", "grasp_penalty", "EpisodeSummary"]
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    """The actor node's parameters (``config/params/actor.yaml``)."""
+
+    arms: Tuple[str, ...] = param(("left",), "arm namespaces, in action order")
+    cameras: Tuple[str, ...] = param(("left/wrist", "left/side"), "cameras as <arm>/<camera>")
+    encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
+    encoder_dtype: str = param("auto", ENCODER_DTYPE_HELP, choices=ENCODER_DTYPES)
+    control_rate_hz: float = param(10.0, "policy rate", units="Hz", low=1.0, high=100.0)
+    trigger: str = param("camera", "when to act: camera (as soon as a new frame of every camera is in, at most about control_rate_hz; lowest latency) or timer (a free-running control_rate_hz timer)", choices=("camera", "timer"))
+    max_input_age_s: float = param(0.25, "inputs older than this at a tick mean no action", units="s", low=0.01, high=5.0, live=True)
+    max_episode_steps: int = param(100, "time limit (a truncation, not a terminal state)", units="steps", low=1, high=100_000, live=True)
+    deterministic: bool = param(False, "act with the policy mean (evaluation) instead of sampling (exploration)", live=True)
+    grasp_epsilon: float = param(0.05, "probability of a random gripper action (grasp exploration)", low=0.0, high=1.0, live=True)
+    use_grasp_critic: bool = param(True, "grippers are driven by the grasp critic (else they stay)")
+    grasp_penalty: float = param(-0.02, "reward added for a gripper action that changes the gripper state", low=-1.0, high=0.0)
+    reset_service: str = param("/sim/reset", "std_srvs/Trigger that resets the scene between episodes; empty = wait until the operator resets it and publishes /episode/reset")
+    reset_timeout_s: float = param(30.0, "a reset request with no answer after this long is sent again (DDS can drop a service response; the actor must not wait forever); set it above the longest reset the service performs", units="s", low=1.0, high=3600.0, live=True)
+    actor_id: str = param("", "name in transition payloads (default: the node's full name)")
+    torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core slow every pass)", low=1, high=256)
+    encoder_threads: int = param(0, "threads that share out each step's camera frames for the frozen ResNet-10, each held on "
+                                 "its own core (helpers are kept off the main thread's CPU): 0 = auto (2 where this process may "
+                                 "use 4 or more CPUs, else 1); up to the number of cameras where cores are free; 1 beside a "
+                                 "learner busy on the same cores",
+                                 low=0, high=64)
+    agent: RLPDConfig = field(default_factory=RLPDConfig)
+    grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
 
 
 class LatestInputs:
