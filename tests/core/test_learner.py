@@ -336,3 +336,21 @@ def test_a_checkpoint_records_its_encoder_other_weights_stop_the_resume_another_
     assert other.resume(tmp_path) == (path, []) and other.checkpoint_warnings == []
     # a learner without an encoder (image storage: no features kept) checks nothing
     assert make_learner(encoder=None).resume(tmp_path) == (path, [])
+
+
+def test_update_pacer_caps_the_rate_and_says_when_weights_and_checkpoints_are_due():
+    from hilserl_core.rl.learner import LearnerConfig, UpdatePacer
+
+    config = LearnerConfig(max_updates_per_s=10.0, weights_period_s=2.0, checkpoint_period_updates=100)
+    pacer = UpdatePacer((0, 0, 0))
+    assert pacer.pause_s(config, 5.0, 5.03) == pytest.approx(0.07)  # a 30 ms update, 100 ms per update
+    assert pacer.pause_s(config, 5.0, 5.2) == 0.0  # slower than the cap: no pause
+    assert pacer.weights_due(config, 0.0)  # never published
+    pacer.weights_published(10.0)
+    assert not pacer.weights_due(config, 11.9) and pacer.weights_due(config, 12.0)
+    assert not pacer.checkpoint_due(config, 99) and pacer.checkpoint_due(config, 100)
+    pacer.checkpointed((100, 250, 3))
+    assert not pacer.checkpoint_due(config, 199) and pacer.checkpoint_due(config, 200)
+    assert not pacer.changed_since_checkpoint((100, 250, 3)) and pacer.changed_since_checkpoint((100, 251, 3))
+    never = LearnerConfig(checkpoint_period_updates=0)
+    assert not pacer.checkpoint_due(never, 10**6)

@@ -51,7 +51,7 @@ from hilserl_core.vision.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, loa
 from hilserl_core.formats import config as cfg
 from hilserl_core.robot import frames
 from hilserl_core.rl.grasp_dqn import GraspDQNAgent, GraspDQNConfig
-from hilserl_core.rl.learner import Learner, LearnerConfig, progress_line
+from hilserl_core.rl.learner import Learner, LearnerConfig, UpdatePacer, progress_line
 from hilserl_core.rl.replay import ReplayBuffer
 from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
 from hilserl_interfaces import diagnostics, payload, qos, topics
@@ -123,8 +123,7 @@ class LearnerNode(Node):
         self._weights_pub = self.create_publisher(UInt8MultiArray, topics.POLICY_WEIGHTS, qos.LATCHED)
         self.create_subscription(UInt8MultiArray, topics.TRANSITIONS, self._on_transition, qos.TRANSITIONS)
         self.weights_bytes = 0
-        self._last_weights_s = 0.0
-        self._last_ckpt_progress = self.learner.progress()
+        self.pacer = UpdatePacer(self.learner.progress())
         self.publish_weights()  # actors start from the learner's initial (or resumed) policy
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._train_loop, name="learner-train", daemon=True)
@@ -203,7 +202,7 @@ class LearnerNode(Node):
                 state, version, {"updates": self.learner.updates, "published_s": published_s}, float_dtype=self.conf.value.weights_dtype))
         self._weights_pub.publish(msg)
         self.weights_bytes = payload.payload_size(msg)
-        self._last_weights_s = time.monotonic()
+        self.pacer.weights_published(time.monotonic())
 
     def _train_loop(self) -> None:
         try:
@@ -236,17 +235,16 @@ class LearnerNode(Node):
                 with self._lock:
                     self.learner.train_step()
                 worked = True
-                # respect the update-rate cap
-                pause = 1.0 / schedule.max_updates_per_s - (time.monotonic() - t0)
+                pause = self.pacer.pause_s(schedule, t0, time.monotonic())  # the update-rate cap
                 if pause > 0:
                     self._stop.wait(pause)
-                if time.monotonic() - self._last_weights_s >= schedule.weights_period_s:
+                if self.pacer.weights_due(schedule, time.monotonic()):
                     self.publish_weights()
                 ck = self.conf.value.checkpoint_dir
-                if ck and schedule.checkpoint_period_updates and self.learner.updates - self._last_ckpt_progress[0] >= schedule.checkpoint_period_updates:
+                if ck and self.pacer.checkpoint_due(schedule, self.learner.updates):
                     with self._lock:
                         path = self.learner.save_checkpoint(ck)
-                        self._last_ckpt_progress = self.learner.progress()
+                        self.pacer.checkpointed(self.learner.progress())
                     self.get_logger().info(f"checkpoint {path}")
             if not worked:
                 self._stop.wait(0.01)
@@ -302,10 +300,10 @@ class LearnerNode(Node):
         if not self._thread.is_alive():
             self._add_queued()  # received but not yet stored: keep them too
         with self._lock:
-            if self.learner.progress() == self._last_ckpt_progress:
+            if not self.pacer.changed_since_checkpoint(self.learner.progress()):
                 return
             path = self.learner.save_checkpoint(ck)
-            self._last_ckpt_progress = self.learner.progress()
+            self.pacer.checkpointed(self.learner.progress())
         self.get_logger().info(f"final checkpoint {path}")
 
 

@@ -58,7 +58,7 @@ from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_tr
 from ..formats.tensorio import fsync_dir
 from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
 
-__all__ = ["LearnerConfig", "Learner", "CheckpointError", "checkpoints", "latest_checkpoint", "progress_line"]
+__all__ = ["LearnerConfig", "Learner", "UpdatePacer", "CheckpointError", "checkpoints", "latest_checkpoint", "progress_line"]
 
 CHECKPOINT_FORMAT = "hilserl.learner_checkpoint/1"
 CHECKPOINT_PREFIX = "ckpt_"
@@ -404,6 +404,36 @@ def _fsync_tree(root: Path) -> None:
                 os.close(fd)
     for d in reversed(dirs):
         fsync_dir(Path(d))
+
+
+class UpdatePacer:
+    """The training loop's pacing (``LearnerConfig``): how long to pause after an update so the
+    rate stays under ``max_updates_per_s``, when weights are due (``weights_period_s``) and when a
+    checkpoint is (``checkpoint_period_updates``, counted from the last checkpoint written)."""
+
+    def __init__(self, checkpoint_progress: Tuple[int, int, int]) -> None:
+        self.last_weights_s = float("-inf")  # never published yet
+        self.last_checkpoint = checkpoint_progress  # Learner.progress() when the last checkpoint was written (or loaded)
+
+    @staticmethod
+    def pause_s(config: LearnerConfig, update_started_s: float, now_s: float) -> float:
+        return max(0.0, 1.0 / config.max_updates_per_s - (now_s - update_started_s))
+
+    def weights_due(self, config: LearnerConfig, now_s: float) -> bool:
+        return now_s - self.last_weights_s >= config.weights_period_s
+
+    def weights_published(self, now_s: float) -> None:
+        self.last_weights_s = now_s
+
+    def checkpoint_due(self, config: LearnerConfig, updates: int) -> bool:
+        period = config.checkpoint_period_updates
+        return bool(period) and updates - self.last_checkpoint[0] >= period
+
+    def changed_since_checkpoint(self, progress: Tuple[int, int, int]) -> bool:
+        return progress != self.last_checkpoint
+
+    def checkpointed(self, progress: Tuple[int, int, int]) -> None:
+        self.last_checkpoint = progress
 
 
 # What a person watching the console wants per line, in this order (agent/metric names).
