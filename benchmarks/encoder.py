@@ -25,13 +25,12 @@ import statistics
 import sys
 import time
 
+import machine  # noqa: E402  (benchmarks/machine.py)
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from hilserl_core.vision.encoders import int8_available, load_frozen_encoder
-
-import machine  # noqa: E402  (benchmarks/machine.py)
 
 BATCHES = (1, 2, 4)
 

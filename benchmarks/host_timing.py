@@ -35,17 +35,14 @@ import sys
 import threading
 import time
 
+import machine  # noqa: E402  (benchmarks/machine.py)
 import numpy as np
 import torch
 
-from hilserl_core.vision import encoders, imageproc
-
 from hilserl_core.accel import native
-
-from hilserl_core.rl import replay
 from hilserl_core.formats.types import Transition
-
-import machine  # noqa: E402  (benchmarks/machine.py)
+from hilserl_core.rl import replay
+from hilserl_core.vision import encoders, imageproc
 
 BUDGET_MS = {"replay_sample_256_ms": 50.0, "crop_resize_vga_ms": 15.0}
 

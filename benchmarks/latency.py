@@ -57,6 +57,7 @@ import yaml
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
 
+import machine  # noqa: E402  (benchmarks/machine.py)
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped  # noqa: E402
@@ -66,14 +67,14 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from hilserl import graph as G  # noqa: E402
 from hilserl.runner import GraphRunner  # noqa: E402
-from hilserl_core.robot import frames
 from hilserl_core.accel import fused_heads
-from hilserl_core.formats import msgconv
-from hilserl_core.formats import wire  # noqa: E402
+from hilserl_core.formats import (
+    msgconv,
+    wire,  # noqa: E402
+)
+from hilserl_core.robot import frames
 from hilserl_core.vision.encoders import ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_dtype, resolve_encoder_threads  # noqa: E402
 from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
-
-import machine  # noqa: E402  (benchmarks/machine.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARM_NAMES = ["left", "right"]

@@ -35,13 +35,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "hilserl_core"))
 
-from hilserl_core.formats.config import replace, to_dict  # noqa: E402
-from hilserl_core.accel.precision import COMPUTE_DTYPES, resolve_compute_dtype  # noqa: E402
-from hilserl_core.accel.allocator import configure_cpu_allocator  # noqa: E402
-from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig  # noqa: E402
-from hilserl_core.formats.types import FEATURE_SHAPE_128, Batch, feature_key  # noqa: E402
-
 import machine  # noqa: E402  (benchmarks/machine.py)
+
+from hilserl_core.accel.allocator import configure_cpu_allocator  # noqa: E402
+from hilserl_core.accel.precision import COMPUTE_DTYPES, resolve_compute_dtype  # noqa: E402
+from hilserl_core.formats.config import replace, to_dict  # noqa: E402
+from hilserl_core.formats.types import FEATURE_SHAPE_128, Batch, feature_key  # noqa: E402
+from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig  # noqa: E402
 
 CAMERAS = ("wrist", "side")
 PROPRIO_DIM = 19

@@ -26,8 +26,8 @@ def pytest_report_header(config):
     """Which CPU ran the suite and which precisions its "auto" settings took (README, "Testing"):
     what a learning check measured depends on them."""
     try:
-        from hilserl_core.vision import encoders
         from hilserl_core.accel import native, precision
+        from hilserl_core.vision import encoders
     except ImportError as exc:  # before scripts/setup.sh
         return [f"hilserl: not importable ({exc})"]
     info = precision.cpu_info()

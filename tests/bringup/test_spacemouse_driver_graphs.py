@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_launch_files import LAUNCH, Node, run_launch_file
 
 from hilserl import graph as G
 from hilserl.runner import GraphRunner
@@ -17,8 +18,6 @@ from hilserl_core.formats.config import from_mapping, to_dict
 from hilserl_core.robot.intervention import MuxConfig
 from hilserl_core.robot.spacemouse import SpaceMouseConfig
 from hilserl_interfaces import topics
-
-from test_launch_files import LAUNCH, Node, run_launch_file
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 

@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hilserl_core.vision import encoders
-
 from hilserl_core.formats import tensorio
+from hilserl_core.vision import encoders
 from hilserl_core.vision.encoders import ResNet10Encoder, SameConv2d, encode_features, same_max_pool
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hilserl_core.robot import frames as F
 
+
 def assert_close(actual, desired, atol=1e-12):
     """Absolute tolerance only: numpy's default rtol=1e-7 would hide small-angle series errors."""
     np.testing.assert_allclose(actual, desired, rtol=0, atol=atol)

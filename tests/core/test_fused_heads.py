@@ -1,6 +1,5 @@
 """Fused image heads: several observation encoders' heads as one product chain, same outputs."""
 
-import numpy as np
 import pytest
 import torch
 

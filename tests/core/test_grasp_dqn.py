@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from hilserl_core.formats.types import Batch
 from hilserl_core.rl.grasp_dqn import (
     GRIPPER_CLOSE,
     GRIPPER_OPEN,
@@ -15,7 +16,6 @@ from hilserl_core.rl.grasp_dqn import (
     gripper_actions_to_joint_index,
     joint_index_to_gripper_actions,
 )
-from hilserl_core.formats.types import Batch
 
 
 def test_joint_index_round_trip_and_digit_order():
@@ -157,8 +157,8 @@ def grasp_timing_success(seed: int, compute_dtype: str, steps: int = GRASP_BUDGE
     """Greedy success rate over 200 episodes of a grasp critic trained ``steps`` env steps (one
     update each) from 20 operator demonstrations, with ``seed`` for the task, the network and
     the sampling."""
-    from hilserl_core.rl.replay import MixedSampler, ReplayBuffer
     from hilserl_core.formats.types import Transition
+    from hilserl_core.rl.replay import MixedSampler, ReplayBuffer
 
     torch.manual_seed(seed)
     env = GraspTimingTask(n_grippers=2, seed=seed)

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from hilserl_core.formats import config as cfg
+from hilserl_core.formats.types import Transition
 from hilserl_core.rl.grasp_dqn import GraspDQNAgent, GraspDQNConfig
 from hilserl_core.rl.learner import CheckpointError, Learner, LearnerConfig, latest_checkpoint, progress_line
 from hilserl_core.rl.replay import DEMO_BUFFER, RL_BUFFER, ReplayBuffer
 from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
-from hilserl_core.formats.types import Transition
 
 P, A = 5, 3
 

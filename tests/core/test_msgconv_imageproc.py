@@ -5,9 +5,8 @@ from types import SimpleNamespace as NS
 import numpy as np
 import pytest
 
-from hilserl_core.vision import imageproc
-
 from hilserl_core.formats import msgconv
+from hilserl_core.vision import imageproc
 
 
 def _image_msg(arr, encoding, pad=0):

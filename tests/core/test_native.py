@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core.vision import encoders
-
 from hilserl_core.accel import native
 from hilserl_core.rl.networks import ImageHead, SpatialLearnedEmbedding
-
+from hilserl_core.vision import encoders
 
 
 def why_native_cannot_run() -> "str | None":

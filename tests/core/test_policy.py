@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from hilserl_core.vision.encoders import ResNet10Encoder
 from hilserl_core.rl.grasp_dqn import GraspDQNConfig
 from hilserl_core.rl.learner import Learner, LearnerConfig
 from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch
 from hilserl_core.rl.replay import ReplayBuffer
 from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
+from hilserl_core.vision.encoders import ResNet10Encoder
 
 SMALL = dict(actor_hidden_dims=(16,), critic_hidden_dims=(16,), image_bottleneck_dim=8, batch_size=8)
 

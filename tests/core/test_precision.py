@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hilserl_core.accel import precision
-from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
 from hilserl_core.formats.types import Batch
+from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux /proc/cpuinfo")

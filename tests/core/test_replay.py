@@ -13,11 +13,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hilserl_core.rl import replay
-
 from hilserl_core.formats import tensorio
-from hilserl_core.rl.replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
 from hilserl_core.formats.types import Transition
+from hilserl_core.rl import replay
+from hilserl_core.rl.replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
 
 CAMS = ("wrist", "side")
 IMG = (6, 5, 3)

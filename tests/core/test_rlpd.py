@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from hilserl_core.formats.config import ConfigError, from_mapping
-from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
 from hilserl_core.formats.types import Batch
+from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
 
 CAMS = ("wrist", "side")
 PROPRIO = 4
@@ -276,8 +276,8 @@ def pendulum_eval_return(seed: int, compute_dtype: str, steps: int = PENDULUM_BU
     steps of RLPD (one update each after 256) from 5 scripted swing-up demonstrations."""
     import gymnasium as gym
 
-    from hilserl_core.rl.replay import MixedSampler, ReplayBuffer
     from hilserl_core.formats.types import Transition
+    from hilserl_core.rl.replay import MixedSampler, ReplayBuffer
 
     torch.manual_seed(seed)
     env = gym.make("Pendulum-v1")  # 200-step time limit: truncated, never terminated

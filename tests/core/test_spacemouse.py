@@ -101,8 +101,9 @@ def test_invalid_axis_maps_are_rejected_with_the_reason(axis_map, pattern):
 
 
 def test_the_params_file_fits_the_schema():
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "params" / "spacemouse.yaml").read_text())
     conf = cfg.from_mapping(SpaceMouseConfig, doc["/**"]["ros__parameters"], "spacemouse.yaml")

@@ -17,13 +17,11 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
-from hilserl_core.vision import encoders
-
+from hilserl_core.formats import msgconv, wire
 from hilserl_core.robot import frames
 from hilserl_core.robot.episode_cycle import EpisodePhase
-
-from hilserl_core.formats import msgconv, wire
 from hilserl_core.robot.intervention import Source
+from hilserl_core.vision import encoders
 from hilserl_interfaces import actions, payload, qos
 from hilserl_policy.actor_node import ActorNode
 

@@ -7,7 +7,6 @@ Ctrl-C (SIGINT) stops the process cleanly."""
 import os
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest

@@ -16,10 +16,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from std_msgs.msg import UInt8MultiArray
 
-from hilserl_core.robot import frames
-
 from hilserl_core.formats import wire
 from hilserl_core.formats.types import Transition
+from hilserl_core.robot import frames
 from hilserl_interfaces import payload, qos
 from hilserl_learner.learner_node import EXIT_TRAINING_FAILED, LearnerNode
 

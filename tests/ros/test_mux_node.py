@@ -11,9 +11,8 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64
 
-from hilserl_core.robot import frames
-
 from hilserl_core.formats import msgconv
+from hilserl_core.robot import frames
 from hilserl_core.robot.intervention import Source
 from hilserl_interfaces import actions, qos
 from hilserl_teleop.mux_node import MuxNode

@@ -47,10 +47,11 @@ def process_kwargs(proc: Process) -> Dict[str, Any]:
 
 
 def launch_description(setup: str):
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
+
+    from launch import LaunchDescription
 
     defaults = load_graph(setup)
 
@@ -120,10 +121,11 @@ def demo_topics(graph) -> list:
 
 
 def record_demos_description():
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
+
+    from launch import LaunchDescription
 
     def expand(context, *args, **kwargs):  # noqa: ARG001
         setup = LaunchConfiguration("setup").perform(context)

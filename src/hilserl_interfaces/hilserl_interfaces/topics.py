@@ -1,6 +1,8 @@
 """Topic names (docs/ARCHITECTURE.md "Topics per arm"). Per-arm names are relative and
 resolve under the arm's namespace (``/left``, ``/right``)."""
 
+from hilserl_core.formats.types import camera_key, split_camera  # noqa: F401 - camera entries, used with the names here
+
 # per arm (relative)
 CAMERA_RAW = "cameras/{camera}/image_raw"
 CAMERA_CROPPED = "cameras/{camera}/image_cropped"
@@ -23,21 +25,6 @@ TRANSITIONS = "/learner/transitions"
 POLICY_WEIGHTS = "/learner/policy_weights"
 EPISODE_METRICS = "/metrics/episodes"
 DIAGNOSTICS = "/diagnostics"
-
-
-def split_camera(entry: str) -> tuple:
-    """A ``<arm>/<camera>`` parameter entry (e.g. ``left/wrist``) -> ``("left", "wrist")``."""
-    from hilserl_core.formats.config import ConfigError
-
-    arm, _, cam = entry.partition("/")
-    if not arm or not cam or "/" in cam:
-        raise ConfigError(f"camera entry '{entry}' must look like <arm>/<camera>, e.g. left/wrist")
-    return arm, cam
-
-
-def camera_key(entry: str) -> str:
-    """``left/wrist`` -> ``left_wrist``: the camera's observation key suffix (``image/left_wrist``)."""
-    return "_".join(split_camera(entry))
 
 
 def cropped_topic(entry: str) -> str:

@@ -37,8 +37,6 @@ import collections
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Tuple
 
 import torch
 from rclpy.node import Node
@@ -46,56 +44,13 @@ from std_msgs.msg import UInt8MultiArray
 
 from hilserl_core.accel.allocator import configure_cpu_allocator
 from hilserl_core.formats import tensorio, wire
-from hilserl_core.formats.config import param
-from hilserl_core.vision.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
-from hilserl_core.formats import config as cfg
-from hilserl_core.robot import frames
-from hilserl_core.rl.grasp_dqn import GraspDQNAgent, GraspDQNConfig
-from hilserl_core.rl.learner import Learner, LearnerConfig, UpdatePacer, progress_line
-from hilserl_core.rl.replay import ReplayBuffer
-from hilserl_core.rl.rlpd import RLPDAgent, RLPDConfig
+from hilserl_core.rl.build import LearnerNodeConfig, build_learner
+from hilserl_core.rl.learner import UpdatePacer, progress_line
 from hilserl_interfaces import diagnostics, payload, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
 
 EXIT_TRAINING_FAILED = 3  # process exit status when the training thread died
-
-
-@dataclass(frozen=True)
-class LearnerNodeConfig:
-    arms: Tuple[str, ...] = param(("left",), "arm namespaces, in action order")
-    cameras: Tuple[str, ...] = param(("left/wrist", "left/side"), "cameras as <arm>/<camera> (observation keys <arm>_<camera>)")
-    encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
-    encoder_dtype: str = param("auto", ENCODER_DTYPE_HELP, choices=ENCODER_DTYPES)
-    checkpoint_dir: str = param("", "where checkpoints go and resume comes from; empty = no checkpoints")
-    use_grasp_critic: bool = param(True, "train the grasp critic (DQN over open/stay/close per gripper)")
-    torch_threads: int = param(1, "torch CPU threads for training (raise it on a learner host with idle cores; on a shared machine 1 avoids OpenMP threads waiting on busy cores)", low=1, high=256)
-    log_period_s: float = param(30.0, "seconds between training-progress lines on the console (updates, rates, buffers, losses); 0 = none", units="s", low=0.0, high=3600.0, live=True)
-    weights_dtype: str = param("float16", "float type of the broadcast policy weights (float16 halves the message; training stays float32)", choices=("float16", "float32"))
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
-    agent: RLPDConfig = field(default_factory=RLPDConfig)
-    grasp: GraspDQNConfig = field(default_factory=GraspDQNConfig)
-
-
-def dims(conf: LearnerNodeConfig) -> Tuple[int, int]:
-    """(proprio_dim, action_dim) of the egocentric observation and twist action over all arms."""
-    return frames.proprio_size(1) * len(conf.arms), 6 * len(conf.arms)
-
-
-def build_learner(conf: LearnerNodeConfig) -> Learner:
-    proprio_dim, action_dim = dims(conf)
-    cams = tuple(topics.camera_key(e) for e in conf.cameras)
-    encoder = load_frozen_encoder(conf.encoder_weights, conf.encoder_dtype)
-    mode = "feature" if conf.learner.storage == "features" else "image"
-    image_encoder = None if mode == "feature" else encoder
-    agents = {"rlpd": RLPDAgent(conf.agent, action_dim, cams, proprio_dim, image_encoder=image_encoder)}
-    if conf.use_grasp_critic:
-        grasp = cfg.replace(conf.grasp, n_grippers=len(conf.arms))
-        agents["grasp"] = GraspDQNAgent(grasp, cams, proprio_dim, image_encoder=image_encoder)
-    bufs = [ReplayBuffer.for_cameras(cap, cams, proprio_dim, action_dim, mode)
-            for cap in (conf.learner.demo_capacity, conf.learner.rl_capacity)]
-    return Learner(conf.learner, agents, bufs[0], bufs[1], conf.agent.batch_size,
-                   encoder=encoder if mode == "feature" else None)
 
 
 class LearnerNode(Node):

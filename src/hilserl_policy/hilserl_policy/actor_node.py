@@ -35,8 +35,8 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
-from hilserl_core.formats import msgconv, tensorio, wire
 from hilserl_core.formats import config as cfg
+from hilserl_core.formats import msgconv, tensorio, wire
 from hilserl_core.rl.grasp_dqn import joint_index_to_gripper_actions
 from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord
 from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch

@@ -25,8 +25,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Empty, Float32
 
 from hilserl_core.formats import msgconv
-from hilserl_core.robot.actor import LatestInputs
 from hilserl_core.formats.config import ConfigError, param
+from hilserl_core.robot.actor import LatestInputs
 from hilserl_core.vision.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES, load_frozen_encoder
 from hilserl_core.vision.reward_classifier import RewardClassifier
 from hilserl_core.vision.success import SuccessRule

@@ -33,9 +33,9 @@ from typing import Deque, Dict, Optional, Tuple
 import mujoco
 import numpy as np
 
+from hilserl_core.formats.config import param
 from hilserl_core.robot import control as law
 from hilserl_core.robot import frames
-from hilserl_core.formats.config import param
 
 from .model import ARM_JOINTS, FINGER_JOINTS, quat_xyzw_from_mj
 

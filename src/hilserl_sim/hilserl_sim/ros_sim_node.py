@@ -32,10 +32,9 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Float64
 from std_srvs.srv import Trigger
 
-from hilserl_core.robot import frames
-
 from hilserl_core.formats import msgconv
 from hilserl_core.formats.config import ConfigError, param
+from hilserl_core.robot import frames
 from hilserl_interfaces import actions, diagnostics, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig

@@ -29,8 +29,8 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..rl.networks import ObservationEncoder
 from ..formats.types import PROPRIO_KEY, feature_key
+from ..rl.networks import ObservationEncoder
 
 __all__ = ["FusedObservationEncoders", "ENV", "enabled"]
 

@@ -26,6 +26,8 @@ from typing import Dict
 
 import numpy as np
 
+from .config import ConfigError
+
 Observation = Dict[str, np.ndarray]
 
 PROPRIO_KEY = "proprio"
@@ -40,6 +42,19 @@ def image_key(camera: str) -> str:
 
 def feature_key(camera: str) -> str:
     return FEATURE_PREFIX + camera
+
+
+def split_camera(entry: str) -> tuple:
+    """A ``<arm>/<camera>`` parameter entry (e.g. ``left/wrist``) -> ``("left", "wrist")``."""
+    arm, _, cam = entry.partition("/")
+    if not arm or not cam or "/" in cam:
+        raise ConfigError(f"camera entry '{entry}' must look like <arm>/<camera>, e.g. left/wrist")
+    return arm, cam
+
+
+def camera_key(entry: str) -> str:
+    """``left/wrist`` -> ``left_wrist``: the camera's observation key suffix (``image/left_wrist``)."""
+    return "_".join(split_camera(entry))
 
 
 @dataclass

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..accel.precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
 from ..formats import config as cfg
 from ..formats.config import param
-from .networks import GraspCritic, ObservationEncoder, load_trainable_state_dict, trainable_state_dict
-from .checkpoints import load_optimizer, read_agent_files, read_agent_meta, save_optimizer, strip_prefix, write_agent_files
-from .rlpd import polyak_update
-from ..accel.precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
 from ..formats.types import FEATURE_SHAPE_128, Batch, Observation
+from .checkpoints import load_optimizer, read_agent_files, read_agent_meta, save_optimizer, strip_prefix, write_agent_files
+from .networks import GraspCritic, ObservationEncoder, load_trainable_state_dict, trainable_state_dict
+from .rlpd import polyak_update
 
 __all__ = [
     "GRIPPER_OPEN",

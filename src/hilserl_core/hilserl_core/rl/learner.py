@@ -53,10 +53,10 @@ import numpy as np
 import torch
 
 from ..formats.config import param
-from ..vision.encoders import CachedFeaturizer, EncoderMismatch, compare_encoder_identity
-from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
 from ..formats.tensorio import fsync_dir
 from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
+from ..vision.encoders import CachedFeaturizer, EncoderMismatch, compare_encoder_identity
+from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
 
 __all__ = ["LearnerConfig", "Learner", "UpdatePacer", "CheckpointError", "checkpoints", "latest_checkpoint", "progress_line"]
 

@@ -15,11 +15,11 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..vision.encoders import ResNet10Encoder, ThreadedEncoder, featurize_observation
 from ..accel.fused_heads import FusedObservationEncoders
+from ..formats.types import PROPRIO_KEY, Observation, feature_key, image_key
+from ..vision.encoders import ResNet10Encoder, ThreadedEncoder, featurize_observation
 from .grasp_dqn import GraspDQNAgent, GraspDQNConfig
 from .rlpd import RLPDAgent, RLPDConfig
-from ..formats.types import PROPRIO_KEY, Observation, feature_key, image_key
 
 __all__ = ["PolicyRunner", "WeightsMismatch"]
 

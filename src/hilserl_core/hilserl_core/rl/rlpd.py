@@ -37,8 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..accel.precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
 from ..formats import config as cfg
 from ..formats.config import ConfigError, param
+from ..formats.types import FEATURE_SHAPE_128, Batch, Observation
+from .checkpoints import load_optimizer, read_agent_files, read_agent_meta, save_optimizer, strip_prefix, write_agent_files
 from .networks import (
     CriticEnsemble,
     ObservationEncoder,
@@ -46,9 +49,6 @@ from .networks import (
     load_trainable_state_dict,
     trainable_state_dict,
 )
-from ..accel.precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
-from ..formats.types import FEATURE_SHAPE_128, Batch, Observation
-from .checkpoints import load_optimizer, read_agent_files, read_agent_meta, save_optimizer, strip_prefix, write_agent_files
 
 __all__ = ["RLPDConfig", "RLPDAgent", "polyak_update"]
 

@@ -30,13 +30,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import frames
 from ..formats.config import param
+from ..formats.types import Observation, Transition
 from ..rl.grasp_dqn import GraspDQNConfig
 from ..rl.rlpd import RLPDConfig
 from ..vision.encoders import ENCODER_DTYPE_HELP, ENCODER_DTYPES
+from . import frames
 from .intervention import GRIPPER_CLOSE, GRIPPER_OPEN, Source
-from ..formats.types import Observation, Transition
 
 __all__ = ["ActorConfig", "LatestInputs", "StepRecord", "EpisodeRecorder", "grasp_penalty", "EpisodeSummary"]
 

@@ -33,8 +33,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import control, frames
 from ..formats.config import ConfigError, param
+from . import control, frames
 
 __all__ = [
     "Source",

@@ -74,9 +74,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..accel import native
-
-from ..formats import tensorio
 from ..accel.precision import COMPUTE_DTYPES, cpu_has_int8_dot, forced_auto, resolve_compute_dtype
+from ..formats import tensorio
 from ..formats.types import FEATURE_PREFIX, IMAGE_PREFIX, Observation
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -735,8 +734,8 @@ class ThreadedEncoder:
         self._helper_tids: List[int] = []
         self._helpers_off: Optional[int] = None  # the CPU the helpers were last kept off
         if self.threads > 1:
-            from concurrent.futures import ThreadPoolExecutor
             import threading
+            from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="frozen-encoder")
             ready = threading.Barrier(self.threads)  # every helper started and has said who it is

@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..formats import tensorio
+from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX
+from ..rl.networks import ImageHead
 from .augment import random_shift
 from .encoders import ResNet10Encoder, compare_encoder_identity, encode_features
-from ..rl.networks import ImageHead
-from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX
 
 CLASSIFIER_KIND = "hilserl.reward_classifier"
 ObsBatch = Mapping[str, Union[np.ndarray, torch.Tensor]]
