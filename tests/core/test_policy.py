@@ -135,3 +135,21 @@ def test_grasp_exploration_draws_the_same_stream_on_both_paths():
     o = dual_obs()
     # epsilon 0.5: a mix of random and greedy gripper actions, from the same random stream
     assert [a.act(o, grasp_epsilon=0.5)[1] for _ in range(12)] == [b.act(o, grasp_epsilon=0.5)[1] for _ in range(12)]
+
+
+def test_the_runner_builds_only_what_acting_needs_and_acts_as_the_agents_do():
+    from hilserl_core.rl.grasp_dqn import GraspDQNAgent
+    from hilserl_core.vision.encoders import featurize_observation
+
+    r = runner(seed=5)
+    for policy in r.agents().values():
+        assert not any(hasattr(policy, name) for name in
+                       ("critic", "target_critic", "target_network", "optimizer", "critic_optimizer", "actor_optimizer"))
+    agents = {"rlpd": RLPDAgent(RLPDConfig(**SMALL), 6, ["left_wrist"], 20),
+              "grasp": GraspDQNAgent(GraspDQNConfig(hidden_dims=(16,), image_bottleneck_dim=8), ["left_wrist"], 20)}
+    r.load_weights({f"{n}/{k}": v.numpy() for n, a in agents.items() for k, v in a.policy_state_dict().items()}, 1)
+    for seed in range(3):
+        o = featurize_observation({**obs(), "proprio": np.random.default_rng(seed).standard_normal(20).astype(np.float32)},
+                                  r.encoder)
+        np.testing.assert_allclose(r.rlpd.act(o, deterministic=True), agents["rlpd"].act(o, deterministic=True), atol=1e-6)
+        assert r.grasp.act(o) == agents["grasp"].act(o)

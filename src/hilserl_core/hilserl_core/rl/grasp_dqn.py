@@ -33,6 +33,7 @@ __all__ = [
     "GRIPPER_CLOSE",
     "GraspDQNConfig",
     "GraspDQNAgent",
+    "GraspPolicy",
     "joint_index_to_gripper_actions",
     "gripper_actions_to_joint_index",
 ]
@@ -88,7 +89,97 @@ class GraspDQNConfig:
         cfg.validate(self, "GraspDQNConfig")
 
 
-class GraspDQNAgent:
+def grasp_network(
+    config: GraspDQNConfig,
+    camera_names: Sequence[str],
+    proprio_dim: int,
+    feature_shape: Sequence[int],
+    image_encoder: Optional[nn.Module] = None,
+    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+) -> nn.ModuleDict:
+    """Observation encoder + Q-head over the ``3 ** n`` joint gripper actions."""
+    encoder = ObservationEncoder(
+        camera_names,
+        proprio_dim,
+        feature_shape=feature_shape,
+        num_spatial_kernels=config.num_spatial_kernels,
+        bottleneck_dim=config.image_bottleneck_dim,
+        proprio_latent_dim=config.proprio_latent_dim,
+        dropout=config.image_dropout,
+        image_encoder=image_encoder,
+        augment=augment,
+    )
+    head = GraspCritic(encoder.out_dim, config.n_grippers, config.hidden_dims, config.layer_norm)
+    return nn.ModuleDict({"encoder": encoder, "critic": head})
+
+
+class _EpsilonGreedy:
+    """Greedy joint gripper actions, uniform with probability epsilon (seeded)."""
+
+    def _explore(self, epsilon: float) -> Optional[int]:
+        """A uniform joint action with probability ``epsilon``, else None (act greedily)."""
+        if epsilon > 0 and self.rng.random() < epsilon:
+            return int(self.rng.integers(self.num_actions))
+        return None
+
+    @staticmethod
+    def _q(network: nn.ModuleDict, obs: Mapping[str, torch.Tensor], augment: bool = False) -> torch.Tensor:
+        return network["critic"](network["encoder"](obs, augment=augment))
+
+    def q_values(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Q(s, .) ``[B, 3**n]`` of the online network (eval mode, no gradient)."""
+        self.network.eval()
+        with torch.no_grad():
+            return self._q(self.network, obs)
+
+    def act(self, observation: Observation, epsilon: float = 0.0) -> int:
+        """Greedy joint gripper action for one observation; uniform with probability ``epsilon``."""
+        explore = self._explore(epsilon)
+        if explore is not None:
+            return explore
+        obs = {k: torch.as_tensor(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in observation.items()}
+        return int(self.q_values(obs)[0].argmax())
+
+    def act_from_features(self, features: torch.Tensor, epsilon: float = 0.0) -> int:
+        """:meth:`act` from the encoder's output ``[1, out_dim]`` (``network["encoder"]``), same
+        random stream: the fused actor path (``accel/fused_heads.py``) computes the features itself."""
+        explore = self._explore(epsilon)
+        if explore is not None:
+            return explore
+        with torch.no_grad():
+            return int(self.network["critic"](features)[0].argmax())
+
+    def policy_state_dict(self) -> Dict[str, torch.Tensor]:
+        """Trainable weights the actor node needs (never the frozen ResNet)."""
+        return trainable_state_dict(self.network)
+
+    def load_policy_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        load_trainable_state_dict(self.network, state)
+
+
+class GraspPolicy(_EpsilonGreedy):
+    """The acting half of :class:`GraspDQNAgent`: the online network only (no target network,
+    no optimizer); the learner's weights load into it by the agent's names."""
+
+    def __init__(
+        self,
+        config: GraspDQNConfig,
+        camera_names: Sequence[str] = (),
+        proprio_dim: int = 0,
+        feature_shape: Sequence[int] = FEATURE_SHAPE_128,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.num_actions = 3**config.n_grippers
+        self.rng = np.random.default_rng(config.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.network = grasp_network(config, camera_names, proprio_dim, tuple(feature_shape)).to(self.device)
+        self.network.eval()
+
+
+class GraspDQNAgent(_EpsilonGreedy):
     """Observation encoder + Q-network over joint gripper actions, with a Polyak target copy."""
 
     def __init__(
@@ -112,19 +203,8 @@ class GraspDQNAgent:
         self.rng = np.random.default_rng(config.seed)
         with torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG stream untouched
             torch.manual_seed(config.seed)
-            encoder = ObservationEncoder(
-                self.camera_names,
-                self.proprio_dim,
-                feature_shape=self.feature_shape,
-                num_spatial_kernels=config.num_spatial_kernels,
-                bottleneck_dim=config.image_bottleneck_dim,
-                proprio_latent_dim=config.proprio_latent_dim,
-                dropout=config.image_dropout,
-                image_encoder=image_encoder,
-                augment=augment,
-            )
-            head = GraspCritic(encoder.out_dim, config.n_grippers, config.hidden_dims, config.layer_norm)
-            self.network = nn.ModuleDict({"encoder": encoder, "critic": head}).to(self.device)
+            self.network = grasp_network(config, self.camera_names, self.proprio_dim, self.feature_shape, image_encoder,
+                                         augment).to(self.device)
         # The target shares the frozen ResNet (deepcopy memo) instead of holding a second copy.
         memo = {id(image_encoder): image_encoder} if image_encoder is not None else {}
         self.target_network = copy.deepcopy(self.network, memo).requires_grad_(False)
@@ -133,39 +213,6 @@ class GraspDQNAgent:
         self._target_params = [target_by_name[n] for n, p in self.network.named_parameters() if p.requires_grad]
         fused = dict(fused=True) if self.device.type in ("cpu", "cuda") else {}
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr, **fused)
-
-    @staticmethod
-    def _q(network: nn.ModuleDict, obs: Mapping[str, torch.Tensor], augment: bool = False) -> torch.Tensor:
-        return network["critic"](network["encoder"](obs, augment=augment))
-
-    def q_values(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Q(s, .) ``[B, 3**n]`` of the online network (eval mode, no gradient)."""
-        self.network.eval()
-        with torch.no_grad():
-            return self._q(self.network, obs)
-
-    def act(self, observation: Observation, epsilon: float = 0.0) -> int:
-        """Greedy joint gripper action for one observation; uniform with probability ``epsilon``."""
-        explore = self._explore(epsilon)
-        if explore is not None:
-            return explore
-        obs = {k: torch.as_tensor(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in observation.items()}
-        return int(self.q_values(obs)[0].argmax())
-
-    def act_from_features(self, features: torch.Tensor, epsilon: float = 0.0) -> int:
-        """:meth:`act` from the encoder's output ``[1, out_dim]`` (``network["encoder"]``), same
-        random stream: the fused actor path (``fused_heads.py``) computes the features itself."""
-        explore = self._explore(epsilon)
-        if explore is not None:
-            return explore
-        with torch.no_grad():
-            return int(self.network["critic"](features)[0].argmax())
-
-    def _explore(self, epsilon: float) -> Optional[int]:
-        """A uniform joint action with probability ``epsilon``, else None (act greedily)."""
-        if epsilon > 0 and self.rng.random() < epsilon:
-            return int(self.rng.integers(self.num_actions))
-        return None
 
     @torch.no_grad()
     def td_target(self, batch: Batch) -> torch.Tensor:
@@ -193,13 +240,6 @@ class GraspDQNAgent:
         return {"grasp_critic_loss": float(loss.detach()), "grasp_q_mean": float(q.detach().mean())}
 
     # -------------------------------------------------------------- weights io
-    def policy_state_dict(self) -> Dict[str, torch.Tensor]:
-        """Trainable weights the actor node needs (never the frozen ResNet)."""
-        return trainable_state_dict(self.network)
-
-    def load_policy_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        load_trainable_state_dict(self.network, state)
-
     def save(self, directory: str | Path) -> None:
         """Write ``grasp_dqn.safetensors`` and ``grasp_dqn.json`` (see ``checkpoints.write_agent_files``)."""
         tensors = {f"network/{k}": v for k, v in trainable_state_dict(self.network).items()}

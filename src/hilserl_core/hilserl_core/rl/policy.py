@@ -1,4 +1,5 @@
-"""What the actor runs: frozen encoder -> RLPD actor (continuous) + grasp critic (gripper).
+"""What the actor runs: frozen encoder -> RLPD policy (continuous) + grasp critic (gripper), the
+acting halves of the agents only (``RLPDPolicy``, ``GraspPolicy``).
 
 The ResNet runs once per observation and its features feed both agents, whose
 image heads run as one batched product chain where their shapes allow
@@ -18,8 +19,8 @@ import torch
 from ..accel.fused_heads import FusedObservationEncoders
 from ..formats.types import PROPRIO_KEY, Observation, feature_key, image_key
 from ..vision.encoders import ResNet10Encoder, ThreadedEncoder, featurize_observation
-from .grasp_dqn import GraspDQNAgent, GraspDQNConfig
-from .rlpd import RLPDAgent, RLPDConfig
+from .grasp_dqn import GraspDQNConfig, GraspPolicy
+from .rlpd import RLPDConfig, RLPDPolicy
 
 __all__ = ["PolicyRunner", "WeightsMismatch"]
 
@@ -44,9 +45,9 @@ class PolicyRunner:
         self.encoder = encoder
         self._encode = ThreadedEncoder(encoder, encoder_threads)
         self.camera_names = tuple(camera_names)
-        self.rlpd = RLPDAgent(rlpd_config, action_dim, camera_names, proprio_dim)
-        self.grasp = GraspDQNAgent(grasp_config, camera_names, proprio_dim) if grasp_config is not None else None
-        self.rlpd.eval_mode()
+        # acting needs the policies only: no critics, target networks or optimizers
+        self.rlpd = RLPDPolicy(rlpd_config, action_dim, camera_names, proprio_dim)
+        self.grasp = GraspPolicy(grasp_config, camera_names, proprio_dim) if grasp_config is not None else None
         self.version = 0
         encoders = [self.rlpd.actor_observation_encoder] + ([self.grasp.network["encoder"]] if self.grasp is not None else [])
         self._fused = FusedObservationEncoders(encoders)

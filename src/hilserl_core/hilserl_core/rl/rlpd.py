@@ -50,7 +50,7 @@ from .networks import (
     trainable_state_dict,
 )
 
-__all__ = ["RLPDConfig", "RLPDAgent", "polyak_update"]
+__all__ = ["RLPDConfig", "RLPDAgent", "RLPDPolicy", "polyak_update"]
 
 FORMAT = "hilserl.rlpd/1"
 
@@ -128,6 +128,84 @@ def _obs_to_tensors(obs: Mapping[str, np.ndarray], device: torch.device) -> Dict
     return {k: torch.as_tensor(np.asarray(v)).unsqueeze(0).to(device) for k, v in obs.items()}
 
 
+def observation_encoder(
+    config: RLPDConfig,
+    camera_names: Sequence[str],
+    proprio_dim: int,
+    feature_shape: Sequence[int],
+    image_encoder: Optional[nn.Module] = None,
+    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+) -> ObservationEncoder:
+    """Image heads + proprio encoder (HIL-SERL: learned spatial embedding, bottleneck, Dense 64 + LayerNorm + tanh)."""
+    return ObservationEncoder(
+        camera_names,
+        proprio_dim,
+        feature_shape=feature_shape,
+        num_spatial_kernels=config.num_spatial_kernels,
+        bottleneck_dim=config.image_bottleneck_dim,
+        proprio_latent_dim=config.proprio_latent_dim,
+        dropout=config.image_dropout,
+        image_encoder=image_encoder,
+        augment=augment,
+    )
+
+
+def tanh_gaussian_actor(config: RLPDConfig, feat_dim: int, action_dim: int) -> TanhGaussianActor:
+    return TanhGaussianActor(
+        feat_dim, action_dim, config.actor_hidden_dims, config.actor_layer_norm, config.log_std_min, config.log_std_max
+    )
+
+
+class RLPDPolicy:
+    """The acting half of :class:`RLPDAgent`: the observation encoder the actor reads and the
+    actor, nothing else (no critics, targets or optimizers). Its ``policy_state_dict`` has the
+    agent's names, so the learner's weights load into it."""
+
+    def __init__(
+        self,
+        config: RLPDConfig,
+        action_dim: int,
+        camera_names: Sequence[str] = (),
+        proprio_dim: int = 0,
+        feature_shape: Sequence[int] = FEATURE_SHAPE_128,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.config = config
+        self.action_dim = int(action_dim)
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.encoder = observation_encoder(config, camera_names, proprio_dim, tuple(feature_shape)).to(self.device)
+            self.actor = tanh_gaussian_actor(config, self.encoder.out_dim, self.action_dim).to(self.device)
+        self.encoder.eval()
+        self.actor.eval()
+
+    @property
+    def actor_observation_encoder(self) -> ObservationEncoder:
+        return self.encoder
+
+    @torch.no_grad()
+    def actions_from_features(self, features: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions ``[B, A]`` in [-1, 1] from the observation encoder's output ``[B, out_dim]``."""
+        return self.actor.mode(features) if deterministic else self.actor.sample(features, self.generator)[0]
+
+    @torch.no_grad()
+    def act(self, observation: Observation, deterministic: bool = False) -> np.ndarray:
+        """One observation (numpy dict) -> one action (numpy ``[A]``)."""
+        features = self.encoder(_obs_to_tensors(observation, self.device))
+        return self.actions_from_features(features, deterministic)[0].cpu().numpy()
+
+    def policy_state_dict(self) -> Dict[str, torch.Tensor]:
+        out = {f"encoder/{k}": v for k, v in trainable_state_dict(self.encoder).items()}
+        out.update({f"actor/{k}": v for k, v in trainable_state_dict(self.actor).items()})
+        return out
+
+    def load_policy_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        load_trainable_state_dict(self.encoder, strip_prefix(state, "encoder/"))
+        load_trainable_state_dict(self.actor, strip_prefix(state, "actor/"))
+
+
 class RLPDAgent:
     """Actor, critic ensemble, target critic, temperature and their optimizers."""
 
@@ -175,35 +253,16 @@ class RLPDAgent:
 
     def _build_networks(self, image_encoder: Optional[nn.Module], augment) -> None:
         config = self.config
-
-        def make_encoder() -> ObservationEncoder:
-            return ObservationEncoder(
-                self.camera_names,
-                self.proprio_dim,
-                feature_shape=self.feature_shape,
-                num_spatial_kernels=config.num_spatial_kernels,
-                bottleneck_dim=config.image_bottleneck_dim,
-                proprio_latent_dim=config.proprio_latent_dim,
-                dropout=config.image_dropout,
-                image_encoder=image_encoder,
-                augment=augment,
-            )
-
-        self.encoder = make_encoder().to(self.device)
-        self.actor_encoder = make_encoder().to(self.device) if config.actor_encoder == "separate" else None
+        shapes = (self.camera_names, self.proprio_dim, self.feature_shape)
+        self.encoder = observation_encoder(config, *shapes, image_encoder, augment).to(self.device)
+        separate = config.actor_encoder == "separate"
+        self.actor_encoder = observation_encoder(config, *shapes, image_encoder, augment).to(self.device) if separate else None
         feat_dim = self.encoder.out_dim
         self.critic = CriticEnsemble(
             feat_dim, self.action_dim, config.num_critics, config.critic_hidden_dims, config.critic_layer_norm
         ).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor = TanhGaussianActor(
-            feat_dim,
-            self.action_dim,
-            config.actor_hidden_dims,
-            config.actor_layer_norm,
-            config.log_std_min,
-            config.log_std_max,
-        ).to(self.device)
+        self.actor = tanh_gaussian_actor(config, feat_dim, self.action_dim).to(self.device)
 
     # ------------------------------------------------------------------ acting
     @property
