@@ -49,7 +49,6 @@ class TaskEnv:
         self.mux = mux or MuxConfig()
         self.box = self.mux.workspace.box()
         self.rng = np.random.default_rng(seed)
-        self.gripper_closed: Dict[str, bool] = {a: False for a in self.arm_names}
         self.anchor: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         self.steps = 0
         self.episode_success = False
@@ -62,7 +61,6 @@ class TaskEnv:
         self.steps = 0
         self.episode_success = False
         for name, arm in self.sim.arms.items():
-            self.gripper_closed[name] = arm.gripper_width_cmd < 0.5 * GRIPPER_MAX_WIDTH_M
             self.anchor[name] = arm.tcp_pose()
         return self.observation()
 
@@ -71,6 +69,12 @@ class TaskEnv:
         if self.cameras:
             obs["images"] = self.sim.render(self.cameras)
         return obs
+
+    @property
+    def gripper_closed(self) -> Dict[str, bool]:
+        """Whether each gripper was last told to close: what a person sees of it (read-only,
+        derived from the simulated gripper's command, whoever sent it)."""
+        return {a: arm.gripper_width_cmd < 0.5 * GRIPPER_MAX_WIDTH_M for a, arm in self.sim.arms.items()}
 
     def arm_mode(self, arm: str) -> str:
         return self.sim.arms[arm].config.mode
@@ -90,11 +94,10 @@ class TaskEnv:
                 t_pos, t_quat = law.integrate_twist_target(pos, quat, a, self.mux.linear_step_m,
                                                            self.mux.angular_step_rad, self.box)
                 arm.command_pose(t_pos, t_quat, stamp_s=now)
-            if act.gripper > 0.5 and self.gripper_closed[name]:
-                self.gripper_closed[name] = False
+            closed = arm.gripper_width_cmd < 0.5 * GRIPPER_MAX_WIDTH_M
+            if act.gripper > 0.5 and closed:
                 arm.command_gripper(GRIPPER_MAX_WIDTH_M)
-            elif act.gripper < -0.5 and not self.gripper_closed[name]:
-                self.gripper_closed[name] = True
+            elif act.gripper < -0.5 and not closed:
                 arm.command_gripper(0.0)
 
     def step(self, actions: Mapping[str, ArmAction], render: bool = True):

@@ -251,8 +251,8 @@ class ScriptedOperatorNode(Node):
         self.operator.reset()
 
     def step(self) -> None:
-        for arm in self.arms:  # what the gripper really was told, as a person would see it
-            self.env.gripper_closed[arm] = self.sim.arms[arm].gripper_width_cmd < 0.5 * GRIPPER_MAX_WIDTH_M
+        # the operator looks at the scene (env.gripper_closed is what the gripper was told, read-only)
+        # and acts only through the SpaceMouse topics, as a person would
         obs = {"state": {a: self.sim.arm_state(a) for a in self.arms}}
         if self.mode == "demo":
             out = self.operator.demonstrate(obs)
