@@ -98,12 +98,11 @@ def gil_waits(calls: int) -> dict:
         why = native.encoder_op_status()
     if why:
         return {"python": None, "operator": None, "why": why}
-    q8 = encoders.ResNet10Encoder(seed=0, compute_dtype="int8")
     rng = np.random.default_rng(6)
     imgs = torch.from_numpy(rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8))
 
-    def waits(fused: bool) -> float:
-        encoders.FUSED_INT8 = fused
+    def waits(operator: bool) -> float:
+        q8 = encoders.ResNet10Encoder(seed=0, compute_dtype="int8", int8_operator=operator)
         q8(imgs)
         counts: list = []
         start = threading.Barrier(2)
@@ -123,11 +122,7 @@ def gil_waits(calls: int) -> dict:
             t.join()
         return float(np.mean(counts))
 
-    saved = encoders.FUSED_INT8
-    try:
-        return {"python": waits(False), "operator": waits(True), "why": None}
-    finally:
-        encoders.FUSED_INT8 = saved
+    return {"python": waits(False), "operator": waits(True), "why": None}
 
 
 def main(argv=None) -> int:

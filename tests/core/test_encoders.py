@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hilserl_core.formats import tensorio
+from hilserl_core.accel import int8_encoder
+from hilserl_core.accel.conv_paths import ConvPaths
 from hilserl_core.vision import encoders
 from hilserl_core.vision.encoders import ResNet10Encoder, SameConv2d, encode_features, same_max_pool
 
@@ -180,10 +182,10 @@ def _reference_same_conv(x, w, stride):
 # without grad, small maps may take the patch-matrix product: forced either way, or timed (None)
 @pytest.mark.parametrize("grad,path", [(True, None), (False, True), (False, False), (False, None)])
 @pytest.mark.parametrize("size,kernel,stride", [(8, 3, 2), (7, 3, 2), (8, 3, 1), (8, 1, 2), (10, 7, 2), (12, 3, 1)])
-def test_same_conv_matches_tf_same_padding(size, kernel, stride, grad, path, monkeypatch):
-    monkeypatch.setattr(encoders, "PATCH_GEMM", path)
+def test_same_conv_matches_tf_same_padding(size, kernel, stride, grad, path):
     torch.manual_seed(0)
     conv = SameConv2d(2, 3, kernel, stride)
+    conv.__dict__["paths"] = ConvPaths(path)  # as ResNet10Encoder(patch_gemm=path) sets it
     x = torch.randn(2, 2, size, size).contiguous(memory_format=torch.channels_last)
     ref = _reference_same_conv(x.numpy().astype(np.float64), conv.weight.detach().numpy(), stride)
     with torch.set_grad_enabled(grad):
@@ -194,22 +196,25 @@ def test_same_conv_matches_tf_same_padding(size, kernel, stride, grad, path, mon
 
 
 def test_the_faster_conv_path_is_timed_once_per_shape_and_then_kept(monkeypatch):
-    monkeypatch.setattr(encoders, "_patch_gemm_faster", {})
+    from hilserl_core.accel import conv_paths
+
     timed = []
-    real = encoders._fastest_first
+    real = conv_paths.fastest_first
 
     def spy(candidates):
         choice, out = real(candidates)
         timed.append(choice)
         return choice, out
 
-    monkeypatch.setattr(encoders, "_fastest_first", spy)
+    monkeypatch.setattr(conv_paths, "fastest_first", spy)
+    real_patch = conv_paths.patch_gemm
     conv = SameConv2d(8, 16, 3, 1)
+    paths = conv.__dict__["paths"] = ConvPaths(faster={})  # a table of its own, not the process's
     small, other = (torch.randn(n, 8, 6, 6).contiguous(memory_format=torch.channels_last) for n in (2, 3))
     with torch.no_grad():
         for _ in range(3):
             conv(small)
-        assert len(timed) == 1 and len(encoders._patch_gemm_faster) == 1
+        assert len(timed) == 1 and len(paths.faster) == 1
         conv(other)  # a new batch size is a new shape
         assert len(timed) == 2
         conv(torch.randn(1, 8, 16, 16))  # 256 output cells: always the direct kernel, nothing timed
@@ -217,21 +222,21 @@ def test_the_faster_conv_path_is_timed_once_per_shape_and_then_kept(monkeypatch)
     assert len(timed) == 2
     # the kept choice is what runs: force the other answer and the other path is taken
     calls = []
-    conv._patch_gemm = lambda *a: calls.append(1) or SameConv2d._patch_gemm(conv, *a)
-    key = conv.path_key(small)
-    assert key in encoders._patch_gemm_faster
+    monkeypatch.setattr(conv_paths, "patch_gemm", lambda *a: calls.append(1) or real_patch(*a))
+    key = conv_paths.path_key(conv, small)
+    assert key in paths.faster
     for forced in (True, False):
-        encoders._patch_gemm_faster[key] = forced
+        paths.faster[key] = forced
         calls.clear()
         with torch.no_grad():
             conv(small)
         assert calls == ([1] if forced else [])
 
 
-def test_patch_product_follows_new_weights(monkeypatch):
-    monkeypatch.setattr(encoders, "PATCH_GEMM", True)
+def test_patch_product_follows_new_weights():
     torch.manual_seed(1)
     conv = SameConv2d(4, 5, 3, 1)
+    conv.__dict__["paths"] = ConvPaths(True)
     x = torch.randn(2, 4, 4, 4).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         before = conv(x)
@@ -429,7 +434,7 @@ def test_int8_without_the_native_kernels_gives_the_same_features(monkeypatch, en
     q8 = ResNet10Encoder(seed=0, compute_dtype="int8")
     imgs = _photo_like(3, 3)
     ref, fused = encoder(imgs), q8(imgs)
-    monkeypatch.setattr(encoders, "FUSED_INT8", False)  # the operator links the same kernels in
+    q8.int8_operator = False  # the operator links the same kernels in
     monkeypatch.setattr(encoders.native, "groupnorm_available", lambda *a, **k: False)
     monkeypatch.setattr(encoders.native, "in_use", lambda: False)
     torch_ops = q8(imgs)
@@ -462,14 +467,12 @@ needs_int8_op = pytest.mark.skipif(
 def test_int8_operator_gives_the_python_forwards_features_bit_for_bit(monkeypatch, size, n, threads):
     """torch.ops.hilserl.resnet10_int8 calls the same convolutions and kernels as the Python forward:
     odd sizes take the asymmetric "SAME" paddings (a padded copy), 128 px the symmetric ones."""
-    q8 = ResNet10Encoder(seed=0, compute_dtype="int8")
+    q8 = ResNet10Encoder(seed=0, compute_dtype="int8", int8_operator=True)
     imgs = torch.from_numpy(np.random.default_rng(n).integers(0, 256, (n, *size, 3), dtype=np.uint8))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        monkeypatch.setattr(encoders, "FUSED_INT8", False)
-        python = q8(imgs)
-        monkeypatch.setattr(encoders, "FUSED_INT8", True)
+        python = ResNet10Encoder(seed=0, compute_dtype="int8", int8_operator=False)(imgs)
         fused = q8(imgs)
     finally:
         torch.set_num_threads(previous)
@@ -488,8 +491,8 @@ def test_int8_operator_is_the_default_and_follows_new_weights(tmp_path):
     fb = a(imgs)
     assert torch.equal(fb, b(imgs)) and not torch.equal(fa, fb)
     with pytest.raises(RuntimeError, match="images must be uint8"):
-        torch.ops.hilserl.resnet10_int8(imgs.float(), *a._int8_plan(128, 128), 1e-5)
-    tensors, plan = a._int8_plan(128, 128)
+        torch.ops.hilserl.resnet10_int8(imgs.float(), *int8_encoder.operator_plan(a, 128, 128), 1e-5)
+    tensors, plan = int8_encoder.operator_plan(a, 128, 128)
     with pytest.raises(RuntimeError, match="left over"):
         torch.ops.hilserl.resnet10_int8(imgs, tensors + [tensors[0]], plan, 1e-5)
 
@@ -559,7 +562,8 @@ def _threaded_images(n, seed=0):
 
 @pytest.mark.parametrize("threads,n", [(2, 4), (2, 3), (3, 2), (2, 1), (1, 3)])
 def test_threaded_encoder_gives_the_batch_features(threads, n):
-    from hilserl_core.vision.encoders import ThreadedEncoder, int8_available
+    from hilserl_core.accel.threaded_encoder import ThreadedEncoder
+    from hilserl_core.vision.encoders import int8_available
 
     ok, why = int8_available()
     if not ok:
@@ -580,7 +584,7 @@ def test_threaded_encoder_gives_the_batch_features(threads, n):
 
 
 def test_threaded_encoder_holds_the_caller_and_keeps_helpers_off_its_cpu():
-    from hilserl_core.vision.encoders import ThreadedEncoder, _current_cpu
+    from hilserl_core.accel.threaded_encoder import ThreadedEncoder, _current_cpu
 
     allowed = os.sched_getaffinity(0)
     if len(allowed) < 2 or _current_cpu() is None:
@@ -599,7 +603,7 @@ def test_threaded_encoder_holds_the_caller_and_keeps_helpers_off_its_cpu():
 
 
 def test_encoder_threads_auto_takes_a_second_thread_only_with_cores_to_spare():
-    from hilserl_core.vision.encoders import resolve_encoder_threads
+    from hilserl_core.accel.threaded_encoder import resolve_encoder_threads
 
     assert resolve_encoder_threads(3, 4, cpus=2) == 3  # as set
     assert resolve_encoder_threads(0, 4, cpus=2) == 1 and resolve_encoder_threads(0, 4, cpus=3) == 1
@@ -633,3 +637,15 @@ def test_encoder_identity_names_the_weights_whatever_the_precision(tmp_path):
     assert "checkpoint x" in note and "int8" in note and "float32" in note
     with pytest.raises(EncoderMismatch, match="mapping"):
         compare_encoder_identity("resnet10", i32, "file")
+
+
+def test_the_patch_product_path_can_be_turned_off_and_gives_the_plain_features():
+    """ResNet10Encoder(patch_gemm=...): the speed path chosen by an argument, checked against the direct kernel."""
+    imgs = _photo_like(2, 4)
+    plain = ResNet10Encoder(seed=0, compute_dtype="float32", patch_gemm=False)
+    fast = ResNet10Encoder(seed=0, compute_dtype="float32", patch_gemm=True)
+    timed = ResNet10Encoder(seed=0, compute_dtype="float32")
+    want = plain(imgs)
+    torch.testing.assert_close(fast(imgs), want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(timed(imgs), want, rtol=1e-4, atol=1e-4)
+    assert len(timed.conv_paths.faster) > 0 and timed.conv_paths.faster is plain.conv_paths.faster  # one table per process

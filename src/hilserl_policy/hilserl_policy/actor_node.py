@@ -35,15 +35,21 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
+from hilserl_core.accel.threaded_encoder import resolve_encoder_threads
 from hilserl_core.formats import config as cfg
 from hilserl_core.formats import msgconv, tensorio, wire
 from hilserl_core.rl.grasp_dqn import joint_index_to_gripper_actions
 from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord
 from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch
 from hilserl_core.robot import frames
-from hilserl_core.robot.actor import ActorConfig, EpisodeRecorder, LatestInputs, egocentric_observation
+from hilserl_core.robot.actor import (
+    ActorConfig,
+    EpisodeRecorder,
+    LatestInputs,
+    egocentric_observation,
+)
 from hilserl_core.robot.episode_cycle import EpisodeCycle, EpisodePhase, ExecutedJoin
-from hilserl_core.vision.encoders import load_frozen_encoder, resolve_encoder_threads
+from hilserl_core.vision.encoders import load_frozen_encoder
 from hilserl_interfaces import actions, diagnostics, payload, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig

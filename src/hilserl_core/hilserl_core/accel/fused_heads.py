@@ -9,7 +9,7 @@ that way and take 2.2-2.7 ms here. The heads of all encoders are stacked once pe
 weight version, camera-major, and run as one batched product chain
 (``[heads, B, C*k] x [heads, C*k, bottleneck]``); only the proprio encoders run
 as modules. :meth:`FusedObservationEncoders.heads` takes any run of cameras, so
-the threads of ``encoders.ThreadedEncoder`` each run the heads of the cameras
+the threads of ``threaded_encoder.ThreadedEncoder`` each run the heads of the cameras
 they encoded, and :meth:`~FusedObservationEncoders.finish` joins them.
 
 Inference only: no dropout (eval semantics) and no autograd. The arithmetic is
@@ -100,7 +100,7 @@ class FusedObservationEncoders:
         """The image heads of cameras ``start:stop`` (camera order) of every encoder on their
         feature maps ``[stop - start, B, h, w, C]`` -> ``[stop - start, encoders, B, D]``.
 
-        Threads may run disjoint camera ranges at once (``encoders.ThreadedEncoder``): the
+        Threads may run disjoint camera ranges at once (``threaded_encoder.ThreadedEncoder``): the
         stacked weights are rebuilt by :meth:`__call__`/:meth:`prepare`, never here.
         """
         if not self.supported:

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from ..accel.fused_heads import FusedObservationEncoders
+from ..accel.threaded_encoder import ThreadedEncoder
 from ..formats.types import PROPRIO_KEY, Observation, feature_key, image_key
-from ..vision.encoders import ResNet10Encoder, ThreadedEncoder, featurize_observation
+from ..vision.encoders import ResNet10Encoder, featurize_observation
 from .grasp_dqn import GraspDQNConfig, GraspPolicy
 from .rlpd import RLPDConfig, RLPDPolicy
 
@@ -41,7 +42,7 @@ class PolicyRunner:
         encoder_threads: int = 1,
     ):
         """``encoder_threads`` > 1 shares each step's camera frames out over that many threads
-        (:class:`encoders.ThreadedEncoder`): for a machine with a core to spare."""
+        (:class:`accel.threaded_encoder.ThreadedEncoder`): for a machine with a core to spare."""
         self.encoder = encoder
         self._encode = ThreadedEncoder(encoder, encoder_threads)
         self.camera_names = tuple(camera_names)

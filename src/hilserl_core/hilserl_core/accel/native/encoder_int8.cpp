@@ -2,7 +2,7 @@
  * The int8 frozen ResNet-10's whole forward pass as one torch operator,
  * torch.ops.hilserl.resnet10_int8 (hilserl_core/vision/encoders.py, compute_dtype "int8").
  *
- * The Python forward (ResNet10Encoder._forward_int8) makes about thirty calls:
+ * The Python forward (accel/int8_encoder.py, forward) makes about thirty calls:
  * oneDNN int8 convolutions and the GroupNorm / max-pool kernels of groupnorm.c.
  * Each call releases the GIL and takes it back, and with two encoder threads in
  * the actor each take can wait for the other thread's Python code between its
@@ -118,7 +118,7 @@ at::Tensor qconv(const at::Tensor &xq, int64_t zero_point, const Conv &conv, int
   return stack.back().toTensor();
 }
 
-// SameConv2d.forward_int8: oneDNN pads symmetric paddings itself (with the zero point);
+// int8_encoder.conv_int8: oneDNN pads symmetric paddings itself (with the zero point);
 // an asymmetric one is a zero-padded copy first
 at::Tensor conv_u8(const at::Tensor &xq, const Conv &conv) {
   if (conv.top == conv.bottom && conv.left == conv.right) return qconv(xq, 0, conv, conv.top, conv.left);
