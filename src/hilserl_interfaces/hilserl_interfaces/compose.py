@@ -6,7 +6,7 @@ thing is a process that builds several nodes, each with its *own* ``--ros-args``
 would get as a process of its own), and spins them all in one executor. Names,
 topics, parameters and parameter services are unchanged; what changes is that one
 process and one executor carry the messages between them, instead of a process per
-node competing for the cores (on the 2-core machine the hot path camera -> crop ->
+node competing for the cores (on a machine with few cores the hot path camera -> crop ->
 actor -> mux is mostly scheduling of those processes).
 
 Command line (``ros2 run hilserl_interfaces compose_nodes ...`` or a launch_ros

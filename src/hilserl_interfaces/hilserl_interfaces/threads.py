@@ -2,8 +2,8 @@
 
 OpenBLAS starts a worker thread per core for a matrix product above a small size and
 lets the workers busy-wait for the next one. When the crop node's area resize was two
-float32 products per frame, that made each crop node burn 0.5-1 core at 10 Hz instead
-of ~1 %, on a 2-core machine shared by the whole graph (the resize now gathers taps,
+float32 products per frame, that made each crop node burn most of a core at 10 Hz instead
+of almost none, on a machine shared by the whole graph (the resize now gathers taps,
 ``imageproc``, but any numpy product in a node would do the same). The environment variable
 (``OPENBLAS_NUM_THREADS``) only acts when set before numpy is imported, which a node
 module cannot guarantee, so this calls OpenBLAS's own setter on every copy of the

@@ -4,8 +4,7 @@ The actor runs two observation encoders per step: the RLPD actor's and the grasp
 critic's, one image head per camera each (8 heads for two arms with two cameras).
 Run module by module, each head is a handful of small torch calls (spatial
 embedding, Dense, LayerNorm, tanh) on one observation, and Python overhead
-dominates: on the Zen 4 host the dual-arm heads and MLPs took 3.9-4.5 ms per step
-that way and take 2.2-2.7 ms here. The heads of all encoders are stacked once per
+dominates (for two arms, most of the heads' time; docs/BENCHMARKS.md). The heads of all encoders are stacked once per
 weight version, camera-major, and run as one batched product chain
 (``[heads, B, C*k] x [heads, C*k, bottleneck]``); only the proprio encoders run
 as modules. :meth:`FusedObservationEncoders.heads` takes any run of cameras, so

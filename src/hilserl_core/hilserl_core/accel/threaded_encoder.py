@@ -26,9 +26,7 @@ class ThreadedEncoder:
     kept off it (thread affinities; the caller's is restored after). Otherwise Linux wakes
     a helper on its waker's CPU, and a thread that slept waiting for the GIL on the CPU of
     the thread that released it, and the threads share one core while another sits idle:
-    on the 2-core Zen 4 host two threads then took longer than one (4 images after 85 ms
-    idle: 14.7-16.5 ms against 13.3-14.2 ms); held apart they take 8.5-9.3 ms against
-    12.0-12.3 ms.
+    two threads can then take longer than one (docs/DESIGN.md, "Two threads, held apart").
     """
 
     def __init__(self, encoder: ResNet10Encoder, threads: int = 2):

@@ -88,7 +88,7 @@ ENCODER_DTYPES = COMPUTE_DTYPES + ("int8",)
 FORCE_ENCODER_DTYPE = "HILSERL_ENCODER_DTYPE"  # environment: what an "auto" encoder precision means
 ENCODER_DTYPE_HELP = (
     "frozen ResNet-10 precision: auto (int8 on x86 CPUs with int8 dot products (VNNI), else bfloat16 where the "
-    "CPU/GPU has it, else float32), float32, bfloat16, or int8 (int8 convolutions, x86 CPUs only: 1.6-2x faster than "
+    "CPU/GPU has it, else float32), float32, bfloat16, or int8 (int8 convolutions, x86 CPUs only: faster than "
     "bfloat16, features within about 2% of float32 and the same for an image in any batch); actor, learner and reward "
     "classifier must use the same, and features cached at one setting must not be mixed with another's"
 )
@@ -97,9 +97,8 @@ ENCODER_DTYPE_HELP = (
 def resolve_encoder_dtype(setting: str, device: "str | torch.device" = "cpu") -> str:
     """The precision an ``encoder_dtype`` setting means on ``device``: ``"auto"`` is ``"int8"`` on
     x86 CPUs with int8 dot products (``precision.cpu_has_int8_dot``) where torch has oneDNN int8
-    convolutions (:func:`int8_available`): 1.6-1.9x faster than bfloat16 on the Zen 4 host and
-    1.8-2.5x on the Zen 5 one, features within about 2% of float32 and the same for an image in
-    any batch (bfloat16's vary in the last bits with the batch's timed conv path). Elsewhere the
+    convolutions (:func:`int8_available`): faster than bfloat16 there (docs/BENCHMARKS.md),
+    features within about 2% of float32 and the same for an image in any batch (bfloat16's vary in the last bits with the batch's timed conv path). Elsewhere the
     ``precision.resolve_compute_dtype`` rule: bfloat16 where the hardware has it, else float32.
     ``HILSERL_ENCODER_DTYPE`` (:data:`FORCE_ENCODER_DTYPE`) forces what ``"auto"`` means, as on
     another kind of CPU. Other settings are returned as they are."""
@@ -291,7 +290,7 @@ class ResNet10Encoder(nn.Module):
     def _apply(self, fn, *args, **kwargs):
         """After ``.to(device)`` and friends: re-resolve ``"auto"`` for the device and keep the
         weights in the compute dtype (a frozen encoder's weights are cast once, not per call as
-        autocast would: ~1 ms per forward here) and the normalisation constants in float32."""
+        autocast would) and the normalisation constants in float32."""
         out = super()._apply(fn, *args, **kwargs)
         if hasattr(self, "_dtype"):
             self.compute_dtype = resolve_encoder_dtype(self.dtype_setting, self.mean.device)
@@ -375,7 +374,7 @@ class ResNet10Encoder(nn.Module):
         replay buffers, reward classifiers): the architecture, the weights and the precision
         it computes in. The weights are named by a digest of their values rounded to
         bfloat16, the coarsest precision they are held in, so one set of weights has one name
-        whether it came from a file or a seed and whichever precision holds it (about 20 ms).
+        whether it came from a file or a seed and whichever precision holds it.
         Same weights in another precision give features within about 2% (int8) or 1%
         (bfloat16) of each other; other weights give unrelated features."""
         digest = hashlib.sha256()
@@ -490,9 +489,8 @@ class CachedFeaturizer:
     Reusing the remembered features halves the encoder work and guarantees the
     byte-identical features the replay buffer needs to store that observation
     only once (a GPU or a different batch size can change the last bits). The
-    images it has not seen go through the encoder together, one batch per call:
-    a learner step with 2 (4) new camera images took 14.1 (27.7) ms one by one and
-    takes 10.2 (17.0) ms batched (one thread, Zen 4 host).
+    images it has not seen go through the encoder together, one batch per call (a batched
+    pass costs less than one per image).
     """
 
     def __init__(self, encoder: ResNet10Encoder, cameras: Optional[Iterable[str]] = None):
