@@ -24,8 +24,8 @@ from ..formats import config as cfg
 from ..formats.config import param
 from ..formats.types import FEATURE_SHAPE_128, Batch, Observation
 from .checkpoints import load_optimizer, read_agent_files, read_agent_meta, save_optimizer, strip_prefix, write_agent_files
-from .networks import GraspCritic, ObservationEncoder, load_trainable_state_dict, trainable_state_dict
-from .rlpd import polyak_update
+from .networks import GraspCritic, load_trainable_state_dict, trainable_state_dict
+from .rlpd import observation_encoder, polyak_update
 
 __all__ = [
     "GRIPPER_OPEN",
@@ -98,17 +98,7 @@ def grasp_network(
     augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> nn.ModuleDict:
     """Observation encoder + Q-head over the ``3 ** n`` joint gripper actions."""
-    encoder = ObservationEncoder(
-        camera_names,
-        proprio_dim,
-        feature_shape=feature_shape,
-        num_spatial_kernels=config.num_spatial_kernels,
-        bottleneck_dim=config.image_bottleneck_dim,
-        proprio_latent_dim=config.proprio_latent_dim,
-        dropout=config.image_dropout,
-        image_encoder=image_encoder,
-        augment=augment,
-    )
+    encoder = observation_encoder(config, camera_names, proprio_dim, feature_shape, image_encoder, augment)
     head = GraspCritic(encoder.out_dim, config.n_grippers, config.hidden_dims, config.layer_norm)
     return nn.ModuleDict({"encoder": encoder, "critic": head})
 

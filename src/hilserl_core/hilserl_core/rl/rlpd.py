@@ -129,14 +129,15 @@ def _obs_to_tensors(obs: Mapping[str, np.ndarray], device: torch.device) -> Dict
 
 
 def observation_encoder(
-    config: RLPDConfig,
+    config: "RLPDConfig",  # or a GraspDQNConfig: the same four fields
     camera_names: Sequence[str],
     proprio_dim: int,
     feature_shape: Sequence[int],
     image_encoder: Optional[nn.Module] = None,
     augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> ObservationEncoder:
-    """Image heads + proprio encoder (HIL-SERL: learned spatial embedding, bottleneck, Dense 64 + LayerNorm + tanh)."""
+    """Image heads + proprio encoder (HIL-SERL: learned spatial embedding, bottleneck, Dense 64 + LayerNorm + tanh),
+    sized by an agent config's ``num_spatial_kernels``, ``image_bottleneck_dim``, ``proprio_latent_dim``, ``image_dropout``."""
     return ObservationEncoder(
         camera_names,
         proprio_dim,
