@@ -73,7 +73,8 @@ from hilserl_core.formats import (
     wire,  # noqa: E402
 )
 from hilserl_core.robot import frames
-from hilserl_core.vision.encoders import ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_dtype, resolve_encoder_threads  # noqa: E402
+from hilserl_core.accel.threaded_encoder import resolve_encoder_threads  # noqa: E402
+from hilserl_core.vision.encoders import ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_dtype  # noqa: E402
 from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
