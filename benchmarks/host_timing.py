@@ -33,7 +33,6 @@ import resource
 import statistics
 import sys
 import threading
-import time
 
 import machine  # noqa: E402  (benchmarks/machine.py)
 import numpy as np
@@ -49,12 +48,7 @@ BUDGET_MS = {"replay_sample_256_ms": 50.0, "crop_resize_vga_ms": 15.0}
 
 def timed(fn, repeats: int) -> tuple:
     """(fastest, median) wall time of ``fn()`` in ms after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
+    times = machine.wall_times_s(fn, repeats, warmup=1)
     return 1e3 * min(times), 1e3 * statistics.median(times)
 
 

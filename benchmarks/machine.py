@@ -21,21 +21,26 @@ from hilserl_core.accel.precision import cpu_flags, cpu_info
 _M, _K, _N = 256, 582, 512
 
 
+def wall_times_s(fn, repeats: int, warmup: int = 3) -> list:
+    """Wall times of ``repeats`` calls of ``fn()`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def one_thread_median_s(fn, repeats: int, warmup: int = 3) -> float:
     """Median wall time of ``fn()`` with torch on one thread (as the nodes run it)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
+        return statistics.median(wall_times_s(fn, repeats, warmup))
     finally:
         torch.set_num_threads(threads)
-    return statistics.median(times)
 
 
 def matmul_gflops(dtype: torch.dtype, repeats: int = 60) -> float:
