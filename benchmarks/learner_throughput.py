@@ -14,9 +14,8 @@ Reproduce:
 
 Each figure is measured at every ``--threads`` count; the headline
 ``updates_per_s_<n>_critics`` is the best of them at the first ``--compute-dtype``
-(on this shared 2-core machine a second torch thread helps only while the other
-core is idle: with a busy neighbour, OpenMP's spinning made 2 threads 4x slower
-than 1, measured).
+(on a shared machine with few cores a second torch thread helps only while another
+core is idle: with a busy neighbour, OpenMP's spinning makes 2 threads slower than 1).
 
 The last line printed is one JSON object (keys carry their units).
 """
