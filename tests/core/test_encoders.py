@@ -185,7 +185,7 @@ def _reference_same_conv(x, w, stride):
 def test_same_conv_matches_tf_same_padding(size, kernel, stride, grad, path):
     torch.manual_seed(0)
     conv = SameConv2d(2, 3, kernel, stride)
-    conv.__dict__["paths"] = ConvPaths(path)  # as ResNet10Encoder(patch_gemm=path) sets it
+    conv.paths = ConvPaths(path)  # as ResNet10Encoder(patch_gemm=path) sets it
     x = torch.randn(2, 2, size, size).contiguous(memory_format=torch.channels_last)
     ref = _reference_same_conv(x.numpy().astype(np.float64), conv.weight.detach().numpy(), stride)
     with torch.set_grad_enabled(grad):
@@ -209,7 +209,7 @@ def test_the_faster_conv_path_is_timed_once_per_shape_and_then_kept(monkeypatch)
     monkeypatch.setattr(conv_paths, "fastest_first", spy)
     real_patch = conv_paths.patch_gemm
     conv = SameConv2d(8, 16, 3, 1)
-    paths = conv.__dict__["paths"] = ConvPaths(faster={})  # a table of its own, not the process's
+    paths = conv.paths = ConvPaths(faster={})  # a table of its own, not the process's
     small, other = (torch.randn(n, 8, 6, 6).contiguous(memory_format=torch.channels_last) for n in (2, 3))
     with torch.no_grad():
         for _ in range(3):
@@ -236,7 +236,7 @@ def test_the_faster_conv_path_is_timed_once_per_shape_and_then_kept(monkeypatch)
 def test_patch_product_follows_new_weights():
     torch.manual_seed(1)
     conv = SameConv2d(4, 5, 3, 1)
-    conv.__dict__["paths"] = ConvPaths(True)
+    conv.paths = ConvPaths(True)
     x = torch.randn(2, 4, 4, 4).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         before = conv(x)

@@ -25,7 +25,7 @@ from ..formats.config import param
 from ..formats.types import FEATURE_SHAPE_128, Batch, Observation
 from .checkpoints import load_optimizer, read_agent_files, read_agent_meta, save_optimizer, strip_prefix, write_agent_files
 from .networks import GraspCritic, load_trainable_state_dict, trainable_state_dict
-from .rlpd import observation_encoder, polyak_update
+from .rlpd import _obs_to_tensors, observation_encoder, polyak_update
 
 __all__ = [
     "GRIPPER_OPEN",
@@ -127,8 +127,7 @@ class _EpsilonGreedy:
         explore = self._explore(epsilon)
         if explore is not None:
             return explore
-        obs = {k: torch.as_tensor(np.asarray(v)).unsqueeze(0).to(self.device) for k, v in observation.items()}
-        return int(self.q_values(obs)[0].argmax())
+        return int(self.q_values(_obs_to_tensors(observation, self.device))[0].argmax())
 
     def act_from_features(self, features: torch.Tensor, epsilon: float = 0.0) -> int:
         """:meth:`act` from the encoder's output ``[1, out_dim]`` (``network["encoder"]``), same

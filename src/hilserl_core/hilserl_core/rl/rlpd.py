@@ -157,7 +157,27 @@ def tanh_gaussian_actor(config: RLPDConfig, feat_dim: int, action_dim: int) -> T
     )
 
 
-class RLPDPolicy:
+class _GaussianPolicy:
+    """Acting from features and the policy weights the learner sends, shared by the agent and its
+    acting half: ``actor``, ``generator`` and ``actor_observation_encoder`` come from either."""
+
+    @torch.no_grad()
+    def actions_from_features(self, features: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions ``[B, A]`` in [-1, 1] from the actor encoder's output ``[B, out_dim]`` (``actor_observation_encoder``)."""
+        return self.actor.mode(features) if deterministic else self.actor.sample(features, self.generator)[0]
+
+    def policy_state_dict(self) -> Dict[str, torch.Tensor]:
+        """What the actor node needs to act (trainable weights only, never the frozen ResNet)."""
+        out = {f"encoder/{k}": v for k, v in trainable_state_dict(self.actor_observation_encoder).items()}
+        out.update({f"actor/{k}": v for k, v in trainable_state_dict(self.actor).items()})
+        return out
+
+    def load_policy_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        load_trainable_state_dict(self.actor_observation_encoder, strip_prefix(state, "encoder/"))
+        load_trainable_state_dict(self.actor, strip_prefix(state, "actor/"))
+
+
+class RLPDPolicy(_GaussianPolicy):
     """The acting half of :class:`RLPDAgent`: the observation encoder the actor reads and the
     actor, nothing else (no critics, targets or optimizers). Its ``policy_state_dict`` has the
     agent's names, so the learner's weights load into it."""
@@ -187,27 +207,13 @@ class RLPDPolicy:
         return self.encoder
 
     @torch.no_grad()
-    def actions_from_features(self, features: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """Actions ``[B, A]`` in [-1, 1] from the observation encoder's output ``[B, out_dim]``."""
-        return self.actor.mode(features) if deterministic else self.actor.sample(features, self.generator)[0]
-
-    @torch.no_grad()
     def act(self, observation: Observation, deterministic: bool = False) -> np.ndarray:
         """One observation (numpy dict) -> one action (numpy ``[A]``)."""
         features = self.encoder(_obs_to_tensors(observation, self.device))
         return self.actions_from_features(features, deterministic)[0].cpu().numpy()
 
-    def policy_state_dict(self) -> Dict[str, torch.Tensor]:
-        out = {f"encoder/{k}": v for k, v in trainable_state_dict(self.encoder).items()}
-        out.update({f"actor/{k}": v for k, v in trainable_state_dict(self.actor).items()})
-        return out
 
-    def load_policy_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        load_trainable_state_dict(self.encoder, strip_prefix(state, "encoder/"))
-        load_trainable_state_dict(self.actor, strip_prefix(state, "actor/"))
-
-
-class RLPDAgent:
+class RLPDAgent(_GaussianPolicy):
     """Actor, critic ensemble, target critic, temperature and their optimizers."""
 
     def __init__(
@@ -290,11 +296,6 @@ class RLPDAgent:
         actions = self.actions_from_features(self._actor_features(obs), deterministic)
         self.train_mode(was_training)
         return actions
-
-    @torch.no_grad()
-    def actions_from_features(self, features: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """Actions ``[B, A]`` from the actor encoder's output ``[B, out_dim]`` (``actor_observation_encoder``)."""
-        return self.actor.mode(features) if deterministic else self.actor.sample(features, self.generator)[0]
 
     @property
     def actor_observation_encoder(self) -> ObservationEncoder:
@@ -450,18 +451,6 @@ class RLPDAgent:
         if self.actor_encoder is not None:
             mods["actor_encoder"] = self.actor_encoder
         return mods
-
-    def policy_state_dict(self) -> Dict[str, torch.Tensor]:
-        """What the actor node needs to act (trainable weights only, never the frozen ResNet)."""
-        enc = self.actor_encoder if self.actor_encoder is not None else self.encoder
-        out = {f"encoder/{k}": v for k, v in trainable_state_dict(enc).items()}
-        out.update({f"actor/{k}": v for k, v in trainable_state_dict(self.actor).items()})
-        return out
-
-    def load_policy_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        enc = self.actor_encoder if self.actor_encoder is not None else self.encoder
-        load_trainable_state_dict(enc, strip_prefix(state, "encoder/"))
-        load_trainable_state_dict(self.actor, strip_prefix(state, "actor/"))
 
     def _optimizers(self) -> Dict[str, torch.optim.Optimizer]:
         return {

@@ -136,6 +136,7 @@ class SameConv2d(nn.Conv2d):
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, pad: Optional[int] = None):
         super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0, bias=False)
         self.explicit_pad = pad
+        self.paths: Optional[ConvPaths] = None  # set by the encoder (accel.conv_paths); None: the direct kernel
         self._patch_weight: Optional[torch.Tensor] = None  # accel.conv_paths.patch_gemm's weight layout
         self._patch_key: Optional[Tuple[int, int]] = None
 
@@ -152,9 +153,8 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads, out_hw = self.same_padding(x.shape[-2], x.shape[-1])
-        paths = self.__dict__.get("paths")  # accel.conv_paths.ConvPaths, set by the encoder; None: direct
-        if paths is not None and paths.applies(self, x, out_hw):
-            return paths(self, x, lambda: self._pad(x, pads), lambda: self._direct(x, pads), out_hw)
+        if self.paths is not None and self.paths.applies(self, x, out_hw):
+            return self.paths(self, x, lambda: self._pad(x, pads), lambda: self._direct(x, pads), out_hw)
         return self._direct(x, pads)
 
     @staticmethod
@@ -285,7 +285,7 @@ class ResNet10Encoder(nn.Module):
         self.conv_paths = ConvPaths(patch_gemm)
         for m in self.modules():
             if isinstance(m, SameConv2d):
-                m.__dict__["paths"] = self.conv_paths  # shared, not a submodule
+                m.paths = self.conv_paths  # one choice table for the encoder
 
     def _apply(self, fn, *args, **kwargs):
         """After ``.to(device)`` and friends: re-resolve ``"auto"`` for the device and keep the
