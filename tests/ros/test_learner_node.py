@@ -146,13 +146,13 @@ def test_a_misconfigured_actor_is_rejected_by_name_and_training_goes_on(ros_cont
     err = capfd.readouterr().err
     assert "'dual_arm_actor'" in err and "observation['proprio'] has shape (40,), this learner expects (20,)" in err
     # a misfit that reaches the training thread some other way is refused there, not fatal
-    node._queue.append((two_arms, "queued_directly"))
+    node.trainer.queue.append((two_arms, "queued_directly"))
     assert spin_until(ex, lambda: node.rejected_transitions == 3, 10)
     for i in range(4):
         pub.publish(payload.encode(*wire.transition_to_arrays(transition(i, i == 0), "actor_a", i)))
     L = node.learner
     assert spin_until(ex, lambda: L.transitions_received == 4 and L.updates >= 1, 30), "training stopped"
-    assert node._thread.is_alive() and len(L.buffers["rl"]) == 4
+    assert node.trainer.thread.is_alive() and len(L.buffers["rl"]) == 4
     assert spin_until(ex, lambda: "rejected_transitions" in _values(node, "learner"), 3)
     assert _values(node, "learner")["rejected_transitions"] == "3"
     assert "queued_directly" in node.diag._statuses["transitions"].message
@@ -205,7 +205,7 @@ def test_malformed_transition_payloads_never_kill_the_learner(ros_context, spin_
     for i in range(3):  # and the learner goes on taking transitions
         pub.publish(payload.encode(*wire.transition_to_arrays(transition(i, False), "actor_a", i)))
     assert spin_until(ex, lambda: node.learner.transitions_received == 3, 10)
-    assert node._thread.is_alive()
+    assert node.trainer.thread.is_alive()
     _teardown(node, actor, ex)
 
 
@@ -247,7 +247,7 @@ def factory():
         raise RuntimeError("critic loss is NaN")
     node.learner.train_step = broken_update
     for i in range(3):
-        node._queue.append((transition(i, i == 0), "actor_a"))
+        node.trainer.queue.append((transition(i, i == 0), "actor_a"))
     return node
 
 sys.exit(ln.run_node(factory))
@@ -279,7 +279,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_starts_fresh_when_none_loa
     first = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))
     for i in range(3):
         first.learner.add(transition(i, i == 0))
-    with first._lock:
+    with first.trainer.lock:
         good = first.learner.save_checkpoint(tmp_path / "ckpt")
     first.learner.add(transition(3, False))
     first.close()  # the final checkpoint: one transition more

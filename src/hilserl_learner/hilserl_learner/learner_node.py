@@ -1,40 +1,22 @@
 """Learner node: transitions in, policy weights out.
 
-Receives transitions on ``/learner/transitions`` (safetensors payloads, see
-hilserl_core.formats.wire), routes them into the demo and RL buffers (interventions into
-both), runs RLPD updates on 50/50 demo/online batches in a training thread at the
-update-to-data ratio, broadcasts the trainable policy weights on
-``/learner/policy_weights`` (reliable, transient-local: a restarted actor gets the
-newest at once) and checkpoints agents + buffers atomically. On start it resumes
-from the newest checkpoint in ``checkpoint_dir`` that loads: a damaged newer one is
-skipped with a WARN naming it and the error (and left on disk); when none loads it
-starts fresh with an ERROR (diagnostics status ``checkpoint``). A checkpoint whose
-buffers hold features of other encoder weights than ``encoder_weights`` stops the node
-with a configuration error (exit status 2) instead: mixing unrelated features is never
-silent, and starting fresh would bury the checkpoint; the same weights in another
-``encoder_dtype`` resume with a WARN. A clean shutdown
-(``close``) writes a final checkpoint whenever anything changed since the last one
-(transitions received, demos added, updates), so data received before
-``learning_starts`` or with ``updates_per_transition`` 0 is not lost.
-
-A transition that does not fit the buffers (an actor configured for other arms or
-cameras: wrong proprio size, missing camera, wrong action size, a non-finite value)
-is rejected on arrival with an ERROR naming the actor, the key and the shape
-(diagnostics status ``transitions``, counter ``rejected_transitions``); the node
-keeps going. Any other exception in the training thread is logged with its
-traceback, reported as ERROR (status ``learner``) and stops the node with exit
-status ``EXIT_TRAINING_FAILED`` (3), no final checkpoint: a learner that no longer
-learns must not look alive.
+Receives transitions on ``/learner/transitions`` (safetensors payloads, hilserl_core.formats.wire)
+and hands them to the training thread (``hilserl_core.rl.learner_thread``): demo and RL buffers
+(interventions into both), RLPD updates on 50/50 demo/online batches at the update-to-data ratio,
+weights on ``/learner/policy_weights`` (reliable, transient-local: a restarted actor gets the newest
+at once), atomic checkpoints of agents + buffers, and a final one on a clean shutdown when anything
+changed. On start it resumes from the newest checkpoint in ``checkpoint_dir`` that loads
+(``Learner.resume``): damaged ones are skipped with a WARN naming them; none loading starts fresh
+with an ERROR; features of other encoder weights stop the node with a configuration error (exit 2).
+A transition that does not fit the buffers is rejected with an ERROR naming the actor, the key and
+the shape; a training thread that dies stops the node with exit status 3 and no final checkpoint.
 
 Live parameters: ``learner.updates_per_transition`` (UTD), ``learner.max_updates_per_s``,
-``learner.weights_period_s``, ``log_period_s`` (a progress line on the console: updates and
-transitions with their rates, buffer sizes, weights version, latest losses).
+``learner.weights_period_s``, ``log_period_s`` (a progress line on the console).
 """
 
 from __future__ import annotations
 
-import collections
-import threading
 import time
 import traceback
 
@@ -45,7 +27,8 @@ from std_msgs.msg import UInt8MultiArray
 from hilserl_core.accel.allocator import configure_cpu_allocator
 from hilserl_core.formats import tensorio, wire
 from hilserl_core.rl.build import LearnerNodeConfig, build_learner
-from hilserl_core.rl.learner import UpdatePacer, progress_line
+from hilserl_core.rl.learner import progress_line
+from hilserl_core.rl.learner_thread import LearnerThread
 from hilserl_interfaces import diagnostics, payload, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
@@ -67,24 +50,18 @@ class LearnerNode(Node):
         if c.checkpoint_dir:
             self._resume(c.checkpoint_dir)
         self.sequences = wire.SequenceTracker()
-        # (transition, actor_id); filled by the subscription, drained by the training thread
-        self._queue: collections.deque = collections.deque()
-        self._lock = threading.Lock()
-        self.rejected_transitions = 0
-        self._reject_lock = threading.Lock()  # rejections come from the subscription and the training thread
-        self._last_rejection = ""  # newest rejection text, for diagnostics
         self._reported_rejections = 0
-        self._failure = None  # the training thread's fatal error, once it died
         self._weights_pub = self.create_publisher(UInt8MultiArray, topics.POLICY_WEIGHTS, qos.LATCHED)
         self.create_subscription(UInt8MultiArray, topics.TRANSITIONS, self._on_transition, qos.TRANSITIONS)
         self.weights_bytes = 0
-        self.pacer = UpdatePacer(self.learner.progress())
+        self.trainer = LearnerThread(self.learner, checkpoint_dir=c.checkpoint_dir, publish_weights=self.publish_weights,
+                                     logger=self.get_logger(), on_reject=self._log_rejection)
         self.publish_weights()  # actors start from the learner's initial (or resumed) policy
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._train_loop, name="learner-train", daemon=True)
-        self._thread.start()
+        self.trainer.start()
         self._logged = (time.monotonic(), self.learner.counters())  # for the progress line's rates
         self.create_timer(1.0, self._report)
+
+    rejected_transitions = property(lambda self: self.trainer.rejected)
 
     def _resume(self, root: str) -> None:
         log = self.get_logger()
@@ -104,16 +81,11 @@ class LearnerNode(Node):
             log.error(text)
             self.diag.report("checkpoint", diagnostics.ERROR, text, skipped_checkpoints=len(skipped))
 
-    def _reject(self, actor_id: str, problem: str) -> None:
-        """Count and log a transition that does not fit the buffers (callable from any thread)."""
-        with self._reject_lock:
-            self.rejected_transitions += 1
-            self._last_rejection = text = f"rejected a transition from actor {actor_id!r}: {problem}"
-            total = self.rejected_transitions
-        self.get_logger().error(f"{text} ({total} rejected so far)", throttle_duration_sec=5.0)
+    def _log_rejection(self, text: str) -> None:
+        self.get_logger().error(f"{text} ({self.trainer.rejected} rejected so far)", throttle_duration_sec=5.0)
 
     def _on_change(self, old: LearnerNodeConfig, new: LearnerNodeConfig) -> None:
-        with self._lock:
+        with self.trainer.lock:
             self.learner.config = new.learner
 
     def _on_transition(self, msg: UInt8MultiArray) -> None:
@@ -135,84 +107,30 @@ class LearnerNode(Node):
         if lost:
             self.diag.report("transitions", diagnostics.WARN, f"{lost} transition(s) from {actor_id} lost before #{seq}",
                              lost_total=self.sequences.lost)
-        problem = self.learner.check_transition(t)  # shapes only: cheap, no lock needed
-        if problem:
-            self._reject(actor_id, problem)
+        if not self.trainer.submit(t, actor_id):
             self._report_rejections()
-            return
-        self._queue.append((t, actor_id))
 
     def _report_rejections(self) -> None:
-        with self._reject_lock:
-            total, text = self.rejected_transitions, self._last_rejection
+        total, text = self.trainer.rejections()
         if total != self._reported_rejections:
             self._reported_rejections = total
             self.diag.report("transitions", diagnostics.ERROR, text, rejected_transitions=total)
 
     def publish_weights(self) -> None:
-        with self._lock:
+        with self.trainer.lock:
             state, version = self.learner.policy_weights()
             published_s = self.get_clock().now().nanoseconds * 1e-9  # lets receivers measure delivery time
             msg = payload.encode(*wire.weights_to_arrays(
                 state, version, {"updates": self.learner.updates, "published_s": published_s}, float_dtype=self.conf.value.weights_dtype))
         self._weights_pub.publish(msg)
         self.weights_bytes = payload.payload_size(msg)
-        self.pacer.weights_published(time.monotonic())
-
-    def _train_loop(self) -> None:
-        try:
-            self._train()
-        except BaseException as exc:  # noqa: BLE001 - reported, then the node stops (see _report)
-            self._failure = f"{type(exc).__name__}: {exc}"
-            self.get_logger().error(f"training thread died: {self._failure}\n{traceback.format_exc()}")
-
-    def _add_queued(self) -> bool:
-        """Move the queued transitions into the buffers; whether there were any."""
-        worked = False
-        while self._queue:
-            t, actor_id = self._queue.popleft()
-            try:
-                with self._lock:
-                    self.learner.add(t)  # refuses a misfit whole (ValueError), stores nothing
-            except (ValueError, KeyError, TypeError) as exc:
-                self._reject(actor_id, str(exc))
-            worked = True
-        return worked
-
-    def _train(self) -> None:
-        while not self._stop.is_set():
-            worked = self._add_queued()
-            with self._lock:
-                due = self.learner.updates_due()
-                schedule = self.learner.config
-            if due > 0:
-                t0 = time.monotonic()
-                with self._lock:
-                    self.learner.train_step()
-                worked = True
-                pause = self.pacer.pause_s(schedule, t0, time.monotonic())  # the update-rate cap
-                if pause > 0:
-                    self._stop.wait(pause)
-                if self.pacer.weights_due(schedule, time.monotonic()):
-                    self.publish_weights()
-                ck = self.conf.value.checkpoint_dir
-                if ck and self.pacer.checkpoint_due(schedule, self.learner.updates):
-                    with self._lock:
-                        path = self.learner.save_checkpoint(ck)
-                        self.pacer.checkpointed(self.learner.progress())
-                    self.get_logger().info(f"checkpoint {path}")
-            if not worked:
-                self._stop.wait(0.01)
-
-    def training_failed(self) -> bool:
-        """The training thread died (an error, not a shutdown)."""
-        return self._failure is not None or (not self._thread.is_alive() and not self._stop.is_set())
+        self.trainer.pacer.weights_published(time.monotonic())
 
     def _report(self) -> None:
         L = self.learner
         self._report_rejections()  # the training thread's, too
-        if self.training_failed():
-            text = f"training thread died: {self._failure or 'exited'}; stopping the node"
+        if self.trainer.failed():
+            text = f"training thread died: {self.trainer.failure or 'exited'}; stopping the node"
             self.diag.report("learner", diagnostics.ERROR, text, publish_now=True, updates=L.updates,
                              transitions_received=L.transitions_received)
             self.get_logger().fatal(text)
@@ -233,33 +151,24 @@ class LearnerNode(Node):
         if period <= 0 or now - then < period:
             return
         L = self.learner
-        with self._lock:
+        with self.trainer.lock:
             counters, metrics = L.counters(), dict(L.last_metrics)
             sizes = {name: len(b) for name, b in L.buffers.items()}
         line = progress_line(counters, before, now - then, sizes, metrics)
         self.get_logger().info(line if L.ready() else f"{line} (waiting for {L.config.learning_starts} transitions)")
         self._logged = (now, counters)
 
+    def training_failed(self) -> bool:
+        return self.trainer.failed()
+
     def close(self) -> None:
         """Stop training; write a final checkpoint if anything changed since the last one."""
-        failed = self.training_failed()
-        self._stop.set()
-        self._thread.join(timeout=10.0)
-        failed = failed or self._failure is not None
-        ck = self.conf.value.checkpoint_dir
-        if not ck:
-            return
-        if failed:  # an update may have died halfway: the last checkpoint stands
-            self.get_logger().error(f"no final checkpoint: the training thread died ({self._failure})")
-            return
-        if not self._thread.is_alive():
-            self._add_queued()  # received but not yet stored: keep them too
-        with self._lock:
-            if not self.pacer.changed_since_checkpoint(self.learner.progress()):
-                return
-            path = self.learner.save_checkpoint(ck)
-            self.pacer.checkpointed(self.learner.progress())
-        self.get_logger().info(f"final checkpoint {path}")
+        failed = self.trainer.failed()
+        path = self.trainer.stop()
+        if path is not None:
+            self.get_logger().info(f"final checkpoint {path}")
+        elif self.conf.value.checkpoint_dir and (failed or self.trainer.failure is not None):
+            self.get_logger().error(f"no final checkpoint: the training thread died ({self.trainer.failure})")
 
 
 # what `ros2 run` starts and what compose_nodes builds when this node shares a process

@@ -1,24 +1,12 @@
 """Actor node (10 Hz): observations -> policy + grasp critic -> actions; transitions -> learner.
 
-Per arm it reads ``current_pose``, ``current_twist``, ``external_wrench``,
-``gripper/joint_states``, the cropped cameras and ``mux/executed``; globally
-``/reward/success``, ``/learner/policy_weights`` and ``/episode/reset``. Each tick:
-
-1. all inputs must be fresh (``max_input_age_s``): else no action, a diagnostic;
-2. the previous step is closed with the action the mux reported as executed
-   (``hilserl_core.robot.actor.EpisodeRecorder``) and sent to the learner;
-3. the policy acts on the egocentric observation; one ``policy/action`` per arm,
-   stamped with the observation time, so the mux's report pairs with it.
-
-Episodes end on success (terminal), on the time limit or an operator reset
-(``/episode/reset`` while an episode runs: a truncation); then the actor asks
-``reset_service`` (the simulator's ``/sim/reset``) and starts the next episode
-from the new pose. With ``reset_service`` empty (a robot where a person resets
-the scene) it waits instead until the operator says the scene is ready with
-another ``/episode/reset`` (``ros2 topic pub --once /episode/reset
-std_msgs/msg/Empty``), also before the first episode. A reset signal that comes
-while a reset is under way is ignored. New weights are swapped in between
-ticks, whole.
+Reads per arm ``current_pose``, ``current_twist``, ``external_wrench``, ``gripper/joint_states``,
+the cropped cameras and ``mux/executed``; globally ``/reward/success``, ``/learner/policy_weights``
+and ``/episode/reset``. What a tick decides (fresh inputs, the egocentric observation, closing the
+step with the action the mux executed, episode ends) is ``hilserl_core.robot.actor_loop.ActorLoop``;
+between episodes the scene is reset through ``reset_service`` or by the operator (``scene_reset``).
+The node runs the policy, publishes one ``policy/action`` per arm stamped with the observation's
+time (the mux's report pairs with it), sends transitions, and swaps in new weights between ticks.
 """
 
 from __future__ import annotations
@@ -33,28 +21,24 @@ from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
-from std_srvs.srv import Trigger
 
 from hilserl_core.accel.threaded_encoder import resolve_encoder_threads
 from hilserl_core.formats import config as cfg
-from hilserl_core.formats import msgconv, tensorio, wire
+from hilserl_core.formats import msgconv, wire
 from hilserl_core.rl.grasp_dqn import joint_index_to_gripper_actions
 from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord
 from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch
 from hilserl_core.robot import frames
-from hilserl_core.robot.actor import (
-    ActorConfig,
-    EpisodeRecorder,
-    LatestInputs,
-    egocentric_observation,
-)
-from hilserl_core.robot.episode_cycle import EpisodeCycle, EpisodePhase, ExecutedJoin
+from hilserl_core.robot.actor import ActorConfig
+from hilserl_core.robot.actor_loop import ActorLoop
+from hilserl_core.robot.episode_cycle import EpisodePhase
 from hilserl_core.vision.encoders import load_frozen_encoder
 from hilserl_interfaces import actions, diagnostics, payload, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
 
-EPISODE_RESET = "/episode/reset"
+from .scene_reset import EPISODE_RESET, SceneReset
+
 GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand: fully open
 
 
@@ -79,14 +63,13 @@ class ActorNode(Node):
         self.get_logger().info(
             f"frozen encoder {c.encoder_dtype} ({encoder.forward_path()}) on {self.policy.encoder_threads} thread(s); image heads "
             + ("fused" if self.policy.use_fused else f"module by module ({self.policy.fused_why})"))
-        self.recorder = EpisodeRecorder(c.max_episode_steps, 1.0 / c.control_rate_hz, c.grasp_penalty, n_grippers=n_arms)
+        self.loop = ActorLoop(self.arms, self.cam_keys, control_rate_hz=c.control_rate_hz, max_episode_steps=c.max_episode_steps,
+                              max_input_age_s=c.max_input_age_s, grasp_penalty=c.grasp_penalty,
+                              use_grasp_critic=c.use_grasp_critic, reset_timeout_s=c.reset_timeout_s)
+        self.cycle = self.loop.cycle  # reset -> resetting or operator -> waiting -> running
         self.metrics = EpisodeMetrics()
-        self.inputs = LatestInputs()
         self.actor_id = c.actor_id or self.get_fully_qualified_name()
         self.sequence = 0
-        self.cycle = EpisodeCycle(c.reset_timeout_s)  # reset -> resetting or operator -> waiting -> running
-        self.join = ExecutedJoin(self.arms, c.use_grasp_critic)  # the mux reports of the step in flight
-        self._reset_future = None
 
         self._action_pubs = {}
         for arm in self.arms:
@@ -105,9 +88,8 @@ class ActorNode(Node):
         self._transition_pub = self.create_publisher(UInt8MultiArray, topics.TRANSITIONS, qos.TRANSITIONS)
         self._metrics_pub = self.create_publisher(String, topics.EPISODE_METRICS, qos.EVENTS)
         self._reward_reset_pub = self.create_publisher(Empty, "/reward/reset", qos.EVENTS)
-        self._reset_client = self.create_client(Trigger, c.reset_service) if c.reset_service else None
+        self.reset = SceneReset(self, c.reset_service, self.cycle, self.diag)
         self.create_timer(1.0 / c.control_rate_hz, self._on_timer)
-        self._last_obs_stamp = -1.0  # image time of the last observation acted on
         self._last_tick_s = -1.0
         self.transitions_sent = 0
         self.actions_sent = 0
@@ -121,7 +103,7 @@ class ActorNode(Node):
     def _put(self, key: str, value, stamp) -> None:
         # Stamps of zero (publishers that leave the header empty) count as "now".
         t = msgconv.stamp_to_seconds(stamp) if stamp is not None and (stamp.sec or stamp.nanosec) else self._now()
-        self.inputs.put(key, value, t)
+        self.loop.put(key, value, t)
 
     def _on_image(self, key: str, msg: Image) -> None:
         try:
@@ -129,18 +111,8 @@ class ActorNode(Node):
         except ValueError as exc:
             self.diag.report("inputs", diagnostics.ERROR, f"{key}: {exc}")
             return
-        if self.conf.value.trigger == "camera" and self._new_frames():
+        if self.conf.value.trigger == "camera" and self.loop.new_frames():
             self._tick()
-
-    def _new_frames(self) -> bool:
-        """Every camera has a frame about one control period newer than the last observation acted on.
-
-        Measured in camera time, not wall time: a tick that ran late must not push the
-        next frame set out (with a wall-clock rule the actor phase-locked ~80 ms late).
-        """
-        min_gap = 0.8 / self.conf.value.control_rate_hz if self._last_obs_stamp > 0 else 0.0
-        got = [self.inputs.get("image/" + k) for k in self.cam_keys]
-        return all(g is not None and g[1] >= self._last_obs_stamp + min_gap for g in got)
 
     def _on_timer(self) -> None:
         c = self.conf.value
@@ -154,7 +126,7 @@ class ActorNode(Node):
         except ValueError as exc:  # a malformed report: that step stays unexecuted (dropped), the actor goes on
             self.diag.report("executed", diagnostics.ERROR, f"ignored a malformed mux/executed from {arm}: {exc}")
             return
-        step = self.join.report(arm, a.stamp_s, a.action, a.gripper, a.source)
+        step = self.loop.on_executed(arm, a.stamp_s, a.action, a.gripper, a.source)
         if step is None:
             return
         if step.arms_without_gripper and self.conf.value.use_grasp_critic:
@@ -162,23 +134,21 @@ class ActorNode(Node):
                              "gripper, but the grasp critic is on: that arm's gripper is recorded as 'stay' and the critic's "
                              "actions for it are never trained; set use_grasp_critic false (actor and learner) for arms "
                              "without a gripper")
-        self.recorder.on_executed(self.join.pending_stamp, step.action, step.grasp_action, step.source)
 
     def _on_weights(self, msg: UInt8MultiArray) -> None:
         # Anyone on the graph can publish here, and the topic is transient-local: an exception
         # escaping this callback would kill the actor again after every restart. Decoding
-        # raises TensorIOError/ValueError for a malformed payload; any other exception from
-        # decoding is a decoder bug, reported the same way (the actor keeps its weights).
+        # raises ValueError for a malformed payload; any other exception from decoding is a
+        # decoder bug, reported the same way (the actor keeps its weights).
         try:
             arrays, meta = payload.decode(msg)
             arrays, version = wire.arrays_to_weights(arrays, meta)
-        except (tensorio.TensorIOError, ValueError) as exc:
-            self.diag.report("weights", diagnostics.ERROR, f"kept weights v{self.policy.version}: {exc}", publish_now=True)
-            return
         except Exception as exc:  # noqa: BLE001 - last line of defence, see above
-            self.get_logger().error(f"unexpected error decoding a policy weights payload:\n{traceback.format_exc()}")
-            self.diag.report("weights", diagnostics.ERROR, f"kept weights v{self.policy.version}: unexpected "
-                             f"{type(exc).__name__} decoding the payload: {exc}", publish_now=True)
+            if not isinstance(exc, ValueError):
+                self.get_logger().error(f"unexpected error decoding a policy weights payload:\n{traceback.format_exc()}")
+            self.diag.report("weights", diagnostics.ERROR, f"kept weights v{self.policy.version}: "
+                             + (str(exc) if isinstance(exc, ValueError) else f"unexpected {type(exc).__name__} decoding "
+                                f"the payload: {exc}"), publish_now=True)
             return
         try:
             self.policy.load_weights(arrays, version)  # checks names, shapes and dtypes before changing anything
@@ -195,62 +165,28 @@ class ActorNode(Node):
         self.cycle.operator_signal()  # cuts a running episode, or says the scene is ready; else ignored
 
     # -- the 10 Hz loop -------------------------------------------------------------------
-    def _required(self) -> list:
-        keys = [f"{a}/{k}" for a in self.arms for k in ("pose", "twist", "wrench", "gripper")]
-        return keys + ["image/" + k for k in self.cam_keys] + ["success"]
-
     def _tick(self) -> None:
         self._last_tick_s = now = self._now()
-        cycle = self.cycle
+        c, cycle = self.conf.value, self.cycle
         if cycle.phase is EpisodePhase.RESET:
             if cycle.may_request_reset(now):
-                self._request_reset()
-            return
-        if cycle.phase is EpisodePhase.OPERATOR and not cycle.operator_says_ready(now):
+                self.reset.request(self.loop.recorder.episode_id + 1)
             return
         if cycle.phase is EpisodePhase.RESETTING:
-            if not self._reset_answered():
+            if not self.reset.answered():
                 return
             cycle.scene_ready(self._now())
-        c = self.conf.value
-        values, why = self.inputs.snapshot(now, self._required(), c.max_input_age_s)
-        if values is None:
-            self.diag.report("inputs", diagnostics.WARN, why)
-            return
-        # The observation's time is its oldest camera frame; never act twice on the same frames.
-        obs_stamp = self.inputs.oldest_stamp(["image/" + k for k in self.cam_keys])
-        if obs_stamp <= self._last_obs_stamp:
-            self.diag.report("inputs", diagnostics.OK, "waiting for new camera frames")
-            return
-        if cycle.phase is EpisodePhase.WAITING:
-            # start poses must be measured after the reset finished
-            if self.inputs.oldest_stamp([f"{a}/pose" for a in self.arms]) < cycle.reset_done_s:
-                return
-            self.recorder.max_episode_steps = c.max_episode_steps
-            self.recorder.start_episode({a: frames.pose_to_matrix(*values[f"{a}/pose"]) for a in self.arms})
+        self.loop.max_episode_steps, self.loop.max_input_age_s = c.max_episode_steps, c.max_input_age_s  # live
+        out = self.loop.tick(now)
+        if out.inputs_ok is not None and out.waiting:
+            self.diag.report("inputs", diagnostics.OK if out.inputs_ok else diagnostics.WARN, out.waiting)
+        if out.started:
             self._reward_reset_pub.publish(Empty())
-            self.inputs.put("success", False, now)  # no stale success from the last episode
-            values["success"] = False
-            cycle.episode_started()
-        obs = egocentric_observation(
-            {"image/" + k: values["image/" + k] for k in self.cam_keys},
-            self.arms,
-            self.recorder.start_pose,
-            {a: values[f"{a}/pose"] for a in self.arms},
-            {a: values[f"{a}/twist"] for a in self.arms},
-            {a: values[f"{a}/wrench"] for a in self.arms},
-            {a: values[f"{a}/gripper"] for a in self.arms},
-        )
-        success = bool(values["success"])
-        self._last_obs_stamp = obs_stamp
-        transition, summary = self.recorder.observe(obs, obs_stamp, float(success), success, cycle.take_cut())
-        if summary is not None:
-            self._send_transition(transition)
-            self._end_episode(summary)
-            return
-        self._act(obs, obs_stamp)
-        # the learner can wait a few milliseconds; the arm should not: act first, then send
-        self._send_transition(transition)
+        if out.observation is not None:
+            self._act(out.observation, out.stamp_s)  # the learner can wait a few milliseconds; the arm should not
+        self._send_transition(out.transition)
+        if out.summary is not None:
+            self._end_episode(out.summary)
 
     def _send_transition(self, transition) -> None:
         if transition is None:
@@ -265,7 +201,7 @@ class ActorNode(Node):
         action, grasp = self.policy.act(obs, deterministic=c.deterministic, grasp_epsilon=0.0 if c.deterministic else c.grasp_epsilon)
         self._compute_ms.append((time.perf_counter() - t0) * 1e3)
         grippers = joint_index_to_gripper_actions(grasp, len(self.arms)) if grasp is not None else [1] * len(self.arms)
-        self.join.sent(stamp_s)
+        self.loop.acted(stamp_s)
         for i, arm in enumerate(self.arms):
             msg = actions.to_joy(actions.ActionMsg(action[6 * i : 6 * i + 6], int(grippers[i]), stamp_s, frame_id=f"{arm}_ee"))
             self._action_pubs[arm].publish(msg)
@@ -275,7 +211,7 @@ class ActorNode(Node):
         del self._frame_to_action_ms[:-50], self._compute_ms[:-50]
         recent, compute = sorted(self._frame_to_action_ms), sorted(self._compute_ms)
         self.diag.report("actor", diagnostics.OK, "acting", weights_version=self.policy.version,
-                         transitions_sent=self.transitions_sent, dropped_steps=self.recorder.dropped_steps,
+                         transitions_sent=self.transitions_sent, dropped_steps=self.loop.recorder.dropped_steps,
                          frame_to_action_p50_ms=f"{recent[len(recent) // 2]:.1f}",
                          policy_compute_p50_ms=f"{compute[len(compute) // 2]:.1f}")
 
@@ -292,45 +228,6 @@ class ActorNode(Node):
             self.get_logger().warning(
                 f"episode {summary.episode_id}: the step that reached success was not executed as sent (mux held or "
                 "its report was lost), so no terminal transition carries this success to the learner")
-        self.join.clear()
-        self.cycle.episode_ended()
-
-    def _request_reset(self) -> None:
-        self._reset_future = None
-        if self._reset_client is None:  # a person resets the scene and says when it is ready
-            self.cycle.wait_for_operator()
-            self.get_logger().info(f"episode {self.recorder.episode_id + 1}: reset the scene, then publish {EPISODE_RESET} "
-                                   f"(ros2 topic pub --once {EPISODE_RESET} std_msgs/msg/Empty)")
-            self.diag.report("reset", diagnostics.WARN, f"waiting for the operator to reset the scene and publish {EPISODE_RESET}",
-                             publish_now=True)
-            return
-        if not self._reset_client.service_is_ready():
-            self.cycle.service_unavailable()
-            self.diag.report("reset", diagnostics.WARN, f"waiting for {self.conf.value.reset_service}")
-            return
-        self._reset_future = self._reset_client.call_async(Trigger.Request())
-        self.cycle.reset_requested(self._now())
-
-    def _reset_answered(self) -> bool:
-        """Whether the reset service answered success; a refusal, or no answer within
-        ``reset_timeout_s``, sends the request again (the cycle goes back to RESET)."""
-        fut, service, now = self._reset_future, self.conf.value.reset_service, self._now()
-        if fut is not None and not fut.done():
-            if not self.cycle.reset_timed_out(now):
-                return False
-            self._reset_client.remove_pending_request(fut)
-            why = f"no answer from {service} after {self.cycle.waited_s(now):.0f} s (reset_timeout_s): asking again"
-        else:
-            exc = fut.exception() if fut is not None else None
-            result = fut.result() if fut is not None and exc is None else None
-            if result is not None and result.success:
-                return True
-            detail = str(exc) if exc is not None else (result.message if result is not None else "no request")
-            why = f"{service} did not reset the scene ({detail}): asking again in {self.cycle.retry_s:.0f} s"
-            self.cycle.reset_refused(now)
-        self.get_logger().warning(why, throttle_duration_sec=10.0)
-        self.diag.report("reset", diagnostics.WARN, why, publish_now=True)
-        return False
 
     def destroy_node(self) -> None:
         self.policy.close()  # the frozen encoder's helper threads (encoder_threads > 1)

@@ -1,0 +1,134 @@
+"""The learner's training thread, without ROS.
+
+Transitions arrive on another thread (``submit``) and wait in a queue; the training thread moves
+them into the buffers, runs updates at the update-to-data ratio under the update-rate cap
+(``UpdatePacer``), and publishes weights and writes checkpoints when due. A transition that does
+not fit the buffers is counted and reported, never stored in part. Any other exception stops the
+thread and is kept in ``failure``: a learner that no longer learns must not look alive.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import traceback
+from typing import Any, Callable, Optional, Tuple
+
+from ..formats.types import Transition
+from .learner import Learner, UpdatePacer
+
+__all__ = ["LearnerThread"]
+
+
+class LearnerThread:
+    def __init__(self, learner: Learner, *, checkpoint_dir: str, publish_weights: Callable[[], None],
+                 logger: Any, on_reject: Callable[[str], None]) -> None:
+        """``publish_weights`` is called on the training thread when weights are due (take ``lock``
+        to read them); ``logger`` (``.info``, ``.error``: rclpy's or ``logging``'s) gets checkpoint
+        lines and the thread's death, ``on_reject`` each rejection's text."""
+        self.learner = learner
+        self.checkpoint_dir = checkpoint_dir
+        self.publish_weights, self.logger, self.on_reject = publish_weights, logger, on_reject
+        self.lock = threading.Lock()  # held around every use of the learner
+        self.queue: collections.deque = collections.deque()  # (transition, actor_id)
+        self.pacer = UpdatePacer(learner.progress())
+        self.rejected = 0
+        self.last_rejection = ""
+        self._reject_lock = threading.Lock()  # rejections come from the receiving and the training thread
+        self.failure: Optional[str] = None  # the fatal error, once the thread died
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="learner-train", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    # -- from the receiving thread
+    def submit(self, t: Transition, actor_id: str) -> bool:
+        """Queue a transition for the buffers; a misfit (shapes only: cheap, no lock) is rejected."""
+        problem = self.learner.check_transition(t)
+        if problem:
+            self.reject(actor_id, problem)
+            return False
+        self.queue.append((t, actor_id))
+        return True
+
+    def reject(self, actor_id: str, problem: str) -> None:
+        with self._reject_lock:
+            self.rejected += 1
+            self.last_rejection = text = f"rejected a transition from actor {actor_id!r}: {problem}"
+        self.on_reject(text)
+
+    def rejections(self) -> Tuple[int, str]:
+        with self._reject_lock:
+            return self.rejected, self.last_rejection
+
+    def failed(self) -> bool:
+        """The thread died (an error, not a stop)."""
+        return self.failure is not None or (self.thread.ident is not None and not self.thread.is_alive()
+                                            and not self._stop.is_set())
+
+    # -- the thread
+    def _run(self) -> None:
+        try:
+            self._train()
+        except BaseException as exc:  # noqa: BLE001 - kept in failure; the owner stops
+            self.failure = f"{type(exc).__name__}: {exc}"
+            self.logger.error(f"training thread died: {self.failure}\n{traceback.format_exc()}")
+
+    def add_queued(self) -> bool:
+        """Move the queued transitions into the buffers; whether there were any."""
+        worked = False
+        while self.queue:
+            t, actor_id = self.queue.popleft()
+            try:
+                with self.lock:
+                    self.learner.add(t)  # refuses a misfit whole (ValueError), stores nothing
+            except (ValueError, KeyError, TypeError) as exc:
+                self.reject(actor_id, str(exc))
+            worked = True
+        return worked
+
+    def _train(self) -> None:
+        while not self._stop.is_set():
+            worked = self.add_queued()
+            with self.lock:
+                due = self.learner.updates_due()
+                schedule = self.learner.config
+            if due > 0:
+                t0 = time.monotonic()
+                with self.lock:
+                    self.learner.train_step()
+                worked = True
+                pause = self.pacer.pause_s(schedule, t0, time.monotonic())  # the update-rate cap
+                if pause > 0:
+                    self._stop.wait(pause)
+                if self.pacer.weights_due(schedule, time.monotonic()):
+                    self.publish_weights()
+                if self.checkpoint_dir and self.pacer.checkpoint_due(schedule, self.learner.updates):
+                    self.logger.info(f"checkpoint {self.checkpoint()}")
+            if not worked:
+                self._stop.wait(0.01)
+
+    def checkpoint(self) -> str:
+        with self.lock:
+            path = self.learner.save_checkpoint(self.checkpoint_dir)
+            self.pacer.checkpointed(self.learner.progress())
+        return str(path)
+
+    def stop(self) -> Optional[str]:
+        """Stop training and write a final checkpoint if anything changed since the last one (its
+        path). None: nothing changed, no checkpoint_dir, or the thread died (an update may have
+        died halfway: the last checkpoint stands)."""
+        failed = self.failed()
+        self._stop.set()
+        if self.thread.ident is not None:
+            self.thread.join(timeout=10.0)
+        if not self.checkpoint_dir or failed or self.failure is not None:
+            return None
+        if not self.thread.is_alive():
+            self.add_queued()  # received but not yet stored: keep them too
+        with self.lock:
+            if not self.pacer.changed_since_checkpoint(self.learner.progress()):
+                return None
+        return self.checkpoint()

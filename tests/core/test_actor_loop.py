@@ -1,0 +1,142 @@
+"""The actor's tick without ROS: fresh inputs, episode start after a reset, the mux-report join,
+episode ends."""
+
+import numpy as np
+import pytest
+
+from hilserl_core.robot.actor_loop import ActorLoop
+from hilserl_core.robot.episode_cycle import EpisodePhase
+from hilserl_core.robot.intervention import GRIPPER_CLOSE, GRIPPER_STAY, Source
+
+IMG = np.zeros((4, 4, 3), np.uint8)
+
+
+def make_loop(arms=("left",), cams=("left_wrist",), **kw):
+    args = dict(control_rate_hz=10.0, max_episode_steps=100, max_input_age_s=0.25, grasp_penalty=-0.02,
+                use_grasp_critic=True, reset_timeout_s=30.0)
+    args.update(kw)
+    loop = ActorLoop(arms, cams, **args)
+    loop.cycle.reset_requested(0.0)
+    loop.cycle.scene_ready(0.0)  # as after a reset service answered
+    return loop
+
+
+def feed(loop, t, x=0.0, success=False, images=True):
+    """Every input sampled at time t; the arm at (x, 0, 0.3), identity orientation."""
+    for arm in loop.arms:
+        loop.put(f"{arm}/pose", (np.array([x, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0])), t)
+        loop.put(f"{arm}/twist", np.zeros(6), t)
+        loop.put(f"{arm}/wrench", np.zeros(6), t)
+        loop.put(f"{arm}/gripper", 1.0, t)
+    if images:
+        for cam in loop.cam_keys:
+            loop.put("image/" + cam, IMG + int(t * 10), t)
+    loop.put("success", success, t)
+
+
+def test_missing_and_stale_inputs_give_no_observation_and_a_reason():
+    loop = make_loop()
+    out = loop.tick(0.1)
+    assert out.observation is None and out.inputs_ok is False and out.waiting.startswith("waiting for left/pose")
+    feed(loop, 0.1)
+    out = loop.tick(0.5)  # 400 ms old > 250 ms
+    assert out.observation is None and out.inputs_ok is False and "stale" in out.waiting
+    assert loop.cycle.phase is EpisodePhase.WAITING
+
+
+def test_episode_starts_egocentric_and_steps_close_with_the_executed_action():
+    loop = make_loop()
+    feed(loop, 0.1, x=0.2)
+    first = loop.tick(0.12)
+    assert first.started and first.transition is None and first.observation is not None
+    assert loop.cycle.phase is EpisodePhase.RUNNING
+    assert np.allclose(first.observation["proprio"][:3], 0.0)  # the start pose is the origin
+    assert first.stamp_s == pytest.approx(0.1)
+    # the same frames are never used twice
+    again = loop.tick(0.13)
+    assert again.observation is None and again.inputs_ok is True and "new camera frames" in again.waiting
+    loop.acted(first.stamp_s)
+    assert loop.on_executed("left", 0.1, np.full(6, 0.5), GRIPPER_CLOSE, Source.OPERATOR) is not None
+    feed(loop, 0.2, x=0.25)
+    second = loop.tick(0.21)
+    t = second.transition
+    assert t is not None and t.intervened and np.allclose(t.action, 0.5) and t.grasp_action == GRIPPER_CLOSE
+    assert t.grasp_penalty == pytest.approx(-0.02)  # closing an open gripper
+    assert np.allclose(second.observation["proprio"][:3], [0.05, 0.0, 0.0], atol=1e-6)
+    assert np.array_equal(t.next_observation["proprio"], second.observation["proprio"])
+
+
+def test_an_unreported_step_is_dropped_not_guessed():
+    loop = make_loop()
+    feed(loop, 0.1)
+    loop.acted(loop.tick(0.1).stamp_s)
+    feed(loop, 0.2)
+    out = loop.tick(0.2)  # the mux never reported the first step
+    assert out.transition is None and out.observation is not None and loop.recorder.dropped_steps == 1
+
+
+def test_success_ends_the_episode_as_terminal_and_the_next_needs_a_reset():
+    loop = make_loop()
+    feed(loop, 0.1)
+    loop.acted(loop.tick(0.1).stamp_s)
+    loop.on_executed("left", 0.1, np.zeros(6), GRIPPER_STAY, Source.POLICY)
+    feed(loop, 0.2, success=True)
+    out = loop.tick(0.2)
+    assert out.summary is not None and out.summary.success and out.observation is None
+    assert out.transition.terminated and out.transition.reward == 1.0
+    assert loop.cycle.phase is EpisodePhase.RESET and loop.join.pending_stamp is None
+    feed(loop, 0.3)
+    assert loop.tick(0.3).observation is None  # no episode until the scene is reset again
+
+
+def test_success_left_from_the_last_episode_does_not_end_the_next_at_once():
+    loop = make_loop()
+    feed(loop, 0.1, success=True)  # the reward node still says success from before the reset
+    out = loop.tick(0.1)
+    assert out.started and out.summary is None and out.observation is not None
+
+
+def test_operator_cut_truncates_and_poses_from_before_the_reset_do_not_start_an_episode():
+    loop = make_loop()
+    feed(loop, 0.1)
+    loop.acted(loop.tick(0.1).stamp_s)
+    loop.on_executed("left", 0.1, np.zeros(6), GRIPPER_STAY, Source.POLICY)
+    loop.cycle.operator_signal()
+    feed(loop, 0.2)
+    out = loop.tick(0.2)
+    assert out.summary.end == "operator_reset" and out.transition.truncated and not out.transition.terminated
+    loop.cycle.reset_requested(0.2)
+    loop.cycle.scene_ready(0.35)
+    feed(loop, 0.3)  # measured before the reset finished
+    assert loop.tick(0.36).observation is None
+    feed(loop, 0.4)
+    assert loop.tick(0.4).started
+
+
+def test_two_arms_join_before_the_step_closes():
+    loop = make_loop(arms=("left", "right"), cams=("left_wrist", "right_wrist"))
+    feed(loop, 0.1)
+    first = loop.tick(0.1)
+    assert first.observation["proprio"].shape[0] % 2 == 0
+    loop.acted(first.stamp_s)
+    assert loop.on_executed("left", 0.1, np.ones(6), GRIPPER_CLOSE, Source.POLICY) is None  # right not in yet
+    joined = loop.on_executed("right", 0.1, -np.ones(6), GRIPPER_STAY, Source.OPERATOR)
+    assert joined is not None and joined.source is Source.OPERATOR
+    feed(loop, 0.2)
+    t = loop.tick(0.2).transition
+    assert np.allclose(t.action, np.r_[np.ones(6), -np.ones(6)]) and t.intervened
+    assert t.grasp_action == GRIPPER_CLOSE + 3 * GRIPPER_STAY
+
+
+def test_new_frames_needs_every_camera_about_one_period_newer():
+    loop = make_loop(cams=("left_wrist", "left_side"))
+    assert not loop.new_frames()
+    feed(loop, 0.1)
+    assert loop.new_frames()
+    loop.tick(0.1)
+    loop.put("image/left_wrist", IMG, 0.2)
+    assert not loop.new_frames()  # the side camera has no newer frame
+    loop.put("image/left_side", IMG, 0.17)
+    assert not loop.new_frames()  # 70 ms newer: less than 0.8 of a period
+    loop.put("image/left_side", IMG, 0.19)
+    assert loop.new_frames()
