@@ -120,3 +120,11 @@ def test_q_value_variance_defaults_and_dict_observations():
     assert ((var - 0.04).abs() < 0.02).all()
     with pytest.raises(ValueError, match=r"\[B \* n\]"):
         q_value_variance(lambda o, a: a, obs, torch.ones(4, 3))
+
+
+def test_recent_median_keeps_only_the_window():
+    from hilserl_core.rl.metrics import RecentMedian
+
+    m = RecentMedian(window=3)
+    assert m.median() != m.median()  # nan
+    assert [m.add(v) for v in (10, 1, 2, 30, 40)] == [10, 10, 2, 2, 30]

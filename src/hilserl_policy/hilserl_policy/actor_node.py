@@ -26,7 +26,7 @@ from hilserl_core.accel.threaded_encoder import resolve_encoder_threads
 from hilserl_core.formats import config as cfg
 from hilserl_core.formats import msgconv, wire
 from hilserl_core.rl.grasp_dqn import joint_index_to_gripper_actions
-from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord
+from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord, RecentMedian
 from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch
 from hilserl_core.robot import frames
 from hilserl_core.robot.actor import ActorConfig
@@ -93,8 +93,7 @@ class ActorNode(Node):
         self._last_tick_s = -1.0
         self.transitions_sent = 0
         self.actions_sent = 0
-        self._frame_to_action_ms: list = []
-        self._compute_ms: list = []  # policy + grasp critic forward passes
+        self._frame_to_action_ms, self._compute_ms = RecentMedian(), RecentMedian()  # compute: policy + grasp critic
 
     # -- inputs ---------------------------------------------------------------------------
     def _now(self) -> float:
@@ -199,7 +198,7 @@ class ActorNode(Node):
         c = self.conf.value
         t0 = time.perf_counter()
         action, grasp = self.policy.act(obs, deterministic=c.deterministic, grasp_epsilon=0.0 if c.deterministic else c.grasp_epsilon)
-        self._compute_ms.append((time.perf_counter() - t0) * 1e3)
+        compute_ms = self._compute_ms.add((time.perf_counter() - t0) * 1e3)
         grippers = joint_index_to_gripper_actions(grasp, len(self.arms)) if grasp is not None else [1] * len(self.arms)
         self.loop.acted(stamp_s)
         for i, arm in enumerate(self.arms):
@@ -207,13 +206,10 @@ class ActorNode(Node):
             self._action_pubs[arm].publish(msg)
         self.actions_sent += 1
         # camera frame -> action published, as this node sees it (the latency budget is 100 ms)
-        self._frame_to_action_ms.append((self._now() - stamp_s) * 1e3)
-        del self._frame_to_action_ms[:-50], self._compute_ms[:-50]
-        recent, compute = sorted(self._frame_to_action_ms), sorted(self._compute_ms)
+        frame_to_action_ms = self._frame_to_action_ms.add((self._now() - stamp_s) * 1e3)
         self.diag.report("actor", diagnostics.OK, "acting", weights_version=self.policy.version,
                          transitions_sent=self.transitions_sent, dropped_steps=self.loop.recorder.dropped_steps,
-                         frame_to_action_p50_ms=f"{recent[len(recent) // 2]:.1f}",
-                         policy_compute_p50_ms=f"{compute[len(compute) // 2]:.1f}")
+                         frame_to_action_p50_ms=f"{frame_to_action_ms:.1f}", policy_compute_p50_ms=f"{compute_ms:.1f}")
 
     def _end_episode(self, summary) -> None:
         self.metrics.add(EpisodeRecord(summary.success, summary.duration_s, summary.steps, summary.intervention_steps,

@@ -117,6 +117,22 @@ class EpisodeMetrics:
         return json.dumps(self.summary(), allow_nan=False, sort_keys=True)
 
 
+class RecentMedian:
+    """Median of the last ``window`` values (the actor's latency figures on diagnostics)."""
+
+    def __init__(self, window: int = 50) -> None:
+        self.window, self.values = window, []
+
+    def add(self, value: float) -> float:
+        self.values.append(float(value))
+        del self.values[:-self.window]
+        return self.median()
+
+    def median(self) -> float:
+        v = sorted(self.values)
+        return v[len(v) // 2] if v else float("nan")
+
+
 def _repeat_obs(obs: Union[torch.Tensor, Mapping[str, torch.Tensor]], n: int):
     if isinstance(obs, torch.Tensor):
         return obs.repeat_interleave(n, dim=0)
