@@ -329,3 +329,27 @@ def test_a_checkpoint_of_other_encoder_weights_stops_the_learner_another_precisi
     assert other.diag.level("checkpoint") == 1
     other.close()
     other.destroy_node()
+
+
+def test_demo_paths_fill_the_demo_buffer_once_and_a_bad_file_is_a_configuration_error(ros_context, tmp_path):
+    from hilserl_core.formats.demos import save_demos
+
+    ts = [transition(i, True) for i in range(4)]
+    ts[-1] = dataclasses.replace(ts[-1], terminated=True, reward=1.0)
+    demos = save_demos(tmp_path / "demos.safetensors", ts)
+    node = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path, demo_paths=[str(demos)]))
+    try:
+        assert len(node.learner.buffers["demo"]) == 4 and len(node.learner.buffers["rl"]) == 0
+        assert node.learner.transitions_received == 0  # demos are not online data
+        node.trainer.checkpoint()
+    finally:
+        node.close()
+        node.destroy_node()
+    # resumed from a checkpoint: the demos come back with it, not a second time from the file
+    again = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path, demo_paths=[str(demos)]))
+    try:
+        assert len(again.learner.buffers["demo"]) == 4
+    finally:
+        again.destroy_node()
+    with pytest.raises(ValueError, match="missing.safetensors: no such demo file"):
+        LearnerNode(context=ros_context, parameter_overrides=params(tmp_path / "fresh", demo_paths=[str(tmp_path / "missing.safetensors")]))

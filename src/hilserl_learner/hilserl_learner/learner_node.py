@@ -47,8 +47,14 @@ class LearnerNode(Node):
             self.get_logger().info("glibc allocator not tuned (no glibc here)")
         self.diag = diagnostics.Diagnostics(self)
         self.learner = build_learner(c)
-        if c.checkpoint_dir:
-            self._resume(c.checkpoint_dir)
+        resumed = self._resume(c.checkpoint_dir) if c.checkpoint_dir else None
+        if c.demo_paths and resumed is None:
+            for path, summary in self.learner.preload_demos(c.demo_paths):  # a bad file: configuration error
+                self.get_logger().info(f"demos from {path}: {summary['episodes']} episodes, {summary['steps']} steps, "
+                                       f"{summary['successes']} successes")
+        elif c.demo_paths:
+            self.get_logger().info(f"demo buffer restored from {resumed} ({len(self.learner.buffers['demo'])} transitions); "
+                                   "demo_paths not read again")
         self.sequences = wire.SequenceTracker()
         self._reported_rejections = 0
         self._weights_pub = self.create_publisher(UInt8MultiArray, topics.POLICY_WEIGHTS, qos.LATCHED)
@@ -63,7 +69,8 @@ class LearnerNode(Node):
 
     rejected_transitions = property(lambda self: self.trainer.rejected)
 
-    def _resume(self, root: str) -> None:
+    def _resume(self, root: str):
+        """The checkpoint resumed from, or None."""
         log = self.get_logger()
         path, skipped = self.learner.resume(root)
         for bad, why in skipped:
@@ -80,6 +87,7 @@ class LearnerNode(Node):
                     f"(they are left on disk; newest: {skipped[0][0]}: {skipped[0][1]})")
             log.error(text)
             self.diag.report("checkpoint", diagnostics.ERROR, text, skipped_checkpoints=len(skipped))
+        return path
 
     def _log_rejection(self, text: str) -> None:
         self.get_logger().error(f"{text} ({self.trainer.rejected} rejected so far)", throttle_duration_sec=5.0)

@@ -27,6 +27,7 @@ class LearnerNodeConfig:
     encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
     encoder_dtype: str = param("auto", ENCODER_DTYPE_HELP, choices=ENCODER_DTYPES)
     checkpoint_dir: str = param("", "where checkpoints go and resume comes from; empty = no checkpoints")
+    demo_paths: Tuple[str, ...] = param((), "demo files (hilserl bag2demos) that fill the demo buffer at start; not re-added when resuming from a checkpoint, which holds them")
     use_grasp_critic: bool = param(True, "train the grasp critic (DQN over open/stay/close per gripper)")
     torch_threads: int = param(1, "torch CPU threads for training (raise it on a learner host with idle cores; on a shared machine 1 avoids OpenMP threads waiting on busy cores)", low=1, high=256)
     log_period_s: float = param(30.0, "seconds between training-progress lines on the console (updates, rates, buffers, losses); 0 = none", units="s", low=0.0, high=3600.0, live=True)

@@ -47,12 +47,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from ..formats.config import param
+from ..formats.demos import demo_summary, load_demos
 from ..formats.tensorio import fsync_dir
 from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
 from ..vision.encoders import CachedFeaturizer, EncoderMismatch, compare_encoder_identity
@@ -206,6 +207,25 @@ class Learner:
             raise ValueError(problem)
         self.buffers[DEMO_BUFFER].add(self._prepare(t))
         self.demos_added += 1
+
+    def preload_demos(self, paths: Sequence[Union[str, Path]]) -> List[Tuple[str, Dict[str, int]]]:
+        """Fill the demo buffer from demo files (``formats.demos``); per file its summary.
+
+        All files are read and checked before anything is added, so a bad file (DemoFileError)
+        or a transition that does not fit (ValueError naming the file) leaves the buffer as it was.
+        """
+        loaded = []
+        for path in paths:
+            transitions, _ = load_demos(path)
+            for t in transitions:
+                problem = self.check_transition(t, (DEMO_BUFFER,))
+                if problem:
+                    raise ValueError(f"{path}: demo transition {t.episode_id}/{t.step} does not fit this learner: {problem}")
+            loaded.append((str(path), transitions))
+        for _, transitions in loaded:
+            for t in transitions:
+                self.add_demo(t)
+        return [(path, demo_summary(ts)) for path, ts in loaded]
 
     # -- schedule and updates -------------------------------------------------------------
     def ready(self) -> bool:
