@@ -110,14 +110,22 @@ def franka_actions(n_arms: int, controller: str = "cartesian_impedance_controlle
 
 
 def demo_topics(graph) -> list:
-    """The topics a demonstration bag needs, for every arm and camera of a graph."""
-    per_arm = ["current_pose", "current_twist", "external_wrench", "gripper/joint_states",
-               "mux/executed", "spacenav/twist", "spacenav/joy", "target_pose", "gripper/command"]
-    topics = []
-    for arm in graph.arms:
-        topics += [f"/{arm}/cameras/{cam}/image_cropped" for cam in graph.cameras]
-        topics += [f"/{arm}/{t}" for t in per_arm]
-    return topics + ["/reward/success", "/diagnostics"]
+    """The topics a demonstration bag records, for every arm and camera of a graph: the same
+    list ``hilserl record`` writes (``hilserl.recording.topics``, from
+    ``hilserl_core.formats.bags.recorded_topics``)."""
+    from .recording import topic_names
+
+    return topic_names(graph)
+
+
+def record_command(graph, bag: str) -> list:
+    """``ros2 bag record`` of a recording of ``graph`` into ``bag`` (MCAP), with the
+    ``custom_data`` entries ``hilserl record`` writes (setup, arms, cameras, crops)."""
+    from .recording import custom_data
+
+    # --custom-data takes every KEY=VALUE after it, so it comes after the topics
+    return (["ros2", "bag", "record", "-s", "mcap", "-o", bag] + demo_topics(graph)
+            + ["--custom-data"] + [f"{key}={value}" for key, value in custom_data(graph).items()])
 
 
 def record_demos_description():
@@ -127,16 +135,19 @@ def record_demos_description():
 
     from launch import LaunchDescription
 
+    from .recording import record_graph
+
     def expand(context, *args, **kwargs):  # noqa: ARG001
         setup = LaunchConfiguration("setup").perform(context)
         defaults = load_graph(setup)
         given = context.launch_configurations
         overrides = {name: given[name] for name, _ in defaults.arguments if name in given}
-        overrides["learning"] = "false"  # demos: the operator drives, no policy
-        graph = load_graph(setup, overrides)
+        # demos: the operator drives, no actor or learner (in simulation the scripted operator
+        # ends and resets the episodes); the same graph `hilserl record` runs
+        graph = record_graph(setup, overrides)
         nodes = [Node(**process_kwargs(proc)) for proc in processes(graph)]
         bag = LaunchConfiguration("bag").perform(context)
-        record = ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", bag, *demo_topics(graph)], output="screen")
+        record = ExecuteProcess(cmd=record_command(graph, bag), output="screen")
         return nodes + [record]
 
     return LaunchDescription([

@@ -17,6 +17,16 @@ it sees the true scene, which no topic carries. It publishes ``spacenav/twist`` 
 ``spacenav/joy`` per arm like a person with a SpaceMouse: twist in base axes, button 0
 closes and button 1 opens the gripper. In ``assist`` it watches ``policy/action`` and
 takes over when the policy strays.
+
+Recording without an actor (``hilserl record``, ``record_demos.launch.py``), nobody else
+ends episodes: with ``operator.drives_episodes`` the operator does what a person recording
+demonstrations does. It marks each attempt on ``/episode/success`` (the task succeeded) or
+``/episode/failure`` (no success after ``operator.episode_limit_s`` of sim time), keeps
+acting for ``operator.hold_after_mark_s`` so the recording shows the scene after the mark,
+then resets the scene and publishes ``/episode/reset`` (std_msgs/Empty each;
+``hilserl_core.robot.episode_marks``). A ``/episode/reset`` from someone else (the
+recorder at its start, a person at the keyboard) resets the scene and starts a new
+attempt; one that comes within 0.5 s of a reset is taken as the echo of it and ignored.
 """
 
 from __future__ import annotations
@@ -29,12 +39,12 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped, WrenchStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState, Joy
-from std_msgs.msg import Bool, Float64
+from std_msgs.msg import Bool, Empty, Float64
 from std_srvs.srv import Trigger
 
 from hilserl_core.formats import msgconv
 from hilserl_core.formats.config import ConfigError, param
-from hilserl_core.robot import frames
+from hilserl_core.robot import episode_marks, frames
 from hilserl_interfaces import actions, diagnostics, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
@@ -49,6 +59,12 @@ from .tasks import TASKS, TaskError, task_names
 class OperatorNodeConfig:
     mode: str = param("off", "scripted SpaceMouse operator: off, assist (corrects a straying policy) or demo (full control)", choices=("off", "assist", "demo"))
     settings: OperatorConfig = field(default_factory=OperatorConfig)
+    drives_episodes: bool = param(False, "recording without an actor: mark each attempt on /episode/success or /episode/failure, "
+                                  "then reset the scene and publish /episode/reset, as a person recording demonstrations does")
+    episode_limit_s: float = param(10.0, "drives_episodes: an attempt without success after this long (sim time) is marked a failure",
+                                   units="s", low=1.0, high=600.0)
+    hold_after_mark_s: float = param(1.5, "drives_episodes: how long the operator keeps acting after a mark before the reset",
+                                     units="s", low=0.0, high=60.0)
 
 
 @dataclass(frozen=True)
@@ -140,15 +156,21 @@ class SimNode(Node):
         a.command_gripper(gripper_closure_to_width(msg.data))
 
     def _on_reset(self, request, response):
+        self.reset_scene()
+        response.success = True
+        response.message = f"episode {self.episode} of {self.conf.value.task}"
+        return response
+
+    def reset_scene(self) -> bool:
+        """A new randomized episode (``/sim/reset``, or the operator driving a recording);
+        returns whether the ended one succeeded."""
         success = bool(self.env.task.success())
         self.episode += 1
         self.env.reset(int(self._rng.integers(2**31)))
         self._next_camera_s = self._sim_elapsed_s  # a frame (and success, operator step) of the new scene at the next tick
         if self.operator_node is not None:
             self.operator_node.episode_ended(success)
-        response.success = True
-        response.message = f"episode {self.episode} of {self.conf.value.task}"
-        return response
+        return success
 
     # -- the loop -------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -224,8 +246,16 @@ class ScriptedOperatorNode(Node):
 
     def __init__(self, sim_node: SimNode, config: OperatorNodeConfig, **node_kwargs):
         super().__init__("scripted_operator", **node_kwargs)
+        self.sim_node = sim_node
         self.env, self.sim, self.arms = sim_node.env, sim_node.sim, sim_node.arms
         self.mode = config.mode
+        self.config = config
+        self._marked_at_s = None  # sim time of this attempt's success/failure mark (drives_episodes)
+        self.marks = {kind: 0 for kind in episode_marks.MARK_TOPICS.values()}
+        if config.drives_episodes:
+            self._mark_pubs = {kind: self.create_publisher(Empty, topic, qos.EVENTS)
+                               for topic, kind in episode_marks.MARK_TOPICS.items()}
+            self.create_subscription(Empty, episode_marks.RESET_TOPIC, self._on_reset_mark, qos.EVENTS)
         self.operator = ScriptedOperator(self.env, config.settings)
         self._policy: Dict[str, ArmAction] = {a: ArmAction() for a in self.arms}
         self._pubs = {}
@@ -249,10 +279,36 @@ class ScriptedOperatorNode(Node):
         """The scene was reset: remember how the policy did (trust grows with success)."""
         self.operator.record_episode(success)
         self.operator.reset()
+        self._marked_at_s = None
+
+    # -- drives_episodes: the operator ends attempts and resets the scene
+    def _mark(self, kind: str) -> None:
+        self._mark_pubs[kind].publish(Empty())
+        self.marks[kind] += 1
+
+    def _on_reset_mark(self, _msg: Empty) -> None:
+        if self.sim.time < 0.5:  # our own reset's echo, or a second request for the same one
+            return
+        self.sim_node.reset_scene()
+
+    def _drive_episode(self) -> None:
+        t, c = self.sim.time, self.config
+        if self._marked_at_s is None:
+            if self.env.task.success():
+                self._marked_at_s = t
+                self._mark(episode_marks.SUCCESS)
+            elif t >= c.episode_limit_s:
+                self._marked_at_s = t
+                self._mark(episode_marks.FAILURE)
+        elif t - self._marked_at_s >= c.hold_after_mark_s:
+            self.sim_node.reset_scene()  # clears _marked_at_s
+            self._mark(episode_marks.RESET)
 
     def step(self) -> None:
         # the operator looks at the scene (env.gripper_closed is what the gripper was told, read-only)
         # and acts only through the SpaceMouse topics, as a person would
+        if self.config.drives_episodes:
+            self._drive_episode()
         obs = {"state": {a: self.sim.arm_state(a) for a in self.arms}}
         if self.mode == "demo":
             out = self.operator.demonstrate(obs)
