@@ -30,7 +30,7 @@ from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord, RecentMedian
 from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch
 from hilserl_core.robot import frames
 from hilserl_core.robot.actor import ActorConfig
-from hilserl_core.robot.actor_loop import ActorLoop
+from hilserl_core.robot.actor_loop import ARM_INPUTS, ActorLoop, stamp_s
 from hilserl_core.robot.episode_cycle import EpisodePhase
 from hilserl_core.vision.encoders import load_frozen_encoder
 from hilserl_interfaces import actions, diagnostics, payload, qos, topics
@@ -38,8 +38,6 @@ from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
 
 from .scene_reset import EPISODE_RESET, SceneReset
-
-GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand: fully open
 
 
 class ActorNode(Node):
@@ -74,10 +72,9 @@ class ActorNode(Node):
         self._action_pubs = {}
         for arm in self.arms:
             ns = f"/{arm}/"
-            self.create_subscription(PoseStamped, ns + topics.CURRENT_POSE, lambda m, a=arm: self._put(f"{a}/pose", msgconv.pose_to_arrays(m.pose), m.header.stamp), qos.SENSOR)
-            self.create_subscription(TwistStamped, ns + topics.CURRENT_TWIST, lambda m, a=arm: self._put(f"{a}/twist", msgconv.vector6_from_twist(m.twist), m.header.stamp), qos.SENSOR)
-            self.create_subscription(WrenchStamped, ns + topics.EXTERNAL_WRENCH, lambda m, a=arm: self._put(f"{a}/wrench", msgconv.vector6_from_wrench(m.wrench), m.header.stamp), qos.SENSOR)
-            self.create_subscription(JointState, ns + topics.GRIPPER_JOINT_STATES, lambda m, a=arm: self._put(f"{a}/gripper", min(1.0, sum(m.position) / GRIPPER_MAX_WIDTH_M), m.header.stamp), qos.SENSOR)
+            for name, msg_type in (("pose", PoseStamped), ("twist", TwistStamped), ("wrench", WrenchStamped), ("gripper", JointState)):
+                topic, convert = ARM_INPUTS[name]
+                self.create_subscription(msg_type, ns + topic, lambda m, k=f"{arm}/{name}", f=convert: self._put(k, f(m), m.header.stamp), qos.SENSOR)
             self.create_subscription(Joy, ns + "mux/executed", lambda m, a=arm: self._on_executed(a, m), qos.EVENTS)
             self._action_pubs[arm] = self.create_publisher(Joy, ns + topics.POLICY_ACTION, qos.COMMAND)
         for entry, key in zip(c.cameras, self.cam_keys):
@@ -100,9 +97,7 @@ class ActorNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _put(self, key: str, value, stamp) -> None:
-        # Stamps of zero (publishers that leave the header empty) count as "now".
-        t = msgconv.stamp_to_seconds(stamp) if stamp is not None and (stamp.sec or stamp.nanosec) else self._now()
-        self.loop.put(key, value, t)
+        self.loop.put(key, value, stamp_s(stamp, self._now()))
 
     def _on_image(self, key: str, msg: Image) -> None:
         try:

@@ -18,19 +18,41 @@ assembled exactly as the actor assembles what it acts on:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..formats import msgconv
 from ..formats.types import Observation, Transition
 from . import frames
 from .actor import EpisodeRecorder, EpisodeSummary, LatestInputs, egocentric_observation
 from .episode_cycle import EpisodeCycle, EpisodePhase, ExecutedJoin, ExecutedStep
 from .intervention import Source
 
-__all__ = ["ActorLoop", "TickOutcome", "PROPRIO_INPUTS"]
+__all__ = ["ActorLoop", "TickOutcome", "PROPRIO_INPUTS", "ARM_INPUTS", "gripper_opening", "stamp_s"]
 
-PROPRIO_INPUTS = ("pose", "twist", "wrench", "gripper")  # per arm: "<arm>/<input>"
+GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand: fully open
+
+
+def gripper_opening(joint_state: Any) -> float:
+    """sensor_msgs/JointState of the fingers -> opening in [0, 1] (1 = fully open)."""
+    return min(1.0, sum(joint_state.position) / GRIPPER_MAX_WIDTH_M)
+
+
+# per arm, input -> (topic relative to the arm's namespace, message -> value); the node subscribes
+# with these and ``hilserl bag2demos`` converts recorded messages with the same functions
+ARM_INPUTS: Dict[str, Tuple[str, Callable[[Any], Any]]] = {
+    "pose": ("current_pose", lambda m: msgconv.pose_to_arrays(m.pose)),
+    "twist": ("current_twist", lambda m: msgconv.vector6_from_twist(m.twist)),
+    "wrench": ("external_wrench", lambda m: msgconv.vector6_from_wrench(m.wrench)),
+    "gripper": ("gripper/joint_states", gripper_opening),
+}
+PROPRIO_INPUTS = tuple(ARM_INPUTS)  # per arm: "<arm>/<input>"
+
+
+def stamp_s(stamp: Any, now_s: float) -> float:
+    """A header stamp in seconds; a zero stamp (a publisher that left the header empty) counts as now."""
+    return msgconv.stamp_to_seconds(stamp) if stamp is not None and (stamp.sec or stamp.nanosec) else now_s
 
 
 @dataclass

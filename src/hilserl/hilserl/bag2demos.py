@@ -1,0 +1,211 @@
+"""``hilserl bag2demos BAG... -o FILE``: recorded episodes -> demo transitions for the learner.
+
+The recorded messages are fed, in the order they were received, to the actor's own tick
+(``hilserl_core.robot.actor_loop.ActorLoop``), converted with the actor's own functions
+(``ARM_INPUTS``, ``msgconv.image_to_rgb``, ``actions.from_joy``): the same egocentric frames,
+the same ticks (when every camera has a new frame, at most ``control_rate_hz``), the same
+latest-sample staleness rule, the same dropped steps. Times are what the actor would see: a
+message's header stamp for its sample time, its log time (when it was received) for "now".
+
+What differs from the live actor is only what a recording lacks:
+
+- **episodes** come from the operator's marks (``hilserl_core.robot.episode_marks``): an
+  episode starts at the recording's start or a ``/episode/reset``; ``/episode/success`` ends it
+  at the next observation as a success (terminal, reward 1), ``/episode/failure`` as a cut
+  (truncated); one that reaches the next reset or the end unmarked ends truncated at its last
+  step. ``reward:=sim`` takes success from the simulator's ``/sim/success`` instead.
+- **actions**: with no actor, the mux acts for the operator and stamps its report with its own
+  time; a report pairs with the newest observation at or before it (within 1.5 control
+  periods). A report carrying an observation's exact stamp (a bag recorded during training)
+  pairs exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Set
+
+from hilserl_core.formats import bags, msgconv
+from hilserl_core.formats.types import Transition, camera_key
+from hilserl_core.robot.actor import ActorConfig
+from hilserl_core.robot.actor_loop import ARM_INPUTS, ActorLoop, stamp_s
+from hilserl_core.robot.episode_cycle import EpisodePhase
+from hilserl_core.robot.episode_marks import FAILURE_TOPIC, RESET_TOPIC, SUCCESS_TOPIC
+from hilserl_core.robot.intervention import Source
+from hilserl_interfaces import actions
+
+__all__ = ["ConvertedBag", "convert_bag", "REWARD_SOURCES"]
+
+REWARD_SOURCES = ("marks", "sim")
+
+
+@dataclass
+class ConvertedBag:
+    path: str
+    transitions: List[Transition] = field(default_factory=list)
+    episodes: int = 0
+    successes: int = 0
+    dropped_steps: int = 0
+    unpaired_reports: int = 0  # mux reports that matched no observation (before the first one, or late)
+
+
+def convert_bag(reader: bags.BagReader, actor: ActorConfig, reward: str = "marks", episode_offset: int = 0) -> ConvertedBag:
+    """Demo transitions of one bag, assembled by the actor's tick (see the module doc)."""
+    if reward not in REWARD_SOURCES:
+        raise ValueError(f"reward:={reward}: expected one of {', '.join(REWARD_SOURCES)}")
+    arms, cameras = list(actor.arms), list(actor.cameras)
+    cam_keys = [camera_key(e) for e in cameras]
+    arm_topics = {f"/{a}/{topic}": (a, name) for a in arms for name, (topic, _) in ARM_INPUTS.items()}
+    image_topics = {bags.cropped_image_topic(*e.split("/", 1)): k for e, k in zip(cameras, cam_keys)}
+    executed_topics = {f"/{a}/mux/executed": a for a in arms}
+    needed = [*arm_topics, *image_topics, *executed_topics]
+    needed.append(bags.SIM_SUCCESS_TOPIC if reward == "sim" else SUCCESS_TOPIC)
+    reader.require(needed, "for demo transitions")
+    period = 1.0 / actor.control_rate_hz
+    loop = ActorLoop(arms, cam_keys, control_rate_hz=actor.control_rate_hz, max_episode_steps=actor.max_episode_steps,
+                     max_input_age_s=actor.max_input_age_s, grasp_penalty=actor.grasp_penalty,
+                     use_grasp_critic=actor.use_grasp_critic, reset_timeout_s=actor.reset_timeout_s)
+    loop.recorder.episode_id = episode_offset
+    out = ConvertedBag(str(reader.path))
+    episode: List[Transition] = []
+    success = False  # the reward signal the actor would read now
+    paired: Set[str] = set()  # arms whose report for the pending observation came in
+
+    def finish(truncate_open: bool) -> None:
+        """End the running episode; with ``truncate_open`` its last transition becomes a cut."""
+        nonlocal episode
+        if truncate_open and episode and not (episode[-1].terminated or episode[-1].truncated):
+            episode[-1].truncated = True
+        if episode:
+            out.episodes += 1
+            out.successes += int(episode[-1].terminated)
+            out.transitions.extend(episode)
+        episode = []
+
+    def new_scene(now: float) -> None:
+        nonlocal success
+        if loop.cycle.phase is EpisodePhase.RUNNING:  # reset without an outcome mark: cut at the last step
+            if not episode:  # nothing recorded (e.g. frames before the recording's first reset): no episode
+                loop.recorder.episode_id -= 1
+            finish(truncate_open=True)
+            loop.join.clear()
+            loop.cycle.episode_ended()
+        loop.cycle.reset_requested(now)
+        loop.cycle.scene_ready(now)
+        success = False
+
+    topics = [*needed, RESET_TOPIC, FAILURE_TOPIC, SUCCESS_TOPIC]
+    first = True
+    for m in reader.messages([t for t in dict.fromkeys(topics) if t in reader.topics]):
+        now = m.time_s
+        if first:
+            new_scene(now)  # the recording starts with a scene ready for an episode
+            first = False
+        if m.topic in arm_topics:
+            arm, name = arm_topics[m.topic]
+            loop.put(f"{arm}/{name}", ARM_INPUTS[name][1](m.msg), stamp_s(m.msg.header.stamp, now))
+        elif m.topic in executed_topics:
+            arm, a = executed_topics[m.topic], actions.from_joy(m.msg)
+            pending = loop.join.pending_stamp
+            if pending is None or arm in paired or not (pending - 1e-6 <= a.stamp_s < pending + 1.5 * period):
+                out.unpaired_reports += 1
+                continue
+            paired.add(arm)
+            loop.on_executed(arm, pending, a.action, a.gripper, Source(a.source))
+        elif m.topic == RESET_TOPIC:
+            new_scene(now)
+        elif m.topic == FAILURE_TOPIC:
+            loop.cycle.operator_signal()  # the next observation closes the episode as a cut
+        elif m.topic == SUCCESS_TOPIC and reward == "marks":
+            success = True
+        elif m.topic == bags.SIM_SUCCESS_TOPIC and reward == "sim":
+            success = bool(m.msg.data)
+        elif m.topic in image_topics:
+            loop.put("image/" + image_topics[m.topic], msgconv.image_to_rgb(m.msg), stamp_s(m.msg.header.stamp, now))
+            if not loop.new_frames():
+                continue
+            loop.put("success", success, now)
+            tick = loop.tick(now)
+            if tick.transition is not None:
+                episode.append(tick.transition)
+            if tick.summary is not None:
+                finish(truncate_open=False)
+                success = False
+            elif tick.observation is not None:
+                loop.acted(tick.stamp_s)  # as if the actions went out: the mux reports pair with it
+                paired = set()
+    if loop.cycle.phase is EpisodePhase.RUNNING:
+        finish(truncate_open=True)
+    out.dropped_steps = loop.recorder.dropped_steps
+    return out
+
+
+def actor_config_for(setup: str) -> ActorConfig:
+    """The actor's parameters in ``setup`` (its params files and inline parameters), as the
+    converter must assemble observations the way that actor does."""
+    from hilserl_core.formats import config as cfg
+
+    from .graph import GraphError, load_graph
+    from .recording import _node_parameters
+
+    graph = load_graph(setup)  # with its default arguments: learning on, so the actor is in it
+    spec = next((n for n in graph.nodes if n.executable == "actor_node"), None)
+    if spec is None:
+        raise GraphError(f"setup {setup} has no actor node to take the observation settings from")
+    known = {p.name for p in cfg.describe(ActorConfig)}
+    params = {k: v for k, v in _node_parameters(spec).items() if k in known}
+    return cfg.from_mapping(ActorConfig, cfg.nest(params), source=f"{setup}: actor parameters")
+
+
+_OPTIONS = ("setup", "reward")
+
+
+def _cmd_bag2demos(args) -> int:
+    from hilserl_core.formats.demos import save_demos
+
+    from .data_cli import DataError, _options, _say, _setup_of, _split_paths_and_options
+
+    paths, rest = _split_paths_and_options(args.bags + args.output[1:])
+    opts = _options(rest, _OPTIONS, "bag2demos")
+    if not paths:
+        raise DataError("bag2demos: give at least one bag")
+    out = Path(args.output[0])
+    if out.exists():
+        raise DataError(f"{out}: already exists; choose another output name (nothing was written)")
+    setup = _setup_of(paths, opts.get("setup"))
+    actor = actor_config_for(setup)
+    reward = opts.get("reward", "marks")
+    if reward not in REWARD_SOURCES:
+        raise DataError(f"reward:={reward}: expected one of {', '.join(REWARD_SOURCES)}")
+    results = []
+    for path in paths:
+        with bags.BagReader(Path(path)) as reader:
+            reader.check_setup(setup, actor.arms, sorted({e.split("/", 1)[1] for e in actor.cameras}))
+            r = convert_bag(reader, actor, reward, episode_offset=sum(x.episodes for x in results))
+        _say(f"{path}: {r.episodes} episodes, {len(r.transitions)} steps, {r.successes} successes, "
+             f"{r.dropped_steps} steps dropped (no executed action, a hold, or stale inputs)")
+        results.append(r)
+    transitions = [t for r in results for t in r.transitions]
+    if not transitions:
+        raise DataError(f"{', '.join(paths)}: no demo transitions (no episode with fresh inputs and executed actions)")
+    meta = {"setup": setup, "arms": list(actor.arms), "cameras": list(actor.cameras), "reward": reward,
+            "bags": [str(Path(p).resolve()) for p in paths], "control_rate_hz": actor.control_rate_hz}
+    save_demos(out, transitions, meta)
+    episodes, successes = sum(r.episodes for r in results), sum(r.successes for r in results)
+    _say(f"wrote {out}: {episodes} episodes, {len(transitions)} steps, {successes} successes, "
+         f"{sum(t.intervened for t in transitions)} intervened")
+    return 0
+
+
+def register(sub) -> None:
+    from .data_cli import _guarded
+
+    p = sub.add_parser("bag2demos", help="demo transitions for the learner's demo buffer from bags",
+                       description="Turn recorded bags into demo transitions (learner.demo_paths), assembled as the "
+                                   "actor assembles its observations.")
+    p.add_argument("bags", nargs="*", metavar="BAG|name:=value",
+                   help="bags, and options: setup:=NAME (default: the bag's), reward:=marks|sim")
+    p.add_argument("-o", "--output", required=True, nargs="+", metavar="FILE",
+                   help="demo file to write (must not exist); bags and options may follow it")
+    p.set_defaults(func=_guarded(_cmd_bag2demos))
