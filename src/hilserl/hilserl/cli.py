@@ -12,6 +12,7 @@ import shlex
 import sys
 from typing import List, Optional
 
+from . import bag2demos, data_cli
 from . import graph as graphmod
 from .runner import GraphRunner
 
@@ -54,6 +55,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.add_argument("setup", help="graph name (see `hilserl graphs`)")
         p.add_argument("overrides", nargs="*", metavar="name:=value", help="graph arguments")
         p.set_defaults(func=func)
+    data_cli.register(sub)  # record, bag2frames, train-reward
+    bag2demos.register(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

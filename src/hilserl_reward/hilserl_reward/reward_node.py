@@ -12,12 +12,18 @@ one saved with the classifier (chosen when it was trained) unless the
 live; the ``threshold`` diagnostic names the threshold in use and its source.
 ``/reward/reset`` (std_msgs/Empty, sent by the actor at an episode start)
 clears the streak.
+
+A classifier made by ``hilserl train-reward`` records what it was trained on (setup,
+cameras, each camera's crop and the image size): cameras other than the node's are refused
+at start, and a frame of another size than the training crops is refused with an error
+naming the classifier file and its crops (set the crop nodes as when the frames were
+recorded, or train again).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from rclpy.node import Node
@@ -61,7 +67,16 @@ def load_models(conf: RewardConfig) -> RewardClassifier:
     keys = [topics.camera_key(c) for c in conf.cameras]
     if sorted(keys) != sorted(model.cameras):
         raise ConfigError(f"classifier {conf.classifier_path} was trained on cameras {model.cameras}, node configured for {keys}")
+    trained = model.extra_metadata.get("cameras")
+    if trained is not None and sorted(trained) != sorted(conf.cameras):
+        raise ConfigError(f"classifier {conf.classifier_path} was trained on cameras {sorted(trained)}, node configured for {sorted(conf.cameras)}")
     return model
+
+
+def trained_image_size(model: RewardClassifier) -> Optional[Tuple[int, int]]:
+    """(H, W) of the cropped frames the classifier was trained on, where its file says."""
+    size = model.extra_metadata.get("image_size")
+    return (int(size[0]), int(size[1])) if size else None
 
 
 class RewardNode(Node):
@@ -81,6 +96,12 @@ class RewardNode(Node):
         if notes:
             self.diag.report("encoder", diagnostics.WARN, "; ".join(notes))
         self.inputs = LatestInputs()
+        self._image_size = trained_image_size(self.model)
+        self._input_errors = 0
+        crops = self.model.extra_metadata.get("crops")
+        if crops:
+            self.get_logger().info(f"classifier {c.classifier_path} was trained on {self.model.extra_metadata.get('setup', '?')} "
+                                   f"frames cropped as {crops}; the crop nodes must crop the same way")
         self._keys = [topics.camera_key(e) for e in c.cameras]
         self._prob_pub = self.create_publisher(Float32, topics.REWARD_PROBABILITY, qos.EVENTS)
         self._success_pub = self.create_publisher(Bool, topics.REWARD_SUCCESS, qos.EVENTS)
@@ -114,8 +135,17 @@ class RewardNode(Node):
     def _on_image(self, key: str, msg: Image, trigger: bool) -> None:
         stamp = msgconv.stamp_to_seconds(msg.header.stamp)
         try:
-            self.inputs.put(key, msgconv.image_to_rgb(msg), stamp)
+            rgb = msgconv.image_to_rgb(msg)
+            if self._image_size is not None and rgb.shape[:2] != self._image_size:
+                raise ValueError(
+                    f"frames are {rgb.shape[0]}x{rgb.shape[1]} but classifier {self.conf.value.classifier_path} was trained on "
+                    f"{self._image_size[0]}x{self._image_size[1]} crops ({self.model.extra_metadata.get('crops')}): crop as in "
+                    "training or train the classifier again")
+            self.inputs.put(key, rgb, stamp)
         except ValueError as exc:
+            self._input_errors += 1
+            if self._input_errors == 1:
+                self.get_logger().error(f"{key}: {exc}")
             self.diag.report("inputs", diagnostics.ERROR, f"{key}: {exc}")
             return
         if trigger:

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..accel.paths import spatial_fast_path
 from ..formats import tensorio
 from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX
 from ..rl.networks import ImageHead
@@ -81,8 +82,10 @@ class RewardClassifier(nn.Module):
         self.encoder = encoder
         self.load_warning = ""  # set by load(): a note on the encoder the file was trained with
         self.recorded_encoder: Optional[Dict[str, str]] = None  # set by load(): the identity the file records
+        self.extra_metadata: Dict[str, Any] = {}  # set by load(): the file's extra metadata
         self.heads = nn.ModuleDict(
-            {cam: ImageHead(self.feature_shape, num_spatial_features, bottleneck_dim, dropout) for cam in self.cameras}
+            {cam: ImageHead(self.feature_shape, num_spatial_features, bottleneck_dim, dropout,
+                            spatial_fast_path=spatial_fast_path()) for cam in self.cameras}
         )
         self.mlp = nn.Sequential(
             nn.Linear(bottleneck_dim * len(self.cameras), hidden_dim),
@@ -189,6 +192,7 @@ class RewardClassifier(nn.Module):
         model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()}, strict=False)
         model.load_warning = warning  # "" unless the file's features came in another precision
         model.recorded_encoder = meta.get("encoder")
+        model.extra_metadata = dict(meta.get("extra") or {})  # what train-reward recorded: setup, cameras, crops, ...
         return model.eval()
 
 
@@ -219,6 +223,8 @@ class TrainResult:
     classifier: RewardClassifier
     metrics: Dict[str, Any]  # held-out "accuracy", "precision", "recall", ... and "train"
     history: List[Dict[str, float]] = field(default_factory=list)
+    val_probabilities: Optional[np.ndarray] = None  # held-out success probability per frame (positives first)
+    val_labels: Optional[np.ndarray] = None  # 1 / 0 for those frames
 
 
 def _as_batch(data: Union[ObsBatch, Sequence[Mapping[str, np.ndarray]], np.ndarray], cameras: Optional[Sequence[str]]) -> Dict[str, np.ndarray]:
@@ -379,6 +385,7 @@ def train_classifier(
     encoder: Optional[ResNet10Encoder] = None,
     *,
     groups: Optional[Tuple[Any, Any]] = None,
+    held_out: Optional[Tuple[Any, Any]] = None,
     steps: int = 500,
     batch_size: int = 64,
     lr: float = 3e-4,
@@ -390,6 +397,7 @@ def train_classifier(
     seed: int = 0,
     encode_batch_size: int = 64,
     log: Optional[Callable[[str], None]] = print,
+    progress: Optional[Callable[[int, int, float], None]] = None,
     **classifier_kwargs: Any,
 ) -> TrainResult:
     """Train a success classifier on positive and negative observations.
@@ -409,6 +417,11 @@ def train_classifier(
     recall at ``threshold``), plus train-set metrics under ``metrics["train"]``
     and a per-``eval_every`` history. ``log`` receives one progress line per
     evaluation (``None`` for silence).
+
+    ``held_out = (positive_mask, negative_mask)`` (one bool per frame) gives the held-out
+    frames instead, as ``hilserl bag2frames`` chose them (by whole episodes); ``groups`` then
+    only counts the held-out episodes. ``progress(step, steps, loss)`` is called after every
+    step (a progress bar).
     """
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -423,7 +436,21 @@ def train_classifier(
         raise ValueError(f"need at least 2 positives and 2 negatives, got {n_pos} and {n_neg}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if groups is not None:
+    if held_out is not None:
+        pos_mask = np.asarray(held_out[0], dtype=bool)
+        neg_mask = np.asarray(held_out[1], dtype=bool)
+        if pos_mask.shape != (n_pos,) or neg_mask.shape != (n_neg,):
+            raise ValueError(f"held_out: need one flag per positive ({n_pos}) and negative ({n_neg}) frame")
+        pos_train, pos_val = np.flatnonzero(~pos_mask), np.flatnonzero(pos_mask)
+        neg_train, neg_val = np.flatnonzero(~neg_mask), np.flatnonzero(neg_mask)
+        if min(len(pos_train), len(neg_train)) == 0:
+            raise ValueError("held_out leaves no positive or no negative frame to train on")
+        val_episodes = None
+        if groups is not None:
+            ids = np.concatenate([_episode_ids(groups[0], n_pos, "positives")[pos_val], _episode_ids(groups[1], n_neg, "negatives")[neg_val]])
+            val_episodes = int(len(np.unique(ids)))
+        split_text = f"held out as given{f': {val_episodes} whole episode(s)' if val_episodes is not None else ''}"
+    elif groups is not None:
         if len(groups) != 2:
             raise ValueError("groups must be a pair (episode id per positive frame, episode id per negative frame)")
         pos_groups, neg_groups = _episode_ids(groups[0], n_pos, "positives"), _episode_ids(groups[1], n_neg, "negatives")
@@ -470,13 +497,15 @@ def train_classifier(
             out[FEATURE_PREFIX + cam] = feats[cam][v, i]
         return out
 
-    def evaluate(pos_feats, neg_feats) -> Dict[str, float]:
+    def probabilities(pos_feats, neg_feats) -> Tuple[np.ndarray, np.ndarray]:
         obs = {FEATURE_PREFIX + cam: np.concatenate([pos_feats[cam][0], neg_feats[cam][0]]) for cam in cameras}
         labels = np.r_[np.ones(pos_feats[cameras[0]].shape[1]), np.zeros(neg_feats[cameras[0]].shape[1])]
         if labels.size == 0:
-            return classification_metrics(np.zeros(0), labels, threshold)
-        probs = model.predict_proba(obs).numpy()
-        return classification_metrics(probs, labels, threshold)
+            return np.zeros(0), labels
+        return model.predict_proba(obs).numpy(), labels
+
+    def evaluate(pos_feats, neg_feats) -> Dict[str, float]:
+        return classification_metrics(*probabilities(pos_feats, neg_feats), threshold)
 
     history: List[Dict[str, float]] = []
     half = max(batch_size // 2, 1)
@@ -489,6 +518,8 @@ def train_classifier(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if progress is not None:
+            progress(step, steps, loss.item())
         if step % eval_every == 0 or step == steps:
             val = evaluate(val_pos, val_neg)
             history.append({"step": step, "loss": loss.item(), **{k: val[k] for k in ("accuracy", "precision", "recall")}})
@@ -497,7 +528,8 @@ def train_classifier(
                     f"step {step}/{steps} loss {loss.item():.4f} val acc {val['accuracy']:.3f} "
                     f"prec {val['precision']:.3f} rec {val['recall']:.3f} ({time.perf_counter() - t0:.1f} s)"
                 )
-    metrics: Dict[str, Any] = dict(evaluate(val_pos, val_neg))
+    val_probs, val_labels = probabilities(val_pos, val_neg)
+    metrics: Dict[str, Any] = dict(classification_metrics(val_probs, val_labels, threshold))
     metrics["train"] = evaluate(train_pos, train_neg)
     metrics.update(
         {
@@ -505,11 +537,11 @@ def train_classifier(
             "n_val_negative": int(len(neg_val)),
             "n_train_positive": int(len(pos_train)),
             "n_train_negative": int(len(neg_train)),
-            "split": "episodes" if groups is not None else "contiguous",
+            "split": "given" if held_out is not None else ("episodes" if groups is not None else "contiguous"),
             "n_val_episodes": val_episodes,
             "threshold": threshold,
             "train_seconds": time.perf_counter() - t0,
         }
     )
     model.eval()
-    return TrainResult(model, metrics, history)
+    return TrainResult(model, metrics, history, val_probs, val_labels)
