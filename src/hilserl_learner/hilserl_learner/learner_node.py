@@ -48,11 +48,12 @@ class LearnerNode(Node):
         self.diag = diagnostics.Diagnostics(self)
         self.learner = build_learner(c)
         resumed = self._resume(c.checkpoint_dir) if c.checkpoint_dir else None
-        if c.demo_paths and resumed is None:
-            for path, summary in self.learner.preload_demos(c.demo_paths):  # a bad file: configuration error
+        demo_paths = [p for p in c.demo_paths if p]  # a graph passes [""] for "no demos"
+        if demo_paths and resumed is None:
+            for path, summary in self.learner.preload_demos(demo_paths):  # a bad file: configuration error
                 self.get_logger().info(f"demos from {path}: {summary['episodes']} episodes, {summary['steps']} steps, "
                                        f"{summary['successes']} successes")
-        elif c.demo_paths:
+        elif demo_paths:
             self.get_logger().info(f"demo buffer restored from {resumed} ({len(self.learner.buffers['demo'])} transitions); "
                                    "demo_paths not read again")
         self.sequences = wire.SequenceTracker()

@@ -1,0 +1,196 @@
+"""``hilserl train <setup> [task:=..] [steps:=N] [run:=DIR] [demos:=auto|none|FILE] [graph arguments]``.
+
+Starts the setup's graph (simulator or robot, actor, learner, muxes, ...) with the learner
+checkpointing into ``RUN/checkpoints`` and its demo buffer seeded from ``demos``, follows the
+actor's episode reports (``/metrics/episodes``) and the learner's diagnostics, prints progress,
+and stops the graph once ``steps`` env steps are done. The run directory holds:
+
+- ``config.yaml``: the setup, every resolved graph argument, the step budget, the demo file;
+- ``episodes.csv``: every episode (``hilserl.runlog``); ``training.png``: the paper's Fig. 3
+  panels against env steps and wall-clock; ``summary.json``: the last figures;
+- ``checkpoints/``: the learner's; ``graph.log``: every node's console output.
+
+Run it again with the same ``run:=`` and it resumes: the learner from its newest checkpoint,
+the counts from ``episodes.csv``. ``demos:=auto`` (the default in simulation) records
+``demo_episodes`` episodes of the scripted operator once per setup, task and seed
+(``hilserl record``, then ``hilserl bag2demos``) under ``runs/demos/`` and reuses them after.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Optional
+
+import yaml
+
+from .graph import GraphError, load_graph
+from .runlog import EpisodeRow, RunLog, plot_run
+
+__all__ = ["run_train", "scripted_demos"]
+
+TRAIN_ARGUMENTS = ("steps", "run", "demos", "demo_episodes", "progress_s")
+
+
+def _fmt(v: Optional[float], digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def scripted_demos(setup: str, arguments: Mapping[str, str], episodes: int, say: Callable[[str], None],
+                   root: Path = Path("runs/demos")) -> Path:
+    """The scripted operator's demos for this setup, task and seed: recorded and converted on
+    first use, reused after."""
+    from hilserl_core.formats import bags
+    from hilserl_core.formats.demos import save_demos
+
+    from .bag2demos import actor_config_for, convert_bag
+    from .recorder import run_record
+
+    graph = load_graph(setup, {k: v for k, v in arguments.items() if k in dict(load_graph(setup).arguments)})
+    args = dict(graph.arguments)
+    name = f"{setup}-{args.get('task', 'task')}-seed{args.get('seed', 0)}-{episodes}ep"
+    out = root / f"{name}.safetensors"
+    if out.is_file():
+        say(f"[train] demos: {out} (recorded before)")
+        return out
+    bag = root / f"{name}-bag"
+    if not bag.exists():
+        say(f"[train] demos: recording {episodes} episodes of the scripted operator into {bag} (once)")
+        record_args = {k: v for k, v in arguments.items() if k in ("task", "seed", "action_mode", "hot_path_process")}
+        status = run_record(setup, {**record_args, "bag": str(bag), "episodes": str(episodes)}, say=lambda s: None)
+        if status != 0:
+            raise GraphError(f"recording demos for {setup} failed (status {status})")
+    with bags.BagReader(bag) as reader:
+        converted = convert_bag(reader, actor_config_for(setup))
+    if not converted.transitions:
+        raise GraphError(f"{bag}: the recording holds no demo transitions")
+    save_demos(out, converted.transitions, {"setup": setup, "bags": [str(bag.resolve())], "reward": "marks", **args})
+    say(f"[train] demos: {out}: {converted.episodes} episodes, {len(converted.transitions)} steps, "
+        f"{converted.successes} successes")
+    return out
+
+
+class _Monitor:
+    """Episode reports and the learner's counters, from an rclpy node in this process."""
+
+    def __init__(self, context) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.node import Node
+        from std_msgs.msg import String
+
+        from hilserl_interfaces import qos, topics
+
+        self.node = Node("train_monitor", context=context)
+        self.episodes: list = []
+        self.learner: Dict[str, str] = {}
+        self.node.create_subscription(String, topics.EPISODE_METRICS, lambda m: self.episodes.append(json.loads(m.data)), qos.EVENTS)
+        self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, 10)
+
+    def _on_diag(self, msg) -> None:
+        for st in msg.status:
+            if st.name.endswith(": learner"):
+                self.learner = {kv.key: kv.value for kv in st.values}
+
+
+def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = print) -> int:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from hilserl_interfaces.signals import stop_on_signals
+
+    from .runner import GraphRunner
+
+    args = dict(arguments)
+    try:
+        budget = int(args.pop("steps", "10000"))
+        demo_episodes = int(args.pop("demo_episodes", "20"))
+        progress_s = float(args.pop("progress_s", "15"))
+    except ValueError as exc:
+        raise GraphError(f"train: steps:=, demo_episodes:= take whole numbers, progress_s:= seconds ({exc})") from None
+    defaults = dict(load_graph(setup).arguments)
+    task = args.get("task", defaults.get("task", ""))
+    run_dir = Path(args.pop("run", f"runs/{setup}-{task}" if task else f"runs/{setup}"))
+    demos = args.pop("demos", "auto" if "sim" in defaults.get("reward", "") or setup.startswith("sim") else "none")
+    if demos == "auto":
+        demos = str(scripted_demos(setup, args, demo_episodes, say))
+    elif demos == "none":
+        demos = ""
+    elif not Path(demos).is_file():
+        raise GraphError(f"demos:={demos}: no such demo file (hilserl bag2demos makes one; auto records them in simulation)")
+    args["demos"] = demos
+    args["checkpoint_dir"] = str(run_dir / "checkpoints")
+    graph = load_graph(setup, args)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLog(run_dir)
+    if log.env_steps >= budget:
+        say(f"[train] {run_dir} already has {log.env_steps} env steps (steps:={budget}); nothing to do")
+        return 0
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(
+        {"setup": setup, "arguments": dict(graph.arguments), "steps": budget, "demos": demos}, sort_keys=False))
+    graph_log = open(run_dir / "graph.log", "a", buffering=1)
+    runner = GraphRunner(graph, out=graph_log)
+    ctx = rclpy.context.Context()
+    status = 0
+    start_wall = time.monotonic()
+    base_wall, base_steps = log.wall_s, log.env_steps
+    resumed = f", resuming at {base_steps} env steps" if base_steps else ""
+    say(f"[train] {setup} task={task}: {budget} env steps into {run_dir}{resumed}; node output in {run_dir / 'graph.log'}")
+    try:
+        rclpy.init(args=[], context=ctx)
+        mon = _Monitor(ctx)
+        executor = SingleThreadedExecutor(context=ctx)
+        executor.add_node(mon.node)
+        with stop_on_signals() as stop:
+            runner.start()
+            last_print = time.monotonic()
+            while not stop.is_set():
+                executor.spin_once(timeout_sec=0.1)
+                dead = runner.poll()
+                if dead is not None:
+                    say(f"[train] node {dead.spec.fqn} exited with status {dead.returncode}; see {run_dir / 'graph.log'}")
+                    status = 1
+                    break
+                while mon.episodes:
+                    rep = mon.episodes.pop(0)
+                    ep = rep.get("last_episode") or {}
+                    steps = int(ep.get("steps", 0))
+                    log.add(EpisodeRow(
+                        env_steps=log.env_steps + steps, wall_s=base_wall + time.monotonic() - start_wall,
+                        episode=len(log.rows) + 1, success=int(bool(ep.get("success"))), steps=steps,
+                        intervened_steps=int(ep.get("intervention_steps", 0)), alone=int(ep.get("intervention_steps", 0) == 0),
+                        duration_s=float(ep.get("duration_s", 0.0)), episode_return=float(ep.get("episode_return", 0.0)),
+                        weights_version=int(rep.get("weights_version", 0)), updates=int(mon.learner.get("updates", 0) or 0)))
+                now = time.monotonic()
+                if now - last_print >= progress_s:
+                    last_print = now
+                    say(_progress(log, mon.learner, base_steps, base_wall + now - start_wall, now - start_wall, budget))
+                if log.env_steps >= budget:
+                    say(f"[train] step budget reached: {log.env_steps} env steps")
+                    break
+    finally:
+        runner.shutdown()
+        graph_log.close()
+        if rclpy.ok(context=ctx):
+            rclpy.shutdown(context=ctx)
+    figures = log.figures()
+    (run_dir / "summary.json").write_text(json.dumps({
+        "setup": setup, "task": task, "env_steps": log.env_steps, "episodes": len(log.rows), "wall_clock_s": round(log.wall_s, 1),
+        **{k: v for k, v in figures.items()}}, indent=1))
+    png = plot_run(log.rows, run_dir / "training.png", f"{setup} {task}")
+    say(f"[train] {len(log.rows)} episodes, {log.env_steps} env steps in {log.wall_s / 60:.1f} min; last 20: success "
+        f"{_fmt(figures['success_rate'])}, policy alone {_fmt(figures['alone_success_rate'])}; "
+        f"plots {png}; checkpoints {run_dir / 'checkpoints'}; evaluate: hilserl eval {run_dir}")
+    return status
+
+
+def _progress(log: RunLog, learner: Mapping[str, str], base_steps: int, wall_s: float, session_s: float, budget: int) -> str:
+    f = log.figures()
+    done = log.env_steps - base_steps
+    rate = done / session_s if session_s > 0 else 0.0
+    left = (budget - log.env_steps) / rate / 60 if rate > 0 else float("nan")
+    return (f"[train] {log.env_steps}/{budget} env steps, {len(log.rows)} episodes, {wall_s / 60:.1f} min | last 20: success "
+            f"{_fmt(f['success_rate'])} (policy alone {_fmt(f['alone_success_rate'])} of {int(f['alone_episodes'] or 0)} "
+            f"unassisted), intervened {_fmt(f['intervention_rate'])}, cycle {_fmt(f['cycle_time_s'], 1)} s | learner "
+            f"{learner.get('updates', '-')} updates, v{learner.get('weights_version', '-')} | {rate:.1f} steps/s, "
+            f"~{left:.0f} min left")
