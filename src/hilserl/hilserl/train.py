@@ -55,6 +55,7 @@ def scripted_demos(setup: str, arguments: Mapping[str, str], episodes: int, say:
         say(f"[train] demos: {out} (recorded before)")
         return out
     bag = root / f"{name}-bag"
+    root.mkdir(parents=True, exist_ok=True)
     if not bag.exists():
         say(f"[train] demos: recording {episodes} episodes of the scripted operator into {bag} (once)")
         record_args = {k: v for k, v in arguments.items() if k in ("task", "seed", "action_mode", "hot_path_process")}
