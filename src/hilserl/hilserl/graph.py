@@ -167,10 +167,18 @@ def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
     return value
 
 
+# YAML 1.1 words that PyYAML reads as booleans but YAML 1.2 (and ROS 2 parameter files) do not:
+# `operator:=off` is the word "off", a choice, not false
+_YAML11_BOOLEAN_WORDS = {"on", "off", "yes", "no", "y", "n"}
+
+
 def _typed(text: str) -> Any:
-    """A whole-string placeholder keeps the argument's YAML type (`{steps}` -> 100)."""
+    """A whole-string placeholder keeps the argument's YAML type (`{steps}` -> 100), with YAML 1.2
+    booleans (only true/false): `off`, `on`, `yes`, `no` stay words."""
+    if not text.strip() or text.strip().lower() in _YAML11_BOOLEAN_WORDS:
+        return text
     try:
-        return yaml.safe_load(text) if text.strip() else text
+        return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
 
