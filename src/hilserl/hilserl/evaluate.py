@@ -1,0 +1,207 @@
+"""``hilserl eval RUN [episodes:=50] [seed:=1000] [checkpoint:=DIR] [scripted:=true]``.
+
+Runs a trained policy alone: the run's graph (``RUN/config.yaml``) with the operator off, the
+actor acting with the policy mean and no random gripper actions, and the learner serving the
+weights of a checkpoint (a copy of the run's newest, or ``checkpoint:=``) without updating
+them. Episodes start from the simulator's ``seed`` (held out: training uses ``seed`` 0 by
+default). Then, on the same seeds, the scripted operator does the task alone (simulation only).
+Prints the success rate with a 95% Wilson interval and the cycle time of successful episodes,
+beside the scripted operator's, and writes ``RUN/eval.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional
+
+import yaml
+
+from hilserl_core.rl.learner import latest_checkpoint
+
+from .graph import Graph, GraphError, load_graph
+
+__all__ = ["run_eval", "wilson_interval", "eval_graph"]
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple:
+    """95% Wilson score interval of a success rate (sane at 0 and n successes)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _with_params(graph: Graph, executable: str, changes: Mapping[str, object]) -> Graph:
+    nodes = []
+    for n in graph.nodes:
+        if n.executable == executable:
+            params = dict(n.parameters)
+            params.update(changes)
+            n = dataclasses.replace(n, parameters=tuple(sorted(params.items())))
+        nodes.append(n)
+    return dataclasses.replace(graph, nodes=tuple(nodes))
+
+
+def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, seed: int) -> Graph:
+    """The run's graph for evaluation: operator off, deterministic actor, a learner that only serves weights."""
+    args = {**{k: str(v) for k, v in arguments.items()}, "seed": str(seed), "demos": "", "checkpoint_dir": str(checkpoint_root)}
+    if "operator" in dict(load_graph(setup).arguments):
+        args["operator"] = "off"
+    g = load_graph(setup, args)
+    g = _with_params(g, "actor_node", {"deterministic": True, "grasp_epsilon": 0.0})
+    return _with_params(g, "learner_node", {"learner.updates_per_transition": 0.0, "learner.checkpoint_period_updates": 0})
+
+
+def scripted_graph(setup: str, arguments: Mapping[str, str], seed: int) -> Graph:
+    from .recording import record_graph
+
+    keep = {k: str(v) for k, v in arguments.items() if k in ("task", "action_mode", "hot_path_process")}
+    return record_graph(setup, {**keep, "seed": str(seed)})
+
+
+def _summary(durations: List[Optional[float]]) -> Dict[str, object]:
+    wins = [d for d in durations if d is not None]
+    lo, hi = wilson_interval(len(wins), len(durations))
+    return {"episodes": len(durations), "successes": len(wins),
+            "success_rate": len(wins) / len(durations) if durations else None, "ci95": [round(lo, 3), round(hi, 3)],
+            "cycle_time_s": round(statistics.mean(wins), 2) if wins else None,
+            "cycle_time_median_s": round(statistics.median(wins), 2) if wins else None}
+
+
+def _run_graph(graph: Graph, log_path: Path, collect: Callable, episodes: int, timeout_s: float,
+               say: Callable[[str], None], what: str) -> List[Optional[float]]:
+    """Start ``graph``; ``collect(node, results)`` subscribes what ends episodes; stop after ``episodes``."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    from hilserl_interfaces.signals import stop_on_signals
+
+    from .runner import GraphRunner
+
+    results: List[Optional[float]] = []  # per episode: duration of a success, None for a failure
+    ctx = rclpy.context.Context()
+    with open(log_path, "a", buffering=1) as log:
+        runner = GraphRunner(graph, out=log)
+        try:
+            rclpy.init(args=[], context=ctx)
+            node = Node("eval_monitor", context=ctx)
+            collect(node, results)
+            ex = SingleThreadedExecutor(context=ctx)
+            ex.add_node(node)
+            with stop_on_signals() as stop:
+                runner.start()
+                start, shown = time.monotonic(), 0
+                while not stop.is_set() and len(results) < episodes:
+                    ex.spin_once(timeout_sec=0.1)
+                    dead = runner.poll()
+                    if dead is not None:
+                        raise GraphError(f"{what}: node {dead.spec.fqn} exited with status {dead.returncode}; see {log_path}")
+                    if time.monotonic() - start > timeout_s:
+                        raise GraphError(f"{what}: {len(results)} of {episodes} episodes after {timeout_s:.0f} s; see {log_path}")
+                    if len(results) != shown and (len(results) % 10 == 0 or len(results) == episodes):
+                        shown = len(results)
+                        wins = sum(d is not None for d in results)
+                        say(f"[eval] {what}: {shown}/{episodes} episodes, {wins} successes")
+                if stop.is_set():
+                    raise KeyboardInterrupt
+        finally:
+            runner.shutdown()
+            if rclpy.ok(context=ctx):
+                rclpy.shutdown(context=ctx)
+    return results[:episodes]
+
+
+def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] = print) -> int:
+    from std_msgs.msg import Empty, String
+
+    from hilserl_core.robot import episode_marks as em
+    from hilserl_interfaces import qos, topics
+
+    run_dir = Path(run)
+    conf_path = run_dir / "config.yaml"
+    if not conf_path.is_file():
+        raise GraphError(f"{run_dir}: not a training run (no config.yaml; hilserl train writes one)")
+    conf = yaml.safe_load(conf_path.read_text())
+    setup, run_args = conf["setup"], dict(conf["arguments"])
+    opts = dict(arguments)
+    try:
+        episodes = int(opts.pop("episodes", "50"))
+        seed = int(opts.pop("seed", "1000"))
+    except ValueError as exc:
+        raise GraphError(f"eval: episodes:= and seed:= take whole numbers ({exc})") from None
+    scripted = str(opts.pop("scripted", "true")).lower() in ("1", "true", "yes")
+    ckpt = Path(opts.pop("checkpoint", "") or (latest_checkpoint(run_dir / "checkpoints") or ""))
+    if opts:
+        raise GraphError(f"eval: unknown option(s) {', '.join(f'{k}:=' for k in opts)} (episodes, seed, checkpoint, scripted)")
+    if not str(ckpt) or not (ckpt / "learner.json").is_file():
+        raise GraphError(f"{run_dir}: no checkpoint to evaluate (give checkpoint:=DIR)")
+    limit_s = 60.0 + episodes * 40.0
+    with tempfile.TemporaryDirectory(prefix="hilserl-eval-") as tmp:
+        shutil.copytree(ckpt, Path(tmp) / "checkpoints" / ckpt.name)  # the learner may write here: never into the run
+        graph = eval_graph(setup, run_args, Path(tmp) / "checkpoints", seed)
+        say(f"[eval] {run_dir}: {ckpt.name}, {episodes} episodes from seed {seed}, policy alone (no operator, no exploration)")
+        state = {"version": None}
+
+        def policy_episodes(node, results):
+            from diagnostic_msgs.msg import DiagnosticArray
+
+            def on_diag(msg):
+                for st in msg.status:
+                    if st.name.endswith(": learner"):
+                        state["version"] = {kv.key: kv.value for kv in st.values}.get("weights_version")
+
+            def on_episode(msg):
+                rep = json.loads(msg.data)
+                ep = rep.get("last_episode") or {}
+                # only episodes acted entirely with the checkpoint's weights: the first one that ends with
+                # them may have begun before they arrived, so counting starts after it
+                if state["version"] is None or str(rep.get("weights_version")) != str(state["version"]):
+                    return
+                if state.get("armed"):
+                    results.append(float(ep.get("duration_s", 0.0)) if ep.get("success") else None)
+                state["armed"] = True
+
+            node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diag, 10)
+            node.create_subscription(String, topics.EPISODE_METRICS, on_episode, qos.EVENTS)
+
+        policy = _run_graph(graph, run_dir / "eval.log", policy_episodes, episodes, limit_s, say, "policy")
+    out = {"run": str(run_dir), "checkpoint": ckpt.name, "seed": seed, "policy": _summary(policy)}
+    if scripted and setup.startswith("sim"):
+        say(f"[eval] scripted operator alone on the same seeds ({episodes} episodes)")
+
+        def operator_episodes(node, results):
+            began = {"t": None}
+
+            def mark(kind):
+                now = time.monotonic()
+                if kind == em.RESET:
+                    began["t"] = now
+                elif began["t"] is not None:
+                    results.append(now - began["t"] if kind == em.SUCCESS else None)
+                    began["t"] = None
+
+            for topic, kind in em.MARK_TOPICS.items():
+                node.create_subscription(Empty, topic, lambda m, k=kind: mark(k), qos.EVENTS)
+
+        out["scripted_operator"] = _summary(_run_graph(scripted_graph(setup, run_args, seed), run_dir / "eval.log",
+                                                       operator_episodes, episodes, limit_s, say, "scripted operator"))
+    (run_dir / "eval.json").write_text(json.dumps(out, indent=1))
+    p = out["policy"]
+    say(f"[eval] policy alone: {p['successes']}/{p['episodes']} = {p['success_rate']:.2f} (95% CI {p['ci95'][0]:.2f}-"
+        f"{p['ci95'][1]:.2f}), cycle time {p['cycle_time_s']} s (mean of successes)")
+    if "scripted_operator" in out:
+        s = out["scripted_operator"]
+        say(f"[eval] scripted operator: {s['successes']}/{s['episodes']} = {s['success_rate']:.2f}, cycle time {s['cycle_time_s']} s")
+    say(f"[eval] wrote {run_dir / 'eval.json'}")
+    return 0

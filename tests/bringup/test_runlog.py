@@ -1,0 +1,43 @@
+"""The training run's record: the episode table survives a restart, the figures say what the
+episodes say, the plot is written; the evaluation's confidence interval."""
+
+import pytest
+
+from hilserl.evaluate import wilson_interval
+from hilserl.runlog import EpisodeRow, RunLog, plot_run, rolling
+
+
+def row(i, success, intervened, steps=50):
+    return EpisodeRow(env_steps=steps * i, wall_s=5.0 * i, episode=i, success=int(success), steps=steps,
+                      intervened_steps=intervened, alone=int(intervened == 0), duration_s=steps / 10,
+                      episode_return=float(success), weights_version=i, updates=10 * i)
+
+
+def test_the_table_is_appended_and_read_back_for_a_resumed_run(tmp_path):
+    log = RunLog(tmp_path)
+    assert log.env_steps == 0 and log.figures()["success_rate"] is None
+    for i in range(1, 5):
+        log.add(row(i, success=i % 2 == 0, intervened=0 if i > 2 else 10))
+    again = RunLog(tmp_path)
+    assert again.rows == log.rows and again.env_steps == 200 and again.wall_s == 20.0
+    f = again.figures()
+    assert f["success_rate"] == 0.5 and f["alone_success_rate"] == 0.5 and f["alone_episodes"] == 2
+    assert f["intervention_rate"] == pytest.approx(20 / 200) and f["cycle_time_s"] == pytest.approx(5.0)
+
+
+def test_rolling_mean_over_a_window():
+    assert rolling([1, 0, 1, 1], window=2) == [1.0, 0.5, 0.5, 1.0]
+
+
+def test_plot_is_a_png(tmp_path):
+    assert plot_run([], tmp_path / "none.png") is None
+    path = plot_run([row(i, i > 3, max(0, 20 - 4 * i)) for i in range(1, 10)], tmp_path / "training.png", "t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_wilson_interval_is_sane_at_the_edges():
+    lo, hi = wilson_interval(50, 50)
+    assert hi == 1.0 and 0.92 < lo < 0.93
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and 0.27 < hi < 0.28
+    assert wilson_interval(0, 0) == (0.0, 1.0)
