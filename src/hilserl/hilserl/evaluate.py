@@ -122,7 +122,11 @@ def _run_graph(graph: Graph, log_path: Path, collect: Callable, episodes: int, t
     return results[:episodes]
 
 
-def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] = print) -> int:
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] = _say) -> int:
     from std_msgs.msg import Empty, String
 
     from hilserl_core.robot import episode_marks as em

@@ -94,7 +94,11 @@ class _Monitor:
                 self.learner = {kv.key: kv.value for kv in st.values}
 
 
-def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = print) -> int:
+def _say(text: str) -> None:
+    print(text, flush=True)  # progress must show at once, also when the console is a file
+
+
+def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = _say) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
