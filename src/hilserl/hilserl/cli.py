@@ -3,6 +3,8 @@
     hilserl graphs                              list the setups in config/graphs/
     hilserl show sim_dual_arm [task:=handover]  print the resolved nodes and their --ros-args
     hilserl launch sim_dual_arm [name:=value]   start the graph as processes (Ctrl-C stops it)
+    hilserl train sim_single_arm [steps:=10000] train with defaults; run directory, plots, resume
+    hilserl eval runs/sim_single_arm-pick_cube  the policy alone on held-out seeds, beside the scripted operator
 """
 
 from __future__ import annotations
@@ -43,6 +45,18 @@ def _cmd_launch(args) -> int:
     return runner.run()
 
 
+def _cmd_train(args) -> int:
+    from .train import run_train
+
+    return run_train(args.setup, graphmod.parse_overrides(args.overrides))
+
+
+def _cmd_eval(args) -> int:
+    from .evaluate import run_eval
+
+    return run_eval(args.setup, graphmod.parse_overrides(args.overrides))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="hilserl", description="HIL-SERL on ROS 2: run graphs of hilserl nodes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,11 +64,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, func, text in (
         ("show", _cmd_show, "print the nodes of a setup and their ROS arguments"),
         ("launch", _cmd_launch, "start a setup's nodes as processes (the `ros2 launch` equivalent)"),
+        ("train", _cmd_train, "train: start the graph, follow episodes, stop at steps:=N, write run:=DIR (csv, plots, "
+                              "checkpoints); options steps:=, run:=, demos:=auto|none|FILE, demo_episodes:= and graph arguments"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("setup", help="graph name (see `hilserl graphs`)")
         p.add_argument("overrides", nargs="*", metavar="name:=value", help="graph arguments")
-        p.set_defaults(func=func)
+        p.set_defaults(func=data_cli._guarded(func) if name == "train" else func)
+    p = sub.add_parser("eval", help="evaluate a training run's policy alone (no operator, no exploration) on held-out "
+                                    "seeds, beside the scripted operator; writes RUN/eval.json")
+    p.add_argument("setup", metavar="RUN", help="run directory of hilserl train")
+    p.add_argument("overrides", nargs="*", metavar="name:=value", help="episodes:=50, seed:=1000, checkpoint:=DIR, scripted:=true")
+    p.set_defaults(func=data_cli._guarded(_cmd_eval))
     data_cli.register(sub)  # record, bag2frames, train-reward
     bag2demos.register(sub)
     args = parser.parse_args(argv)

@@ -26,6 +26,7 @@ import numpy as np
 
 from hilserl_core.formats.bags import BagError
 from hilserl_core.formats.config import ConfigError
+from hilserl_core.formats.demos import DemoFileError
 from hilserl_core.formats.frames import FramesError
 
 from .graph import GraphError
@@ -37,7 +38,7 @@ class DataError(ValueError):
     """Bad command-line input; one line."""
 
 
-_ERRORS = (BagError, FramesError, GraphError, DataError, ConfigError)
+_ERRORS = (BagError, FramesError, GraphError, DataError, ConfigError, DemoFileError)
 
 
 def _say(text: str) -> None:
