@@ -239,7 +239,9 @@ def test_record_demos_runs_the_graph_without_learning_and_records_its_topics(mon
     cmd = record.kwargs["cmd"]
     assert cmd[:6] == ["ros2", "bag", "record", "-s", "mcap", "-o"] and cmd[6] == "demos/x"
     assert "/right/cameras/front/image_cropped" in cmd and "/left/mux/executed" in cmd
-    assert cmd[7:] == demo_topics(G.load_graph("sim_dual_arm", {"learning": "false"}))
+    topics = demo_topics(G.load_graph("sim_dual_arm", {"learning": "false"}))
+    assert cmd[7:7 + len(topics)] == topics  # then --custom-data: setup, arms, cameras, crops (as hilserl record writes)
+    assert cmd[7 + len(topics)] == "--custom-data" and "hilserl.setup=sim_dual_arm" in cmd
 
 
 # -- every node a graph names exists, and its parameters fit its schema ---------------------------
