@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hilserl_core.formats import tensorio
-from hilserl_core.accel import int8_encoder
+from hilserl_core.accel import int8_encoder, native
 from hilserl_core.accel.conv_paths import ConvPaths
 from hilserl_core.vision import encoders
 from hilserl_core.vision.encoders import ResNet10Encoder, SameConv2d, encode_features, same_max_pool
@@ -429,15 +429,17 @@ def test_int8_features_do_not_depend_on_the_batch():
 
 
 @needs_int8
-@pytest.mark.skipif(not encoders.native.in_use(), reason=f"native kernels not in use: {encoders.native.status()}")
-def test_int8_without_the_native_kernels_gives_the_same_features(monkeypatch, encoder):
+@pytest.mark.skipif(not native.in_use(), reason=f"native kernels not in use: {native.status()}")
+def test_int8_without_the_native_kernels_gives_the_same_features(encoder):
     q8 = ResNet10Encoder(seed=0, compute_dtype="int8")
     imgs = _photo_like(3, 3)
     ref, fused = encoder(imgs), q8(imgs)
-    q8.int8_operator = False  # the operator links the same kernels in
-    monkeypatch.setattr(encoders.native, "groupnorm_available", lambda *a, **k: False)
-    monkeypatch.setattr(encoders.native, "in_use", lambda: False)
-    torch_ops = q8(imgs)
+    # torch ops for the norms, quantisations and max pool; and no operator, which links the kernels in
+    plain = ResNet10Encoder(seed=0, compute_dtype="int8", native_kernels=False)
+    assert plain.paths.int8_operator is False and plain.forward_path() == "int8, Python forward (native_kernels=False)"
+    with pytest.raises(ValueError, match="needs the native kernels"):
+        ResNet10Encoder(seed=0, compute_dtype="int8", native_kernels=False, int8_operator=True)
+    torch_ops = plain(imgs)
     # The same arithmetic, but torch's GroupNorm statistics differ from the kernel's in the last
     # bits, so a value near a rounding boundary is quantised one unit the other way now and then
     # (measured 0.8% between the two) and it is as close to float32 as the kernel path.
@@ -456,8 +458,8 @@ def test_int8_follows_new_weights(tmp_path):
 
 
 needs_int8_op = pytest.mark.skipif(
-    not (int8_ok and encoders.native.encoder_op_in_use()),
-    reason=f"int8 encoder operator not in use: {int8_why or encoders.native.encoder_op_status()}",
+    not (int8_ok and native.encoder_op_in_use()),
+    reason=f"int8 encoder operator not in use: {int8_why or native.encoder_op_status()}",
 )
 
 
@@ -490,11 +492,31 @@ def test_int8_operator_is_the_default_and_follows_new_weights(tmp_path):
     a.load_pretrained(b.save_weights(tmp_path / "b.safetensors"))
     fb = a(imgs)
     assert torch.equal(fb, b(imgs)) and not torch.equal(fa, fb)
+    plan = int8_encoder.operator_plan(a, 128, 128)
     with pytest.raises(RuntimeError, match="images must be uint8"):
-        torch.ops.hilserl.resnet10_int8(imgs.float(), *int8_encoder.operator_plan(a, 128, 128), 1e-5)
-    tensors, plan = int8_encoder.operator_plan(a, 128, 128)
+        int8_encoder.run_operator(plan, imgs.float())
     with pytest.raises(RuntimeError, match="left over"):
-        torch.ops.hilserl.resnet10_int8(imgs, tensors + [tensors[0]], plan, 1e-5)
+        torch.ops.hilserl.resnet10_int8(imgs, plan.tensors() + plan.tensors()[:1], plan.ints(), plan.eps)
+
+
+@needs_int8
+def test_int8_operator_plan_names_what_the_operator_reads():
+    """The plan is a named structure, flattened to the operator's tensor and integer lists only at
+    the call, in the order native/encoder_int8.cpp reads them."""
+    enc = ResNet10Encoder(seed=0, compute_dtype="int8")
+    plan = int8_encoder.operator_plan(enc, 128, 128)
+    assert int8_encoder.operator_plan(enc, 128, 128) is plan  # kept until the weights change
+    assert (plan.groups, plan.stem_zero_point, plan.stem_stride, plan.stem_pad) == (4, 128, 2, 3)
+    assert (plan.pool_kernel, plan.pool_stride, plan.pool_pads) == (3, 2, (0, 1, 0, 1))  # 64 -> 32: "SAME", after
+    assert [b.proj is not None for b in plan.blocks] == [False, True, True, True]
+    assert plan.blocks[1].conv1.stride == 2 and plan.blocks[1].conv1.pads == (0, 1, 0, 1)
+    assert plan.blocks[0].conv2.pads == (1, 1, 1, 1)
+    ints = plan.ints()
+    assert ints[:11] == [4, 4, 128, 2, 3, 3, 2, 0, 1, 0, 1]
+    assert len(ints) == 11 + 4 * 16 and ints[11:27] == [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+    # 6 stem tensors, 10 per block, 5 more with a projection
+    assert len(plan.tensors()) == 6 + 4 * 10 + 3 * 5
+    assert plan.tensors()[3] is plan.stem_map and plan.stem_map.shape == (1, 64, 64, 64)
 
 
 def test_auto_encoder_dtype_is_int8_where_the_cpu_has_int8_dot_products(monkeypatch):
@@ -648,4 +670,4 @@ def test_the_patch_product_path_can_be_turned_off_and_gives_the_plain_features()
     want = plain(imgs)
     torch.testing.assert_close(fast(imgs), want, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(timed(imgs), want, rtol=1e-4, atol=1e-4)
-    assert len(timed.conv_paths.faster) > 0 and timed.conv_paths.faster is plain.conv_paths.faster  # one table per process
+    assert len(timed.paths.conv.faster) > 0 and timed.paths.conv.faster is plain.paths.conv.faster  # one table per process

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from hilserl_core.accel import native
+from hilserl_core.accel import native, paths
+from hilserl_core.accel.spatial_embedding import SpatialEmbeddingK1
 from hilserl_core.rl.networks import ImageHead, SpatialLearnedEmbedding
 from hilserl_core.vision import encoders
+
+NATIVE = SpatialEmbeddingK1(native=True)  # as paths.spatial_fast_path() gives it where the kernel is built
 
 
 def why_native_cannot_run() -> "str | None":
@@ -75,7 +78,7 @@ def test_fused_dropout_rate_scale_and_independence(p):
 
 def test_fused_dropout_backward_uses_the_forward_mask():
     torch.manual_seed(0)
-    emb = SpatialLearnedEmbedding(4, 4, 512, 1)
+    emb = SpatialLearnedEmbedding(4, 4, 512, 1, fast_path=NATIVE)
     x = torch.randn(64, 4, 4, 512).half()
     out = emb(x, dropout=0.3)
     g = torch.randn_like(out)
@@ -92,22 +95,42 @@ def test_fused_dropout_backward_uses_the_forward_mask():
 
 def test_input_gradient_when_features_require_it():
     torch.manual_seed(1)
-    emb = SpatialLearnedEmbedding(4, 4, 64, 1)
+    emb = SpatialLearnedEmbedding(4, 4, 64, 1, fast_path=NATIVE)
     x = torch.randn(8, 4, 4, 64).half().requires_grad_()
     emb(x).sum().backward()
     torch.testing.assert_close(x.grad.float(), emb.kernel[..., 0].detach().expand(8, 16, 64).reshape(8, 4, 4, 64),
                                rtol=1e-3, atol=1e-3)
 
 
-def test_image_head_dropout_follows_mode_and_override():
+@pytest.mark.parametrize("k", [8, 1])  # the paper's 8 kernels (plain einsum) and 1 (the native kernel)
+def test_image_head_dropout_follows_mode_and_override(k):
     torch.manual_seed(2)
-    head = ImageHead(dropout=0.1)
+    head = ImageHead(num_spatial_kernels=k, dropout=0.1, spatial_fast_path=NATIVE)
     x = torch.rand(16, 4, 4, 512).half()
     head.eval()
     torch.testing.assert_close(head(x), head(x))
     assert not torch.equal(head(x, dropout=True), head(x, dropout=True))
     head.train()
     torch.testing.assert_close(head(x, dropout=False), head.eval()(x))
+
+
+@pytest.mark.parametrize("b", [64, 3])
+def test_native_spatial_path_matches_the_plain_einsum(b):
+    """SpatialLearnedEmbedding(fast_path=...) against the same weights without one (the plain
+    einsum): outputs and both gradients, without dropout (whose masks differ by design)."""
+    torch.manual_seed(3)
+    plain = SpatialLearnedEmbedding(4, 4, 512, 1)
+    fast = SpatialLearnedEmbedding(4, 4, 512, 1, fast_path=paths.spatial_fast_path(native_kernel=True))
+    fast.load_state_dict(plain.state_dict())
+    x = torch.randn(b, 4, 4, 512).half()
+    xp, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_p, out_f = plain(xp), fast(xf)
+    torch.testing.assert_close(out_f, out_p, rtol=1e-5, atol=1e-4)
+    g = torch.randn_like(out_p)
+    out_p.backward(g)
+    out_f.backward(g)
+    torch.testing.assert_close(fast.kernel.grad, plain.kernel.grad, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(xf.grad.float(), xp.grad.float(), rtol=1e-3, atol=1e-3)
 
 
 def _run(code, **env):
@@ -121,10 +144,10 @@ def test_fallback_and_native_agree_and_the_build_is_cached(tmp_path):
     code = """
         import torch
         from hilserl_core.vision import encoders
-        from hilserl_core.accel import native
+        from hilserl_core.accel import native, paths
         from hilserl_core.rl.networks import SpatialLearnedEmbedding
         torch.manual_seed(0)
-        emb = SpatialLearnedEmbedding(4, 4, 512, 1)
+        emb = SpatialLearnedEmbedding(4, 4, 512, 1, fast_path=paths.spatial_fast_path())  # as the agents build it
         x = torch.randn(32, 4, 4, 512).half()
         print(native.status())
         torch.save(emb(x).detach(), {out!r})
@@ -210,13 +233,15 @@ def test_groupnorm_relu_only_takes_what_it_can():
         native.groupnorm_act(x, _norm(64, 0), _bf16_map(2, 64, 4, 4, 1))
 
 
-def test_encoder_blocks_with_and_without_the_kernel_agree(monkeypatch):
+def test_encoder_blocks_with_and_without_the_kernel_agree():
     enc = encoders.ResNet10Encoder(seed=0, compute_dtype="bfloat16")
+    assert enc.paths.norm_act is not None  # the default where the kernels are built
     imgs = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8))
     fused = enc(imgs)
     # the same network through torch's ops (each rounds to bfloat16 on its own)
-    monkeypatch.setattr(native, "groupnorm_available", lambda *a, **k: False)
-    torch_ops = enc(imgs)
+    plain = encoders.ResNet10Encoder(seed=0, compute_dtype="bfloat16", native_kernels=False)
+    assert plain.paths.norm_act is None
+    torch_ops = plain(imgs)
     rel = float((fused - torch_ops).norm() / torch_ops.norm())
     assert 0.0 < rel < 0.02, rel
 
@@ -234,8 +259,8 @@ def test_groupnorm_relu_writes_the_next_int8_convs_uint8_input(mode):
     residual = None if mode == "plain" else r
     rnorm = gr if mode == "projected" else None
     with torch.no_grad():
-        y, q = native.groupnorm_act(x, gn, residual, rnorm, out="both")
-        q_only = native.groupnorm_act(x, gn, residual, rnorm, out="uint8")
+        y, q = native.groupnorm_act_both(x, gn, residual, rnorm)
+        q_only = native.groupnorm_act_u8(x, gn, residual, rnorm)
         ref = _gn64(x, gn) + (0 if mode == "plain" else (r.double() if mode == "identity" else _gn64(r, gr)))
         ref = torch.relu(ref)
     assert q.dtype == torch.uint8 and q.is_contiguous(memory_format=torch.channels_last)
@@ -258,8 +283,14 @@ def test_groupnorm_takes_float32_with_a_map_added_before_the_norm():
     assert bool((err <= 2**-8 * ref.abs() + 1e-4).all())
     with pytest.raises(ValueError, match="pre shape"):
         native.groupnorm_act(x, gn, pre=pre[:, :, :4])
-    with pytest.raises(ValueError, match="needs relu"):
-        native.groupnorm_act(x, gn, relu=False, out="uint8")
+    with pytest.raises(ValueError, match="pre shape"):
+        native.groupnorm_act_u8(x, gn, pre=pre[:, :, :4])
+    # without the ReLU (bfloat16 out only: a quantised map must be non-negative)
+    with torch.no_grad():
+        linear = native.groupnorm_act(x, gn, pre=pre, relu=False)
+    assert bool((linear < 0).any())
+    err = (linear.double() - _gn64(x.double() + pre.double(), gn)).abs()
+    assert bool((err <= 2**-8 * _gn64(x.double() + pre.double(), gn).abs() + 1e-4).all())
 
 
 def test_quantize_u8_per_image():
@@ -278,15 +309,16 @@ def test_maxpool_nonneg_is_the_same_max_pool_exactly(size):
 
     x = torch.relu(_bf16_map(2, 64, *size, 7))
     pads = encoders._same_pads(size[0], 3, 2) + encoders._same_pads(size[1], 3, 2)
-    y, q = native.maxpool_nonneg(x, 3, 2, pads, quantize=True)
+    y, q = native.maxpool_nonneg_u8(x, 3, 2, pads)
     ref = encoders.same_max_pool(x, 3, 2)
     assert torch.equal(y, ref) and y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(native.maxpool_nonneg(x, 3, 2, pads), ref)
     assert int((q.double() - _quantized_reference(ref.double())).abs().max()) <= 1
     with pytest.raises(ValueError, match="C % 16"):
         native.maxpool_nonneg(torch.relu(_bf16_map(1, 8, 4, 4, 0)), 3, 2, (0, 1, 0, 1))
     # a negative value or -0.0 never wins over 0, nor spoils the image's quantisation scale
     neg = -torch.relu(_bf16_map(1, 16, 4, 4, 8))
-    y, q = native.maxpool_nonneg(neg.contiguous(memory_format=torch.channels_last), 3, 2, (0, 1, 0, 1), quantize=True)
+    y, q = native.maxpool_nonneg_u8(neg.contiguous(memory_format=torch.channels_last), 3, 2, (0, 1, 0, 1))
     assert torch.equal(y.view(torch.int16), torch.zeros_like(y).view(torch.int16)) and int(q.max()) == 0
 
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hilserl_core.accel.paths import spatial_fast_path
+from hilserl_core.accel.spatial_embedding import ChunkedSpatialK1, SpatialEmbeddingK1
 from hilserl_core.rl.networks import (
     CriticEnsemble,
     FastDropout,
@@ -30,10 +32,12 @@ def feature_obs(batch=4, proprio=5, seed=0):
     return obs
 
 
+# None: the plain einsum; the chunked torch path (k = 1) the agents take where no native kernel runs
+@pytest.mark.parametrize("fast_path", [None, SpatialEmbeddingK1(native=False)])
 @pytest.mark.parametrize("k", [1, 3, 8])
-def test_spatial_embedding_matches_its_definition(k):
+def test_spatial_embedding_matches_its_definition(k, fast_path):
     torch.manual_seed(0)
-    emb = SpatialLearnedEmbedding(2, 3, 6, k)  # h=2, w=3, C=6
+    emb = SpatialLearnedEmbedding(2, 3, 6, k, fast_path)  # h=2, w=3, C=6
     x = torch.randn(5, 2, 3, 6)  # channel-last features
     out = emb(x)
     assert out.shape == (5, 6 * k)
@@ -234,16 +238,15 @@ def test_fast_dropout_drops_p_and_keeps_the_mean(p):
         FastDropout(1.0)
 
 
+@pytest.mark.parametrize("fast_path", [None, SpatialEmbeddingK1(native=False)])
 @pytest.mark.parametrize("k", [1, 3])
-def test_spatial_embedding_gradients(k):
-    from hilserl_core.rl.networks import _SpatialEmbeddingK1
-
+def test_spatial_embedding_gradients(k, fast_path):
     g = torch.Generator().manual_seed(k)
     x = torch.randn(70, 6, 5, dtype=torch.double, generator=g, requires_grad=True)  # > one chunk of rows
     w = torch.randn(6, 5, dtype=torch.double, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(_SpatialEmbeddingK1.apply, (x, w))
+    assert torch.autograd.gradcheck(ChunkedSpatialK1.apply, (x, w))
     # float16 input (cached features) gives the float32 result of the converted input, also under autocast.
-    emb = SpatialLearnedEmbedding(2, 3, 5, k)
+    emb = SpatialLearnedEmbedding(2, 3, 5, k, fast_path)
     x16 = torch.rand(40, 2, 3, 5).half()
     torch.testing.assert_close(emb(x16), emb(x16.float()))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -252,6 +255,34 @@ def test_spatial_embedding_gradients(k):
     for p in (-0.1, 1.0):  # an impossible dropout rate is refused on every path
         with pytest.raises(ValueError, match="dropout"):
             emb(x16, dropout=p)
+
+
+def test_the_chunked_spatial_path_matches_the_plain_einsum_with_gradients_and_dropout():
+    """SpatialEmbeddingK1 without the native kernel against the plain path on the same weights:
+    outputs and both gradients, and with dropout the same masks (both draw fast_dropout's)."""
+    torch.manual_seed(4)
+    plain = SpatialLearnedEmbedding(4, 4, 64, 1)
+    fast = SpatialLearnedEmbedding(4, 4, 64, 1, SpatialEmbeddingK1(native=False))
+    fast.load_state_dict(plain.state_dict())
+    x = torch.randn(70, 4, 4, 64).half()
+    for p in (0.0, 0.3):
+        xp, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+        torch.manual_seed(5)
+        out_p = plain(xp, dropout=p)
+        torch.manual_seed(5)
+        out_f = fast(xf, dropout=p)
+        torch.testing.assert_close(out_f, out_p, rtol=1e-5, atol=1e-5)
+        g = torch.randn_like(out_p)
+        out_p.backward(g)
+        out_f.backward(g)
+        torch.testing.assert_close(fast.kernel.grad, plain.kernel.grad, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(xf.grad, xp.grad)
+        plain.zero_grad()
+        fast.zero_grad()
+    # the factory: a fast path for every k = 1 head, the native kernel only where asked or built
+    assert not spatial_fast_path(native_kernel=False).native and spatial_fast_path().native
+    head = ImageHead(num_spatial_kernels=1, spatial_fast_path=spatial_fast_path())
+    assert head.spatial.fast_path is not None and ImageHead().spatial.fast_path is None
 
 
 def test_output_layers_stay_float32_under_bfloat16_autocast():

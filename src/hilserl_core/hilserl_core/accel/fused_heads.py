@@ -16,13 +16,12 @@ the modules' in float32, summed in another order, so the outputs match
 ``ObservationEncoder.forward`` to float32 rounding (tested). Encoders whose heads
 differ in shape (camera list, feature map, kernels per channel, bottleneck,
 LayerNorm eps) cannot share one product chain: ``supported`` is then False with
-the reason in ``why``, and callers use the modules; so they do with
-``HILSERL_FUSED_HEADS=0`` (to compare the two).
+the reason in ``why``, and callers use the modules; so they do when turned off
+(``enabled=False``, or by default with ``HILSERL_FUSED_HEADS=0``: ``paths.py``).
 """
 
 from __future__ import annotations
 
-import os
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -30,15 +29,11 @@ import torch.nn.functional as F
 
 from ..formats.types import PROPRIO_KEY, feature_key
 from ..rl.networks import ObservationEncoder
+from .paths import FUSED_HEADS_ENV as ENV  # noqa: F401 - re-exported (benchmarks/latency.py)
+from .paths import fused_heads_enabled
+from .paths import fused_heads_enabled as enabled  # noqa: F401 - re-exported (benchmarks/latency.py)
 
 __all__ = ["FusedObservationEncoders", "ENV", "enabled"]
-
-ENV = "HILSERL_FUSED_HEADS"  # "0": every caller uses the modules
-
-
-def enabled() -> bool:
-    """False when ``HILSERL_FUSED_HEADS=0`` turns fusing off (read at construction)."""
-    return os.environ.get(ENV, "1") != "0"
 
 
 def _head_signature(cameras: Tuple[str, ...], head) -> Tuple:
@@ -49,13 +44,17 @@ def _head_signature(cameras: Tuple[str, ...], head) -> Tuple:
 class FusedObservationEncoders:
     """``encoders``' outputs for one batch of cached features, image heads in one product chain."""
 
-    def __init__(self, encoders: Sequence[ObservationEncoder]):
+    def __init__(self, encoders: Sequence[ObservationEncoder], enabled: Optional[bool] = None):
+        """``enabled``: None fuses unless ``HILSERL_FUSED_HEADS=0`` (``paths.fused_heads_enabled``);
+        False never (callers use the modules)."""
         self.encoders = list(encoders)
-        self.supported, self.why = self._check()
+        self.supported, self.why = self._check(enabled)
         self._key: Optional[Tuple] = None
 
-    def _check(self) -> Tuple[bool, str]:
-        if not enabled():
+    def _check(self, enabled: Optional[bool]) -> Tuple[bool, str]:
+        if enabled is False:
+            return False, "disabled (enabled=False)"
+        if enabled is None and not fused_heads_enabled():
             return False, f"disabled by {ENV}=0"
         if not self.encoders:
             return False, "no encoders"

@@ -3,13 +3,18 @@
 Two kernels, built into one library:
 
 - the learned spatial embedding over float16 feature maps, with the image
-  head's dropout fused in (``native/spatial_embedding.c``, used by
-  ``networks.SpatialLearnedEmbedding``);
+  head's dropout fused in (``native/spatial_embedding.c``, called by
+  ``spatial_embedding.NativeSpatialEmbedding``, the fast path of
+  ``rl.networks.SpatialLearnedEmbedding``);
 - GroupNorm + shortcut + ReLU in one pass over the frozen ResNet-10's bfloat16
-  channel-last maps (``native/groupnorm.c``, used by ``encoders`` at inference),
-  optionally writing the uint8 input of the next int8 convolution instead
-  (``encoders`` with ``compute_dtype="int8"``), a per-image uint8 quantiser and
-  a max pool of non-negative bfloat16 maps that can quantise its result.
+  channel-last maps (``native/groupnorm.c``, called by ``norm_act.NativeNormAct``,
+  the fast path of ``vision.encoders.ResNet10Encoder`` at inference), or writing
+  the uint8 input of the next int8 convolution instead or as well
+  (``int8_encoder``), a per-image uint8 quantiser and a max pool of
+  non-negative bfloat16 maps that can quantise its result.
+
+Which of them a network runs is chosen in one place, ``paths.py``; the model
+code holds only plain torch.
 
 The spatial embedding: torch has no fused "convert float16,
 multiply, reduce" on CPU: it converts the whole 4 MB batch to float32 first,
@@ -70,8 +75,11 @@ __all__ = [
     "dropout_constants",
     "groupnorm_available",
     "groupnorm_act",
+    "groupnorm_act_u8",
+    "groupnorm_act_both",
     "quantize_u8",
     "maxpool_nonneg",
+    "maxpool_nonneg_u8",
     "cache_dir",
     "encoder_op_in_use",
     "encoder_op_status",
@@ -259,21 +267,12 @@ def groupnorm_available(x: torch.Tensor, groups: int, allow_float32: bool = Fals
     )
 
 
-def groupnorm_act(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[torch.Tensor] = None,
-                  residual_norm: Optional[torch.nn.GroupNorm] = None, relu: bool = True,
-                  pre: Optional[torch.Tensor] = None, out: str = "bfloat16"):
-    """``act(norm(x + pre) + shortcut)`` in one pass; shortcut = 0, ``residual``, or ``residual_norm(residual)``.
-
-    ``x``: bfloat16 or float32 ``[N, C, H, W]`` in channels-last memory (see
-    :func:`groupnorm_available`); ``pre``: optional float32 ``[1, C, H, W]`` (channels-last)
-    added to every image before the norm; ``residual``: bfloat16, same shape as ``x``.
-    ``out``: ``"bfloat16"`` (the result, same layout), ``"uint8"`` (the result quantised per
-    image, ``round(y * 255 / max y)``: the input of the next int8 convolution; needs ``relu``)
-    or ``"both"`` (a tuple). Inference only (no autograd).
-    """
-    if out not in ("bfloat16", "uint8", "both"):
-        raise ValueError(f"out must be 'bfloat16', 'uint8' or 'both', got {out!r}")
-    if out != "bfloat16" and not relu:
+def _groupnorm_act(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[torch.Tensor],
+                   residual_norm: Optional[torch.nn.GroupNorm], relu: bool, pre: Optional[torch.Tensor],
+                   write_bf16: bool, write_u8: bool) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """The one kernel call behind :func:`groupnorm_act`, :func:`groupnorm_act_u8` and
+    :func:`groupnorm_act_both`: (bfloat16 result or None, uint8 result or None)."""
+    if write_u8 and not relu:
         raise ValueError("uint8 output needs relu (a non-negative map)")
     lib = _lib()
     n, c, h, w = x.shape
@@ -296,13 +295,43 @@ def groupnorm_act(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[
 
     ga, ba = affine(norm)
     gr, br = affine(residual_norm) if mode == 2 else (ga, ba)
-    y = torch.empty(x.shape, dtype=torch.bfloat16, memory_format=torch.channels_last) if out != "uint8" else None
-    q = torch.empty(x.shape, dtype=torch.uint8, memory_format=torch.channels_last) if out != "bfloat16" else None
+    y = torch.empty(x.shape, dtype=torch.bfloat16, memory_format=torch.channels_last) if write_bf16 else None
+    q = torch.empty(x.shape, dtype=torch.uint8, memory_format=torch.channels_last) if write_u8 else None
     lib.hilserl_groupnorm_act(
         _ptr(x), int(x.dtype == torch.float32), _ptr(pre), _ptr(ga), _ptr(ba), _ptr(residual), _ptr(gr), _ptr(br), mode,
         _ptr(y), _ptr(q), n, h * w, c, norm.num_groups, float(norm.eps), int(relu), torch.get_num_threads(),
     )
-    return y if q is None else (q if y is None else (y, q))
+    return y, q
+
+
+def groupnorm_act(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[torch.Tensor] = None,
+                  residual_norm: Optional[torch.nn.GroupNorm] = None, relu: bool = True,
+                  pre: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``act(norm(x + pre) + shortcut)`` in one pass, as bfloat16; shortcut = 0, ``residual``, or
+    ``residual_norm(residual)``.
+
+    ``x``: bfloat16 or float32 ``[N, C, H, W]`` in channels-last memory (see
+    :func:`groupnorm_available`); ``pre``: optional float32 ``[1, C, H, W]`` (channels-last)
+    added to every image before the norm; ``residual``: bfloat16, same shape as ``x``. The
+    result is bfloat16 in the same layout. Inference only (no autograd).
+    """
+    return _groupnorm_act(x, norm, residual, residual_norm, relu, pre, write_bf16=True, write_u8=False)[0]
+
+
+def groupnorm_act_u8(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[torch.Tensor] = None,
+                     residual_norm: Optional[torch.nn.GroupNorm] = None,
+                     pre: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`groupnorm_act` with a ReLU, quantised per image to uint8 (``round(y * 255 / max y)``,
+    same layout): the input of the next int8 convolution, without the bfloat16 map."""
+    return _groupnorm_act(x, norm, residual, residual_norm, True, pre, write_bf16=False, write_u8=True)[1]
+
+
+def groupnorm_act_both(x: torch.Tensor, norm: torch.nn.GroupNorm, residual: Optional[torch.Tensor] = None,
+                       residual_norm: Optional[torch.nn.GroupNorm] = None,
+                       pre: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(:func:`groupnorm_act`, :func:`groupnorm_act_u8`) of the same input from one pass."""
+    y, q = _groupnorm_act(x, norm, residual, residual_norm, True, pre, write_bf16=True, write_u8=True)
+    return y, q
 
 
 def quantize_u8(x: torch.Tensor) -> torch.Tensor:
@@ -319,14 +348,8 @@ def quantize_u8(x: torch.Tensor) -> torch.Tensor:
     return q
 
 
-def maxpool_nonneg(x: torch.Tensor, kernel: int, stride: int, pads: Tuple[int, int, int, int], quantize: bool = False):
-    """Max pool of a non-negative bfloat16 channels-last map ``[N, C, H, W]`` (e.g. after a ReLU).
-
-    ``pads`` = (top, bottom, left, right): windows start ``top``/``left`` pixels before the map
-    and are clipped to it (padding never wins). Exact (a max of bfloat16 values); a negative
-    value (-0.0 included) counts as +0. With ``quantize`` it returns ``(pooled, quantize_u8(pooled))``
-    from the same pass.
-    """
+def _maxpool_nonneg(x: torch.Tensor, kernel: int, stride: int, pads: Tuple[int, int, int, int],
+                    quantize: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     if x.dtype != torch.bfloat16 or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or x.shape[1] % 16:
         raise ValueError("maxpool_nonneg takes a bfloat16 [N, C, H, W] map in channels-last memory with C % 16 == 0")
     n, c, h, w = x.shape
@@ -335,7 +358,24 @@ def maxpool_nonneg(x: torch.Tensor, kernel: int, stride: int, pads: Tuple[int, i
     y = torch.empty((n, c, oh, ow), dtype=torch.bfloat16, memory_format=torch.channels_last)
     q = torch.empty((n, c, oh, ow), dtype=torch.uint8, memory_format=torch.channels_last) if quantize else None
     _lib().hilserl_maxpool_u16(_ptr(x), n, h, w, c, kernel, stride, top, left, _ptr(y), oh, ow, _ptr(q), torch.get_num_threads())
-    return (y, q) if quantize else y
+    return y, q
+
+
+def maxpool_nonneg(x: torch.Tensor, kernel: int, stride: int, pads: Tuple[int, int, int, int]) -> torch.Tensor:
+    """Max pool of a non-negative bfloat16 channels-last map ``[N, C, H, W]`` (e.g. after a ReLU).
+
+    ``pads`` = (top, bottom, left, right): windows start ``top``/``left`` pixels before the map
+    and are clipped to it (padding never wins). Exact (a max of bfloat16 values); a negative
+    value (-0.0 included) counts as +0.
+    """
+    return _maxpool_nonneg(x, kernel, stride, pads, quantize=False)[0]
+
+
+def maxpool_nonneg_u8(x: torch.Tensor, kernel: int, stride: int,
+                      pads: Tuple[int, int, int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(:func:`maxpool_nonneg`, its :func:`quantize_u8`) from the same pass."""
+    y, q = _maxpool_nonneg(x, kernel, stride, pads, quantize=True)
+    return y, q
 
 
 # ------------------------------------------------------------------ the int8 encoder as one torch operator

@@ -14,6 +14,10 @@ Layout (HIL-SERL Sec. "Policy learning"; SERL's encoder wrapper):
   chain over the ensemble dimension (no Python loop over critics).
 - ``GraspCritic``: MLP -> ``3 ** n_grippers`` Q-values.
 
+Every forward here is plain torch. The spatial embedding takes a faster path for
+the same arithmetic as a constructor argument (``spatial_fast_path``), which the
+agents choose in ``accel/paths.py``; without one the plain path runs.
+
 ``trainable_state_dict`` exports only what the learner trains, never the frozen
 ResNet (docs/ARCHITECTURE.md anchor defect: "the frozen encoder shipped with every
 weight update").
@@ -22,17 +26,17 @@ weight update").
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..accel import native
 from ..accel.precision import full_precision
 from ..formats.types import FEATURE_SHAPE_128, PROPRIO_KEY, feature_key, image_key
 
 __all__ = [
+    "SpatialFastPath",
     "SpatialLearnedEmbedding",
     "FastDropout",
     "fast_dropout",
@@ -57,71 +61,6 @@ def _uniform_fan_in_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
         return t.uniform_(-bound, bound)
 
 
-_SPATIAL_CHUNK_ROWS = 32  # batch rows per chunk: the float32 temporaries of a chunk stay in cache
-
-
-class _SpatialEmbeddingK1(torch.autograd.Function):
-    """out[b, c] = sum_p x[b, p, c] W[p, c] for channel-last features ``x [B, P, C]`` (plain torch).
-
-    Memory-bound, not FLOP-bound: the float16 input is converted a chunk of rows
-    at a time (the float32 temporaries stay in cache), and with channels
-    innermost the sum over positions runs over an outer axis, vectorised along
-    channels. ``_NativeSpatialK1`` replaces it where the native kernel runs.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:  # x [B, P, C], kernel [P, C]
-        ctx.save_for_backward(x, kernel)
-        outs = []
-        for xc in x.split(_SPATIAL_CHUNK_ROWS):  # float32 copy of one chunk at a time: it stays in cache
-            prod = xc.to(kernel.dtype, copy=True)
-            prod.mul_(kernel)
-            outs.append(prod.sum(1))
-        return torch.cat(outs)
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # grad_out [B, C]
-        x, kernel = ctx.saved_tensors
-        grad_out = grad_out.to(kernel.dtype)
-        grad_x = grad_kernel = None
-        if ctx.needs_input_grad[1]:  # dL/dW[p, c] = sum_b g[b, c] x[b, p, c], over batch chunks that stay in cache
-            grad_kernel = torch.zeros_like(kernel)
-            for xc, gc in zip(x.split(_SPATIAL_CHUNK_ROWS), grad_out.split(_SPATIAL_CHUNK_ROWS)):
-                prod = xc.to(kernel.dtype, copy=True)  # never the saved input itself
-                prod.mul_(gc.unsqueeze(1))
-                grad_kernel += prod.sum(0)
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad_out.unsqueeze(1) * kernel).to(x.dtype)
-        return grad_x, grad_kernel
-
-
-class _NativeSpatialK1(torch.autograd.Function):
-    """``_SpatialEmbeddingK1`` followed by dropout, in the native kernel (``native.py``).
-
-    Float16 features are converted in registers and read once per pass; the
-    dropout mask comes from a hash of (seed, element), so the backward pass
-    regenerates it instead of saving it. The seed is drawn from torch's global
-    generator (like ``nn.Dropout``), so ``torch.manual_seed`` makes it repeatable.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, p: float) -> torch.Tensor:
-        seed = int(torch.randint(0, 2**62, (1,)).item()) if p > 0 else 0
-        ctx.save_for_backward(x, kernel)
-        ctx.p, ctx.seed = p, seed
-        return native.spatial_forward(x, kernel, p, seed)
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        x, kernel = ctx.saved_tensors
-        # masked in place below: a copy, never the incoming gradient itself (without dropout, no copy)
-        grad = grad_out.to(torch.float32, copy=ctx.p > 0).contiguous()
-        native.dropout_backward_(grad, ctx.p, ctx.seed)
-        grad_kernel = native.spatial_kernel_grad(x, grad) if ctx.needs_input_grad[1] else None
-        grad_x = (grad.unsqueeze(1) * kernel).to(x.dtype) if ctx.needs_input_grad[0] else None
-        return grad_x, grad_kernel, None
-
-
 def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout with a mask of 16-bit lanes (see ``FastDropout``); ``p = 0`` returns ``x``."""
     if not 0.0 <= p < 1.0:
@@ -135,6 +74,17 @@ def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     return (x * keep).mul_(1.0 / (1.0 - p))
 
 
+class SpatialFastPath(Protocol):
+    """A faster computation of the spatial embedding and its dropout for some inputs
+    (``accel.spatial_embedding.SpatialEmbeddingK1``, chosen by ``accel.paths.spatial_fast_path``)."""
+
+    def applies(self, x: torch.Tensor, num_kernels: int) -> bool:
+        """Whether it computes features ``x [B, h*w, C]`` with ``num_kernels`` kernels per channel."""
+
+    def __call__(self, x: torch.Tensor, kernel: torch.Tensor, dropout: float) -> torch.Tensor:
+        """The embedding ``[B, C*k]`` of ``x`` with the weights ``kernel [h*w, C, k]``, after dropout."""
+
+
 class SpatialLearnedEmbedding(nn.Module):
     """Per channel, ``k`` learned weight maps over the ``h*w`` grid: ``[B, h, w, C] -> [B, C*k]``.
 
@@ -142,17 +92,20 @@ class SpatialLearnedEmbedding(nn.Module):
     channel instead of ``h*w`` (SERL's ``SpatialLearnedEmbeddings``). Features
     are channel-last, the layout of the feature cache (``encoders``). Accepts
     float16 cached features directly; the output is float32. ``forward(x,
-    dropout=p)`` applies inverted dropout to the output, fused into the native
-    kernel where that runs (``native.py``, k = 1, float16 input).
+    dropout=p)`` applies inverted dropout to the output. ``fast_path`` computes
+    both where it applies (the agents pass ``accel.paths.spatial_fast_path()``);
+    without it the plain ``einsum`` below runs.
     """
 
-    def __init__(self, height: int, width: int, channels: int, num_kernels: int) -> None:
+    def __init__(self, height: int, width: int, channels: int, num_kernels: int,
+                 fast_path: Optional[SpatialFastPath] = None) -> None:
         super().__init__()
         if num_kernels < 1:
             raise ValueError(f"num_spatial_kernels must be >= 1, got {num_kernels}")
         self.height, self.width, self.channels, self.num_kernels = height, width, channels, num_kernels
         # Kernel stored [h*w, C, k]; LeCun-normal over the spatial fan-in.
         self.kernel = nn.Parameter(torch.randn(height * width, channels, num_kernels) / math.sqrt(height * width))
+        self.fast_path = fast_path
 
     @property
     def out_dim(self) -> int:
@@ -167,20 +120,19 @@ class SpatialLearnedEmbedding(nn.Module):
             )
         x = features.reshape(b, self.height * self.width, self.channels)
         with full_precision(features):  # a reduction: keep float32 accumulation
-            if self.num_kernels == 1:
-                if native.spatial_available(x):
-                    return _NativeSpatialK1.apply(x, self.kernel[..., 0], dropout)
-                out = _SpatialEmbeddingK1.apply(x, self.kernel[..., 0])
-            else:  # k > 1 (the paper's 8): one batched GEMM over channels.
-                out = torch.einsum("bpc,pck->bck", x.to(self.kernel.dtype), self.kernel).reshape(b, self.out_dim)
+            if self.fast_path is not None and self.fast_path.applies(x, self.num_kernels):
+                return self.fast_path(x, self.kernel, dropout)
+            out = torch.einsum("bpc,pck->bck", x.to(self.kernel.dtype), self.kernel).reshape(b, self.out_dim)
             return fast_dropout(out, dropout)
+
+    def extra_repr(self) -> str:
+        return f"fast_path={self.fast_path!r}" if self.fast_path is not None else ""
 
 
 class FastDropout(nn.Module):
     """Inverted dropout whose mask costs a quarter of ``nn.Dropout``'s random draws.
 
-    ``torch.bernoulli_`` draws one 32-bit random number per element (0.65 ms for
-    a ``[256, 512]`` map here, a tenth of a learner update). This mask reads four
+    ``torch.bernoulli_`` draws one 32-bit random number per element. This mask reads four
     16-bit lanes out of each 64-bit draw and keeps an element when its lane is at
     or above ``round(p * 65536)``: the drop probability is ``p`` to within 2e-5.
     """
@@ -202,6 +154,7 @@ class ImageHead(nn.Module):
     """Channel-last spatial map of one camera ``[B, h, w, C]`` -> ``bottleneck_dim`` features in (-1, 1).
 
     Dropout (rate ``dropout``) acts on the spatial embedding in training mode.
+    ``spatial_fast_path``: see :class:`SpatialLearnedEmbedding` (None: the plain path).
     """
 
     def __init__(
@@ -210,12 +163,14 @@ class ImageHead(nn.Module):
         num_spatial_kernels: int = 8,
         bottleneck_dim: int = 256,
         dropout: float = 0.1,
+        *,
+        spatial_fast_path: Optional[SpatialFastPath] = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {dropout}")
         h, w, c = (int(v) for v in feature_shape)
-        self.spatial = SpatialLearnedEmbedding(h, w, c, num_spatial_kernels)
+        self.spatial = SpatialLearnedEmbedding(h, w, c, num_spatial_kernels, spatial_fast_path)
         self.dropout_p = float(dropout)
         self.dense = nn.Linear(self.spatial.out_dim, bottleneck_dim)
         self.norm = nn.LayerNorm(bottleneck_dim)
@@ -252,7 +207,8 @@ class ObservationEncoder(nn.Module):
     ``feature/<cam>``. It is frozen here (requires_grad False, eval mode) and
     excluded from ``trainable_state_dict``. ``augment`` (e.g.
     ``augment.random_shift``) is applied to uint8 images before the frozen
-    encoder when ``forward(..., augment=True)``.
+    encoder when ``forward(..., augment=True)``. ``spatial_fast_path`` goes to every
+    image head (:class:`SpatialLearnedEmbedding`; None: the plain path).
     """
 
     def __init__(
@@ -267,6 +223,7 @@ class ObservationEncoder(nn.Module):
         dropout: float = 0.1,
         image_encoder: Optional[nn.Module] = None,
         augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        spatial_fast_path: Optional[SpatialFastPath] = None,
     ) -> None:
         super().__init__()
         self.camera_names: Tuple[str, ...] = tuple(camera_names)
@@ -276,7 +233,7 @@ class ObservationEncoder(nn.Module):
         # ModuleDict keys may not contain '.', camera names are plain identifiers in config.
         self.image_heads = nn.ModuleDict(
             {
-                cam: ImageHead(feature_shape, num_spatial_kernels, bottleneck_dim, dropout)
+                cam: ImageHead(feature_shape, num_spatial_kernels, bottleneck_dim, dropout, spatial_fast_path=spatial_fast_path)
                 for cam in self.camera_names
             }
         )
@@ -413,8 +370,8 @@ class CriticEnsemble(nn.Module):
     The first layer is stored as two parameters: ``obs_weight [F, N, h]`` (so the
     observation part of the whole ensemble is one ``[B, F] x [F, N*h]`` GEMM on
     a view, no copy) and ``act_weight [N, A, h]``. Slicing one stacked
-    ``[N, F+A, h]`` weight instead cost a zero-filled full-size gradient per
-    slice in every backward (about 1 ms of a 5 ms critic step, measured). Later
+    ``[N, F+A, h]`` weight instead costs a zero-filled full-size gradient per
+    slice in every backward. Later
     layers are stacked ``[N, in, out]``, one ``bmm`` each. ``forward(x, a,
     members)`` evaluates only the listed members (RLPD's random target subset),
     so a 10-critic target costs what a 2-critic one does.

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..accel.paths import spatial_fast_path
 from ..accel.precision import COMPUTE_DTYPES, autocast, resolve_compute_dtype
 from ..formats import config as cfg
 from ..formats.config import ConfigError, param
@@ -137,7 +138,8 @@ def observation_encoder(
     augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> ObservationEncoder:
     """Image heads + proprio encoder (HIL-SERL: learned spatial embedding, bottleneck, Dense 64 + LayerNorm + tanh),
-    sized by an agent config's ``num_spatial_kernels``, ``image_bottleneck_dim``, ``proprio_latent_dim``, ``image_dropout``."""
+    sized by an agent config's ``num_spatial_kernels``, ``image_bottleneck_dim``, ``proprio_latent_dim``, ``image_dropout``.
+    The spatial embedding's speed path is the one ``accel.paths`` chooses for this host."""
     return ObservationEncoder(
         camera_names,
         proprio_dim,
@@ -148,6 +150,7 @@ def observation_encoder(
         dropout=config.image_dropout,
         image_encoder=image_encoder,
         augment=augment,
+        spatial_fast_path=spatial_fast_path(),
     )
 
 

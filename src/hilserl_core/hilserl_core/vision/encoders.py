@@ -63,16 +63,17 @@ import hashlib
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..accel import int8_encoder, native
+from ..accel import int8_encoder
 from ..accel.conv_paths import ConvPaths
 from ..accel.int8_encoder import int8_available
+from ..accel.paths import encoder_paths
 from ..accel.precision import COMPUTE_DTYPES, cpu_has_int8_dot, forced_auto, resolve_compute_dtype
 from ..formats import tensorio
 from ..formats.types import FEATURE_PREFIX, IMAGE_PREFIX, Observation
@@ -184,16 +185,25 @@ def same_max_pool(x: torch.Tensor, kernel: int = 3, stride: int = 2) -> torch.Te
     return F.max_pool2d(x, kernel, stride)
 
 
-def norm_relu(
-    x: torch.Tensor, norm: nn.GroupNorm, residual: Optional[torch.Tensor] = None, residual_norm: Optional[nn.GroupNorm] = None
-) -> torch.Tensor:
-    """``relu(norm(x) + shortcut)``, shortcut = 0, ``residual`` or ``residual_norm(residual)``.
+class NormAct(Protocol):
+    """A faster ``relu(norm(x) + shortcut)`` for some inputs (``accel.norm_act.NativeNormAct``)."""
 
-    bfloat16 channels-last maps without autograd (the frozen encoder's inference) take the
-    native one-pass kernel (``native.groupnorm_act``); anything else runs the torch ops.
-    """
-    if native.groupnorm_available(x, norm.num_groups) and (residual is None or residual.shape == x.shape):
-        return native.groupnorm_act(x, norm, residual, residual_norm)
+    def applies(self, x: torch.Tensor, norm: nn.GroupNorm, residual: Optional[torch.Tensor] = None) -> bool:
+        """Whether it computes this input."""
+
+    def __call__(self, x: torch.Tensor, norm: nn.GroupNorm, residual: Optional[torch.Tensor] = None,
+                 residual_norm: Optional[nn.GroupNorm] = None) -> torch.Tensor:
+        """The same as :func:`norm_relu`."""
+
+
+def norm_relu(
+    x: torch.Tensor, norm: nn.GroupNorm, residual: Optional[torch.Tensor] = None, residual_norm: Optional[nn.GroupNorm] = None,
+    fast: Optional[NormAct] = None,
+) -> torch.Tensor:
+    """``relu(norm(x) + shortcut)``, shortcut = 0, ``residual`` or ``residual_norm(residual)``;
+    by ``fast`` where it applies (the encoder's ``paths.norm_act``), else these torch ops."""
+    if fast is not None and fast.applies(x, norm, residual):
+        return fast(x, norm, residual, residual_norm)
     y = norm(x)
     if residual is not None:
         y = y + (residual_norm(residual) if residual_norm is not None else residual)
@@ -201,9 +211,11 @@ def norm_relu(
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convs + GroupNorm with a (projected when needed) identity shortcut."""
+    """Two 3x3 convs + GroupNorm with a (projected when needed) identity shortcut.
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int):
+    ``norm_act``: the faster norm + shortcut + ReLU the encoder chose (None: torch ops)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, norm_act: Optional[NormAct] = None):
         super().__init__()
         self.conv1 = SameConv2d(in_ch, out_ch, 3, stride)
         self.norm1 = nn.GroupNorm(NUM_GROUPS, out_ch, eps=GN_EPS)
@@ -213,12 +225,13 @@ class BasicBlock(nn.Module):
         if self.has_proj:
             self.proj_conv = SameConv2d(in_ch, out_ch, 1, stride)
             self.proj_norm = nn.GroupNorm(NUM_GROUPS, out_ch, eps=GN_EPS)
+        self.norm_act = norm_act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = norm_relu(self.conv1(x), self.norm1)
+        y = norm_relu(self.conv1(x), self.norm1, fast=self.norm_act)
         if self.has_proj:
-            return norm_relu(self.conv2(y), self.norm2, self.proj_conv(x), self.proj_norm)
-        return norm_relu(self.conv2(y), self.norm2, x)
+            return norm_relu(self.conv2(y), self.norm2, self.proj_conv(x), self.proj_norm, fast=self.norm_act)
+        return norm_relu(self.conv2(y), self.norm2, x, fast=self.norm_act)
 
 
 class ResNet10Encoder(nn.Module):
@@ -239,10 +252,14 @@ class ResNet10Encoder(nn.Module):
     about 2% of float32, and bit-identical for an image in any batch (DESIGN.md, "The int8
     frozen encoder"). Weight files are float32 either way.
 
-    Speed paths, each with an off switch (constructor arguments): ``int8_operator`` (None: the
-    int8 forward as one torch operator where it is built; False: the Python int8 forward; True:
-    require the operator) and ``patch_gemm`` (None: small convolutions take the faster of a
-    patch-matrix product and the direct kernel, timed per shape; True/False: always that one).
+    Speed paths, each with an off switch (constructor arguments, resolved into ``self.paths`` by
+    ``accel.paths.encoder_paths``): ``native_kernels`` (None: GroupNorm + shortcut + ReLU, and
+    the int8 forward's quantisations and max pool, in native kernels where they are built;
+    False: torch ops; True: require them), ``int8_operator`` (None: the int8 forward as one torch
+    operator where it is built; False: the Python int8 forward; True: require the operator) and
+    ``patch_gemm`` (None: small convolutions take the faster of a patch-matrix product and the
+    direct kernel, timed per shape; True/False: always that one). The float forward below is
+    plain torch but for these.
 
     Frozen means: parameters have ``requires_grad=False``, the module is always in
     eval mode (``train()`` is a no-op), and ``forward`` runs under ``no_grad`` so
@@ -252,7 +269,8 @@ class ResNet10Encoder(nn.Module):
     """
 
     def __init__(self, seed: Optional[int] = None, compute_dtype: str = "auto", *,
-                 int8_operator: Optional[bool] = None, patch_gemm: Optional[bool] = None):
+                 int8_operator: Optional[bool] = None, patch_gemm: Optional[bool] = None,
+                 native_kernels: Optional[bool] = None):
         super().__init__()
         if compute_dtype not in ENCODER_DTYPES:
             raise ValueError(f"encoder compute_dtype must be one of {ENCODER_DTYPES}, got {compute_dtype!r}")
@@ -261,6 +279,7 @@ class ResNet10Encoder(nn.Module):
         self.dtype_setting = compute_dtype  # as asked; compute_dtype: what it means on this device
         self.compute_dtype = resolve_encoder_dtype(compute_dtype, "cpu")
         self._dtype = _weights_dtype(self.compute_dtype, "cpu")
+        self.paths = encoder_paths(int8_operator=int8_operator, patch_gemm=patch_gemm, native_kernels=native_kernels)
         with torch.random.fork_rng(enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
@@ -269,7 +288,7 @@ class ResNet10Encoder(nn.Module):
             blocks: List[BasicBlock] = []
             in_ch = STAGE_WIDTHS[0]
             for i, width in enumerate(STAGE_WIDTHS):
-                blocks.append(BasicBlock(in_ch, width, stride=1 if i == 0 else 2))
+                blocks.append(BasicBlock(in_ch, width, stride=1 if i == 0 else 2, norm_act=self.paths.norm_act))
                 in_ch = width
             self.blocks = nn.ModuleList(blocks)
             for m in self.modules():
@@ -281,11 +300,9 @@ class ResNet10Encoder(nn.Module):
         self.requires_grad_(False)
         super().train(False)
         self.to(memory_format=torch.channels_last)
-        self.int8_operator = int8_operator
-        self.conv_paths = ConvPaths(patch_gemm)
         for m in self.modules():
             if isinstance(m, SameConv2d):
-                m.paths = self.conv_paths  # one choice table for the encoder
+                m.paths = self.paths.conv  # one choice table for the encoder
 
     def _apply(self, fn, *args, **kwargs):
         """After ``.to(device)`` and friends: re-resolve ``"auto"`` for the device and keep the
@@ -318,13 +335,13 @@ class ResNet10Encoder(nn.Module):
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected images of shape [B, H, W, 3], got {tuple(images.shape)}")
         if self.compute_dtype == "int8":
-            return int8_encoder.forward(self, images, self.int8_operator)
+            return int8_encoder.forward(self, images, self.paths)
         with torch.no_grad():
             # [B, H, W, 3] viewed as NCHW is already channels-last in memory
             # (x / 255 - mean) / std as one multiply-add over the contiguous channel-last pixels
             scale, shift = 1.0 / (255.0 * self.std.view(3)), -(self.mean / self.std).view(3)
             x = torch.addcmul(shift, images.float(), scale).to(self.stem_conv.weight.dtype).permute(0, 3, 1, 2)
-            x = norm_relu(self.stem_conv(x), self.stem_norm)
+            x = norm_relu(self.stem_conv(x), self.stem_norm, fast=self.paths.norm_act)
             x = same_max_pool(x, 3, 2)
             for block in self.blocks:
                 x = block(x)
@@ -336,11 +353,7 @@ class ResNet10Encoder(nn.Module):
         torch operator (without the GIL) or as the Python forward, and why."""
         if self.compute_dtype != "int8":
             return f"{self._dtype}".replace("torch.", "")
-        if self.int8_operator is False:
-            return "int8, Python forward (int8_operator=False)"
-        if native.encoder_op_in_use():
-            return "int8, one torch operator (no GIL hand-offs)"
-        return f"int8, Python forward ({native.encoder_op_status()})"
+        return int8_encoder.describe(self.paths)
 
 
     # ---------------------------------------------------------------- weights
@@ -456,7 +469,7 @@ def featurize_observation(
 
     ``cameras`` limits which cameras are converted (default: all images present).
     Other keys are passed through unchanged. All cameras go through the encoder as
-    one batch (on one CPU thread, 2 images take 11.5 ms together, 8.2 ms each alone),
+    one batch (a batched pass costs less than one per image; docs/BENCHMARKS.md),
     or through ``encode`` (e.g. an ``accel.threaded_encoder.ThreadedEncoder`` of ``encoder``) when given.
     """
     wanted = None if cameras is None else set(cameras)
@@ -471,11 +484,12 @@ def featurize_observation(
 
 
 def load_frozen_encoder(weights_path: str = "", compute_dtype: str = "auto", *, int8_operator: Optional[bool] = None,
-                        patch_gemm: Optional[bool] = None) -> ResNet10Encoder:
+                        patch_gemm: Optional[bool] = None, native_kernels: Optional[bool] = None) -> ResNet10Encoder:
     """The frozen ResNet-10 the nodes run, from a safetensors file; an empty path gives seeded
     random weights (tests and smoke runs only: callers should say so in their diagnostics).
     ``compute_dtype`` and the speed paths as in :class:`ResNet10Encoder`."""
-    encoder = ResNet10Encoder(seed=0, compute_dtype=compute_dtype, int8_operator=int8_operator, patch_gemm=patch_gemm)
+    encoder = ResNet10Encoder(seed=0, compute_dtype=compute_dtype, int8_operator=int8_operator, patch_gemm=patch_gemm,
+                              native_kernels=native_kernels)
     if weights_path:
         encoder.load_pretrained(weights_path)
     return encoder
@@ -516,8 +530,7 @@ class CachedFeaturizer:
             else:
                 out[FEATURE_PREFIX + cam] = None  # keeps the observation's key order
                 misses.setdefault(image.shape, []).append((cam, image))
-        # The new images of all cameras go through the encoder as one batch: on one CPU thread 2
-        # images cost 11.5 ms together against 2 x 8.2 ms one by one (docs/BENCHMARKS.md).
+        # The new images of all cameras go through the encoder as one batch (cheaper than one by one)
         for group in misses.values():
             self.misses += len(group)
             feats = encode_features(self.encoder, np.stack([image for _, image in group]))

@@ -6,14 +6,16 @@
  * oneDNN int8 convolutions and the GroupNorm / max-pool kernels of groupnorm.c.
  * Each call releases the GIL and takes it back, and with two encoder threads in
  * the actor each take can wait for the other thread's Python code between its
- * calls: about 18 waits per share of two images (DESIGN.md, "The actor's frame
- * set on two cores"). Called as one operator, the whole pass runs without the GIL.
+ * calls (DESIGN.md, "The actor's frame set on two cores"). Called as one
+ * operator, the whole pass runs without the GIL.
  *
  * It calls the same operators and kernels, with the same arguments and thread
  * counts, in the same order as the Python forward, so its features are the same
  * bit for bit (tests/core/test_encoders.py checks it). Everything that depends
  * only on the weights and the image size (packed int8 weights, paddings, the
- * stem's constant map) is prepared by the Python side and passed in:
+ * stem's constant map) is prepared by the Python side as a named structure
+ * (accel/int8_encoder.py, OperatorPlan) and passed in as two flat lists, written
+ * by its tensors() and ints():
  *
  *   tensors: stem packed weights, weight scales, weight zero points, constant map,
  *            norm gamma, norm beta; then per block: conv1 (packed, scales, zero
