@@ -9,8 +9,8 @@ def configure_cpu_allocator(threshold_bytes: int = 1 << 30) -> bool:
     """Keep large freed blocks in the process heap (glibc ``mallopt``); call once at learner start.
 
     By default glibc returns every block above ~128 KB-32 MB to the OS on free, so
-    each update re-faults its multi-MB activations page by page (measured: 3-7
-    thousand minor page faults per update, ~25% of a CPU update at 2 critics).
+    each update re-faults its multi-MB activations page by page (thousands of minor page
+    faults per update; ``benchmarks/learner_throughput.py --no-allocator-tuning`` measures it).
     Process-wide, so the learner's ``main`` calls it, not the library on import.
     Returns False where there is no glibc (macOS, musl): nothing changed.
     """
