@@ -79,6 +79,10 @@ def test_heads_of_other_shapes_are_not_fused(monkeypatch):
     monkeypatch.setenv("HILSERL_FUSED_HEADS", "0")
     off = FusedObservationEncoders(encoders())
     assert not off.supported and "HILSERL_FUSED_HEADS=0" in off.why
+    assert FusedObservationEncoders(encoders(), enabled=True).supported  # the argument wins over the environment
+    monkeypatch.delenv("HILSERL_FUSED_HEADS")
+    off = FusedObservationEncoders(encoders(), enabled=False)
+    assert not off.supported and "enabled=False" in off.why
 
 
 def test_missing_features_are_named():
