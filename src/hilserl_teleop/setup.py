@@ -20,6 +20,7 @@ setup(
         "console_scripts": [
             "mux_node = hilserl_teleop.mux_node:main",
             "spacemouse_node = hilserl_teleop.spacemouse_node:main",
+            "episode_keys = hilserl_teleop.episode_keys_node:main",
         ]
     },
 )
