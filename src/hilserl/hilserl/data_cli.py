@@ -300,6 +300,7 @@ def _cmd_train_reward(args) -> int:
         "suggested_threshold": suggested,
         "held_out": {k: m[k] for k in ("accuracy", "precision", "recall", "true_positives", "false_positives",
                                         "false_negatives", "true_negatives")},
+        "held_out_at_0.5": {k: m05[k] for k in ("accuracy", "precision", "recall")},
         "steps": steps,
         "seed": seed,
     }
