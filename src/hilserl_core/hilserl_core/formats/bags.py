@@ -20,7 +20,8 @@ topic                                  type                             why
 
 and globally the operator's episode marks ``/episode/success``, ``/episode/failure``,
 ``/episode/reset`` (std_msgs/Empty, :mod:`hilserl_core.robot.episode_marks`),
-``/reward/success`` (std_msgs/Bool), ``/diagnostics``, and in simulation the ground truth
+``/reward/success`` (sensor_msgs/Joy: the success verdict stamped with the frame it judged,
+``hilserl_interfaces.topics``), ``/diagnostics``, and in simulation the ground truth
 ``/sim/success`` (std_msgs/Bool, published with every camera frame).
 
 Bags are rosbag2 directories (``metadata.yaml`` + ``<name>.mcap``, metadata version 9 as
@@ -104,7 +105,7 @@ _GLOBAL: Tuple[Tuple[str, str, bool], ...] = (
     (SUCCESS_TOPIC, MARK_TYPE, True),
     (FAILURE_TOPIC, MARK_TYPE, True),
     (RESET_TOPIC, MARK_TYPE, True),
-    (REWARD_SUCCESS_TOPIC, "std_msgs/msg/Bool", True),
+    (REWARD_SUCCESS_TOPIC, "sensor_msgs/msg/Joy", True),
     (DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", True),
 )
 
