@@ -155,3 +155,28 @@ def test_demonstrate_alone_keeps_the_operators_timing():
         env.close()
     assert solved == 3
     assert since_press and all(steps == counted for steps, counted in since_press), since_press
+
+
+def test_carry_through_takes_a_straying_policy_to_success_and_trusts_only_its_own_successes():
+    env = TaskEnv("pick_cube", cameras=())
+    op = ScriptedOperator(env, OperatorConfig(seed=0, intervention_prob_min=1.0, intervention_prob_max=1.0, carry_through=True))
+    try:
+        obs = env.reset(seed=1)
+        op.reset()
+        flags, terminated = [], False
+        for _ in range(200):
+            acts, intervened, _ = op.act(obs, _bad_policy(env))
+            flags.append(intervened)
+            obs, _, terminated, truncated, _ = env.step(acts, render=False)
+            if terminated or truncated:
+                break
+        assert terminated, "the operator did not carry the task to success"
+        first = flags.index(True)
+        assert all(flags[first:])  # never handed back once it took over
+        op.record_episode(True)  # a success it carried: no trust gained
+        assert op.success_rate == 0.0
+        op.reset()
+        op.record_episode(True)  # a success without its help
+        assert op.success_rate == 0.5
+    finally:
+        env.close()

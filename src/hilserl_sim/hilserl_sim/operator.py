@@ -46,6 +46,9 @@ class OperatorConfig:
     correction_steps_min: int = param(5, "shortest intervention (control steps)", low=1, high=200)
     correction_steps_max: int = param(15, "longest intervention (control steps)", low=1, high=200)
     success_window: int = param(20, "episodes in the running success rate that sets the intervention probability", low=1, high=1000)
+    carry_through: bool = param(False, "once it takes over, the operator keeps control until the episode ends (it carries the "
+                                "task to success, as a teaching person does) instead of handing back after a short correction; "
+                                "its trust then grows only with episodes the policy finished alone")
     seed: int = param(0, "random seed of the operator's noise and decisions", low=0)
 
 
@@ -408,8 +411,10 @@ class ScriptedOperator:
         return c.intervention_prob_min + (c.intervention_prob_max - c.intervention_prob_min) * (1.0 - self.success_rate)
 
     def record_episode(self, success: bool) -> None:
-        """Tell the operator how the policy's episode ended (it trusts a policy that succeeds)."""
-        self.recent_success.append(1.0 if success else 0.0)
+        """Tell the operator how the policy's episode ended (it trusts a policy that succeeds; with
+        ``carry_through``, only one that succeeded without its help)."""
+        alone = not (self.config.carry_through and self.intervention_steps > 0)
+        self.recent_success.append(1.0 if success and alone else 0.0)
 
     # ------------------------------------------------------------------ acting
     def _expert_now(self, obs) -> Dict[str, Tuple[np.ndarray, bool]]:
@@ -455,7 +460,7 @@ class ScriptedOperator:
         c = self.config
         plan = self._expert_now(obs)
         if self.intervening:
-            self._left -= 1
+            self._left -= 0 if c.carry_through else 1
             if self._left <= 0:
                 self.intervening = False
                 self._straying, self._decided = 0, False
