@@ -228,6 +228,19 @@ class GraspDQNAgent(_EpsilonGreedy):
         self.step += 1
         return {"grasp_critic_loss": float(loss.detach()), "grasp_q_mean": float(q.detach().mean())}
 
+    def bc_update(self, batch: Batch) -> Dict[str, float]:
+        """Behaviour cloning of the gripper (BC and HG-DAgger baselines): cross-entropy of the
+        batch's grasp actions over the network's outputs read as logits."""
+        with autocast(self.device, self.compute_dtype):
+            self.network.train()
+            logits = self._q(self.network, batch.observations, augment=True)
+            loss = torch.nn.functional.cross_entropy(logits.float(), batch.grasp_actions.long())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return {"grasp_bc_loss": float(loss.detach())}
+
     # -------------------------------------------------------------- weights io
     def save(self, directory: str | Path) -> None:
         """Write ``grasp_dqn.safetensors`` and ``grasp_dqn.json`` (see ``checkpoints.write_agent_files``)."""

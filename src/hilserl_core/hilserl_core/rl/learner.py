@@ -79,6 +79,9 @@ class LearnerConfig:
     storage: str = param("features", "store frozen-encoder features (CPU learner) or uint8 images (GPU learner, augmentation)", choices=("features", "images"))
     learning_starts: int = param(100, "transitions received before the first update", low=1, high=1_000_000)
     demo_fraction: float = param(0.5, "share of each batch drawn from the demo buffer", low=0.0, high=1.0)
+    algorithm: str = param("rlpd", "rlpd (the paper's method) or bc: behaviour cloning of the demo buffer (demos and "
+                           "interventions; with interventions this is HG-DAgger), a baseline; bc draws whole batches from "
+                           "the demo buffer", choices=("rlpd", "bc"))
     updates_per_transition: float = param(1.0, "update-to-data ratio: gradient steps per transition received", low=0.0, high=64.0, live=True)
     max_updates_per_s: float = param(1000.0, "cap on the update rate (keeps a shared machine responsive)", units="1/s", low=0.1, high=100_000.0, live=True)
     weights_period_s: float = param(2.0, "minimum time between policy weight broadcasts", units="s", low=0.05, high=3600.0, live=True)
@@ -102,7 +105,7 @@ class Learner:
         self.config = config
         self.agents = dict(agents)
         self.buffers = {DEMO_BUFFER: demo_buffer, RL_BUFFER: rl_buffer}
-        self.sampler = MixedSampler(demo_buffer, rl_buffer, config.demo_fraction)
+        self.sampler = MixedSampler(demo_buffer, rl_buffer, self.demo_share)
         self.batch_size = int(batch_size)
         self.encoder = encoder
         # Reuses the features of the previous next_observation: half the encoder work, and the
@@ -233,8 +236,13 @@ class Learner:
             len(b) > 0 for name, b in self.buffers.items() if self._needs(name)
         )
 
+    @property
+    def demo_share(self) -> float:
+        """Share of a batch from the demo buffer: behaviour cloning learns from the demo buffer alone."""
+        return 1.0 if self.config.algorithm == "bc" else self.config.demo_fraction
+
     def _needs(self, name: str) -> bool:
-        demo_share = self.config.demo_fraction
+        demo_share = self.demo_share
         return (name == DEMO_BUFFER and demo_share > 0) or (name == RL_BUFFER and demo_share < 1)
 
     def updates_due(self) -> int:
@@ -248,7 +256,7 @@ class Learner:
         batch = self.sampler.sample(self.batch_size, self.rng)
         metrics: Dict[str, float] = {}
         for name, agent in self.agents.items():
-            info = agent.update(batch)
+            info = agent.bc_update(batch) if self.config.algorithm == "bc" else agent.update(batch)
             metrics.update({f"{name}/{k}": float(v) for k, v in info.items()})
         self.updates += 1
         self.last_metrics.update(metrics)  # the actor's losses stay visible between actor steps
@@ -349,7 +357,7 @@ class Learner:
             raise CheckpointError(f"{path}: {type(exc).__name__}: {exc}") from exc
         # nothing below can fail: the learner switches to the checkpoint in one go
         self.buffers = buffers
-        self.sampler = MixedSampler(self.buffers[DEMO_BUFFER], self.buffers[RL_BUFFER], self.config.demo_fraction)
+        self.sampler = MixedSampler(self.buffers[DEMO_BUFFER], self.buffers[RL_BUFFER], self.demo_share)
         for key, value in counters.items():
             setattr(self, key, value)
         self.checkpoint_warnings = [warning] if warning else []

@@ -355,6 +355,13 @@ class TanhGaussianActor(nn.Module):
         pre_tanh = mean + torch.exp(log_std) * noise
         return torch.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
 
+    def log_prob(self, features: torch.Tensor, actions: torch.Tensor, bound: float = 0.999) -> torch.Tensor:
+        """log pi(a|s) of given actions (clamped inside (-1, 1), where tanh is invertible): what
+        behaviour cloning maximises."""
+        mean, log_std = self.distribution_params(features)
+        pre_tanh = torch.atanh(actions.clamp(-bound, bound))
+        return tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+
     def mode(self, features: torch.Tensor) -> torch.Tensor:
         """Deterministic action for evaluation: tanh of the Gaussian mean."""
         mean, _ = self.distribution_params(features)

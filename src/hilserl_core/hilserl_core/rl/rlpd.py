@@ -443,6 +443,23 @@ class RLPDAgent(_GaussianPolicy):
         self.step += 1
         return info
 
+    def bc_update(self, batch: Batch) -> Dict[str, float]:
+        """Behaviour cloning, the paper's BC and HG-DAgger baselines: one step on the negative
+        log-likelihood of the batch's actions under the policy (its image heads included; the
+        critics are not trained)."""
+        self.train_mode(True)
+        with autocast(self.device, self.compute_dtype):
+            encoder = self.actor_encoder if self.actor_encoder is not None else self.encoder
+            features = encoder(batch.observations, augment=True, dropout=True)
+            bc_loss = -self.actor.log_prob(features, batch.actions.float()).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        self.critic_optimizer.zero_grad(set_to_none=True)  # holds the shared encoder's heads
+        bc_loss.backward()
+        self.actor_optimizer.step()
+        self.critic_optimizer.step()  # parameters without a gradient (the critics) are left alone
+        self.step += 1
+        return {"bc_loss": float(bc_loss.detach())}
+
     # -------------------------------------------------------------- weights io
     def modules(self) -> Dict[str, nn.Module]:
         mods: Dict[str, nn.Module] = {
