@@ -41,3 +41,19 @@ def test_wilson_interval_is_sane_at_the_edges():
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and 0.27 < hi < 0.28
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_compare_table_and_methods():
+    from hilserl.compare import METHODS, table
+    from hilserl.graph import load_graph, with_node_parameters
+
+    assert set(METHODS) == {"hil-serl", "rlpd", "rl", "bc", "hg-dagger"}
+    for method, (graph_args, node_params) in METHODS.items():  # every method resolves to a graph
+        g = load_graph("sim_single_arm", {k: v for k, v in graph_args.items() if k != "demos"})
+        for executable, changes in node_params.items():
+            g = with_node_parameters(g, executable, changes)
+        learner = next(n for n in g.nodes if n.executable == "learner_node")
+        assert ("learner.algorithm", "bc") in learner.parameters if "bc" in method or "dagger" in method else True
+    md = table({"bc": [{"success_rate": 0.5, "cycle_time_s": 6.0, "env_steps": 100, "wall_clock_s": 60.0},
+                       {"success_rate": 0.0, "cycle_time_s": None, "env_steps": 100, "wall_clock_s": 120.0}]}, "t")
+    assert "| bc | 0.25 | 0.50, 0.00 | 6.0 | 100 | 1.5 |" in md

@@ -5,6 +5,7 @@
     hilserl launch sim_dual_arm [name:=value]   start the graph as processes (Ctrl-C stops it)
     hilserl train sim_single_arm [steps:=10000] train with defaults; run directory, plots, resume
     hilserl eval runs/sim_single_arm-pick_cube  the policy alone on held-out seeds, beside the scripted operator
+    hilserl compare sim_single_arm seeds:=3     the paper's baselines (Table 2), trained and evaluated alike
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def _cmd_eval(args) -> int:
     return run_eval(args.setup, graphmod.parse_overrides(args.overrides))
 
 
+def _cmd_compare(args) -> int:
+    from .compare import run_compare
+
+    return run_compare(args.setup, graphmod.parse_overrides(args.overrides))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="hilserl", description="HIL-SERL on ROS 2: run graphs of hilserl nodes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +78,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.add_argument("setup", help="graph name (see `hilserl graphs`)")
         p.add_argument("overrides", nargs="*", metavar="name:=value", help="graph arguments")
         p.set_defaults(func=data_cli._guarded(func) if name == "train" else func)
+    p = sub.add_parser("compare", help="the paper's baselines on a simulated task: hil-serl, rlpd, rl, bc, hg-dagger trained "
+                                       "and evaluated alike; writes runs/compare-<setup>-<task>/table.md")
+    p.add_argument("setup", help="graph name (see `hilserl graphs`)")
+    p.add_argument("overrides", nargs="*", metavar="name:=value",
+                   help="seeds:=3, steps:=N, episodes:=20 (evaluation), methods:=a,b, task:=.. and graph arguments")
+    p.set_defaults(func=data_cli._guarded(_cmd_compare))
     p = sub.add_parser("eval", help="evaluate a training run's policy alone (no operator, no exploration) on held-out "
                                     "seeds, beside the scripted operator; writes RUN/eval.json")
     p.add_argument("setup", metavar="RUN", help="run directory of hilserl train")

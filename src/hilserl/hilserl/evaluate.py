@@ -11,7 +11,6 @@ beside the scripted operator's, and writes ``RUN/eval.json``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
@@ -25,7 +24,7 @@ import yaml
 
 from hilserl_core.rl.learner import latest_checkpoint
 
-from .graph import Graph, GraphError, load_graph
+from .graph import Graph, GraphError, load_graph, with_node_parameters
 
 __all__ = ["run_eval", "wilson_interval", "eval_graph"]
 
@@ -41,25 +40,14 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def _with_params(graph: Graph, executable: str, changes: Mapping[str, object]) -> Graph:
-    nodes = []
-    for n in graph.nodes:
-        if n.executable == executable:
-            params = dict(n.parameters)
-            params.update(changes)
-            n = dataclasses.replace(n, parameters=tuple(sorted(params.items())))
-        nodes.append(n)
-    return dataclasses.replace(graph, nodes=tuple(nodes))
-
-
 def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, seed: int) -> Graph:
     """The run's graph for evaluation: operator off, deterministic actor, a learner that only serves weights."""
     args = {**{k: str(v) for k, v in arguments.items()}, "seed": str(seed), "demos": "", "checkpoint_dir": str(checkpoint_root)}
     if "operator" in dict(load_graph(setup).arguments):
         args["operator"] = "off"
     g = load_graph(setup, args)
-    g = _with_params(g, "actor_node", {"deterministic": True, "grasp_epsilon": 0.0})
-    return _with_params(g, "learner_node", {"learner.updates_per_transition": 0.0, "learner.checkpoint_period_updates": 0})
+    g = with_node_parameters(g, "actor_node", {"deterministic": True, "grasp_epsilon": 0.0})
+    return with_node_parameters(g, "learner_node", {"learner.updates_per_transition": 0.0, "learner.checkpoint_period_updates": 0})
 
 
 def scripted_graph(setup: str, arguments: Mapping[str, str], seed: int) -> Graph:

@@ -44,6 +44,8 @@ one, is an ordinary process.
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import os
 import re
@@ -338,6 +340,19 @@ def _param_literal(value: Any) -> str:
     if isinstance(value, str):
         return yaml.safe_dump(value, default_style="'").strip().removesuffix("\n...")
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def with_node_parameters(graph: Graph, executable: str, changes: Mapping[str, Any]) -> Graph:
+    """``graph`` with ``changes`` merged into the inline parameters of every node run by ``executable``
+    (what a tool sets beyond the graph's arguments: evaluation, baselines)."""
+    nodes = []
+    for n in graph.nodes:
+        if n.executable == executable:
+            params = dict(n.parameters)
+            params.update(changes)
+            n = dataclasses.replace(n, parameters=tuple(sorted(params.items())))
+        nodes.append(n)
+    return dataclasses.replace(graph, nodes=tuple(nodes))
 
 
 def node_argv(spec: NodeSpec) -> List[str]:

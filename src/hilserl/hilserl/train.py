@@ -25,7 +25,7 @@ from typing import Callable, Dict, Mapping, Optional
 
 import yaml
 
-from .graph import GraphError, load_graph
+from .graph import GraphError, load_graph, with_node_parameters
 from .runlog import EpisodeRow, RunLog, plot_run
 
 __all__ = ["run_train", "scripted_demos"]
@@ -98,7 +98,10 @@ def _say(text: str) -> None:
     print(text, flush=True)  # progress must show at once, also when the console is a file
 
 
-def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = _say) -> int:
+def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = _say,
+              node_params: Optional[Mapping[str, Mapping[str, object]]] = None) -> int:
+    """Train (see the module doc); ``node_params``: executable -> parameters set beyond the graph's
+    arguments (``hilserl compare``'s baselines)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -126,13 +129,16 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
     args["demos"] = demos
     args["checkpoint_dir"] = str(run_dir / "checkpoints")
     graph = load_graph(setup, args)
+    for executable, changes in (node_params or {}).items():
+        graph = with_node_parameters(graph, executable, changes)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(run_dir)
     if log.env_steps >= budget:
         say(f"[train] {run_dir} already has {log.env_steps} env steps (steps:={budget}); nothing to do")
         return 0
     (run_dir / "config.yaml").write_text(yaml.safe_dump(
-        {"setup": setup, "arguments": dict(graph.arguments), "steps": budget, "demos": demos}, sort_keys=False))
+        {"setup": setup, "arguments": dict(graph.arguments), "steps": budget, "demos": demos,
+         "node_parameters": {k: dict(v) for k, v in (node_params or {}).items()}}, sort_keys=False))
     graph_log = open(run_dir / "graph.log", "a", buffering=1)
     runner = GraphRunner(graph, out=graph_log)
     ctx = rclpy.context.Context()

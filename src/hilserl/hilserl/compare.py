@@ -1,0 +1,91 @@
+"""``hilserl compare <setup> [task:=..] [seeds:=3] [steps:=N] [episodes:=20] [methods:=a,b]``: the
+paper's Table 2 on a simulated task.
+
+Each method trains with ``hilserl train`` from the same scripted demos (per seed), the same
+step budget and the same simulator seeds, and is evaluated with ``hilserl eval`` (policy alone,
+held-out seeds). Methods:
+
+==========  ===============================================================================
+hil-serl    RLPD with demos and the scripted operator's interventions (this project's method)
+rlpd        RLPD with demos, no interventions
+rl          RLPD with neither demos nor interventions
+bc          behaviour cloning of the demos (no interventions)
+hg-dagger   behaviour cloning of the demos and of every intervention (HG-DAgger)
+==========  ===============================================================================
+
+Writes ``runs/compare-<setup>-<task>/<method>-seed<k>/`` (each a full run directory) and
+``runs/compare-<setup>-<task>/table.md``: success rate (mean over seeds, and per seed) and cycle
+time of successful episodes, per method.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping
+
+from .graph import GraphError, load_graph
+
+__all__ = ["METHODS", "run_compare", "table"]
+
+# method -> (graph arguments, node parameters)
+METHODS: Dict[str, tuple] = {
+    "hil-serl": ({"operator": "assist"}, {}),
+    "rlpd": ({"operator": "off"}, {}),
+    "rl": ({"operator": "off", "demos": "none"}, {"learner_node": {"learner.demo_fraction": 0.0}}),
+    "bc": ({"operator": "off"}, {"learner_node": {"learner.algorithm": "bc"}}),
+    "hg-dagger": ({"operator": "assist"}, {"learner_node": {"learner.algorithm": "bc"}}),
+}
+
+
+def table(results: Mapping[str, List[dict]], title: str) -> str:
+    """Markdown: per method, success rate over seeds and cycle time of successes."""
+    lines = [f"# {title}", "", "| method | success rate (mean) | per seed | cycle time of successes (s) | env steps | wall-clock (min) |",
+             "|---|---|---|---|---|---|"]
+    for method, runs in results.items():
+        rates = [r["success_rate"] for r in runs]
+        cycles = [r["cycle_time_s"] for r in runs if r["cycle_time_s"] is not None]
+        cycle = f"{statistics.mean(cycles):.1f}" if cycles else "-"
+        lines.append(f"| {method} | {statistics.mean(rates):.2f} | {', '.join(f'{x:.2f}' for x in rates)} | {cycle} | "
+                     f"{statistics.mean(r['env_steps'] for r in runs):.0f} | "
+                     f"{statistics.mean(r['wall_clock_s'] for r in runs) / 60:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = print) -> int:
+    from .evaluate import run_eval
+    from .train import run_train
+
+    args = dict(arguments)
+    try:
+        seeds = int(args.pop("seeds", "3"))
+        episodes = int(args.pop("episodes", "20"))
+    except ValueError as exc:
+        raise GraphError(f"compare: seeds:= and episodes:= take whole numbers ({exc})") from None
+    methods = [m for m in args.pop("methods", ",".join(METHODS)).split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise GraphError(f"compare: unknown method(s) {', '.join(unknown)}; methods: {', '.join(METHODS)}")
+    task = args.get("task", dict(load_graph(setup).arguments).get("task", ""))
+    root = Path(args.pop("run", f"runs/compare-{setup}-{task}"))
+    results: Dict[str, List[dict]] = {}
+    for method in methods:
+        graph_args, node_params = METHODS[method]
+        for seed in range(seeds):
+            run = root / f"{method}-seed{seed}"
+            say(f"[compare] {method}, seed {seed}: {run}")
+            status = run_train(setup, {**args, **graph_args, "seed": str(seed), "run": str(run)}, say=say, node_params=node_params)
+            if status != 0:
+                raise GraphError(f"compare: training {method} seed {seed} failed (status {status}); see {run / 'graph.log'}")
+            run_eval(str(run), {"episodes": str(episodes), "seed": str(1000 + 100 * seed), "scripted": "false"}, say=say)
+            ev = json.loads((run / "eval.json").read_text())["policy"]
+            summary = json.loads((run / "summary.json").read_text())
+            results.setdefault(method, []).append({"seed": seed, "success_rate": ev["success_rate"], "cycle_time_s": ev["cycle_time_s"],
+                                                   "env_steps": summary["env_steps"], "wall_clock_s": summary["wall_clock_s"]})
+            out = table(results, f"{setup} {task}: {seeds} seed(s), {episodes} evaluation episodes each")
+            (root / "table.md").write_text(out)
+            (root / "results.json").write_text(json.dumps(results, indent=1))
+    say(out)
+    say(f"[compare] wrote {root / 'table.md'}")
+    return 0
