@@ -140,3 +140,145 @@ def test_new_frames_needs_every_camera_about_one_period_newer():
     assert not loop.new_frames()  # 70 ms newer: less than 0.8 of a period
     loop.put("image/left_side", IMG, 0.19)
     assert loop.new_frames()
+
+
+# -- the reward is the verdict on the observation's own frames (/reward/success carries their stamp)
+def start_and_act(loop, t=0.1):
+    """An episode started at frame t, its first action executed."""
+    feed(loop, t)
+    first = loop.tick(t)
+    assert first.started
+    loop.acted(first.stamp_s)
+    loop.on_executed("left", first.stamp_s, np.zeros(6), GRIPPER_STAY, Source.POLICY)
+    return first
+
+
+def step_on(loop, t, now):
+    out = loop.tick(now)
+    if out.observation is not None:
+        loop.acted(out.stamp_s)
+        loop.on_executed("left", out.stamp_s, np.zeros(6), GRIPPER_STAY, Source.POLICY)
+    return out
+
+
+def test_success_lands_on_the_frame_it_was_judged_on_not_one_step_late():
+    loop = make_loop()
+    start_and_act(loop, 0.1)
+    feed(loop, 0.2, images=True)  # frame 0.2 and its verdict (no success) come together
+    assert step_on(loop, 0.2, 0.21).transition.reward == 0.0
+    # frame 0.3 shows success; its verdict comes after the frames: the tick waits for it
+    feed(loop, 0.3)
+    loop.verdicts.clear()  # (feed put a verdict; here the classifier is slower than the cameras)
+    loop.put_success(False, 0.2)
+    waiting = loop.tick(0.31)
+    assert waiting.awaiting_reward and loop.awaiting_reward and waiting.observation is None and waiting.transition is None
+    assert waiting.inputs_ok is None and "verdict of the frame at 0.300" in waiting.waiting
+    loop.put_success(True, 0.3)
+    out = loop.tick(0.32)
+    assert out.summary is not None and out.summary.success and out.summary.end == "success"
+    t = out.transition
+    assert t.terminated and t.reward == 1.0 and t.info["stamp_s"] == pytest.approx(0.2)  # the step INTO frame 0.3
+    assert not loop.awaiting_reward and loop.reward_late_steps == 0
+
+
+def test_a_verdict_that_came_before_the_frames_is_used_and_a_newer_frame_never_takes_an_older_verdict():
+    loop = make_loop()
+    start_and_act(loop, 0.1)
+    loop.put_success(True, 0.1)  # success judged on the episode's first frame (e.g. left from the last episode)
+    loop.put_success(False, 0.2)  # the verdict on frame 0.2 is in before the frame itself
+    feed(loop, 0.2, success=False)
+    out = step_on(loop, 0.2, 0.21)
+    assert out.summary is None and out.transition.reward == 0.0
+
+
+def test_a_late_verdict_is_waited_for_at_most_max_input_age_s_then_the_step_takes_an_earlier_one_and_says_so():
+    loop = make_loop(max_input_age_s=0.25)
+    start_and_act(loop, 0.1)  # verdict (no success) on frame 0.1
+    for t in (0.2, 0.3):  # frames whose verdicts never come
+        for arm in loop.arms:
+            loop.put(f"{arm}/pose", (np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0])), t)
+            loop.put(f"{arm}/twist", np.zeros(6), t)
+            loop.put(f"{arm}/wrench", np.zeros(6), t)
+            loop.put(f"{arm}/gripper", 1.0, t)
+        loop.put("image/left_wrist", IMG, t)
+        out = loop.tick(t + 0.01)
+        assert out.awaiting_reward and out.observation is None
+    # the bound is the first waited-for frame's (0.2 + 0.25 / 2), not pushed on by the newer frame
+    assert loop.tick(0.32).awaiting_reward
+    out = loop.tick(0.33)
+    assert out.observation is not None and out.stamp_s == pytest.approx(0.3) and not loop.awaiting_reward
+    assert "did not come within half max_input_age_s (125 ms)" in out.reward_note and "200 ms earlier" in out.reward_note
+    assert out.transition.reward == 0.0 and loop.reward_late_steps == 1
+    # with no newer frames, the step acts on the waited-for frame itself, before it is stale
+    loop.put_success(False, 0.3)  # (frame 0.3's verdict came in the end)
+    for arm in loop.arms:
+        loop.put(f"{arm}/pose", (np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0])), 0.4)
+    loop.put("image/left_wrist", IMG, 0.4)
+    assert loop.tick(0.41).awaiting_reward and loop.tick(0.52).awaiting_reward
+    late = loop.tick(0.53)
+    assert late.stamp_s == pytest.approx(0.4) and late.observation is not None and loop.reward_late_steps == 2
+    assert "100 ms earlier" in late.reward_note
+
+
+def test_frames_the_reward_source_skipped_take_the_newest_earlier_verdict_at_once():
+    loop = make_loop()
+    start_and_act(loop, 0.1)
+    feed(loop, 0.2)
+    loop.verdicts.clear()
+    loop.put_success(False, 0.15)  # the source judged other frames: one before and one after these
+    loop.put_success(True, 0.25)
+    out = step_on(loop, 0.2, 0.21)
+    assert out.observation is not None and out.transition.reward == 0.0
+    assert "judged later frames" in out.reward_note and loop.reward_late_steps == 1
+
+
+def test_without_a_reward_source_no_episode_starts_and_a_dead_one_stops_the_steps():
+    loop = make_loop()
+    feed(loop, 0.1)
+    loop.verdicts.clear()
+    assert loop.tick(0.11).awaiting_reward  # the first frame's verdict may still come
+    out = loop.tick(0.23)
+    assert out.observation is None and out.inputs_ok is False and "is the reward source running?" in out.waiting
+    assert loop.cycle.phase is EpisodePhase.WAITING
+    loop.put_success(False, 0.1)  # it came after all
+    assert loop.tick(0.24).started
+    loop = make_loop()
+    start_and_act(loop, 0.1)
+    feed(loop, 0.4)  # the source fell silent after frame 0.1
+    loop.verdicts.clear()
+    loop.put_success(False, 0.1)
+    assert loop.tick(0.41).awaiting_reward
+    out = loop.tick(0.53)  # past the bound; the only verdict is 300 ms before the frame
+    assert out.observation is None and out.inputs_ok is False and "no success verdict for the frame at 0.400" in out.waiting
+
+
+def test_unsynchronised_cameras_pair_with_the_frame_the_classifier_judged():
+    """The classifier sees the wrist camera only; the observation's oldest frame is the side camera's."""
+    loop = make_loop(cams=("left_wrist", "left_side"))
+    start_and_act(loop, 0.1)
+    feed(loop, 0.2)
+    loop.put("image/left_side", IMG, 0.17)
+    loop.verdicts.clear()
+    loop.put_success(True, 0.2)  # the verdict on the wrist frame in this observation
+    out = loop.tick(0.21)
+    assert out.stamp_s == pytest.approx(0.17) and out.summary is not None and out.summary.success
+    assert out.reward_note == ""
+
+
+def test_a_wait_left_from_an_episode_cut_outside_a_tick_does_not_carry_into_the_next():
+    """``hilserl bag2demos`` ends an episode at a reset mark between ticks: the next episode's
+    first frame still waits for its own verdict."""
+    loop = make_loop()
+    start_and_act(loop, 0.1)
+    feed(loop, 0.2)
+    loop.verdicts.clear()
+    assert loop.tick(0.21).awaiting_reward
+    loop.cycle.episode_ended()  # the converter: a reset mark cut the episode
+    loop.cycle.reset_requested(0.5)
+    loop.cycle.scene_ready(0.5)
+    feed(loop, 0.6)
+    loop.verdicts.clear()
+    loop.put_success(False, 0.55)
+    assert loop.tick(0.61).awaiting_reward  # not the old, passed bound: this frame's verdict may still come
+    loop.put_success(False, 0.6)
+    assert loop.tick(0.62).started

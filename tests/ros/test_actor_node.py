@@ -14,7 +14,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState, Joy
-from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
+from std_msgs.msg import Empty, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
 from hilserl_core.formats import msgconv, wire
@@ -22,7 +22,7 @@ from hilserl_core.robot import frames
 from hilserl_core.robot.episode_cycle import EpisodePhase
 from hilserl_core.robot.intervention import Source
 from hilserl_core.vision import encoders
-from hilserl_interfaces import actions, payload, qos
+from hilserl_interfaces import actions, payload, qos, topics
 from hilserl_policy.actor_node import ActorNode
 
 SMALL = {"agent.actor_hidden_dims": [16], "agent.critic_hidden_dims": [16], "agent.image_bottleneck_dim": 8,
@@ -41,7 +41,7 @@ class World:
             "wrench": n.create_publisher(WrenchStamped, "/left/external_wrench", qos.COMMAND),
             "gripper": n.create_publisher(JointState, "/left/gripper/joint_states", qos.COMMAND),
             "image": n.create_publisher(Image, "/left/cameras/wrist/image_cropped", qos.COMMAND),
-            "success": n.create_publisher(Bool, "/reward/success", qos.EVENTS),
+            "success": n.create_publisher(Joy, "/reward/success", qos.EVENTS),
             "executed": n.create_publisher(Joy, "/left/mux/executed", qos.EVENTS),
             "episode_reset": n.create_publisher(Empty, "/episode/reset", qos.EVENTS),
         }
@@ -99,7 +99,7 @@ class World:
         im = Image(header=p.header)
         msgconv.fill_image(im, self.img)
         self.pubs["image"].publish(im)
-        self.pubs["success"].publish(Bool(data=self.success))
+        self.pubs["success"].publish(topics.reward_success_msg(self.success, float(self.success), stamp))  # on this frame
 
 
 def _rig(ros_context, reset_service="/sim/reset", **extra):

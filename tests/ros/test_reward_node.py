@@ -9,8 +9,8 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
-from std_msgs.msg import Bool, Float32
+from sensor_msgs.msg import Image, Joy
+from std_msgs.msg import Float32
 
 from hilserl_core.formats import msgconv
 from hilserl_core.formats.config import ConfigError
@@ -39,7 +39,8 @@ def test_reward_node_publishes_model_probability(ros_context, spin_until, model_
     pub = peer.create_publisher(Image, "/left/cameras/wrist/image_cropped", qos.COMMAND)
     probs, succ = [], []
     peer.create_subscription(Float32, "/reward/probability", lambda m: probs.append(m.data), qos.EVENTS)
-    peer.create_subscription(Bool, "/reward/success", lambda m: succ.append(m.data), qos.EVENTS)
+    verdicts, sent = [], []
+    peer.create_subscription(Joy, "/reward/success", lambda m: (verdicts.append(m), succ.append(bool(m.buttons[0]))), qos.EVENTS)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     ex.add_node(peer)
@@ -53,12 +54,17 @@ def test_reward_node_publishes_model_probability(ros_context, spin_until, model_
         msg.header.stamp = node.get_clock().now().to_msg()  # fresh, or the node refuses it
         msgconv.fill_image(msg, img, "rgb8")
         pub.publish(msg)
+        sent.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
 
     # threshold just below the model's probability: success after 2 frames in a row
     node.set_parameters([Parameter("threshold", value=max(0.01, expect - 0.01))])
     assert spin_until(ex, lambda: (send(), len(succ) >= 3)[1], 15)
     assert abs(probs[0] - expect) < 1e-5
     assert succ[0] is False and succ[1] is True
+    # each verdict carries the probability and the stamp of the frame it judged, exactly
+    assert all(abs(v.axes[0] - expect) < 1e-5 for v in verdicts)
+    judged = [(v.header.stamp.sec, v.header.stamp.nanosec) for v in verdicts]
+    assert all(j in sent for j in judged) and judged == sorted(judged) and len(set(judged)) == len(judged)
     # live threshold above it: no success any more
     node.set_parameters([Parameter("threshold", value=min(0.99, expect + 0.01))])
     n = len(succ)
@@ -108,7 +114,7 @@ def test_saved_classifier_threshold_is_the_default_and_the_parameter_overrides_i
     peer = rclpy.create_node("camera", context=ros_context)
     pub = peer.create_publisher(Image, "/left/cameras/wrist/image_cropped", qos.COMMAND)
     succ, diags = [], {}
-    peer.create_subscription(Bool, "/reward/success", lambda m: succ.append(m.data), qos.EVENTS)
+    peer.create_subscription(Joy, "/reward/success", lambda m: succ.append(bool(m.buttons[0])), qos.EVENTS)
 
     def on_diag(msg):
         for st in msg.status:

@@ -13,23 +13,31 @@ What differs from the live actor is only what a recording lacks:
   episode starts at the recording's start or a ``/episode/reset``; ``/episode/success`` ends it
   at the next observation as a success (terminal, reward 1), ``/episode/failure`` as a cut
   (truncated); one that reaches the next reset or the end unmarked ends truncated at its last
-  step. ``reward:=sim`` takes success from the simulator's ``/sim/success`` instead.
+  step. ``reward:=sim`` takes success from the simulator's ``/sim/success`` instead, and
+  ``reward:=classifier`` from ``/reward/success`` (the reward node's verdicts, or the sim's
+  ground truth standing in for it, each stamped with the frame it judged): paired with the
+  observation holding that frame, as the actor pairs them, and ending the episode at a
+  success as the actor does (an episode mark then only starts or cuts episodes). With marks
+  or ``/sim/success`` (unstamped), the success in force when an observation's frames are
+  complete is that observation's verdict.
 - **actions**: with no actor, the mux acts for the operator and stamps its report with its own
   time; a report pairs with the newest observation at or before it (within 1.5 control
   periods). A report carrying an observation's exact stamp (a bag recorded during training)
-  pairs exactly.
+  pairs exactly: with that observation, also when it was logged before the converter's tick
+  on those frames (with ``reward:=classifier`` the tick waits for the frame's verdict, which can
+  be logged after the mux's answer to the live actor), never with the step before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Set
+from typing import Dict, List, Set
 
 from hilserl_core.formats import bags, msgconv
 from hilserl_core.formats.types import Transition, camera_key
 from hilserl_core.robot.actor import ActorConfig
-from hilserl_core.robot.actor_loop import ARM_INPUTS, ActorLoop, stamp_s
+from hilserl_core.robot.actor_loop import ARM_INPUTS, ActorLoop, stamp_s, success_from_msg
 from hilserl_core.robot.episode_cycle import EpisodePhase
 from hilserl_core.robot.episode_marks import FAILURE_TOPIC, RESET_TOPIC, SUCCESS_TOPIC
 from hilserl_core.robot.intervention import Source
@@ -37,7 +45,7 @@ from hilserl_interfaces import actions
 
 __all__ = ["ConvertedBag", "convert_bag", "REWARD_SOURCES"]
 
-REWARD_SOURCES = ("marks", "sim")
+REWARD_SOURCES = ("marks", "sim", "classifier")
 
 
 @dataclass
@@ -60,8 +68,12 @@ def convert_bag(reader: bags.BagReader, actor: ActorConfig, reward: str = "marks
     image_topics = {bags.cropped_image_topic(*e.split("/", 1)): k for e, k in zip(cameras, cam_keys)}
     executed_topics = {f"/{a}/mux/executed": a for a in arms}
     needed = [*arm_topics, *image_topics, *executed_topics]
-    needed.append(bags.SIM_SUCCESS_TOPIC if reward == "sim" else SUCCESS_TOPIC)
+    success_topic = {"marks": SUCCESS_TOPIC, "sim": bags.SIM_SUCCESS_TOPIC, "classifier": bags.REWARD_SUCCESS_TOPIC}[reward]
+    needed.append(success_topic)
     reader.require(needed, "for demo transitions")
+    if reward == "classifier" and reader.topics[success_topic] != "sensor_msgs/msg/Joy":
+        raise bags.BagError(f"{reader.path}: {success_topic} is {reader.topics[success_topic]}, not the stamped "
+                            "sensor_msgs/msg/Joy (recorded before verdicts carried their frame's stamp); use reward:=marks or sim")
     period = 1.0 / actor.control_rate_hz
     loop = ActorLoop(arms, cam_keys, control_rate_hz=actor.control_rate_hz, max_episode_steps=actor.max_episode_steps,
                      max_input_age_s=actor.max_input_age_s, grasp_penalty=actor.grasp_penalty,
@@ -71,6 +83,7 @@ def convert_bag(reader: bags.BagReader, actor: ActorConfig, reward: str = "marks
     episode: List[Transition] = []
     success = False  # the reward signal the actor would read now
     paired: Set[str] = set()  # arms whose report for the pending observation came in
+    early: Dict[str, actions.ActionMsg] = {}  # reports with the exact stamp of frames not ticked yet
 
     def finish(truncate_open: bool) -> None:
         """End the running episode; with ``truncate_open`` its last transition becomes a cut."""
@@ -94,6 +107,33 @@ def convert_bag(reader: bags.BagReader, actor: ActorConfig, reward: str = "marks
         loop.cycle.reset_requested(now)
         loop.cycle.scene_ready(now)
         success = False
+        out.unpaired_reports += len(early)
+        early.clear()
+
+    def pair(arm: str, a: actions.ActionMsg) -> None:
+        paired.add(arm)
+        loop.on_executed(arm, loop.join.pending_stamp, a.action, a.gripper, Source(a.source))
+
+    def step(now: float) -> None:
+        """One tick of the actor, as when its frames came in (or a verdict it waited for)."""
+        nonlocal success, paired
+        tick = loop.tick(now)
+        if tick.transition is not None:
+            episode.append(tick.transition)
+        if tick.summary is not None:
+            finish(truncate_open=False)
+            success = False
+            out.unpaired_reports += len(early)
+            early.clear()
+        elif tick.observation is not None:
+            loop.acted(tick.stamp_s)  # as if the actions went out: the mux reports pair with it
+            paired = set()
+            for arm, a in list(early.items()):  # reports that came before this tick, for these frames
+                if abs(a.stamp_s - tick.stamp_s) <= 1e-6:
+                    pair(arm, a)
+                else:
+                    out.unpaired_reports += 1
+            early.clear()
 
     topics = [*needed, RESET_TOPIC, FAILURE_TOPIC, SUCCESS_TOPIC]
     first = True
@@ -108,11 +148,15 @@ def convert_bag(reader: bags.BagReader, actor: ActorConfig, reward: str = "marks
         elif m.topic in executed_topics:
             arm, a = executed_topics[m.topic], actions.from_joy(m.msg)
             pending = loop.join.pending_stamp
+            frames_at = loop.frames_stamp()
+            if (frames_at is not None and abs(a.stamp_s - frames_at) <= 1e-6 and (pending is None or frames_at > pending + 1e-6)
+                    and loop.cycle.phase in (EpisodePhase.WAITING, EpisodePhase.RUNNING)):
+                early[arm] = a  # the exact stamp of the newest frames, whose tick is still to come: pair it there
+                continue
             if pending is None or arm in paired or not (pending - 1e-6 <= a.stamp_s < pending + 1.5 * period):
                 out.unpaired_reports += 1
                 continue
-            paired.add(arm)
-            loop.on_executed(arm, pending, a.action, a.gripper, Source(a.source))
+            pair(arm, a)
         elif m.topic == RESET_TOPIC:
             new_scene(now)
         elif m.topic == FAILURE_TOPIC:
@@ -121,20 +165,21 @@ def convert_bag(reader: bags.BagReader, actor: ActorConfig, reward: str = "marks
             success = True
         elif m.topic == bags.SIM_SUCCESS_TOPIC and reward == "sim":
             success = bool(m.msg.data)
+        elif m.topic == bags.REWARD_SUCCESS_TOPIC and reward == "classifier":
+            try:
+                verdict, _probability = success_from_msg(m.msg)
+            except ValueError as exc:
+                raise bags.BagError(f"{reader.path}: malformed {m.topic} at {now:.3f} s ({exc})") from None
+            loop.put_success(verdict, stamp_s(m.msg.header.stamp, now))
+            if loop.awaiting_reward:  # the actor's tick waits for this verdict
+                step(now)
         elif m.topic in image_topics:
             loop.put("image/" + image_topics[m.topic], msgconv.image_to_rgb(m.msg), stamp_s(m.msg.header.stamp, now))
             if not loop.new_frames():
                 continue
-            loop.put("success", success, now)
-            tick = loop.tick(now)
-            if tick.transition is not None:
-                episode.append(tick.transition)
-            if tick.summary is not None:
-                finish(truncate_open=False)
-                success = False
-            elif tick.observation is not None:
-                loop.acted(tick.stamp_s)  # as if the actions went out: the mux reports pair with it
-                paired = set()
+            if reward != "classifier":  # the success in force now is the verdict on these frames
+                loop.put_success(success, loop.frames_stamp())
+            step(now)
     if loop.cycle.phase is EpisodePhase.RUNNING:
         finish(truncate_open=True)
     out.dropped_steps = loop.recorder.dropped_steps
@@ -205,7 +250,7 @@ def register(sub) -> None:
                        description="Turn recorded bags into demo transitions (learner.demo_paths), assembled as the "
                                    "actor assembles its observations.")
     p.add_argument("bags", nargs="*", metavar="BAG|name:=value",
-                   help="bags, and options: setup:=NAME (default: the bag's), reward:=marks|sim")
+                   help="bags, and options: setup:=NAME (default: the bag's), reward:=marks|sim|classifier")
     p.add_argument("-o", "--output", required=True, nargs="+", metavar="FILE",
                    help="demo file to write (must not exist); bags and options may follow it")
     p.set_defaults(func=_guarded(_cmd_bag2demos))

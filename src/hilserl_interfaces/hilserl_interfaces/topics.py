@@ -19,6 +19,10 @@ TARGET_WRENCH = "target_wrench"
 MUX_SOURCE = "mux/source"
 
 # global (absolute)
+# /reward/success: sensor_msgs/Joy, the success verdict on one camera frame (reward_success_msg):
+#   buttons[0] 1 success / 0 not, axes[0] the classifier's probability (ground truth: 1.0 / 0.0),
+#   header.stamp the stamp of the frame judged (the oldest of the frames classified), so the actor
+#   pairs it with the observation holding that frame (hilserl_core.robot.actor_loop).
 REWARD_SUCCESS = "/reward/success"
 REWARD_PROBABILITY = "/reward/probability"
 TRANSITIONS = "/learner/transitions"
@@ -39,3 +43,15 @@ def camera_raw(camera: str) -> str:
 
 def camera_cropped(camera: str) -> str:
     return CAMERA_CROPPED.format(camera=camera)
+
+
+def reward_success_msg(success: bool, probability: float, stamp):
+    """The ``/reward/success`` message (sensor_msgs/Joy) for the frame stamped ``stamp``
+    (a builtin_interfaces/Time, copied from the judged frame's header)."""
+    from sensor_msgs.msg import Joy
+
+    msg = Joy()
+    msg.header.stamp = stamp
+    msg.axes = [float(probability)]
+    msg.buttons = [1 if success else 0]
+    return msg

@@ -3,7 +3,9 @@
 Reads per arm ``current_pose``, ``current_twist``, ``external_wrench``, ``gripper/joint_states``,
 the cropped cameras and ``mux/executed``; globally ``/reward/success``, ``/learner/policy_weights``
 and ``/episode/reset``. What a tick decides (fresh inputs, the egocentric observation, closing the
-step with the action the mux executed, episode ends) is ``hilserl_core.robot.actor_loop.ActorLoop``;
+step with the action the mux executed, its reward from the success verdict stamped with the
+observation's frame, episode ends) is ``hilserl_core.robot.actor_loop.ActorLoop``; a tick that
+waits for its frame's verdict runs again when a verdict comes (and on the timer, for the bound);
 between episodes the scene is reset through ``reset_service`` or by the operator (``scene_reset``).
 The node runs the policy, publishes one ``policy/action`` per arm stamped with the observation's
 time (the mux's report pairs with it), sends transitions, and swaps in new weights between ticks.
@@ -20,7 +22,7 @@ import torch
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState, Joy
-from std_msgs.msg import Bool, Empty, String, UInt8MultiArray
+from std_msgs.msg import Empty, String, UInt8MultiArray
 
 from hilserl_core.accel.threaded_encoder import resolve_encoder_threads
 from hilserl_core.formats import config as cfg
@@ -30,7 +32,7 @@ from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord, RecentMedian
 from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch
 from hilserl_core.robot import frames
 from hilserl_core.robot.actor import ActorConfig
-from hilserl_core.robot.actor_loop import ARM_INPUTS, ActorLoop, stamp_s
+from hilserl_core.robot.actor_loop import ARM_INPUTS, ActorLoop, stamp_s, success_from_msg
 from hilserl_core.robot.episode_cycle import EpisodePhase
 from hilserl_core.vision.encoders import load_frozen_encoder
 from hilserl_interfaces import actions, diagnostics, payload, qos, topics
@@ -79,7 +81,7 @@ class ActorNode(Node):
             self._action_pubs[arm] = self.create_publisher(Joy, ns + topics.POLICY_ACTION, qos.COMMAND)
         for entry, key in zip(c.cameras, self.cam_keys):
             self.create_subscription(Image, topics.cropped_topic(entry), lambda m, k=key: self._on_image(k, m), qos.SENSOR)
-        self.create_subscription(Bool, topics.REWARD_SUCCESS, lambda m: self._put("success", bool(m.data), None), qos.EVENTS)
+        self.create_subscription(Joy, topics.REWARD_SUCCESS, self._on_success, qos.EVENTS)
         self.create_subscription(UInt8MultiArray, topics.POLICY_WEIGHTS, self._on_weights, qos.LATCHED)
         self.create_subscription(Empty, EPISODE_RESET, self._on_operator_reset, qos.EVENTS)
         self._transition_pub = self.create_publisher(UInt8MultiArray, topics.TRANSITIONS, qos.TRANSITIONS)
@@ -91,6 +93,7 @@ class ActorNode(Node):
         self.transitions_sent = 0
         self.actions_sent = 0
         self._frame_to_action_ms, self._compute_ms = RecentMedian(), RecentMedian()  # compute: policy + grasp critic
+        self._reward_warned_s = -1.0  # when the last step took an earlier frame's verdict
 
     # -- inputs ---------------------------------------------------------------------------
     def _now(self) -> float:
@@ -108,10 +111,22 @@ class ActorNode(Node):
         if self.conf.value.trigger == "camera" and self.loop.new_frames():
             self._tick()
 
+    def _on_success(self, msg: Joy) -> None:
+        try:
+            success, _probability = success_from_msg(msg)
+        except ValueError as exc:
+            self.diag.report("reward", diagnostics.ERROR, f"ignored a malformed {topics.REWARD_SUCCESS}: {exc}")
+            return
+        self.loop.put_success(success, stamp_s(msg.header.stamp, self._now()))
+        if self.loop.awaiting_reward:  # a tick is waiting for its frame's verdict: maybe this one
+            self._tick()
+
     def _on_timer(self) -> None:
         c = self.conf.value
-        # camera trigger: the timer only covers resets and missing cameras (to say why nothing happens)
-        if c.trigger == "timer" or self.cycle.phase is not EpisodePhase.RUNNING or self._now() - self._last_tick_s > 1.5 / c.control_rate_hz:
+        # camera trigger: the timer only covers resets, missing cameras (to say why nothing happens)
+        # and the bound on waiting for a frame's success verdict
+        if (c.trigger == "timer" or self.cycle.phase is not EpisodePhase.RUNNING or self.loop.awaiting_reward
+                or self._now() - self._last_tick_s > 1.5 / c.control_rate_hz):
             self._tick()
 
     def _on_executed(self, arm: str, msg: Joy) -> None:
@@ -174,6 +189,13 @@ class ActorNode(Node):
         out = self.loop.tick(now)
         if out.inputs_ok is not None and out.waiting:
             self.diag.report("inputs", diagnostics.OK if out.inputs_ok else diagnostics.WARN, out.waiting)
+        if out.reward_note:
+            self._reward_warned_s = now
+            self.diag.report("reward", diagnostics.WARN, out.reward_note, late_steps=self.loop.reward_late_steps)
+        elif out.observation is not None and self._reward_warned_s >= 0 and now - self._reward_warned_s > 2.0:
+            self._reward_warned_s = -1.0
+            self.diag.report("reward", diagnostics.OK, "each step's reward is the verdict of its own frame",
+                             late_steps=self.loop.reward_late_steps)
         if out.started:
             self._reward_reset_pub.publish(Empty())
         if out.observation is not None:

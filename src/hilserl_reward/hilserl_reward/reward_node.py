@@ -4,8 +4,17 @@ Subscribes to ``/<arm>/cameras/<cam>/image_cropped`` for each entry
 ``<arm>/<cam>`` of ``cameras`` (the classifier's camera keys are ``<arm>_<cam>``),
 classifies each new set of frames (triggered by the first camera, all frames
 no older than ``max_input_age_s``), and publishes ``/reward/probability``
-(std_msgs/Float32) and ``/reward/success`` (std_msgs/Bool: probability above
-the threshold for ``consecutive_frames`` frames in a row). The threshold is the
+(std_msgs/Float32) and ``/reward/success`` (probability above the threshold for
+``consecutive_frames`` frames in a row).
+
+``/reward/success`` is a sensor_msgs/Joy (``hilserl_interfaces.topics.reward_success_msg``):
+``buttons[0]`` 1 success / 0 not, ``axes[0]`` the probability, ``header.stamp`` the stamp of
+the frame judged (the oldest of the frames classified, copied from its header). std_msgs has
+no stamped Bool, and a message of our own with a Header does not build with the ROS wheels
+(docs/DESIGN.md); Joy is standard, carries a header, an integer and a float, and is how the
+project already carries actions, so bags stay readable by any ROS 2 install. With the stamp
+the actor pairs each verdict with the observation holding that frame, not with whatever
+observation it has when the verdict arrives. The threshold is the
 one saved with the classifier (chosen when it was trained) unless the
 ``threshold`` parameter is set above 0.0, which overrides it; setting it back to
 0.0 returns to the classifier's. ``threshold`` and ``consecutive_frames`` are
@@ -27,8 +36,8 @@ from typing import Optional, Tuple
 
 import torch
 from rclpy.node import Node
-from sensor_msgs.msg import Image
-from std_msgs.msg import Bool, Empty, Float32
+from sensor_msgs.msg import Image, Joy
+from std_msgs.msg import Empty, Float32
 
 from hilserl_core.formats import msgconv
 from hilserl_core.formats.config import ConfigError, param
@@ -104,7 +113,8 @@ class RewardNode(Node):
                                    f"frames cropped as {crops}; the crop nodes must crop the same way")
         self._keys = [topics.camera_key(e) for e in c.cameras]
         self._prob_pub = self.create_publisher(Float32, topics.REWARD_PROBABILITY, qos.EVENTS)
-        self._success_pub = self.create_publisher(Bool, topics.REWARD_SUCCESS, qos.EVENTS)
+        self._success_pub = self.create_publisher(Joy, topics.REWARD_SUCCESS, qos.EVENTS)
+        self._stamps = {}  # camera key -> header stamp of its newest frame (the verdict carries the judged frame's)
         for i, entry in enumerate(c.cameras):
             self.create_subscription(Image, topics.cropped_topic(entry),
                                      lambda m, k=self._keys[i], first=(i == 0): self._on_image(k, m, first), qos.SENSOR)
@@ -142,6 +152,7 @@ class RewardNode(Node):
                     f"{self._image_size[0]}x{self._image_size[1]} crops ({self.model.extra_metadata.get('crops')}): crop as in "
                     "training or train the classifier again")
             self.inputs.put(key, rgb, stamp)
+            self._stamps[key] = msg.header.stamp
         except ValueError as exc:
             self._input_errors += 1
             if self._input_errors == 1:
@@ -159,8 +170,9 @@ class RewardNode(Node):
         batch = {f"image/{k}": torch.from_numpy(v[None]) for k, v in frames.items()}
         prob = float(self.model.predict_proba(batch)[0])
         success = self.rule.update(prob)
+        judged = min((self._stamps[k] for k in self._keys), key=msgconv.stamp_to_seconds)  # the frame judged
         self._prob_pub.publish(Float32(data=prob))
-        self._success_pub.publish(Bool(data=success))
+        self._success_pub.publish(topics.reward_success_msg(success, prob, judged))
         self.classified += 1
         self.diag.report("reward", diagnostics.OK, "classifying", probability=f"{prob:.3f}", success=success,
                          threshold=f"{self.rule.threshold:.3f}", threshold_source=self._threshold_source(self.conf.value))

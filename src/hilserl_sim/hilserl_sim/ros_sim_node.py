@@ -9,7 +9,10 @@ the controllers accept: ``target_pose``, ``target_wrench``, ``gripper/command``
 controllers runs at the physics rate (``hilserl_core.robot.control``). Bad commands
 (NaN/Inf, out of range, stale) make the arm hold its pose; the reason shows in
 diagnostics. ``/sim/reset`` (std_srvs/Trigger) starts a new randomized episode;
-``/sim/success`` is the ground truth, for evaluation only.
+``/sim/success`` (std_msgs/Bool, with every camera frame) is the ground truth, for evaluation
+and labelling. With ``reward_source: sim`` the same truth stands in for the reward classifier
+on ``/reward/success`` as the classifier publishes it (sensor_msgs/Joy stamped with the camera
+frames it judges, ``hilserl_interfaces.topics.reward_success_msg``).
 
 With ``operator.mode`` = ``assist`` or ``demo``, the ``scripted_operator`` node
 (``hilserl_sim.operator`` behind ROS) is composed into this process: like a person
@@ -122,7 +125,7 @@ class SimNode(Node):
             for key in self.cameras
         }
         self._success_pub = self.create_publisher(Bool, "/sim/success", qos.EVENTS)
-        self._reward_pub = self.create_publisher(Bool, topics.REWARD_SUCCESS, qos.EVENTS) if c.reward_source == "sim" else None
+        self._reward_pub = self.create_publisher(Joy, topics.REWARD_SUCCESS, qos.EVENTS) if c.reward_source == "sim" else None
         self.create_service(Trigger, "/sim/reset", self._on_reset)
         self.operator_node = None
         self.companion_nodes = []  # run_node spins these in this process's executor
@@ -189,10 +192,10 @@ class SimNode(Node):
                 msg.header.stamp, msg.header.frame_id = stamp, key.replace("/", "_") + "_camera"
                 msgconv.fill_image(msg, rgb, "rgb8")
                 self._image_pubs[key].publish(msg)
-            success = Bool(data=bool(self.env.task.success()))
-            self._success_pub.publish(success)
-            if self._reward_pub is not None:
-                self._reward_pub.publish(success)
+            success = bool(self.env.task.success())
+            self._success_pub.publish(Bool(data=success))
+            if self._reward_pub is not None:  # the verdict on these frames: their stamp
+                self._reward_pub.publish(topics.reward_success_msg(success, float(success), stamp))
             if self.operator_node is not None:
                 self.operator_node.step()  # at the camera rate, in sim time, like a person watching
             self._report()

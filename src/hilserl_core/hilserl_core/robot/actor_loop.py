@@ -12,11 +12,30 @@ assembled exactly as the actor assembles what it acts on:
   (:func:`~hilserl_core.robot.actor.egocentric_observation`);
 - each step is closed with the action the mux reported as executed
   (:class:`~hilserl_core.robot.episode_cycle.ExecutedJoin`,
-  :class:`~hilserl_core.robot.actor.EpisodeRecorder`).
+  :class:`~hilserl_core.robot.actor.EpisodeRecorder`);
+- its reward (and whether it ends the episode as a success) is the success verdict for the
+  frames it holds (:class:`RewardVerdicts`, below).
+
+Reward pairing. ``/reward/success`` carries the stamp of the frame it judged
+(:func:`success_from_msg`). A step's success is the verdict whose stamp equals one of the
+observation's camera frames (its oldest frame, where the classifier sees every camera and
+the cameras are in step, as in simulation; another of its frames where the classifier sees
+a subset of unsynchronised cameras). When that verdict is not in yet the tick waits
+(:attr:`ActorLoop.awaiting_reward`; the node ticks again when a verdict comes), at most until
+the observation's oldest frame is half ``max_input_age_s`` old (the other half leaves time to
+act on those frames before they are stale; newer frames do not extend it). Then, or at once when the reward
+source has already judged newer frames without judging these, the step takes the newest
+verdict of an earlier frame of the same episode (no older than ``max_input_age_s`` before the
+observation) and says so (:attr:`TickOutcome.reward_note`, counted in
+``reward_late_steps``); with none, there is no step (a dead reward source stops the actor, as
+a stale input does). An episode's first observation waits for its verdict the same way (so an
+episode starts only while the reward source is alive), but does not use it: no step ends
+there, and a success left from the last episode must not end the next at once.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -29,7 +48,8 @@ from .actor import EpisodeRecorder, EpisodeSummary, LatestInputs, egocentric_obs
 from .episode_cycle import EpisodeCycle, EpisodePhase, ExecutedJoin, ExecutedStep
 from .intervention import Source
 
-__all__ = ["ActorLoop", "TickOutcome", "PROPRIO_INPUTS", "ARM_INPUTS", "gripper_opening", "stamp_s"]
+__all__ = ["ActorLoop", "TickOutcome", "PROPRIO_INPUTS", "ARM_INPUTS", "gripper_opening", "stamp_s", "success_from_msg",
+           "RewardVerdicts", "REWARD_STAMP_TOL_S"]
 
 GRIPPER_MAX_WIDTH_M = 0.08  # Franka Hand: fully open
 
@@ -55,6 +75,48 @@ def stamp_s(stamp: Any, now_s: float) -> float:
     return msgconv.stamp_to_seconds(stamp) if stamp is not None and (stamp.sec or stamp.nanosec) else now_s
 
 
+def success_from_msg(msg: Any) -> Tuple[bool, float]:
+    """``/reward/success`` (sensor_msgs/Joy: ``buttons[0]`` 1 success / 0 not, ``axes[0]`` the
+    probability, ``header.stamp`` the judged frame's stamp) -> ``(success, probability)``."""
+    buttons, axes = list(msg.buttons), list(msg.axes)
+    if not buttons or int(buttons[0]) not in (0, 1):
+        raise ValueError(f"/reward/success needs buttons[0] = 1 (success) or 0 (not), got buttons {buttons}")
+    success = bool(buttons[0])
+    return success, float(axes[0]) if axes else float(success)
+
+
+REWARD_STAMP_TOL_S = 1e-4  # a verdict's stamp "equals" a frame's within this (both are copies of one header stamp)
+
+
+class RewardVerdicts:
+    """Success verdicts by the stamp of the frame each judged (the newest ``keep``)."""
+
+    def __init__(self, keep: int = 256) -> None:
+        self._items: deque = deque(maxlen=keep)  # (stamp_s, success), in arrival order
+
+    def put(self, stamp_s: float, success: bool) -> None:
+        self._items.append((float(stamp_s), bool(success)))
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def match(self, stamps: Sequence[float], tol_s: float = REWARD_STAMP_TOL_S) -> Optional[Tuple[float, bool]]:
+        """The newest verdict whose stamp equals one of ``stamps``."""
+        best = None
+        for stamp, success in reversed(self._items):
+            if any(abs(stamp - s) <= tol_s for s in stamps) and (best is None or stamp > best[0]):
+                best = (stamp, success)
+        return best
+
+    def newest_stamp(self) -> Optional[float]:
+        return max((s for s, _ in self._items), default=None)
+
+    def latest_between(self, earliest_s: float, latest_s: float) -> Optional[Tuple[float, bool]]:
+        """The verdict of the newest frame in ``[earliest_s, latest_s]``."""
+        inside = [(s, v) for s, v in self._items if earliest_s <= s <= latest_s]
+        return max(inside, key=lambda x: x[0]) if inside else None
+
+
 @dataclass
 class TickOutcome:
     """What one tick decided. ``observation`` set: act on it (then send ``transition``)."""
@@ -66,6 +128,8 @@ class TickOutcome:
     stamp_s: float = 0.0  # the observation's time: its oldest camera frame
     transition: Optional[Transition] = None  # the step this tick closed, if it was executed
     summary: Optional[EpisodeSummary] = None  # the episode ended with this tick
+    awaiting_reward: bool = False  # waiting for the success verdict of the observation's frames (tick again when it comes)
+    reward_note: str = ""  # the step took an earlier frame's verdict (late or unjudged frames): say so
 
 
 class ActorLoop:
@@ -83,15 +147,38 @@ class ActorLoop:
         self.join = ExecutedJoin(self.arms, use_grasp_critic)
         self.recorder = EpisodeRecorder(max_episode_steps, 1.0 / control_rate_hz, grasp_penalty, n_grippers=len(self.arms))
         self.last_obs_stamp = -1.0  # image time of the last observation used
+        self.verdicts = RewardVerdicts()
+        self.reward_late_steps = 0  # steps that took an earlier frame's verdict
+        self._reward_deadline_s: Optional[float] = None  # waiting for a verdict until then
+        self._reward_wait_for: Tuple[bool, int] = (False, -1)  # (episode start?, episode id) the wait belongs to
+        self._episode_start_stamp = 0.0  # verdicts of frames before the episode never count for it
 
     # -- inputs
     def put(self, key: str, value: Any, stamp_s: float) -> None:
-        """``<arm>/pose|twist|wrench|gripper``, ``image/<cam key>`` or ``success``."""
+        """``<arm>/pose|twist|wrench|gripper`` or ``image/<cam key>`` (``success``: :meth:`put_success`)."""
+        if key == "success":
+            self.put_success(bool(value), stamp_s)
+            return
         self.inputs.put(key, value, stamp_s)
+
+    def put_success(self, success: bool, frame_stamp_s: float) -> None:
+        """The reward source's verdict on the frame stamped ``frame_stamp_s``."""
+        self.verdicts.put(frame_stamp_s, success)
+
+    @property
+    def awaiting_reward(self) -> bool:
+        """The last tick is waiting for the verdict of its frames: tick again when one comes (or soon)."""
+        return self._reward_deadline_s is not None
 
     def required(self) -> List[str]:
         keys = [f"{a}/{k}" for a in self.arms for k in PROPRIO_INPUTS]
-        return keys + ["image/" + k for k in self.cam_keys] + ["success"]
+        return keys + ["image/" + k for k in self.cam_keys]
+
+    def frames_stamp(self) -> Optional[float]:
+        """The time an observation of the newest frames would have (its oldest camera frame); None
+        until every camera sent one."""
+        got = [self.inputs.get("image/" + k) for k in self.cam_keys]
+        return min(g[1] for g in got) if all(g is not None for g in got) else None
 
     def new_frames(self) -> bool:
         """Every camera has a frame about one control period newer than the last observation used.
@@ -131,16 +218,29 @@ class ActorLoop:
         if stamp <= self.last_obs_stamp:
             return TickOutcome(waiting="waiting for new camera frames", inputs_ok=True)
         out = TickOutcome(stamp_s=stamp, inputs_ok=True)
-        if cycle.phase is EpisodePhase.WAITING:
-            # start poses must be measured after the reset finished
-            if self.inputs.oldest_stamp([f"{a}/pose" for a in self.arms]) < cycle.reset_done_s:
-                return TickOutcome(waiting="waiting for poses measured after the reset")
+        frame_stamps = [self.inputs.get("image/" + k)[1] for k in self.cam_keys]
+        starting = cycle.phase is EpisodePhase.WAITING
+        # start poses must be measured after the reset finished
+        if starting and self.inputs.oldest_stamp([f"{a}/pose" for a in self.arms]) < cycle.reset_done_s:
+            return TickOutcome(waiting="waiting for poses measured after the reset")
+        if self._reward_wait_for != (starting, self.recorder.episode_id):  # a wait left from another episode (or its end)
+            self._reward_wait_for, self._reward_deadline_s = (starting, self.recorder.episode_id), None
+        success, why, wait = self._reward_for(frame_stamps, now_s, float("-inf") if starting else self._episode_start_stamp)
+        if wait:
+            return TickOutcome(waiting=why, stamp_s=stamp, awaiting_reward=True)
+        self._reward_deadline_s = None
+        if success is None:  # no verdict at all: the reward source is silent (or the frames wait again)
+            return TickOutcome(waiting=why, inputs_ok=False)
+        if starting:
             self.recorder.max_episode_steps = self.max_episode_steps
             self.recorder.start_episode({a: frames.pose_to_matrix(*values[f"{a}/pose"]) for a in self.arms})
-            self.inputs.put("success", False, now_s)  # no stale success from the last episode
-            values["success"] = False
+            self._episode_start_stamp = stamp
+            success = False  # the first observation closes no step: its verdict only shows the reward source is alive
             cycle.episode_started()
             out.started = True
+        elif why:
+            self.reward_late_steps += 1
+            out.reward_note = why
         obs = egocentric_observation(
             {"image/" + k: values["image/" + k] for k in self.cam_keys},
             self.arms,
@@ -150,7 +250,6 @@ class ActorLoop:
             {a: values[f"{a}/wrench"] for a in self.arms},
             {a: values[f"{a}/gripper"] for a in self.arms},
         )
-        success = bool(values["success"])
         self.last_obs_stamp = stamp
         out.transition, out.summary = self.recorder.observe(obs, stamp, float(success), success, cycle.take_cut())
         if out.summary is not None:
@@ -159,3 +258,28 @@ class ActorLoop:
         else:
             out.observation = obs
         return out
+
+    def _reward_for(self, frame_stamps: Sequence[float], now_s: float, since_s: float) -> Tuple[Optional[bool], str, bool]:
+        """``(success, note, wait)`` for the observation of these frames (see the module doc):
+        wait for its verdict, or take it, or take an earlier frame's (none before ``since_s``)
+        with a note, or none (no step)."""
+        hit = self.verdicts.match(frame_stamps)
+        if hit is not None:
+            return hit[1], "", False
+        oldest, newest = min(frame_stamps), max(frame_stamps)
+        newest_judged = self.verdicts.newest_stamp()
+        passed = newest_judged is not None and newest_judged > newest + REWARD_STAMP_TOL_S
+        if not passed:
+            if self._reward_deadline_s is None:
+                # half the input-age budget, fixed until a step is taken: newer frames do not extend it
+                self._reward_deadline_s = oldest + 0.5 * self.max_input_age_s
+            if now_s <= self._reward_deadline_s:
+                return None, f"waiting for the success verdict of the frame at {oldest:.3f} s", True
+        earlier = self.verdicts.latest_between(max(since_s, oldest - self.max_input_age_s), newest)
+        what = "the reward source judged later frames, not these" if passed else \
+            f"its verdict did not come within half max_input_age_s ({0.5 * self.max_input_age_s * 1e3:.0f} ms)"
+        if earlier is None:
+            return None, f"no success verdict for the frame at {oldest:.3f} s ({what}), nor one of an earlier frame " \
+                         f"within {self.max_input_age_s * 1e3:.0f} ms to take instead: is the reward source running?", False
+        return earlier[1], f"reward of the frame at {oldest:.3f} s: {what}; took the verdict of the frame " \
+                           f"{(oldest - earlier[0]) * 1e3:.0f} ms earlier", False
