@@ -62,7 +62,7 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped  # noqa: E402
 from sensor_msgs.msg import Image, JointState, Joy  # noqa: E402
-from std_msgs.msg import Bool, UInt8MultiArray  # noqa: E402
+from std_msgs.msg import UInt8MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from hilserl import graph as G  # noqa: E402
@@ -75,7 +75,7 @@ from hilserl_core.formats import (
 from hilserl_core.robot import frames
 from hilserl_core.accel.threaded_encoder import resolve_encoder_threads  # noqa: E402
 from hilserl_core.vision.encoders import ENCODER_DTYPES, load_frozen_encoder, resolve_encoder_dtype  # noqa: E402
-from hilserl_interfaces import actions, node_main, payload, qos  # noqa: E402
+from hilserl_interfaces import actions, node_main, payload, qos, topics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARM_NAMES = ["left", "right"]
@@ -148,7 +148,7 @@ class Driver:
                     n.create_subscription(Image, f"/{a}/cameras/{c}/image_cropped",
                                           lambda m, k=f"{a}/{c}": self.on_hop(k, m.header.stamp), qos.SENSOR)
                 n.create_subscription(Joy, f"/{a}/policy/action", lambda m, a=a: self.on_hop(f"{a}/action", m.header.stamp), qos.COMMAND)
-        self.success = n.create_publisher(Bool, "/reward/success", qos.EVENTS)
+        self.success = n.create_publisher(Joy, topics.REWARD_SUCCESS, qos.EVENTS)
         n.create_service(Trigger, RESET_SERVICE, lambda req, resp: setattr(resp, "success", True) or resp)
         n.create_subscription(UInt8MultiArray, "/learner/policy_weights", self.on_weights, qos.LATCHED)
         n.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, qos.EVENTS)
@@ -184,7 +184,7 @@ class Driver:
             wr.header.stamp = stamp
             self.pubs[a]["wrench"].publish(wr)
             self.pubs[a]["gripper"].publish(JointState(header=p.header, name=["a", "b"], position=[0.04, 0.04]))
-        self.success.publish(Bool(data=False))
+        self.success.publish(topics.reward_success_msg(False, 0.0, stamp))  # the verdict on this frame set, at once
         self.published[key] = time.monotonic()
         self.by_ms[key // 1_000_000] = key
         if self.measuring:
@@ -197,7 +197,7 @@ class Driver:
                 pub.publish(msg)
 
     def on_executed(self, arm, msg):
-        a = actions.from_joy(msg)
+        actions.from_joy(msg)  # a malformed report raises here
         k = self.frame_key(msg.header.stamp)
         if k is not None:
             now = time.monotonic()
@@ -463,8 +463,8 @@ def main(argv=None) -> int:
     met = figures["targets_met"]
     print("targets: " + ", ".join(f"{k} {'-' if v is None else ('met' if v else 'MISSED')}" for k, v in met.items()))
     if not met["latency_p99_le_25ms"] and (resolve_encoder_dtype(args.encoder_dtype) != "int8" or figures["actor_encoder_threads"] < 2):
-        print(f"  (on a CPU with 2 cores the int8 encoder (auto where the CPU has VNNI) and two encoder threads "
-              f"have the most margin: --encoder-dtype int8 --encoder-threads 2; docs/BENCHMARKS.md)")
+        print("  (on a CPU with 2 cores the int8 encoder (auto where the CPU has VNNI) and two encoder threads "
+              "have the most margin: --encoder-dtype int8 --encoder-threads 2; docs/BENCHMARKS.md)")
     print(f"reproduce: {cmd}")
     print(json.dumps(figures))
     return 0
