@@ -108,10 +108,11 @@ def test_image_head_dropout_follows_mode_and_override(k):
     head = ImageHead(num_spatial_kernels=k, dropout=0.1, spatial_fast_path=NATIVE)
     x = torch.rand(16, 4, 4, 512).half()
     head.eval()
-    torch.testing.assert_close(head(x), head(x))
+    # no dropout in eval: equal up to the summation order a loaded machine's thread split may change
+    torch.testing.assert_close(head(x), head(x), rtol=1e-4, atol=1e-4)
     assert not torch.equal(head(x, dropout=True), head(x, dropout=True))
     head.train()
-    torch.testing.assert_close(head(x, dropout=False), head.eval()(x))
+    torch.testing.assert_close(head(x, dropout=False), head.eval()(x), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("b", [64, 3])
