@@ -6,6 +6,7 @@
     hilserl train sim_single_arm [steps:=10000] train with defaults; run directory, plots, resume
     hilserl eval runs/sim_single_arm-pick_cube  the policy alone on held-out seeds, beside the scripted operator
     hilserl compare sim_single_arm seeds:=3     the paper's baselines (Table 2), trained and evaluated alike
+    hilserl prepare sim_single_arm task:=..     a simulated task's demo file and reward classifier
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def _cmd_eval(args) -> int:
     return run_eval(args.setup, graphmod.parse_overrides(args.overrides))
 
 
+def _cmd_prepare(args) -> int:
+    from .train import run_prepare
+
+    return run_prepare(args.setup, graphmod.parse_overrides(args.overrides))
+
+
 def _cmd_compare(args) -> int:
     from .compare import run_compare
 
@@ -78,6 +85,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.add_argument("setup", help="graph name (see `hilserl graphs`)")
         p.add_argument("overrides", nargs="*", metavar="name:=value", help="graph arguments")
         p.set_defaults(func=data_cli._guarded(func) if name == "train" else func)
+    p = sub.add_parser("prepare", help="a simulated task's demo file and reward classifier from one unattended recording "
+                                       "of the scripted operator (cached under runs/demos/)")
+    p.add_argument("setup", help="a sim_* graph")
+    p.add_argument("overrides", nargs="*", metavar="name:=value", help="task:=, seed:=, demo_episodes:=20, action_mode:=")
+    p.set_defaults(func=data_cli._guarded(_cmd_prepare))
     p = sub.add_parser("compare", help="the paper's baselines on a simulated task: hil-serl, rlpd, rl, bc, hg-dagger trained "
                                        "and evaluated alike; writes runs/compare-<setup>-<task>/table.md")
     p.add_argument("setup", help="graph name (see `hilserl graphs`)")

@@ -14,6 +14,10 @@ Run it again with the same ``run:=`` and it resumes: the learner from its newest
 the counts from ``episodes.csv``. ``demos:=auto`` (the default in simulation) records
 ``demo_episodes`` episodes of the scripted operator once per setup, task and seed
 (``hilserl record``, then ``hilserl bag2demos``) under ``runs/demos/`` and reuses them after.
+With ``reward:=classifier`` and no ``classifier_path`` in simulation, a classifier is trained
+once on the same recording's frames, labelled by the simulator's ground truth
+(``hilserl bag2frames labels:=sim``, ``hilserl train-reward``). ``hilserl prepare`` makes both
+without training.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import yaml
 from .graph import GraphError, load_graph, with_node_parameters
 from .runlog import EpisodeRow, RunLog, plot_run
 
-__all__ = ["run_train", "scripted_demos"]
+__all__ = ["run_train", "run_prepare", "scripted_demos", "scripted_classifier"]
 
 TRAIN_ARGUMENTS = ("steps", "run", "demos", "demo_episodes", "progress_s")
 
@@ -69,6 +73,26 @@ def scripted_demos(setup: str, arguments: Mapping[str, str], episodes: int, say:
     save_demos(out, converted.transitions, {"setup": setup, "bags": [str(bag.resolve())], "reward": "marks", **args})
     say(f"[train] demos: {out}: {converted.episodes} episodes, {len(converted.transitions)} steps, "
         f"{converted.successes} successes")
+    return out
+
+
+def scripted_classifier(setup: str, arguments: Mapping[str, str], episodes: int, say: Callable[[str], None],
+                        root: Path = Path("runs/demos")) -> Path:
+    """A reward classifier for this setup, task and seed, trained on the frames of the scripted
+    operator's demo recording labelled by the simulator's ground truth (``hilserl bag2frames
+    labels:=sim``, ``hilserl train-reward``); made on first use, reused after."""
+    from . import cli
+
+    demos = scripted_demos(setup, arguments, episodes, say, root)  # records the bag if needed
+    name = demos.name[: -len(".safetensors")]
+    bag, frames, out = root / f"{name}-bag", root / f"{name}.frames.safetensors", root / f"{name}.classifier.safetensors"
+    if out.is_file():
+        say(f"[train] reward classifier: {out} (trained before)")
+        return out
+    if not frames.is_file() and cli.main(["bag2frames", str(bag), "-o", str(frames), "labels:=sim"]) != 0:
+        raise GraphError(f"{bag}: extracting labelled frames failed")
+    if cli.main(["train-reward", str(frames), "-o", str(out)]) != 0:
+        raise GraphError(f"{frames}: training the reward classifier failed")
     return out
 
 
@@ -127,6 +151,9 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
     elif not Path(demos).is_file():
         raise GraphError(f"demos:={demos}: no such demo file (hilserl bag2demos makes one; auto records them in simulation)")
     args["demos"] = demos
+    reward = args.get("reward", defaults.get("reward", ""))
+    if reward == "classifier" and not args.get("classifier_path") and setup.startswith("sim"):
+        args["classifier_path"] = str(scripted_classifier(setup, args, demo_episodes, say))
     args["checkpoint_dir"] = str(run_dir / "checkpoints")
     graph = load_graph(setup, args)
     for executable, changes in (node_params or {}).items():
@@ -205,3 +232,20 @@ def _progress(log: RunLog, learner: Mapping[str, str], base_steps: int, wall_s: 
             f"unassisted), intervened {_fmt(f['intervention_rate'])}, cycle {_fmt(f['cycle_time_s'], 1)} s | learner "
             f"{learner.get('updates', '-')} updates, v{learner.get('weights_version', '-')} | {rate:.1f} steps/s, "
             f"~{left:.0f} min left")
+
+
+def run_prepare(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = _say) -> int:
+    """``hilserl prepare <setup> [task:=..] [seed:=..] [demo_episodes:=20]``: a simulated task's demo
+    file and reward classifier, from one unattended recording of the scripted operator."""
+    args = dict(arguments)
+    try:
+        episodes = int(args.pop("demo_episodes", "20"))
+    except ValueError as exc:
+        raise GraphError(f"prepare: demo_episodes:= takes a whole number ({exc})") from None
+    if not setup.startswith("sim"):
+        raise GraphError(f"{setup} is not a simulated setup (on a robot: hilserl record, bag2demos, bag2frames, train-reward)")
+    demos = scripted_demos(setup, args, episodes, say)
+    clf = scripted_classifier(setup, args, episodes, say)
+    say(f"[prepare] demos {demos}\n[prepare] classifier {clf}\n[prepare] train with them: hilserl train {setup} "
+        + " ".join(f"{k}:={v}" for k, v in args.items()) + f" demos:={demos} reward:=classifier classifier_path:={clf}")
+    return 0
