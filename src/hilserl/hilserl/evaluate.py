@@ -4,7 +4,7 @@ Runs a trained policy alone: the run's graph (``RUN/config.yaml``) with the oper
 actor acting with the policy mean and no random gripper actions, and the learner serving the
 weights of a checkpoint (a copy of the run's newest, or ``checkpoint:=``) without updating
 them. Episodes start from the simulator's ``seed`` (held out: training uses ``seed`` 0 by
-default). Then, on the same seeds, the scripted operator does the task alone (simulation only).
+default); success is the simulator's ground truth, also for a policy trained with a classifier. Then, on the same seeds, the scripted operator does the task alone (simulation only).
 Prints the success rate with a 95% Wilson interval and the cycle time of successful episodes,
 beside the scripted operator's, and writes ``RUN/eval.json``.
 """
@@ -43,8 +43,11 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple:
 def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, seed: int) -> Graph:
     """The run's graph for evaluation: operator off, deterministic actor, a learner that only serves weights."""
     args = {**{k: str(v) for k, v in arguments.items()}, "seed": str(seed), "demos": "", "checkpoint_dir": str(checkpoint_root)}
-    if "operator" in dict(load_graph(setup).arguments):
+    defaults = dict(load_graph(setup).arguments)
+    if "operator" in defaults:
         args["operator"] = "off"
+    if "reward" in defaults:
+        args["reward"] = "sim"  # success is the task's, by the simulator's ground truth, whatever reward trained the policy
     g = load_graph(setup, args)
     g = with_node_parameters(g, "actor_node", {"deterministic": True, "grasp_epsilon": 0.0})
     return with_node_parameters(g, "learner_node", {"learner.updates_per_transition": 0.0, "learner.checkpoint_period_updates": 0})
