@@ -170,9 +170,11 @@ def test_success_lands_on_the_frame_it_was_judged_on_not_one_step_late():
     feed(loop, 0.3)
     loop.verdicts.clear()  # (feed put a verdict; here the classifier is slower than the cameras)
     loop.put_success(False, 0.2)
-    waiting = loop.tick(0.31)
-    assert waiting.awaiting_reward and loop.awaiting_reward and waiting.observation is None and waiting.transition is None
-    assert waiting.inputs_ok is None and "verdict of the frame at 0.300" in waiting.waiting
+    acting = loop.tick(0.31)  # the actor acts on frame 0.3 at once; the step into it waits for the verdict
+    assert acting.observation is not None and acting.stamp_s == pytest.approx(0.3) and acting.transition is None
+    assert acting.awaiting_reward and loop.awaiting_reward
+    waiting = loop.tick(0.315)
+    assert waiting.observation is None and waiting.awaiting_reward and "verdict of the frame at 0.300" in waiting.waiting
     loop.put_success(True, 0.3)
     out = loop.tick(0.32)
     assert out.summary is not None and out.summary.success and out.summary.end == "success"
@@ -191,33 +193,32 @@ def test_a_verdict_that_came_before_the_frames_is_used_and_a_newer_frame_never_t
     assert out.summary is None and out.transition.reward == 0.0
 
 
-def test_a_late_verdict_is_waited_for_at_most_max_input_age_s_then_the_step_takes_an_earlier_one_and_says_so():
+def test_a_late_verdict_is_waited_for_at_most_half_max_input_age_s_then_the_step_takes_an_earlier_one_and_says_so():
     loop = make_loop(max_input_age_s=0.25)
     start_and_act(loop, 0.1)  # verdict (no success) on frame 0.1
-    for t in (0.2, 0.3):  # frames whose verdicts never come
+
+    def frame(t):  # every input at t, no verdict
         for arm in loop.arms:
             loop.put(f"{arm}/pose", (np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0])), t)
             loop.put(f"{arm}/twist", np.zeros(6), t)
             loop.put(f"{arm}/wrench", np.zeros(6), t)
             loop.put(f"{arm}/gripper", 1.0, t)
         loop.put("image/left_wrist", IMG, t)
-        out = loop.tick(t + 0.01)
-        assert out.awaiting_reward and out.observation is None
-    # the bound is the first waited-for frame's (0.2 + 0.25 / 2), not pushed on by the newer frame
-    assert loop.tick(0.32).awaiting_reward
-    out = loop.tick(0.33)
-    assert out.observation is not None and out.stamp_s == pytest.approx(0.3) and not loop.awaiting_reward
-    assert "did not come within half max_input_age_s (125 ms)" in out.reward_note and "200 ms earlier" in out.reward_note
-    assert out.transition.reward == 0.0 and loop.reward_late_steps == 1
-    # with no newer frames, the step acts on the waited-for frame itself, before it is stale
-    loop.put_success(False, 0.3)  # (frame 0.3's verdict came in the end)
-    for arm in loop.arms:
-        loop.put(f"{arm}/pose", (np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0])), 0.4)
-    loop.put("image/left_wrist", IMG, 0.4)
-    assert loop.tick(0.41).awaiting_reward and loop.tick(0.52).awaiting_reward
-    late = loop.tick(0.53)
-    assert late.stamp_s == pytest.approx(0.4) and late.observation is not None and loop.reward_late_steps == 2
-    assert "100 ms earlier" in late.reward_note
+
+    frame(0.2)
+    acted = step_on(loop, 0.2, 0.21)
+    assert acted.observation is not None and acted.awaiting_reward and acted.transition is None  # acts without waiting
+    frame(0.3)
+    held = loop.tick(0.31)  # one step in flight: frame 0.3 waits while 0.2's verdict may still come
+    assert held.observation is None and held.awaiting_reward
+    out = step_on(loop, 0.3, 0.33)  # past 0.2 + 0.25 / 2: the step into 0.2 takes frame 0.1's verdict, then 0.3 is acted on
+    assert "did not come within half max_input_age_s (125 ms)" in out.reward_note and "100 ms earlier" in out.reward_note
+    assert out.transition.reward == 0.0 and out.transition.info["stamp_s"] == pytest.approx(0.1) and loop.reward_late_steps == 1
+    assert out.observation is not None and out.stamp_s == pytest.approx(0.3) and out.awaiting_reward
+    loop.put_success(False, 0.3)  # frame 0.3's verdict comes: its step closes with it, on time
+    settled = loop.tick(0.34)
+    assert settled.transition.info["stamp_s"] == pytest.approx(0.2) and settled.reward_note == "" and loop.reward_late_steps == 1
+    assert np.allclose(settled.transition.action, 0.0)  # the action taken on frame 0.2, as the mux reported it
 
 
 def test_frames_the_reward_source_skipped_take_the_newest_earlier_verdict_at_once():
@@ -247,9 +248,8 @@ def test_without_a_reward_source_no_episode_starts_and_a_dead_one_stops_the_step
     feed(loop, 0.4)  # the source fell silent after frame 0.1
     loop.verdicts.clear()
     loop.put_success(False, 0.1)
-    assert loop.tick(0.41).awaiting_reward
-    out = loop.tick(0.53)  # past the bound; the only verdict is 300 ms before the frame
-    assert out.observation is None and out.inputs_ok is False and "no success verdict for the frame at 0.400" in out.waiting
+    out = loop.tick(0.41)  # nothing from the reward source for 310 ms: no new step is acted on
+    assert out.observation is None and out.inputs_ok is False and "is the reward source running?" in out.waiting
 
 
 def test_unsynchronised_cameras_pair_with_the_frame_the_classifier_judged():
@@ -272,6 +272,7 @@ def test_a_wait_left_from_an_episode_cut_outside_a_tick_does_not_carry_into_the_
     start_and_act(loop, 0.1)
     feed(loop, 0.2)
     loop.verdicts.clear()
+    loop.put_success(False, 0.1)
     assert loop.tick(0.21).awaiting_reward
     loop.cycle.episode_ended()  # the converter: a reset mark cut the episode
     loop.cycle.reset_requested(0.5)

