@@ -209,15 +209,9 @@ _OPTIONS = ("setup", "reward")
 def _cmd_bag2demos(args) -> int:
     from hilserl_core.formats.demos import save_demos
 
-    from .data_cli import DataError, _options, _say, _setup_of, _split_paths_and_options
+    from .data_cli import DataError, _inputs_and_output, _say, _setup_of
 
-    paths, rest = _split_paths_and_options(args.bags + args.output[1:])
-    opts = _options(rest, _OPTIONS, "bag2demos")
-    if not paths:
-        raise DataError("bag2demos: give at least one bag")
-    out = Path(args.output[0])
-    if out.exists():
-        raise DataError(f"{out}: already exists; choose another output name (nothing was written)")
+    paths, opts, out = _inputs_and_output(args.bags, args.output, _OPTIONS, "bag2demos", "bag")
     setup = _setup_of(paths, opts.get("setup"))
     actor = actor_config_for(setup)
     reward = opts.get("reward", "marks")

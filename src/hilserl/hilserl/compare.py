@@ -25,7 +25,7 @@ import statistics
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping
 
-from .graph import GraphError, load_graph
+from .graph import GraphError, load_graph, pop_whole_numbers
 
 __all__ = ["METHODS", "run_compare", "table"]
 
@@ -58,11 +58,8 @@ def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], N
     from .train import run_train
 
     args = dict(arguments)
-    try:
-        seeds = int(args.pop("seeds", "3"))
-        episodes = int(args.pop("episodes", "20"))
-    except ValueError as exc:
-        raise GraphError(f"compare: seeds:= and episodes:= take whole numbers ({exc})") from None
+    n = pop_whole_numbers(args, {"seeds": 3, "episodes": 20}, "compare")
+    seeds, episodes = n["seeds"], n["episodes"]
     methods = [m for m in args.pop("methods", ",".join(METHODS)).split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

@@ -71,6 +71,19 @@ def _split_paths_and_options(items: Sequence[str]):
     return paths, [i for i in items if ":=" in i]
 
 
+def _inputs_and_output(inputs: Sequence[str], output: Sequence[str], allowed: Sequence[str], command: str, what: str):
+    """(input paths, options, output path) of ``hilserl <command> INPUT... -o OUT [name:=value]``:
+    at least one input, and an output that does not exist yet."""
+    paths, rest = _split_paths_and_options(list(inputs) + list(output[1:]))
+    opts = _options(rest, allowed, command)
+    if not paths:
+        raise DataError(f"{command}: give at least one {what}")
+    out = Path(output[0])
+    if out.exists():
+        raise DataError(f"{out}: already exists; choose another output name (nothing was written)")
+    return paths, opts, out
+
+
 # ------------------------------------------------------------------------------- record
 def _cmd_record(args) -> int:
     from . import graph as graphmod
@@ -103,13 +116,7 @@ def _cmd_bag2frames(args) -> int:
     from .graph import load_graph
     from .recording import crops
 
-    paths, rest = _split_paths_and_options(args.bags + args.output[1:])
-    opts = _options(rest, _B2F_OPTIONS, "bag2frames")
-    if not paths:
-        raise DataError("bag2frames: give at least one bag")
-    out = Path(args.output[0])
-    if out.exists():
-        raise DataError(f"{out}: already exists; choose another output name (nothing was written)")
+    paths, opts, out = _inputs_and_output(args.bags, args.output, _B2F_OPTIONS, "bag2frames", "bag")
     setup = _setup_of(paths, opts.get("setup"))
     graph = load_graph(setup)
     cameras = [f"{a}/{c}" for a in graph.arms for c in graph.cameras]
@@ -213,13 +220,8 @@ def _cmd_train_reward(args) -> int:
     from hilserl_core.vision.encoders import load_frozen_encoder
     from hilserl_core.vision.reward_classifier import classification_metrics, train_classifier
 
-    paths, rest = _split_paths_and_options(args.frames + args.output[1:])
-    opts = _options(rest, _TR_OPTIONS, "train-reward")
-    if not paths:
-        raise DataError("train-reward: give at least one labelled-frames file (made by hilserl bag2frames)")
-    out = Path(args.output[0])
-    if out.exists():
-        raise DataError(f"{out}: already exists; choose another output name (nothing was written)")
+    paths, opts, out = _inputs_and_output(args.frames, args.output, _TR_OPTIONS, "train-reward",
+                                          "labelled-frames file (made by hilserl bag2frames)")
     if not out.parent.is_dir():
         raise DataError(f"{out}: the directory {out.parent} does not exist")
     extra_paths = [p for p in opts.get("extra", "").split(",") if p]

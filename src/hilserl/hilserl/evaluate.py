@@ -24,7 +24,7 @@ import yaml
 
 from hilserl_core.rl.learner import latest_checkpoint
 
-from .graph import Graph, GraphError, load_graph, with_node_parameters
+from .graph import Graph, GraphError, load_graph, pop_whole_numbers, with_node_parameters
 
 __all__ = ["run_eval", "wilson_interval", "eval_graph"]
 
@@ -130,11 +130,8 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
     conf = yaml.safe_load(conf_path.read_text())
     setup, run_args = conf["setup"], dict(conf["arguments"])
     opts = dict(arguments)
-    try:
-        episodes = int(opts.pop("episodes", "50"))
-        seed = int(opts.pop("seed", "1000"))
-    except ValueError as exc:
-        raise GraphError(f"eval: episodes:= and seed:= take whole numbers ({exc})") from None
+    n = pop_whole_numbers(opts, {"episodes": 50, "seed": 1000}, "eval")
+    episodes, seed = n["episodes"], n["seed"]
     scripted = str(opts.pop("scripted", "true")).lower() in ("1", "true", "yes")
     ckpt = Path(opts.pop("checkpoint", "") or (latest_checkpoint(run_dir / "checkpoints") or ""))
     if opts:

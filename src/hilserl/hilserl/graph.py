@@ -342,6 +342,18 @@ def _param_literal(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def pop_whole_numbers(args: Dict[str, str], defaults: Mapping[str, int], command: str) -> Dict[str, int]:
+    """Take the tool options ``defaults`` names out of ``args`` as whole numbers (GraphError otherwise)."""
+    out = {}
+    for name, default in defaults.items():
+        value = args.pop(name, str(default))
+        try:
+            out[name] = int(value)
+        except ValueError:
+            raise GraphError(f"{name}:={value} is not a whole number (hilserl {command})") from None
+    return out
+
+
 def with_node_parameters(graph: Graph, executable: str, changes: Mapping[str, Any]) -> Graph:
     """``graph`` with ``changes`` merged into the inline parameters of every node run by ``executable``
     (what a tool sets beyond the graph's arguments: evaluation, baselines)."""

@@ -29,12 +29,11 @@ from typing import Callable, Dict, Mapping, Optional
 
 import yaml
 
-from .graph import GraphError, load_graph, with_node_parameters
+from .graph import GraphError, load_graph, pop_whole_numbers, with_node_parameters
 from .runlog import EpisodeRow, RunLog, plot_run
 
 __all__ = ["run_train", "run_prepare", "scripted_demos", "scripted_classifier"]
 
-TRAIN_ARGUMENTS = ("steps", "run", "demos", "demo_episodes", "progress_s")
 
 
 def _fmt(v: Optional[float], digits: int = 2) -> str:
@@ -134,12 +133,8 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
     from .runner import GraphRunner
 
     args = dict(arguments)
-    try:
-        budget = int(args.pop("steps", "10000"))
-        demo_episodes = int(args.pop("demo_episodes", "20"))
-        progress_s = float(args.pop("progress_s", "15"))
-    except ValueError as exc:
-        raise GraphError(f"train: steps:=, demo_episodes:= take whole numbers, progress_s:= seconds ({exc})") from None
+    n = pop_whole_numbers(args, {"steps": 10000, "demo_episodes": 20, "progress_s": 15}, "train")
+    budget, demo_episodes, progress_s = n["steps"], n["demo_episodes"], n["progress_s"]
     defaults = dict(load_graph(setup).arguments)
     task = args.get("task", defaults.get("task", ""))
     run_dir = Path(args.pop("run", f"runs/{setup}-{task}" if task else f"runs/{setup}"))
@@ -238,10 +233,7 @@ def run_prepare(setup: str, arguments: Mapping[str, str], say: Callable[[str], N
     """``hilserl prepare <setup> [task:=..] [seed:=..] [demo_episodes:=20]``: a simulated task's demo
     file and reward classifier, from one unattended recording of the scripted operator."""
     args = dict(arguments)
-    try:
-        episodes = int(args.pop("demo_episodes", "20"))
-    except ValueError as exc:
-        raise GraphError(f"prepare: demo_episodes:= takes a whole number ({exc})") from None
+    episodes = pop_whole_numbers(args, {"demo_episodes": 20}, "prepare")["demo_episodes"]
     if not setup.startswith("sim"):
         raise GraphError(f"{setup} is not a simulated setup (on a robot: hilserl record, bag2demos, bag2frames, train-reward)")
     demos = scripted_demos(setup, args, episodes, say)
