@@ -121,8 +121,12 @@ NODE_PROGRAM = textwrap.dedent(
     args = sys.argv[1:]
     name = args[args.index("-r") + 1].split(":=")[1]
     mode = {modes!r}.get(name, "spin")
+    if mode == "starting":  # a long import, before any signal handler (as a node importing torch)
+        time.sleep(30)
     stop = []
     signal.signal(signal.SIGINT, (lambda *a: None) if mode == "ignore_sigint" else (lambda *a: stop.append(1)))
+    if mode != "ignore_sigint":
+        signal.signal(signal.SIGTERM, lambda *a: stop.append(1))  # as hilserl nodes do (signals.stop_on_signals)
     print(name, "up", " ".join(args), flush=True)
     if mode.startswith("exit"):
         time.sleep(0.5)
@@ -193,6 +197,16 @@ def test_a_dying_required_node_stops_the_graph_with_its_status(tmp_path):
     assert code == 3
     assert "required node /left/b exited with status 3" in out.getvalue()
     assert "[/a] a clean shutdown" in out.getvalue()
+
+
+def test_a_failed_node_is_said_once_and_nodes_still_starting_leave_no_traceback(tmp_path):
+    runner, out = _runner(tmp_path, {"a": "starting", "b": "exit2"})
+    runner.start()
+    assert runner.wait(timeout_s=20) == 2
+    text = out.getvalue()
+    assert text.count("required node /left/b exited with status 2") == 1
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert {e.spec.fqn: e.returncode for e in runner.exits}["/a"] == -signal.SIGTERM
 
 
 def test_missing_executable_fails_before_anything_starts(tmp_path, monkeypatch):

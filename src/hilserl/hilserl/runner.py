@@ -134,15 +134,21 @@ class GraphRunner:
         code = dead.returncode
         how = f"exited with status {code}" if code >= 0 else f"was killed by signal {-code}"
         self._say(f"[hilserl] required node {dead.spec.fqn} {how}; shutting the graph down")
-        self.shutdown()
+        # SIGTERM, not SIGINT: a node still importing would print a KeyboardInterrupt traceback that
+        # buries the one line that matters; a started node shuts down on either
+        self.shutdown(first_signal=signal.SIGTERM)
         # a clean exit (status 0) of a required node ends the run successfully (e.g. a finished job)
         return code if code > 0 else (1 if code < 0 else 0)
 
-    def shutdown(self, sigint_timeout_s: float = 5.0, sigterm_timeout_s: float = 3.0) -> None:
+    def shutdown(self, sigint_timeout_s: float = 5.0, sigterm_timeout_s: float = 3.0, first_signal: int = signal.SIGINT) -> None:
         self._stopping = True
         unique = list({id(p): p for p in self._procs.values()}.values())
         previous = None
-        for sig, timeout in ((signal.SIGINT, sigint_timeout_s), (signal.SIGTERM, sigterm_timeout_s), (signal.SIGKILL, 2.0)):
+        steps = [(signal.SIGINT, sigint_timeout_s), (signal.SIGTERM, sigterm_timeout_s), (signal.SIGKILL, 2.0)]
+        if first_signal == signal.SIGTERM:
+            steps = steps[1:]
+            steps[0] = (signal.SIGTERM, sigint_timeout_s + sigterm_timeout_s)
+        for sig, timeout in steps:
             alive = [p for p in unique if p.poll() is None]
             if not alive:
                 break
