@@ -44,7 +44,8 @@ def test_bag2frames_then_train_reward_make_a_classifier_the_reward_node_loads(tm
     extra = tmp_path / "extra.safetensors"
     assert main(["bag2frames", str(two_bags[0]), "-o", str(extra), "val_fraction:=0"]) == 0
     clf = tmp_path / "clf.safetensors"
-    assert main(["train-reward", str(frames), "-o", str(clf), "steps:=30", "views:=1", f"extra:={extra}"]) == 0
+    assert main(["train-reward", str(frames), "-o", str(clf), "steps:=30", "views:=1", f"extra:={extra}",
+                 "cameras:=left/wrist"]) == 0
     cap = capsys.readouterr()
     for text in ("held-out at threshold", "accuracy", "precision", "recall", "confusion matrix", "suggested threshold"):
         assert text in cap.out
