@@ -96,15 +96,13 @@ class RewardVerdicts:
 
     def __init__(self, keep: int = 256) -> None:
         self._items: deque = deque(maxlen=keep)  # (stamp_s, success), in arrival order
-        self._arrived_s = float("-inf")
 
-    def put(self, stamp_s: float, success: bool, arrived_s: Optional[float] = None) -> None:
+    def put(self, stamp_s: float, success: bool) -> None:
         self._items.append((float(stamp_s), bool(success)))
-        self._arrived_s = float(stamp_s if arrived_s is None else arrived_s)
 
-    def newest_arrival(self) -> Optional[float]:
-        """When the last verdict came (its frame's stamp where no arrival time was given)."""
-        return self._arrived_s if self._items else None
+    def last_arrived_stamp(self) -> Optional[float]:
+        """The frame stamp of the verdict that came last (how recently the reward source spoke)."""
+        return self._items[-1][0] if self._items else None
 
     def clear(self) -> None:
         self._items.clear()
@@ -268,7 +266,7 @@ class ActorLoop:
                 out.waiting, out.inputs_ok = why, False
                 return out
         else:
-            newest = self.verdicts.newest_arrival()
+            newest = self.verdicts.last_arrived_stamp()
             if newest is None or now_s - newest > self.max_input_age_s:
                 out.waiting, out.inputs_ok = (f"no success verdict for {self.max_input_age_s * 1e3:.0f} ms: is the reward "
                                               "source running?"), False
