@@ -148,10 +148,12 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
         def policy_episodes(node, results):
             from diagnostic_msgs.msg import DiagnosticArray
 
+            from .train import learner_status
+
             def on_diag(msg):
-                for st in msg.status:
-                    if st.name.endswith(": learner"):
-                        state["version"] = {kv.key: kv.value for kv in st.values}.get("weights_version")
+                values = learner_status(msg)
+                if values is not None:
+                    state["version"] = values.get("weights_version")
 
             def on_episode(msg):
                 rep = json.loads(msg.data)

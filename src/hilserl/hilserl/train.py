@@ -112,9 +112,17 @@ class _Monitor:
         self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, 10)
 
     def _on_diag(self, msg) -> None:
-        for st in msg.status:
-            if st.name.endswith(": learner"):
-                self.learner = {kv.key: kv.value for kv in st.values}
+        values = learner_status(msg)
+        if values is not None:
+            self.learner = values
+
+
+def learner_status(msg) -> Optional[Dict[str, str]]:
+    """The learner's ``learner`` status values (updates, weights_version, ...) in a DiagnosticArray, if it holds them."""
+    for st in msg.status:
+        if st.name.endswith(": learner"):
+            return {kv.key: kv.value for kv in st.values}
+    return None
 
 
 def _say(text: str) -> None:
