@@ -46,6 +46,20 @@ def test_unknown_key_is_an_error_listing_valid_keys():
         cfg.from_mapping(Outer, {"bach_size": 3})
 
 
+def test_unknown_key_names_the_file_and_the_closest_valid_key():
+    with pytest.raises(cfg.ConfigError) as e:
+        cfg.from_mapping(Outer, {"bach_size": 3, "impedance": {}}, source="config/x.yaml")
+    assert str(e.value).startswith("config/x.yaml: unknown key(s) bach_size (did you mean 'batch_size'?);")
+    with pytest.raises(cfg.ConfigError, match=r"unknown key\(s\) impedance.stifness_n_per_m \(did you mean 'stiffness_n_per_m'\?\)"):
+        cfg.from_mapping(Outer, {"impedance": {"stifness_n_per_m": [1, 2, 3]}}, source="config/x.yaml")
+    # nothing alike: no guess, only the valid keys
+    with pytest.raises(cfg.ConfigError) as e:
+        cfg.from_mapping(Outer, {"colour": "red"})
+    assert "did you mean" not in str(e.value) and "valid keys here: batch_size, discount" in str(e.value)
+    assert cfg.closest("updates_per_transtion", ["updates_per_transition", "batch_size"]) == "updates_per_transition"
+    assert cfg.closest("zzz", ["updates_per_transition"]) is None
+
+
 @pytest.mark.parametrize(
     "data, pattern",
     [
@@ -83,6 +97,21 @@ def test_yaml_section_roundtrip_and_missing_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
     with pytest.raises(cfg.ConfigError, match="not valid YAML"):
         cfg.load_yaml(Outer, tmp_path / "bad.yaml")
+
+
+def test_a_yaml_syntax_error_is_one_line_with_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_size: 3\ndiscount: 0.9\nmode: [twist\nspeed_scale: 1\n")
+    with pytest.raises(cfg.ConfigError) as e:
+        cfg.load_yaml(Outer, bad)
+    msg = str(e.value)
+    assert msg.startswith(f"{bad}:4: not valid YAML: "), msg
+    assert "\n" not in msg
+    bad.write_text("a: 1\n  b: 2\n")
+    with pytest.raises(cfg.ConfigError, match=rf"^{bad}:2: not valid YAML: mapping values are not allowed here$"):
+        cfg.read_yaml_file(bad)
+    with pytest.raises(cfg.ConfigError, match=rf"^params file not found: {tmp_path / 'nope.yaml'}$"):
+        cfg.read_yaml_file(tmp_path / "nope.yaml", "params file")
 
 
 def test_replace_checks_ranges():

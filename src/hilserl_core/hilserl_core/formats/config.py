@@ -15,6 +15,7 @@ with descriptors, so a number lives in exactly one YAML and one schema.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import typing
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ __all__ = [
     "replace",
     "nest",
     "flatten",
+    "closest",
+    "did_you_mean",
+    "yaml_error_text",
+    "read_yaml_file",
 ]
 
 
@@ -62,6 +67,41 @@ class ParamSpec:
         lo = "-inf" if self.low is None else repr(self.low)
         hi = "inf" if self.high is None else repr(self.high)
         return f"[{lo}, {hi}]"
+
+
+def closest(name: str, candidates: "Sequence[str] | set") -> Optional[str]:
+    """The candidate most like ``name`` (a misspelling's intended key), or None if none is close."""
+    found = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def did_you_mean(name: str, candidates: "Sequence[str] | set") -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
+    match = closest(name, candidates)
+    return f" (did you mean '{match}'?)" if match else ""
+
+
+def yaml_error_text(path: "str | Path", exc: Exception) -> str:
+    """One line for a YAML syntax error: ``<file>:<line>: not valid YAML: <problem>``."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    text = f"{context}, {problem}" if context else str(problem)
+    return f"{where}: not valid YAML: {' '.join(text.split())}"
+
+
+def read_yaml_file(path: "str | Path", what: str = "config file") -> Any:
+    """A YAML file's content; a missing file or a syntax error is one :class:`ConfigError` line."""
+    import yaml  # local import: pyyaml is only needed when reading files
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error_text(path, exc)) from None
 
 
 def param(
@@ -193,12 +233,10 @@ def from_mapping(cls: Type[T], data: Optional[Mapping[str, Any]], source: str = 
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping, got {type(data).__name__}")
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
-            f"valid keys here: {', '.join(sorted(fields))}"
-        )
+        named = ", ".join(f"{prefix}{k}{did_you_mean(str(k), fields)}" for k in unknown)
+        raise ConfigError(f"{source}: unknown key(s) {named}; valid keys here: {', '.join(sorted(fields))}")
     kwargs = {}
     specs = {s.name: s for s in describe(cls)}
     for name, f in fields.items():
@@ -273,15 +311,8 @@ def to_dict(obj: Any) -> dict:
 
 def load_yaml(cls: Type[T], path: "str | Path", section: Optional[str] = None) -> T:
     """Load ``cls`` from a YAML file, optionally from a dotted ``section`` of it."""
-    import yaml  # local import: pyyaml is only needed when reading files
-
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    data = read_yaml_file(path) or {}
     prefix = ""
     if section:
         for part in section.split("."):
