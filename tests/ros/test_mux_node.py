@@ -1,6 +1,7 @@
 """The intervention mux as a real node: policy -> target, operator override,
-executed-action report, live parameter, refusal to share its target topics, a
-broken measured pose, a stale observation stamp and a reset that moved the arm."""
+executed-action report, live parameter, no sharing of its target topics (it stops
+publishing, stays up, and resumes), diagnostics that recover, a broken measured
+pose, a stale observation stamp and a reset that moved the arm."""
 
 import numpy as np
 import pytest
@@ -100,21 +101,100 @@ def test_policy_then_operator(rig, spin_until):
 
 @pytest.mark.parametrize("mode", ["twist", "wrench"])
 @pytest.mark.parametrize("topic,msg_type", [("target_pose", PoseStamped), ("target_wrench", WrenchStamped)])
-def test_mux_refuses_a_second_publisher_on_either_target_topic(ros_context, spin_until, mode, topic, msg_type):
-    """In wrench mode the simulator still follows target_pose: both topics are the mux's alone, in both modes."""
+def test_a_second_publisher_on_either_target_topic_stops_the_mux_without_crashing(ros_context, spin_until, mode, topic, msg_type):
+    """In wrench mode the simulator still follows target_pose: both topics are the mux's alone, in both modes.
+    With a rogue publisher the mux stays up, says ERROR naming it, publishes nothing (no target, no
+    mux/executed); when the rogue is gone it is OK again and publishes."""
+    import time
+
     mux = MuxNode(context=ros_context, namespace="/left", parameter_overrides=[Parameter("mux.mode", value=mode)])
-    peer = rclpy.create_node("rogue", namespace="/left", context=ros_context)
+    peer = rclpy.create_node("robot", namespace="/left", context=ros_context)
+    rogue = rclpy.create_node("rogue", namespace="/left", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    for n in (mux, peer, rogue):
+        ex.add_node(n)
+    got = {"executed": [], "target": [], "wrench": []}
+    peer.create_subscription(Joy, "mux/executed", got["executed"].append, qos.EVENTS)
+    peer.create_subscription(PoseStamped, "target_pose", got["target"].append, qos.COMMAND)
+    peer.create_subscription(WrenchStamped, "target_wrench", got["wrench"].append, qos.COMMAND)
+    pose_pub = peer.create_publisher(PoseStamped, "current_pose", qos.COMMAND)
+    out = got["target"] if mode == "twist" else got["wrench"]
+    try:
+        assert mux.mux.config.mode == mode
+        assert spin_until(ex, lambda: (_publish_pose({"pose": pose_pub}), bool(out) and bool(got["executed"]))[1], 10)
+        rogue_pub = rogue.create_publisher(msg_type, topic, qos.COMMAND)
+        assert spin_until(ex, lambda: (_publish_pose({"pose": pose_pub}), mux.diag.level("targets") == 2)[1], 10)
+        message = mux.diag._statuses["targets"].message
+        assert f"/left/{topic}" in message and "/left/rogue" in message and "publishes nothing" in message
+        spin_until(ex, lambda: _publish_pose({"pose": pose_pub}) and False, 0.3)  # what was in flight arrives
+        for v in got.values():
+            v.clear()
+        t0 = time.monotonic()
+        spin_until(ex, lambda: (_publish_pose({"pose": pose_pub}), time.monotonic() - t0 > 1.0)[1], 5)
+        assert not got["executed"] and not got["target"] and not got["wrench"], {k: len(v) for k, v in got.items()}
+        assert mux.diag.level("targets") == 2
+        # the rogue leaves: OK again, publishing again
+        rogue.destroy_publisher(rogue_pub)
+        assert spin_until(ex, lambda: (_publish_pose({"pose": pose_pub}), mux.diag.level("targets") == 0)[1], 10)
+        assert "again" in mux.diag._statuses["targets"].message
+        assert spin_until(ex, lambda: (_publish_pose({"pose": pose_pub}), bool(out) and bool(got["executed"]))[1], 10)
+        if mode == "twist":  # the hold re-anchored at the measured pose
+            assert np.allclose(msgconv.pose_to_arrays(got["target"][-1].pose)[0], POS)
+    finally:
+        ex.shutdown()
+        for n in (mux, peer, rogue):
+            n.destroy_node()
+
+
+def test_input_and_rejection_diagnostics_return_to_ok(ros_context, spin_until):
+    """"no current_pose yet" -> OK once it comes; NaN/Inf/huge operator twists and bad policy actions are
+    counted and WARN naming the source and the count, OK again after rejection_quiet_s without one."""
+    mux = MuxNode(context=ros_context, namespace="/left",
+                  parameter_overrides=[Parameter("mux.rejection_quiet_s", value=1.0), Parameter("pose_timeout_s", value=0.5)])
+    peer = rclpy.create_node("robot_and_operator", namespace="/left", context=ros_context)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(mux)
     ex.add_node(peer)
+    pubs = {
+        "pose": peer.create_publisher(PoseStamped, "current_pose", qos.COMMAND),
+        "action": peer.create_publisher(Joy, "policy/action", qos.COMMAND),
+        "twist": peer.create_publisher(Twist, "spacenav/twist", qos.COMMAND),
+    }
+    status = mux.diag._statuses
     try:
-        assert mux.mux.config.mode == mode
-        peer.create_publisher(msg_type, topic, qos.COMMAND)
-        with pytest.raises(SystemExit) as e:
-            spin_until(ex, lambda: False, 5)
-        assert e.value.code == 3
-        message = mux.diag._statuses["targets"].message
-        assert "refusing to run" in message and f"/left/{topic}" in message
+        assert spin_until(ex, lambda: mux.diag.level("inputs") == 1, 5)
+        assert "no current_pose yet" in status["inputs"].message
+        assert spin_until(ex, lambda: (_publish_pose(pubs), mux.diag.level("inputs") == 0)[1], 10)
+        assert spin_until(ex, lambda: mux.diag.level("inputs") == 1, 5)  # the pose stops: stale
+        assert "old" in status["inputs"].message
+        assert spin_until(ex, lambda: (_publish_pose(pubs), mux.diag.level("inputs") == 0)[1], 10)
+        assert mux.diag.level("operator") == 0 and mux.diag.level("policy") == 0
+
+        bad_twists = []
+        for values in ((np.nan, 0, 0), (0, np.inf, 0), (1e9, 0, 0)):
+            t = Twist()
+            t.linear.x, t.linear.y, t.linear.z = values
+            bad_twists.append(t)
+
+        def send_bad():  # the next one once the last one was handled (depth 1: a burst would keep only the newest)
+            n = mux.mux.rejected_operator
+            if n < len(bad_twists):
+                pubs["twist"].publish(bad_twists[n])
+            return n >= 3
+
+        assert spin_until(ex, send_bad, 10), mux.mux.rejections.last_reason
+        n_bad = mux.mux.rejected_operator  # 3, or more when a resent copy was handled too: each one counted
+        assert n_bad >= 3
+        assert spin_until(ex, lambda: mux.diag.level("operator") == 1, 2)
+        text = status["operator"].message
+        assert "operator input" in text and f"{n_bad} in all" in text and "input_limit" in text
+        assert {kv.key: kv.value for kv in status["operator"].values}["rejected"] == str(n_bad)
+        pubs["action"].publish(_action(mux, [np.inf, 0, 0, 0, 0, 0], 1))
+        assert spin_until(ex, lambda: mux.diag.level("policy") == 1, 5)
+        assert "policy action" in status["policy"].message and "1 in all" in status["policy"].message
+        # quiet for rejection_quiet_s: both back to OK, the totals still shown
+        assert spin_until(ex, lambda: (_publish_pose(pubs), mux.diag.level("operator") == 0 and mux.diag.level("policy") == 0)[1], 5)
+        assert f"{n_bad} in all" in status["operator"].message and "1 in all" in status["policy"].message
     finally:
         ex.shutdown()
         mux.destroy_node()

@@ -23,13 +23,22 @@ end-effector frame (``control.integrate_twist_target``, clipped to the
 workspace box), or scales it to a feed-forward wrench in wrench mode, and
 reports the action it actually executed and who acted, which is what the actor
 records (intervention transitions go to both demo and RL buffers).
+
+Rejected input is never silently dropped: a policy action or an operator twist
+with NaN/Inf, the wrong length, a component beyond ``input_limit`` (a broken
+device or policy; values up to it are clipped to [-1, 1]) or, for the policy, an
+unknown gripper action, is refused and counted per source in ``rejections``
+(:class:`RejectionLog`), whose :meth:`RejectionLog.status` is WARN naming the
+source and the count until ``rejection_quiet_s`` pass without one, then OK. A
+rejected operator twist also zeroes the operator's twist (a broken SpaceMouse
+never keeps driving the arm with its last good value).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -38,6 +47,9 @@ from . import control, frames
 
 __all__ = [
     "Source",
+    "RejectionLog",
+    "OK",
+    "WARN",
     "WorkspaceConfig",
     "MuxConfig",
     "MuxDecision",
@@ -51,6 +63,8 @@ __all__ = [
 
 GRIPPER_OPEN, GRIPPER_STAY, GRIPPER_CLOSE = 0, 1, 2
 GRIPPER_NONE = -1
+# Status levels of RejectionLog.status, the values of diagnostic_msgs/DiagnosticStatus.
+OK, WARN = 0, 1
 
 
 class Source(enum.IntEnum):
@@ -91,6 +105,10 @@ class MuxConfig:
     hold_reanchor_distance_m: float = param(0.05, "while holding, a measured position this far from the held target re-anchors the hold at the measured pose (the arm was moved by a reset or something else)", units="m", low=0.005, high=1.0, live=True)
     hold_reanchor_angle_rad: float = param(0.25, "while holding, a measured orientation this far from the held target re-anchors the hold at the measured pose", units="rad", low=0.01, high=3.15, live=True)
     hold_reanchor_after_s: float = param(1.0, "a target set by a command is held at most this long after the last command (policy or operator); then the hold is re-anchored once at the measured pose", units="s", low=0.1, high=60.0, live=True)
+    input_limit: float = param(2.0, "a policy action or operator twist with a component beyond this magnitude is rejected and counted "
+                               "(a broken device or policy); components up to it are clipped to [-1, 1]", low=1.0, high=1e6, live=True)
+    rejection_quiet_s: float = param(5.0, "a source's rejected-input WARN returns to OK after this long without a rejection", units="s",
+                                     low=0.1, high=3600.0, live=True)
     operator_frame: str = param("base", "frame of the SpaceMouse twist: base (how a person sees the robot) or ee", choices=("base", "ee"))
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
 
@@ -137,6 +155,47 @@ def policy_staleness(stamp_s: float, received_s: float, now_s: float, timeout_s:
     return ""
 
 
+class RejectionLog:
+    """Rejected inputs per source (``policy``, ``operator``), and the status they give.
+
+    :meth:`reject` counts one rejection of a source at ``now_s`` with its reason;
+    :meth:`status` is ``(level, message, values)`` for a diagnostic: WARN naming the
+    source and the counts while the last rejection is less than ``quiet_s`` old, OK
+    (with the total so far) once it is older.
+    """
+
+    LABELS = {"policy": "policy action (policy/action)", "operator": "operator input (spacenav/twist, spacenav/joy)"}
+
+    def __init__(self, quiet_s: float):
+        self.quiet_s = float(quiet_s)
+        self.total: Dict[str, int] = {k: 0 for k in self.LABELS}
+        self.since_ok: Dict[str, int] = {k: 0 for k in self.LABELS}  # rejections in the current WARN episode
+        self.last_s: Dict[str, float] = {k: -np.inf for k in self.LABELS}
+        self.last_reason: Dict[str, str] = {k: "" for k in self.LABELS}
+
+    def reject(self, source: str, reason: str, now_s: float) -> None:
+        if source not in self.LABELS:
+            raise ValueError(f"unknown input source {source!r}; one of {sorted(self.LABELS)}")
+        if not now_s - self.last_s[source] <= self.quiet_s:  # a new WARN episode (also when now_s is not finite)
+            self.since_ok[source] = 0
+        self.total[source] += 1
+        self.since_ok[source] += 1
+        self.last_s[source] = float(now_s) if np.isfinite(now_s) else self.last_s[source]
+        self.last_reason[source] = reason
+
+    def status(self, source: str, now_s: float) -> Tuple[int, str, Dict[str, object]]:
+        label, total = self.LABELS[source], self.total[source]
+        age = now_s - self.last_s[source]
+        values = {"rejected": total}
+        if age <= self.quiet_s:
+            n = self.since_ok[source]
+            return WARN, (f"{label}: {n} rejected in the last {age:.1f} s or so ({total} in all); "
+                          f"last: {self.last_reason[source]}"), values
+        if total:
+            return OK, f"{label}: none rejected for {self.quiet_s:g} s ({total} in all)", values
+        return OK, f"{label}: none rejected", values
+
+
 class InterventionMux:
     def __init__(self, config: MuxConfig, has_gripper: bool = True):
         self.config = config
@@ -152,34 +211,70 @@ class InterventionMux:
         self._last_target: Optional[Tuple[np.ndarray, np.ndarray]] = None
         self._target_from_command = False  # the held target came from a policy/operator step
         self._last_command_s = -np.inf  # time of the last policy/operator step
-        self.rejected = 0
+        self.rejections = RejectionLog(config.rejection_quiet_s)
         self.last_reason = ""
+
+    @property
+    def rejected(self) -> int:
+        """Policy actions rejected so far."""
+        return self.rejections.total["policy"]
+
+    @property
+    def rejected_operator(self) -> int:
+        """Operator inputs rejected so far."""
+        return self.rejections.total["operator"]
 
     def set_config(self, config: MuxConfig) -> None:
         """Apply a live parameter change (the workspace box may change too)."""
         self.config = config
         self._box = config.workspace.box()
+        self.rejections.quiet_s = float(config.rejection_quiet_s)
+
+    def forget_target(self) -> None:
+        """Drop the held target: the next hold anchors at the measured pose (the arm was held by
+        someone else meanwhile, e.g. during a second publisher on the target topic)."""
+        self._last_target, self._target_from_command = None, False
+
+    def reject_policy(self, reason: str, now_s: float) -> None:
+        """Count a policy action refused before it reached :meth:`on_policy` (a malformed message)."""
+        self.last_reason = reason
+        self.rejections.reject("policy", reason, now_s)
+
+    def _input_problem(self, a: np.ndarray) -> str:
+        if a.shape != (6,) or not control.is_finite_command(a):
+            return "needs 6 finite numbers"
+        if np.max(np.abs(a)) > self.config.input_limit:
+            return f"a component beyond input_limit {self.config.input_limit:g}"
+        return ""
 
     # -- inputs -------------------------------------------------------------------------
     def on_policy(self, action: Sequence[float], gripper: int, stamp_s: float, now_s: float) -> bool:
         """Queue a policy action; a NaN/Inf or malformed one is rejected (returns False)."""
-        a = np.asarray(action, dtype=float)
-        if a.shape != (6,) or not control.is_finite_command(a):
-            self.rejected += 1
-            self.last_reason = f"rejected policy action {a.tolist()}: needs 6 finite numbers"
+        try:
+            a = np.asarray(action, dtype=float)
+        except (TypeError, ValueError):
+            a = np.full(1, np.nan)
+        problem = self._input_problem(a)
+        if problem:
+            self.reject_policy(f"rejected policy action {a.tolist()}: {problem}", now_s)
             return False
         if gripper not in (GRIPPER_OPEN, GRIPPER_STAY, GRIPPER_CLOSE, GRIPPER_NONE):
-            self.rejected += 1
-            self.last_reason = f"rejected policy gripper action {gripper}: must be 0 (open), 1 (stay) or 2 (close)"
+            self.reject_policy(f"rejected policy gripper action {gripper}: must be 0 (open), 1 (stay) or 2 (close)", now_s)
             return False
         self._policy = (np.clip(a, -1.0, 1.0), int(gripper), float(stamp_s), float(now_s))
         return True
 
     def on_operator(self, twist: Sequence[float], buttons: Sequence[int], now_s: float) -> None:
         """SpaceMouse input: a twist in [-1, 1]^6 (spacenav/twist) and its buttons (spacenav/joy)."""
-        t = np.asarray(twist, dtype=float)
-        if t.shape != (6,) or not control.is_finite_command(t):
-            self.last_reason = f"ignored operator twist {t.tolist()}: needs 6 finite numbers"
+        try:
+            t = np.asarray(twist, dtype=float)
+        except (TypeError, ValueError):
+            t = np.full(1, np.nan)
+        problem = self._input_problem(t)
+        if problem:
+            # Counted, and the twist is zeroed: a broken device never keeps driving with its last good value.
+            self.rejections.reject("operator", f"rejected operator twist {t.tolist()}: {problem}", now_s)
+            self._operator_twist = np.zeros(6)
             return
         buttons = tuple(int(b) for b in buttons)
         prev = self._operator_buttons
@@ -240,7 +335,8 @@ class InterventionMux:
             if policy is not None:
                 reason = stale
             else:
-                reason = self.last_reason if self.rejected else "no policy action"
+                recent = now_s - self.rejections.last_s["policy"] <= c.policy_timeout_s
+                reason = self.last_reason if recent else "no policy action"
         self._pending_gripper_event = GRIPPER_STAY
         if not self.has_gripper:
             gripper = GRIPPER_NONE
