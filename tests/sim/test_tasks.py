@@ -92,3 +92,29 @@ def test_observation_has_the_real_stack_quantities():
             assert abs(np.linalg.norm(st.quat) - 1) < 1e-9 and st.quat[3] >= 0
     finally:
         env.close()
+
+
+def test_pan_flip_success_is_at_rest_in_the_pan_not_in_the_world():
+    """The flipped object carried by a moving pan is a success (the cameras ride with the arm and
+    see it lying still); it sliding off the accelerating pan is not."""
+    env = TaskEnv("pan_flip", seed=0, cameras=())
+    try:
+        env.reset(3)
+        name = env.arm_names[0]
+        arm, task, d = env.sim.arms[name], env.task, env.sim.data
+        task.set_free_body("cake", d.xpos[task.pan_body] + [0.0, 0.0, 0.01], np.array([0.0, 1.0, 0.0, 0.0]))
+        for _ in range(10):
+            env.step({name: ArmAction()}, render=False)
+        assert task.success()
+        carried, slid = [], []
+        for _ in range(12):  # lift: feed-forward force up (base +z) in EE axes
+            R = d.site_xmat[arm.site].reshape(3, 3)
+            f_ee = (arm.R_wb.T @ R).T @ np.array([0.0, 0.0, 0.5])
+            env.step({name: ArmAction(twist=np.concatenate([f_ee, np.zeros(3)]))}, render=False)
+            ps = task.privileged_state()
+            (carried if ps["cake_speed_in_pan"] < 0.05 else slid).append((ps["cake_speed"], task.success()))
+        assert any(v > 0.5 for v, _ in carried), carried
+        assert all(ok for _, ok in carried), carried
+        assert slid and not any(ok for _, ok in slid), slid
+    finally:
+        env.close()
