@@ -8,7 +8,14 @@ the controllers accept: ``target_pose``, ``target_wrench``, ``gripper/command``
 (Float64, 0 open .. 1 closed). Inside, the same control law as the real
 controllers runs at the physics rate (``hilserl_core.robot.control``). Bad commands
 (NaN/Inf, out of range, stale) make the arm hold its pose; the reason shows in
-diagnostics. ``/sim/reset`` (std_srvs/Trigger) starts a new randomized episode;
+diagnostics. A command watchdog holds the arm too: in pose mode a ``target_pose`` older than
+``pose_timeout_s`` makes it hold the measured pose, in wrench mode the feed-forward wrench is
+zeroed after ``wrench_timeout_s`` (``hilserl_sim.robot``). Single-publisher guard, as the hilserl
+controllers have it (``control.SinglePublisherGuard``): while more than one node publishes on an
+arm's ``target_pose``, ``target_wrench`` or ``gripper/command`` (the intervention mux must be the
+only one), the arm holds the pose measured when that was seen, every command on that topic is
+dropped, and the arm's diagnostic is ERROR naming the publishers; when the topic is back to one
+publisher the status recovers and the next command is followed. ``/sim/reset`` (std_srvs/Trigger) starts a new randomized episode;
 ``/sim/success`` (std_msgs/Bool, with every camera frame) is the ground truth, for evaluation
 and labelling. With ``reward_source: sim`` the same truth stands in for the reward classifier
 on ``/reward/success`` as the classifier publishes it (sensor_msgs/Joy stamped with the camera
@@ -48,6 +55,7 @@ from std_srvs.srv import Trigger
 from hilserl_core.formats import msgconv
 from hilserl_core.formats.config import ConfigError, param
 from hilserl_core.robot import episode_marks, frames
+from hilserl_core.robot.control import SinglePublisherGuard
 from hilserl_interfaces import actions, diagnostics, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
@@ -109,6 +117,11 @@ class SimNode(Node):
         self._rng = np.random.default_rng(c.seed)
         self.env.reset(int(self._rng.integers(2**31)))
         self._pubs: Dict[str, Dict[str, object]] = {}
+        # One guard per arm and command topic (single publisher), checked at 10 Hz and on every command.
+        self._guarded = (topics.TARGET_POSE, topics.TARGET_WRENCH, topics.GRIPPER_COMMAND)
+        self.command_guards: Dict[str, Dict[str, SinglePublisherGuard]] = {
+            arm: {t: SinglePublisherGuard() for t in self._guarded} for arm in self.arms}
+        self._conflicts: Dict[str, Dict[str, str]] = {arm: {} for arm in self.arms}  # arm -> topic -> who publishes
         for arm in self.arms:
             ns = f"/{arm}/"
             self._pubs[arm] = {
@@ -142,16 +155,51 @@ class SimNode(Node):
         self._next_camera_s = 0.0
         self._wall_start = time.monotonic()
         self.create_timer(1.0 / c.state_rate_hz, self._tick)
+        self.create_timer(0.1, self._check_publishers)
+
+    # -- single-publisher guard ---------------------------------------------------------
+    def _check_publishers(self) -> None:
+        for arm in self.arms:
+            for topic in self._guarded:
+                self._guard_accepts(arm, topic, command=False)
+
+    def _guard_accepts(self, arm: str, topic: str, command: bool = True) -> bool:
+        """Observe the publishers of ``/<arm>/<topic>`` now; False (arm held, command dropped) while more than one."""
+        name = f"/{arm}/{topic}"
+        guard = self.command_guards[arm][topic]
+        event = guard.observe(self.count_publishers(name))
+        if event == SinglePublisherGuard.CONFLICT:
+            who = ", ".join(sorted("/" + "/".join(x for x in (i.node_namespace.strip("/"), i.node_name) if x)
+                                   for i in self.get_publishers_info_by_topic(name))) or "unnamed nodes"
+            self._conflicts[arm][topic] = who
+            text = (f"{guard.publishers} publishers on {name} ({who}): only the intervention mux may publish "
+                    "there; holding the arm, dropping every command on it until one is left")
+            self.sim.arms[arm].hold(f"single-publisher guard: {text}")
+            self.get_logger().error(text)
+            self._report()
+        elif event == SinglePublisherGuard.CLEAR:
+            self.get_logger().info(f"{name} has one publisher again ({guard.dropped} commands dropped in all): following it")
+            self._conflicts[arm].pop(topic, None)
+            self._report()
+        return guard.accept() if command else not guard.conflict
 
     # -- commands ---------------------------------------------------------------------
     def _on_target_pose(self, arm: str, msg: PoseStamped) -> None:
+        if not self._guard_accepts(arm, topics.TARGET_POSE):
+            return
         pos, quat = msgconv.pose_to_arrays(msg.pose)
         self.sim.arms[arm].command_pose(pos, quat)  # stamped on arrival, in sim time
 
     def _on_target_wrench(self, arm: str, msg: WrenchStamped) -> None:
-        self.sim.arms[arm].command_wrench(msgconv.vector6_from_wrench(msg.wrench))
+        if not self._guard_accepts(arm, topics.TARGET_WRENCH):
+            return
+        a = self.sim.arms[arm]
+        if a.command_wrench(msgconv.vector6_from_wrench(msg.wrench)):
+            a.holding = False  # as an accepted target_pose does: a hold (guard, bad command) ends with a valid command
 
     def _on_gripper(self, arm: str, msg: Float64) -> None:
+        if not self._guard_accepts(arm, topics.GRIPPER_COMMAND):
+            return
         a = self.sim.arms[arm]
         if not np.isfinite(msg.data):
             a.command_gripper(float("nan"))  # rejected and counted by the arm
@@ -230,7 +278,18 @@ class SimNode(Node):
         for arm in self.arms:
             d = self.sim.arms[arm].diagnostics()
             level = diagnostics.WARN if d["holding"] else diagnostics.OK
-            self.diag.report(f"arm {arm}", level, d["last_reason"] or "tracking", mode=d["mode"], **{k: v for k, v in d["reason_counts"].items()})
+            if d["holding"]:
+                message = d["last_reason"] or "holding"
+            else:
+                message = "tracking" + (f" (last hold or rejection: {d['last_reason']})" if d["last_reason"] else "")
+            conflicts = self._conflicts[arm]
+            if conflicts:
+                level = diagnostics.ERROR
+                message = "holding: more than one publisher on " + "; ".join(
+                    f"/{arm}/{t} ({who})" for t, who in conflicts.items()) + ": only the intervention mux may publish there"
+            dropped = sum(g.dropped for g in self.command_guards[arm].values())
+            self.diag.report(f"arm {arm}", level, message, mode=d["mode"], dropped_by_guard=dropped,
+                             **{k: v for k, v in d["reason_counts"].items()})
         self.diag.report("sim", diagnostics.OK if rtf > 0.8 else diagnostics.WARN, f"task {self.conf.value.task}, episode {self.episode}",
                          real_time_factor=f"{rtf:.2f}", sim_time_s=f"{self._sim_elapsed_s:.1f}",
                          episode_time_s=f"{self.sim.time:.1f}")

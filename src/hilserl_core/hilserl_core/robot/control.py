@@ -26,6 +26,9 @@ reference limiting, and the relative observation/action frames):
 - :func:`integrate_twist_target` and :class:`WorkspaceBox`: how a normalised
   twist action in the current EE frame becomes a target pose (intervention mux
   and simulator share it).
+- :class:`SinglePublisherGuard`: a command topic is followed only while exactly
+  one node publishes on it (the intervention mux); with two or more the arm
+  holds (the simulator and the C++ controllers' ``law::SinglePublisherGuard``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ __all__ = [
     "nullspace_torque",
     "WorkspaceBox",
     "integrate_twist_target",
+    "SinglePublisherGuard",
     "GOLDEN_PATH",
     "load_golden",
 ]
@@ -489,6 +493,59 @@ def integrate_twist_target(
     if box is not None:
         target_pos, target_quat = box.clip(target_pos, target_quat)
     return target_pos, target_quat
+
+
+# --------------------------------------------------------------------------- single-publisher guard
+
+
+class SinglePublisherGuard:
+    """Commands on a topic are followed only while at most one node publishes on it.
+
+    The intervention mux is the only publisher of an arm's targets. When a second
+    one appears (a stray script, a bag played into the live graph, a second mux),
+    the commands on the topic are two interleaved streams that nobody chose, so the
+    receiver (simulator, controller) holds the arm where it is and drops every
+    command until the topic is back to one publisher. Pure: the caller counts the
+    topic's publishers (``Node.count_publishers``, a subscription's
+    ``get_publisher_count``) and feeds the count to :meth:`observe`; the C++
+    twin is ``law::SinglePublisherGuard`` (``control_law.hpp``).
+
+    - :meth:`observe` returns ``"conflict"`` when a conflict starts (hold now),
+      ``"clear"`` when it ends, ``""`` otherwise;
+    - :meth:`accept` says whether a command that arrived now may be used (and
+      counts the dropped ones);
+    - ``publishers``, ``conflicts`` (how many times one started) and ``dropped``
+      are for diagnostics.
+    """
+
+    CONFLICT, CLEAR = "conflict", "clear"
+
+    def __init__(self) -> None:
+        self.publishers = 0
+        self.conflict = False
+        self.conflicts = 0
+        self.dropped = 0
+
+    def observe(self, publishers: int) -> str:
+        n = int(publishers)
+        if n < 0:
+            raise ValueError(f"a publisher count is >= 0, got {publishers!r}")
+        self.publishers = n
+        if n > 1 and not self.conflict:
+            self.conflict = True
+            self.conflicts += 1
+            return self.CONFLICT
+        if n <= 1 and self.conflict:
+            self.conflict = False
+            return self.CLEAR
+        return ""
+
+    def accept(self) -> bool:
+        """True when a command arriving now may be followed; False (counted in ``dropped``) during a conflict."""
+        if self.conflict:
+            self.dropped += 1
+            return False
+        return True
 
 
 # --------------------------------------------------------------------------- golden vectors
