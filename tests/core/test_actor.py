@@ -91,6 +91,15 @@ def test_time_limit_counts_control_periods_even_when_every_step_is_dropped():
     assert not summary.last_step_recorded and rec.dropped_steps == 5
 
 
+def test_no_mux_report_for_max_unexecuted_steps_in_a_row_ends_the_episode_as_failed_to_act():
+    rec = EpisodeRecorder(max_episode_steps=50, control_period_s=0.1, max_unexecuted_steps=3)
+    rec.start_episode({})
+    # holds are the mux's own decision (it runs) and reset the count; then the mux goes silent
+    ts, summary = run(rec, 30, [Source.POLICY, None, None, Source.HOLD, Source.HOLD] + [None] * 30)
+    assert summary is not None and summary.end == "failed_to_act" and not summary.success
+    assert summary.steps == 8 and [t.step for t in ts] == [0]  # the third silent step in a row (5, 6, 7)
+
+
 def test_success_on_a_dropped_step_ends_the_episode_and_says_no_transition_carries_it():
     rec = EpisodeRecorder(max_episode_steps=50, control_period_s=0.1)
     rec.start_episode({})

@@ -16,6 +16,9 @@ COMMAND = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=Hi
 # learner can report gaps.
 TRANSITIONS = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
+# Acknowledgements learner -> actors: state (the newest says all), sent periodically.
+ACKS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+
 # Policy weights learner -> actor: reliable, transient-local, so a late-joining or
 # restarted actor gets the newest weights at once.
 LATCHED = QoSProfile(

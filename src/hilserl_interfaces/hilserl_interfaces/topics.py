@@ -26,6 +26,10 @@ MUX_SOURCE = "mux/source"
 REWARD_SUCCESS = "/reward/success"
 REWARD_PROBABILITY = "/reward/probability"
 TRANSITIONS = "/learner/transitions"
+# /learner/transition_acks: std_msgs/String, JSON {"learner": <learner session>, "streams": [{"actor",
+#   "session", "through"}]}: every transition of that actor session up to sequence number "through"
+#   is stored durably (hilserl_core.rl.delivery); the actor keeps and resends the rest.
+TRANSITION_ACKS = "/learner/transition_acks"
 POLICY_WEIGHTS = "/learner/policy_weights"
 EPISODE_METRICS = "/metrics/episodes"
 DIAGNOSTICS = "/diagnostics"

@@ -14,6 +14,7 @@ time (the mux's report pairs with it), sends transitions, and swaps in new weigh
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import traceback
 
@@ -27,6 +28,7 @@ from std_msgs.msg import Empty, String, UInt8MultiArray
 from hilserl_core.accel.threaded_encoder import resolve_encoder_threads
 from hilserl_core.formats import config as cfg
 from hilserl_core.formats import msgconv, wire
+from hilserl_core.rl.delivery import TransitionSpool
 from hilserl_core.rl.grasp_dqn import joint_index_to_gripper_actions
 from hilserl_core.rl.metrics import EpisodeMetrics, EpisodeRecord, RecentMedian
 from hilserl_core.rl.policy import PolicyRunner, WeightsMismatch
@@ -65,11 +67,18 @@ class ActorNode(Node):
             + ("fused" if self.policy.use_fused else f"module by module ({self.policy.fused_why})"))
         self.loop = ActorLoop(self.arms, self.cam_keys, control_rate_hz=c.control_rate_hz, max_episode_steps=c.max_episode_steps,
                               max_input_age_s=c.max_input_age_s, grasp_penalty=c.grasp_penalty,
-                              use_grasp_critic=c.use_grasp_critic, reset_timeout_s=c.reset_timeout_s)
+                              use_grasp_critic=c.use_grasp_critic, reset_timeout_s=c.reset_timeout_s,
+                              max_unexecuted_steps=c.max_unexecuted_steps)
         self.cycle = self.loop.cycle  # reset -> resetting or operator -> waiting -> running
         self.metrics = EpisodeMetrics()
         self.actor_id = c.actor_id or self.get_fully_qualified_name()
+        self.session = secrets.token_hex(6)  # this process: its sequence numbers start at 0
         self.sequence = 0
+        # sent, not yet stored by the learner: resent when it answers again (hilserl_core.rl.delivery)
+        self.spool = TransitionSpool(c.spool_max_transitions, c.resend_after_s)
+        self._last_ack_s = -1.0  # when the learner last acknowledged anything (its acks come periodically)
+        self._learner_session = ""
+        self._last_act_s = self._now()
 
         self._action_pubs = {}
         for arm in self.arms:
@@ -85,10 +94,13 @@ class ActorNode(Node):
         self.create_subscription(UInt8MultiArray, topics.POLICY_WEIGHTS, self._on_weights, qos.LATCHED)
         self.create_subscription(Empty, EPISODE_RESET, self._on_operator_reset, qos.EVENTS)
         self._transition_pub = self.create_publisher(UInt8MultiArray, topics.TRANSITIONS, qos.TRANSITIONS)
+        self.create_subscription(String, topics.TRANSITION_ACKS, self._on_acks, qos.ACKS)
         self._metrics_pub = self.create_publisher(String, topics.EPISODE_METRICS, qos.EVENTS)
         self._reward_reset_pub = self.create_publisher(Empty, "/reward/reset", qos.EVENTS)
         self.reset = SceneReset(self, c.reset_service, self.cycle, self.diag)
         self.create_timer(1.0 / c.control_rate_hz, self._on_timer)
+        self.create_timer(0.5, self._resend)
+        self.diag.report("weights", diagnostics.WARN, "no policy weights from the learner yet: acting with the initial policy")
         self._last_tick_s = -1.0
         self.transitions_sent = 0
         self.actions_sent = 0
@@ -178,6 +190,10 @@ class ActorNode(Node):
         self._last_tick_s = now = self._now()
         c, cycle = self.conf.value, self.cycle
         if cycle.phase is EpisodePhase.RESET:
+            if self.spool.full:  # the learner stores nothing: more episodes would be lost, so wait
+                self.diag.report("delivery", diagnostics.ERROR, self._delivery_text(now) + "; no new episode until "
+                                 "the learner stores them", spooled=len(self.spool))
+                return
             if cycle.may_request_reset(now):
                 self.reset.request(self.loop.recorder.episode_id + 1)
             return
@@ -187,8 +203,11 @@ class ActorNode(Node):
             cycle.scene_ready(self._now())
         self.loop.max_episode_steps, self.loop.max_input_age_s = c.max_episode_steps, c.max_input_age_s  # live
         out = self.loop.tick(now)
-        if out.inputs_ok is not None and out.waiting:
-            self.diag.report("inputs", diagnostics.OK if out.inputs_ok else diagnostics.WARN, out.waiting)
+        if out.inputs_ok is not None:  # fresh again: the WARN clears
+            self.diag.report("inputs", diagnostics.OK if out.inputs_ok else diagnostics.WARN, out.waiting or "inputs fresh")
+        if out.observation is None and cycle.phase is EpisodePhase.RUNNING and now - self._last_act_s > 1.0:
+            self.diag.report("actor", diagnostics.WARN, f"not acting for {now - self._last_act_s:.1f} s: {out.waiting}",
+                             weights_version=self.policy.version, transitions_sent=self.transitions_sent)
         if out.reward_note:
             self._reward_warned_s = now
             self.diag.report("reward", diagnostics.WARN, out.reward_note, late_steps=self.loop.reward_late_steps)
@@ -207,9 +226,52 @@ class ActorNode(Node):
     def _send_transition(self, transition) -> None:
         if transition is None:
             return
-        self._transition_pub.publish(payload.encode(*wire.transition_to_arrays(transition, self.actor_id, self.sequence)))
+        msg = payload.encode(*wire.transition_to_arrays(transition, self.actor_id, self.sequence, self.session))
+        self._transition_pub.publish(msg)
+        self.spool.sent(self.sequence, msg, self._now())
         self.sequence += 1
         self.transitions_sent += 1
+
+    # -- delivery to the learner ----------------------------------------------------------
+    def _on_acks(self, msg: String) -> None:
+        try:
+            acks = json.loads(msg.data)
+            mine = [s for s in acks["streams"] if s["actor"] == self.actor_id and s["session"] == self.session]
+            learner = str(acks["learner"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self.diag.report("delivery", diagnostics.ERROR, f"ignored a malformed {topics.TRANSITION_ACKS}: {exc}")
+            return
+        now = self._now()
+        self._last_ack_s = now
+        if learner != self._learner_session:
+            if self._learner_session:
+                self.get_logger().info(f"learner session {learner} answers ({len(self.spool)} transition(s) to confirm)")
+            self._learner_session = learner
+        if mine:
+            self.spool.acknowledge(int(mine[0]["through"]))
+
+    def _learner_answers(self, now: float) -> bool:
+        return self._last_ack_s >= 0 and now - self._last_ack_s < 2.0
+
+    def _delivery_text(self, now: float) -> str:
+        waiting = f"{len(self.spool)} transition(s) not yet stored by the learner (oldest sent {self.spool.oldest_age_s(now):.1f} s ago)"
+        if self._learner_answers(now):
+            return waiting
+        heard = "never" if self._last_ack_s < 0 else f"{now - self._last_ack_s:.1f} s ago"
+        return f"no acknowledgement from the learner (last {heard}): {waiting}"
+
+    def _resend(self) -> None:
+        """Every 0.5 s: resend what the answering learner has not stored; say how delivery goes."""
+        now = self._now()
+        answers = self._learner_answers(now)
+        if answers:
+            for _seq, msg in self.spool.due(now, limit=50):  # at most 100/s beside the live stream
+                self._transition_pub.publish(msg)
+        late = len(self.spool) > 0 and self.spool.oldest_age_s(now) > max(2.0, self.spool.resend_after_s)
+        level = diagnostics.ERROR if self.spool.full else diagnostics.WARN if late or not answers else diagnostics.OK
+        text = self._delivery_text(now) if level != diagnostics.OK else "the learner stores every transition sent"
+        self.diag.report("delivery", level, text, spooled=len(self.spool), resent=self.spool.resent,
+                         acknowledged_through=self.spool.acknowledged_through, session=self.session)
 
     def _act(self, obs, stamp_s: float) -> None:
         c = self.conf.value
@@ -222,6 +284,7 @@ class ActorNode(Node):
             msg = actions.to_joy(actions.ActionMsg(action[6 * i : 6 * i + 6], int(grippers[i]), stamp_s, frame_id=f"{arm}_ee"))
             self._action_pubs[arm].publish(msg)
         self.actions_sent += 1
+        self._last_act_s = self._now()
         # camera frame -> action published, as this node sees it (the latency budget is 100 ms)
         frame_to_action_ms = self._frame_to_action_ms.add((self._now() - stamp_s) * 1e3)
         self.diag.report("actor", diagnostics.OK, "acting", weights_version=self.policy.version,
@@ -229,6 +292,15 @@ class ActorNode(Node):
                          frame_to_action_p50_ms=f"{frame_to_action_ms:.1f}", policy_compute_p50_ms=f"{compute_ms:.1f}")
 
     def _end_episode(self, summary) -> None:
+        if summary.end == "failed_to_act" or summary.transitions == 0:  # not a try of the policy: not in its rates
+            text = (f"episode {summary.episode_id} stopped after {summary.steps} steps: the mux reported none of the last "
+                    f"{self.loop.recorder.max_unexecuted_steps} actions (is the mux running, alone on its topics?)"
+                    if summary.end == "failed_to_act" else
+                    f"episode {summary.episode_id} ({summary.end}) recorded no transition: not counted")
+            self.get_logger().warning(text)
+            self.diag.report("actor", diagnostics.ERROR if summary.end == "failed_to_act" else diagnostics.WARN, text,
+                             publish_now=True, weights_version=self.policy.version, transitions_sent=self.transitions_sent)
+            return
         self.metrics.add(EpisodeRecord(summary.success, summary.duration_s, summary.steps, summary.intervention_steps,
                                        summary.total_reward, summary.episode_id))
         report = {**self.metrics.summary(), "end": summary.end, "weights_version": self.policy.version}
@@ -243,6 +315,10 @@ class ActorNode(Node):
                 "its report was lost), so no terminal transition carries this success to the learner")
 
     def destroy_node(self) -> None:
+        if len(self.spool):
+            self.get_logger().warning(f"exiting with {self._delivery_text(self._now())}")
+        else:
+            self.get_logger().info(f"every one of the {self.transitions_sent} transition(s) sent is stored by the learner")
         self.policy.close()  # the frozen encoder's helper threads (encoder_threads > 1)
         super().destroy_node()
 

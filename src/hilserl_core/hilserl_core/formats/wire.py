@@ -27,7 +27,8 @@ WEIGHTS_KIND = "hilserl.policy_weights"
 _OBS, _NEXT = "obs/", "next_obs/"
 
 
-def transition_to_arrays(t: Transition, actor_id: str, sequence: int) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+def transition_to_arrays(t: Transition, actor_id: str, sequence: int, session: str = "") -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """``session`` names the actor process (its sequence numbers restart with it)."""
     arrays: Dict[str, np.ndarray] = {}
     for k, v in t.observation.items():
         arrays[_OBS + k] = np.ascontiguousarray(v)
@@ -38,6 +39,7 @@ def transition_to_arrays(t: Transition, actor_id: str, sequence: int) -> Tuple[D
         "kind": TRANSITION_KIND,
         "actor_id": actor_id,
         "sequence": int(sequence),
+        "session": str(session),
         "reward": float(t.reward),
         "terminated": bool(t.terminated),
         "truncated": bool(t.truncated),
@@ -124,6 +126,14 @@ def arrays_to_transition(arrays: Mapping[str, np.ndarray], meta: Mapping[str, An
         info=info,
     )
     return t, actor_id, ints["sequence"]
+
+
+def transition_session(meta: Mapping[str, Any]) -> str:
+    """The sending actor process's session ("" from a sender that names none)."""
+    session = meta.get("session", "")
+    if not isinstance(session, str):
+        raise ValueError(f"transition payload: 'session' must be a string, got {_short(session)}")
+    return session
 
 
 class SequenceTracker:

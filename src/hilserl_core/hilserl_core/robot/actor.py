@@ -60,6 +60,13 @@ class ActorConfig:
     reset_service: str = param("/sim/reset", "std_srvs/Trigger that resets the scene between episodes; empty = wait until the operator resets it and publishes /episode/reset")
     reset_timeout_s: float = param(30.0, "a reset request with no answer after this long is sent again (DDS can drop a service response; the actor must not wait forever); set it above the longest reset the service performs", units="s", low=1.0, high=3600.0, live=True)
     actor_id: str = param("", "name in transition payloads (default: the node's full name)")
+    spool_max_transitions: int = param(2000, "transitions kept until the learner acknowledges them as stored (resent "
+                                       "when it answers again, e.g. after a restart); while this many wait, the actor "
+                                       "starts no new episode", low=1, high=1_000_000)
+    resend_after_s: float = param(3.0, "a transition not acknowledged this long after it was sent is sent again "
+                                  "(while the learner answers)", units="s", low=0.1, high=600.0)
+    max_unexecuted_steps: int = param(10, "an episode in which the mux reported none of this many actions in a row "
+                                      "ends as failed_to_act (the command path is broken)", units="steps", low=1, high=100_000)
     torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core slow every pass)", low=1, high=256)
     encoder_threads: int = param(0, "threads that share out each step's camera frames for the frozen ResNet-10, each held on "
                                  "its own core (helpers are kept off the main thread's CPU): 0 = auto (2 where this process may "
@@ -121,7 +128,7 @@ class EpisodeSummary:
     success: bool
     duration_s: float
     intervention_steps: int
-    end: str  # "success", "time_limit", "operator_reset"
+    end: str  # "success", "time_limit", "operator_reset", "failed_to_act"
     total_reward: float
     transitions: int = 0  # steps recorded as transitions (the others were dropped)
     last_step_recorded: bool = True  # False: the step that ended the episode was dropped, so no transition
@@ -137,6 +144,7 @@ class EpisodeRecorder:
     grasp_penalty_value: float = -0.02
     n_grippers: int = 1
     max_step_gap_periods: float = 2.5  # a longer wait for the next observation drops the step
+    max_unexecuted_steps: int = 10  # this many steps in a row with no mux report end the episode (failed_to_act)
     episode_id: int = 0
     dropped_steps: int = 0
     _pending: Optional[StepRecord] = None
@@ -144,6 +152,7 @@ class EpisodeRecorder:
     _transitions: int = 0
     _interventions: int = 0
     _reward_sum: float = 0.0
+    _unexecuted_run: int = 0  # steps in a row the mux did not report
     _closed: List[bool] = field(default_factory=list)
     start_pose: Dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -156,6 +165,7 @@ class EpisodeRecorder:
         self._transitions = 0
         self._interventions = 0
         self._reward_sum = 0.0
+        self._unexecuted_run = 0
         self._closed = [False] * self.n_grippers
 
     @property
@@ -192,6 +202,7 @@ class EpisodeRecorder:
             gap_s = float(stamp_s) - p.stamp_s
             step = self._steps  # the control step the open observation was taken at
             self._steps += max(1, round(gap_s / self.control_period_s))
+            self._unexecuted_run = self._unexecuted_run + 1 if p.executed is None else 0
             if p.executed is None or p.source == Source.HOLD or gap_s > self.max_step_gap_periods * self.control_period_s:
                 self.dropped_steps += 1
             else:
@@ -213,13 +224,15 @@ class EpisodeRecorder:
                     step=step,
                     info={"stamp_s": p.stamp_s},  # the observation's time: pairs the step with the mux's report
                 )
-        # success ends the MDP; a time limit or an operator reset only cuts it (bootstrap)
+        # success ends the MDP; a time limit, an operator reset or a broken command path only cuts it (bootstrap)
         terminated = p is not None and bool(success)
-        truncated = not terminated and (operator_reset or self._steps >= self.max_episode_steps)
+        failed_to_act = self._unexecuted_run >= self.max_unexecuted_steps
+        truncated = not terminated and (operator_reset or failed_to_act or self._steps >= self.max_episode_steps)
         if terminated or truncated:
             if transition is not None:
                 transition.terminated, transition.truncated = terminated, truncated
-            end = "success" if terminated else ("operator_reset" if operator_reset else "time_limit")
+            end = ("success" if terminated else "operator_reset" if operator_reset
+                   else "failed_to_act" if failed_to_act else "time_limit")
             self._pending = None
             return transition, self._summary(terminated, end, last_step_recorded=transition is not None)
         self._pending = StepRecord(observation, float(stamp_s))

@@ -143,7 +143,8 @@ class ActorLoop:
     """Inputs, the episode cycle, the mux-report join and the episode recorder of one actor."""
 
     def __init__(self, arms: Sequence[str], cam_keys: Sequence[str], *, control_rate_hz: float, max_episode_steps: int,
-                 max_input_age_s: float, grasp_penalty: float, use_grasp_critic: bool, reset_timeout_s: float) -> None:
+                 max_input_age_s: float, grasp_penalty: float, use_grasp_critic: bool, reset_timeout_s: float,
+                 max_unexecuted_steps: int = 10) -> None:
         self.arms, self.cam_keys = list(arms), list(cam_keys)
         self.control_rate_hz = control_rate_hz
         self.max_episode_steps = max_episode_steps  # live parameters: the node updates these two
@@ -152,7 +153,8 @@ class ActorLoop:
         self.inputs = LatestInputs()
         self.cycle = EpisodeCycle(reset_timeout_s)
         self.join = ExecutedJoin(self.arms, use_grasp_critic)
-        self.recorder = EpisodeRecorder(max_episode_steps, 1.0 / control_rate_hz, grasp_penalty, n_grippers=len(self.arms))
+        self.recorder = EpisodeRecorder(max_episode_steps, 1.0 / control_rate_hz, grasp_penalty, n_grippers=len(self.arms),
+                                        max_unexecuted_steps=max_unexecuted_steps)
         self.last_obs_stamp = -1.0  # image time of the last observation used
         self.verdicts = RewardVerdicts()
         self.reward_late_steps = 0  # steps that took an earlier frame's verdict

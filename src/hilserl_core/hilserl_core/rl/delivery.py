@@ -1,0 +1,304 @@
+"""Delivery of transitions from actors to the learner: exactly once, durable before acknowledged.
+
+Three parts, none of them ROS:
+
+- ``DeliveryLedger`` (learner): which sequence numbers of each actor stream (actor id + the actor
+  process's session) are stored. ``through`` is the contiguous watermark: every sequence number up
+  to it is stored. A resent transition that is already stored is recognised and dropped.
+- ``TransitionLog`` (learner): an append-only log of the received payloads (the wire bytes, a
+  safetensors container; no pickle) in segment files under ``<checkpoint_dir>/transitions/``.
+  Each record is framed with its length and a CRC32, so a record torn by a crash is found and cut
+  off when the log is opened. The learner acknowledges a transition only once its record is
+  fsynced; a checkpoint stores how many records its buffers hold (``applied``) and the ledger,
+  and on restart the records after that are added again. Segments no checkpoint needs are pruned.
+- ``TransitionSpool`` (actor): what was sent and not yet acknowledged, resent when the learner
+  answers again; bounded, so the actor stops starting episodes when it is full instead of
+  dropping data.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from ..formats.tensorio import fsync_dir
+
+__all__ = ["DeliveryLedger", "TransitionLog", "TransitionLogError", "LogRecord", "TransitionSpool", "stream_key"]
+
+
+def stream_key(actor_id: str, session: str) -> str:
+    return f"{actor_id}#{session}" if session else actor_id
+
+
+class DeliveryLedger:
+    """Per actor stream: the contiguous watermark and the sequence numbers stored above it."""
+
+    def __init__(self) -> None:
+        self.streams: Dict[str, List[Any]] = {}  # key -> [actor_id, session, through, set(above)]
+        self.duplicates = 0
+
+    def has(self, actor_id: str, session: str, seq: int) -> bool:
+        s = self.streams.get(stream_key(actor_id, session))
+        return s is not None and (seq <= s[2] or seq in s[3])
+
+    def add(self, actor_id: str, session: str, seq: int) -> bool:
+        """Record ``seq`` as stored; False (and counted as a duplicate) when it already was."""
+        s = self.streams.setdefault(stream_key(actor_id, session), [actor_id, session, -1, set()])
+        if seq <= s[2] or seq in s[3]:
+            self.duplicates += 1
+            return False
+        s[3].add(seq)
+        while s[2] + 1 in s[3]:
+            s[2] += 1
+            s[3].discard(s[2])
+        return True
+
+    def missing(self) -> int:
+        """Sequence numbers below the highest stored one that are not stored (resends fill them)."""
+        return sum(max(s[3]) - s[2] - len(s[3]) for s in self.streams.values() if s[3])
+
+    def watermarks(self) -> List[Dict[str, Any]]:
+        return [{"actor": a, "session": ses, "through": through} for a, ses, through, _ in self.streams.values()]
+
+    def to_json(self) -> List[Dict[str, Any]]:
+        return [{"actor": a, "session": ses, "through": t, "above": sorted(above)} for a, ses, t, above in self.streams.values()]
+
+    @classmethod
+    def from_json(cls, items: Any) -> "DeliveryLedger":
+        ledger = cls()
+        for item in items or []:
+            ledger.streams[stream_key(item["actor"], item["session"])] = [
+                str(item["actor"]), str(item["session"]), int(item["through"]), {int(v) for v in item.get("above", [])}]
+        return ledger
+
+
+class TransitionLogError(Exception):
+    """The log cannot be read (a damaged record that is not a torn tail)."""
+
+
+@dataclass
+class LogRecord:
+    index: int
+    actor_id: str
+    session: str
+    seq: int
+    payload: bytes
+
+
+_MAGIC = b"HTL1"
+_HEAD = struct.Struct("<4sIII")  # magic, header length, payload length, crc32 of header + payload
+_SEGMENT = re.compile(r"segment_(\d{12})\.log")
+
+
+class TransitionLog:
+    """Append-only record of received transition payloads; see the module docstring."""
+
+    def __init__(self, directory: "str | Path", segment_records: int = 1000) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.segment_records = max(1, int(segment_records))
+        self.repaired: Optional[str] = None  # what opening cut off (a torn tail), for the log
+        self._file = None
+        self._file_start = 0
+        self._file_count = 0
+        self._dirty = False
+        self.next_index = self._recover()
+
+    def _segments(self) -> List[Tuple[int, Path]]:
+        found = []
+        for p in self.directory.iterdir():
+            m = _SEGMENT.fullmatch(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+        return sorted(found)
+
+    @property
+    def first_index(self) -> int:
+        segs = self._segments()
+        return segs[0][0] if segs else self.next_index
+
+    def _recover(self) -> int:
+        """Index after the last whole record; a torn tail of the last segment is cut off."""
+        segs = self._segments()
+        if not segs:
+            return 0
+        start, path = segs[-1]
+        count, good_end, problem = 0, 0, None
+        with open(path, "rb") as f:
+            data = f.read()
+        for count, good_end, problem in _scan(data):
+            pass
+        if problem is not None:
+            with open(path, "r+b") as f:
+                f.truncate(good_end)
+                os.fsync(f.fileno())
+            self.repaired = f"{path}: cut {len(data) - good_end} byte(s) after record {start + count} ({problem})"
+        return start + count
+
+    def append(self, payload: bytes, actor_id: str, session: str, seq: int) -> int:
+        """Write one record (not yet durable: see ``sync``); its index."""
+        if self._file is None or self._file_count >= self.segment_records:
+            self._open_segment()
+        header = json.dumps({"actor": actor_id, "session": session, "seq": int(seq)}).encode()
+        crc = zlib.crc32(payload, zlib.crc32(header))
+        self._file.write(_HEAD.pack(_MAGIC, len(header), len(payload), crc) + header)
+        self._file.write(payload)
+        self._file_count += 1
+        self._dirty = True
+        index = self.next_index
+        self.next_index += 1
+        return index
+
+    def _open_segment(self) -> None:
+        reopen = self._file is None  # the first append since opening: go on in the last segment
+        if self._file is not None:
+            self.sync()
+            self._file.close()
+        segs = self._segments()
+        if reopen and segs and self.next_index - segs[-1][0] < self.segment_records:
+            start, path = segs[-1]
+        else:
+            start, path = self.next_index, self.directory / f"segment_{self.next_index:012d}.log"
+        self._file = open(path, "ab")
+        self._file_start, self._file_count = start, self.next_index - start
+        fsync_dir(self.directory)
+
+    def sync(self) -> bool:
+        """Make every appended record durable; whether there was anything to do."""
+        if not self._dirty or self._file is None:
+            return False
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._dirty = False
+        return True
+
+    def records(self, start: int = 0) -> Iterator[LogRecord]:
+        """Records with index >= ``start``, oldest first."""
+        self.sync()
+        segs = self._segments()
+        ends = [s for s, _ in segs[1:]] + [self.next_index]
+        for (seg_start, path), seg_end in zip(segs, ends):
+            if seg_end <= start:
+                continue
+            with open(path, "rb") as f:
+                data = f.read()
+            offset, index = 0, seg_start
+            while offset < len(data):
+                head = _parse(data, offset)
+                if isinstance(head, str):
+                    raise TransitionLogError(f"{path}: record {index} at byte {offset}: {head}")
+                end, meta, payload = head
+                if index >= start:
+                    yield LogRecord(index, meta["actor"], meta["session"], int(meta["seq"]), payload)
+                offset, index = end, index + 1
+
+    def prune(self, below: int) -> int:
+        """Delete whole segments whose records all have index < ``below``; how many."""
+        segs = self._segments()
+        removed = 0
+        for (start, path), nxt in zip(segs, segs[1:]):
+            if nxt[0] <= below and (self._file is None or start != self._file_start):
+                path.unlink()
+                removed += 1
+        if removed:
+            fsync_dir(self.directory)
+        return removed
+
+    def close(self) -> None:
+        if self._file is not None:
+            self.sync()
+            self._file.close()
+            self._file = None
+
+
+def _parse(data: bytes, offset: int):
+    """(end offset, header dict, payload) of the record at ``offset``, or why it is not one."""
+    if len(data) - offset < _HEAD.size:
+        return "truncated record header"
+    magic, hlen, plen, crc = _HEAD.unpack_from(data, offset)
+    if magic != _MAGIC:
+        return "bad record marker"
+    start = offset + _HEAD.size
+    end = start + hlen + plen
+    if end > len(data):
+        return "truncated record"
+    header, payload = data[start:start + hlen], data[start + hlen:end]
+    if zlib.crc32(payload, zlib.crc32(header)) != crc:
+        return "checksum mismatch"
+    try:
+        meta = json.loads(header)
+        meta["actor"], meta["session"], meta["seq"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"bad record header ({exc})"
+    return end, meta, payload
+
+
+def _scan(data: bytes) -> Iterator[Tuple[int, int, Optional[str]]]:
+    """(records so far, offset after them, problem or None) after each record, and at a problem."""
+    offset, count = 0, 0
+    yield 0, 0, None
+    while offset < len(data):
+        head = _parse(data, offset)
+        if isinstance(head, str):
+            yield count, offset, head
+            return
+        offset, count = head[0], count + 1
+        yield count, offset, None
+
+
+class TransitionSpool:
+    """The actor's sent-but-unacknowledged transitions (sequence -> message), oldest first."""
+
+    def __init__(self, max_transitions: int, resend_after_s: float = 3.0) -> None:
+        self.max_transitions = max(1, int(max_transitions))
+        self.resend_after_s = resend_after_s
+        self.pending: "collections.OrderedDict[int, List[Any]]" = collections.OrderedDict()  # seq -> [msg, last sent]
+        self.acknowledged_through = -1
+        self.resent = 0
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    @property
+    def full(self) -> bool:
+        return len(self.pending) >= self.max_transitions
+
+    def sent(self, seq: int, msg: Any, now_s: float) -> None:
+        self.pending[seq] = [msg, now_s]
+
+    def acknowledge(self, through: int) -> int:
+        """Drop everything up to ``through``; how many were dropped."""
+        dropped = 0
+        while self.pending:
+            seq = next(iter(self.pending))
+            if seq > through:
+                break
+            del self.pending[seq]
+            dropped += 1
+        self.acknowledged_through = max(self.acknowledged_through, through)
+        return dropped
+
+    def oldest_age_s(self, now_s: float) -> float:
+        if not self.pending:
+            return 0.0
+        return now_s - min(entry[1] for entry in self.pending.values())
+
+    def due(self, now_s: float, limit: int) -> List[Tuple[int, Any]]:
+        """Up to ``limit`` messages, oldest first, unacknowledged ``resend_after_s`` after they were
+        last sent; they count as sent again now."""
+        out = []
+        for seq, entry in self.pending.items():
+            if len(out) >= limit:
+                break
+            if now_s - entry[1] >= self.resend_after_s:
+                entry[1] = now_s
+                out.append((seq, entry[0]))
+        self.resent += len(out)
+        return out

@@ -1,0 +1,99 @@
+"""The actor keeps what it sent until the learner acknowledges it as stored, resends the rest when
+the learner answers again, stops starting episodes when its spool is full, ends an episode the mux
+does not execute as failed_to_act, and its statuses return to OK when their causes clear."""
+
+import json
+
+from std_msgs.msg import String, UInt8MultiArray
+from test_actor_node import _rig
+
+from hilserl_core.formats import wire
+from hilserl_interfaces import diagnostics, payload, qos, topics
+
+
+class Learner:
+    """The learner's side of delivery: counts what arrives, acknowledges what the test says."""
+
+    def __init__(self, node):
+        self.node = node
+        self.seqs = []
+        self.sessions = set()
+        node.create_subscription(UInt8MultiArray, topics.TRANSITIONS, self.on_transition, qos.TRANSITIONS)
+        self.acks = node.create_publisher(String, topics.TRANSITION_ACKS, qos.ACKS)
+
+    def on_transition(self, msg):
+        arrays, meta = payload.decode(msg)
+        _t, _actor, seq = wire.arrays_to_transition(arrays, meta)
+        self.seqs.append(seq)
+        self.sessions.add(wire.transition_session(meta))
+
+    def ack(self, actor, through, learner="L1"):
+        streams = [{"actor": actor.actor_id, "session": actor.session, "through": through}]
+        self.acks.publish(String(data=json.dumps({"learner": learner, "streams": streams})))
+
+
+def _level(actor, name):
+    return actor.diag.level(name)
+
+
+def test_unacknowledged_transitions_are_kept_resent_to_an_answering_learner_and_dropped_once_stored(ros_context, spin_until):
+    actor, world, ex = _rig(ros_context, resend_after_s=1.0)
+    learner = Learner(world.node)
+    try:
+        assert spin_until(ex, lambda: len(learner.seqs) >= 8, 30)
+        assert learner.sessions == {actor.session}
+        assert len(actor.spool) >= 8  # nobody acknowledged: all kept
+        spin_until(ex, lambda: False, 1.2)  # the 0.5 s delivery timer reports
+        assert _level(actor, "delivery") == diagnostics.WARN
+        assert "no acknowledgement from the learner" in actor.diag._statuses["delivery"].message
+        # the learner (re)appears having stored only 0..2: the rest is sent again, in order
+        n_sent = len(learner.seqs)
+        learner.ack(actor, 2)
+        assert spin_until(ex, lambda: 4 in learner.seqs[n_sent:], 10)
+        resent = learner.seqs[n_sent:]
+        assert 0 not in resent and 2 not in resent and resent.index(3) < resent.index(4)
+        # everything acknowledged: the spool empties and the status is OK again
+        def all_acked():
+            learner.ack(actor, actor.sequence - 1)
+            return len(actor.spool) == 0 and _level(actor, "delivery") == diagnostics.OK
+        assert spin_until(ex, all_acked, 10), actor.diag._statuses["delivery"].message
+    finally:
+        ex.shutdown()
+        actor.destroy_node()
+        world.node.destroy_node()
+
+
+def test_a_full_spool_starts_no_new_episode_until_the_learner_stores(ros_context, spin_until):
+    actor, world, ex = _rig(ros_context, spool_max_transitions=5, max_episode_steps=8)
+    learner = Learner(world.node)
+    try:
+        assert spin_until(ex, lambda: world.metrics, 30)  # the first episode ended (time limit)
+        spin_until(ex, lambda: False, 2.0)
+        assert world.resets == 1 and len(set(learner.seqs)) >= 5  # no second episode: none acknowledged
+        assert _level(actor, "delivery") == diagnostics.ERROR
+        assert "no new episode" in actor.diag._statuses["delivery"].message
+        learner.ack(actor, actor.sequence - 1)
+        assert spin_until(ex, lambda: world.resets >= 2, 15)  # room again: episodes go on
+    finally:
+        ex.shutdown()
+        actor.destroy_node()
+        world.node.destroy_node()
+
+
+def test_an_episode_the_mux_stops_executing_ends_failed_to_act_and_is_not_counted(ros_context, spin_until):
+    actor, world, ex = _rig(ros_context, max_unexecuted_steps=5)
+    try:
+        assert spin_until(ex, lambda: len(world.transitions) >= 2, 30)
+        world.pubs["executed"] = type("DeadMux", (), {"publish": lambda self, m: None})()  # the mux died
+        assert spin_until(ex, lambda: _level(actor, "actor") == diagnostics.ERROR, 15)
+        assert "failed" not in json.dumps(world.metrics) and world.metrics == []  # not a try of the policy
+        assert "the mux reported none of the last 5 actions" in actor.diag._statuses["actor"].message
+        # stale inputs then fresh again: the WARN clears
+        world.fresh = False
+        assert spin_until(ex, lambda: _level(actor, "inputs") == diagnostics.WARN, 10)
+        world.fresh = True
+        assert spin_until(ex, lambda: _level(actor, "inputs") == diagnostics.OK, 10)
+    finally:
+        ex.shutdown()
+        actor.destroy_node()
+        world.node.destroy_node()
