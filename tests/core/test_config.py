@@ -105,7 +105,11 @@ def test_a_yaml_syntax_error_is_one_line_with_file_and_line(tmp_path):
     with pytest.raises(cfg.ConfigError) as e:
         cfg.load_yaml(Outer, bad)
     msg = str(e.value)
-    assert msg.startswith(f"{bad}:4: not valid YAML: "), msg
+    # the line where parsing failed, and where the unclosed list starts
+    assert msg == f"{bad}:4: not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence from line 3)"
+    bad.write_text("batch_size: 3\nmode: [twist\n")
+    with pytest.raises(cfg.ConfigError, match=rf"^{bad}:2: not valid YAML: .*'<stream end>' \(while parsing a flow"):
+        cfg.load_yaml(Outer, bad)  # at the end of the file: the line where the list starts
     assert "\n" not in msg
     bad.write_text("a: 1\n  b: 2\n")
     with pytest.raises(cfg.ConfigError, match=rf"^{bad}:2: not valid YAML: mapping values are not allowed here$"):

@@ -9,6 +9,14 @@ dead instead of it running with a guessed value. A ValueError raised while a
 node is built names the source line it came from; once the nodes spin, an
 exception escaping a callback still ends the process with its traceback.
 
+The same one line and status 2 for what comes before: a ``--params-file`` that is
+missing, not valid YAML (file and line) or not laid out as a ROS params file is
+refused before ``rclpy.init`` (whose own error is a 20-line traceback), and a key
+no parameter of the node has is refused by ``params.NodeConfig`` with the file and
+the closest valid name. The line starts with the node's full name from its
+``--ros-args`` (``[/learner] configuration error: ...``); the graph runner repeats
+it as the last line of its output when the node stops the graph.
+
 numpy's BLAS is limited to ``blas_threads`` (default 1) before the node is built:
 OpenBLAS worker threads busy-wait between products, and on a small shared machine
 each crop node burned half a core or more that way (see ``threads``).
@@ -47,10 +55,12 @@ from typing import Callable, List, Optional, Sequence
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.signals import SignalHandlerOptions
 
 from hilserl_core.formats.config import ConfigError
 
+from . import params
 from .signals import stop_on_signals
 from .threads import limit_blas_threads
 
@@ -96,6 +106,7 @@ def spin(executor, stop: Optional[threading.Event] = None) -> None:
 
 
 _CONFIG_ERRORS = (ConfigError, InvalidParameterValueException, InvalidParameterTypeException)
+RCLError = _rclpy.RCLError  # what rcl raises for a command line or params file it cannot parse
 
 
 def _build(factory: Callable[[], "rclpy.node.Node"]) -> "rclpy.node.Node":
@@ -109,10 +120,57 @@ def _build(factory: Callable[[], "rclpy.node.Node"]) -> "rclpy.node.Node":
         raise ConfigError(f"{exc} (raised at {os.path.basename(frame.filename)}:{frame.lineno})") from exc
 
 
+def _node_args(factory, process_args: Sequence[str]) -> List[str]:
+    """The command line a node is built from: its own section when composed, else the process's."""
+    section = getattr(factory, "section", None)  # compose._Factory: node-local --ros-args
+    return list(section.ros_args) if section is not None else list(process_args)
+
+
+def _label(factory, argv: Sequence[str]) -> str:
+    """The node's full name for error lines: a factory's label (compose), else ``__node``/``__ns``
+    from its ``--ros-args`` remappings, else the factory's name."""
+    label = getattr(factory, "label", None)
+    if label:
+        return label
+    remaps = dict(v.split(":=", 1) for flag, v in params._ros_arg_pairs(argv) if flag in ("-r", "--remap") and ":=" in v)
+    name = remaps.get("__node") or remaps.get("__name")
+    if name:
+        return remaps.get("__ns", "/").rstrip("/") + "/" + name
+    return getattr(factory, "__name__", "node")
+
+
+def _rcl_error_text(exc: Exception) -> str:
+    """rcl's message without the C source locations it appends (``, at /project/src/parser.c:271``)."""
+    return " ".join(str(exc).split(", at ")[0].split())
+
+
+def _check_params_files(factories, process_args: Sequence[str]) -> Optional[str]:
+    """The first ``--params-file`` of the command line (or of a composed node's section) that is
+    missing, not YAML or not a params file, as the one line to print; None when all read."""
+    for factory in factories:
+        argv = _node_args(factory, process_args)
+        files = params.params_files(argv) + [f for f in params.params_files(process_args) if f not in argv]
+        for path in files:
+            try:
+                params.read_params_file(path)
+            except ConfigError as exc:
+                return f"[{_label(factory, argv)}] configuration error: {exc}"
+    return None
+
+
 def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Optional[List[str]] = None, threads: int = 1,
               blas_threads: int = 1) -> int:
     limit_blas_threads(blas_threads)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    process_args = list(sys.argv if args is None else args)
+    problem = _check_params_files(factories, process_args)
+    if problem is None:
+        try:
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        except RCLError as exc:  # arguments rcl cannot parse: one line, not rclpy's traceback
+            problem = f"[{_label(factories[0], process_args)}] configuration error: {_rcl_error_text(exc)}"
+    if problem is not None:
+        print(problem, file=sys.stderr, flush=True)
+        return 2
     nodes = []
     building = None
     with stop_on_signals() as stop:  # held through the clean-up too: a second Ctrl-C cannot cut it short
@@ -120,7 +178,8 @@ def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Option
             executor = make_executor(threads)
             for factory in factories:
                 building = factory
-                node = _build(factory)
+                with params.node_arguments(_node_args(factory, process_args)):
+                    node = _build(factory)
                 building = None
                 nodes.append(node)
                 executor.add_node(node)
@@ -128,10 +187,10 @@ def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Option
                     executor.add_node(companion)
             spin(executor, stop)
             return 0
-        except _CONFIG_ERRORS as exc:  # schema check, the ROS range or type in the descriptor, or _build
-            # a factory may carry a label (compose_nodes: the node's full name), else its class name
-            label = getattr(building, "label", None) or getattr(building, "__name__", "node")
-            print(f"[{label}] configuration error: {exc}", file=sys.stderr, flush=True)
+        except (*_CONFIG_ERRORS, RCLError) as exc:  # schema check, ROS range or type, _build, or rcl's arguments
+            text = _rcl_error_text(exc) if isinstance(exc, RCLError) else str(exc)
+            who = building if building is not None else factories[0]  # e.g. HILSERL_EXECUTOR, before any node
+            print(f"[{_label(who, _node_args(who, process_args))}] configuration error: {text}", file=sys.stderr, flush=True)
             return 2
         except ExternalShutdownException:  # the context was shut down from elsewhere
             return 0

@@ -19,13 +19,24 @@ line naming the parameter and the expected type, and is refused by
 
 An optional field whose default is ``None`` is declared typed and unset; it reads
 as ``None`` until a value is given (``ros2 param set`` or a params file).
+
+Strict: every parameter a hilserl node takes is a field of its schema, so a value
+given for any other name (a misspelled key in a params file, a stray ``-p``) stops
+the node at start-up with one line naming where it came from, the key and the
+closest valid name (``learner.yaml: unknown parameter 'updates_per_transtion' for
+/learner (did you mean 'updates_per_transition'?)``). The node's ``--ros-args``
+(known while ``node_main.run_nodes`` builds it, see :func:`node_arguments`) say
+which params file a value came from, so errors name that file.
 """
 
 from __future__ import annotations
 
 import array
+import contextlib
+import contextvars
+import re
 import typing
-from typing import Any, Callable, Generic, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, Sequence, Type, TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, ParameterUninitializedException
@@ -131,6 +142,82 @@ def ros_value(spec: cfg.ParamSpec, value: Any, where: str) -> Any:
     return converted
 
 
+# -- where a node's parameter values come from ------------------------------------------------
+
+_NODE_ARGS: "contextvars.ContextVar[Optional[List[str]]]" = contextvars.ContextVar("hilserl_node_args", default=None)
+COMMAND_LINE = "command line (-p)"
+
+
+@contextlib.contextmanager
+def node_arguments(argv: Optional[Sequence[str]]) -> Iterator[None]:
+    """While a node is built: the command line it was given (its ``--ros-args`` sections)."""
+    token = _NODE_ARGS.set(None if argv is None else list(argv))
+    try:
+        yield
+    finally:
+        _NODE_ARGS.reset(token)
+
+
+def _ros_arg_pairs(argv: Sequence[str]) -> Iterator[tuple]:
+    """``(flag, value)`` of the flags inside ``--ros-args`` sections (up to ``--`` or the end)."""
+    inside, argv, i = False, list(argv), 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--ros-args":
+            inside = True
+        elif a == "--":
+            inside = False
+        elif inside and i + 1 < len(argv) and a in ("--params-file", "-p", "--param", "-r", "--remap"):
+            yield a, argv[i + 1]
+            i += 1
+        i += 1
+
+
+def params_files(argv: Sequence[str]) -> List[str]:
+    """The ``--params-file`` paths of a command line, in order."""
+    return [v for flag, v in _ros_arg_pairs(argv) if flag == "--params-file"]
+
+
+def read_params_file(path: str) -> dict:
+    """A ROS 2 params file as a mapping ``{node pattern: {"ros__parameters": {...}}}``; a missing
+    file, a YAML syntax error or another layout is one :class:`cfg.ConfigError` line naming the file."""
+    doc = cfg.read_yaml_file(path, "params file")
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise cfg.ConfigError(f"{path}: a params file maps node names (or /**) to ros__parameters, got {type(doc).__name__}")
+    for key, section in doc.items():
+        if not isinstance(section, dict) or not isinstance(section.get("ros__parameters", {}), dict):
+            raise cfg.ConfigError(f"{path}: '{key}' must hold a ros__parameters mapping")
+        extra = sorted(set(section) - {"ros__parameters"}, key=str)
+        if extra:  # rcl reads nested node names here; ours never use them: a misplaced key
+            raise cfg.ConfigError(f"{path}: '{key}' has key(s) {', '.join(map(str, extra))} beside ros__parameters "
+                                  f"(parameters belong under ros__parameters)")
+    return doc
+
+
+def _pattern_matches(pattern: str, fqn: str) -> bool:
+    """Whether a params file's node key (``/**``, ``/**/name``, ``/ns/*``, ``name``) applies to ``fqn``."""
+    tokens = [t for t in str(pattern).strip("/").split("/") if t]
+    regex = "".join("(?:/[^/]+)*" if t == "**" else "/[^/]+" if t == "*" else "/" + re.escape(t) for t in tokens)
+    return re.fullmatch(regex or "/", fqn) is not None
+
+
+def parameter_sources(fqn: str, argv: Sequence[str]) -> Dict[str, str]:
+    """Parameter name -> where the node ``fqn`` gets its value: the last params file that sets it
+    for this node, or :data:`COMMAND_LINE` for ``-p`` (which wins over files, as in rcl)."""
+    out: Dict[str, str] = {}
+    for path in params_files(argv):
+        for key, section in read_params_file(path).items():
+            if _pattern_matches(key, fqn):
+                for name in cfg.flatten(section.get("ros__parameters") or {}):
+                    out[name] = path
+    for flag, value in _ros_arg_pairs(argv):
+        if flag in ("-p", "--param") and ":=" in value:
+            out[value.split(":=", 1)[0]] = COMMAND_LINE
+    return out
+
+
 class NodeConfig(Generic[C]):
     """A node's configuration, declared as ROS parameters and kept current."""
 
@@ -146,9 +233,13 @@ class NodeConfig(Generic[C]):
         self._on_change = on_change
         self._source = f"parameters of {node.get_fully_qualified_name()}"
         self._refused: dict = {}  # name -> reason, from _pre_set to _on_set of the same request
+        argv = _NODE_ARGS.get()
+        fqn = node.get_fully_qualified_name()
+        self._sources = parameter_sources(fqn, argv) if argv is not None else {}
         # rclpy keeps the values of params files and -p here; they are read and converted before
         # declaring, since rclpy itself refuses an int for a double with a traceback.
         overrides = getattr(node, "_parameter_overrides", {})
+        self._refuse_unknown(overrides, fqn)
         for name, spec in self._specs.items():
             desc = descriptor(spec)
             value = spec.default
@@ -158,10 +249,12 @@ class NodeConfig(Generic[C]):
                 ignore_override = True
                 if value is None and spec.default is not None:  # what rcl makes of `[]` or `null`
                     raise cfg.ConfigError(
-                        f"{self._source}: {name} has no value (an empty list or null in a params file cannot be "
+                        f"{self._where(name)} has no value (an empty list or null in a params file cannot be "
                         f"typed by ROS); leave it out for the default {_short(spec.default)} ({spec.description})")
                 if value is not None:
-                    value = ros_value(spec, value, f"{self._source}: {name}")
+                    value = ros_value(spec, value, self._where(name))
+                    # the schema's range first: ROS's descriptor check would refuse it without the file
+                    cfg._check_range(spec, cfg._coerce(value, spec.type, self._where(name)), self._where(name))
             try:
                 if value is None:
                     # Optional field without a value: declared typed and unset (reads as None).
@@ -169,13 +262,43 @@ class NodeConfig(Generic[C]):
                 else:
                     node.declare_parameter(name, _ros_default(value), desc, ignore_override=ignore_override)
             except InvalidParameterTypeException as exc:  # an override rclpy found and we did not
-                raise cfg.ConfigError(f"{self._source}: {name}: {exc}") from exc
+                raise cfg.ConfigError(f"{self._where(name)}: {exc}") from exc
         flat = {name: self._get(name) for name in self._specs}
         # Raises cfg.ConfigError naming the parameter and its range: the node must not start.
-        self.value: C = cfg.from_mapping(schema, cfg.nest(flat), self._source)
+        try:
+            self.value: C = cfg.from_mapping(schema, cfg.nest(flat), self._source)
+        except cfg.ConfigError:
+            for name in self._sources:  # a value from a params file: say which file (else the schema's line)
+                if name in self._specs and flat.get(name) is not None:
+                    spec, where = self._specs[name], self._where(name)
+                    cfg._check_range(spec, cfg._coerce(flat[name], spec.type, where), where)
+            raise
         if hasattr(node, "add_pre_set_parameters_callback"):  # rclpy >= Iron
             node.add_pre_set_parameters_callback(self._pre_set)
         node.add_on_set_parameters_callback(self._on_set)
+
+    def _where(self, name: str) -> str:
+        """``<params file> (parameters of /node): name``, or ``parameters of /node: name`` when the
+        value came from elsewhere (``-p``, a default, ``ros2 param set``)."""
+        source = self._sources.get(name)
+        if source and source != COMMAND_LINE:
+            return f"{source} ({self._source}): {name}"
+        return f"{self._source}: {name}"
+
+    def _refuse_unknown(self, overrides: dict, fqn: str) -> None:
+        """A value given for a name that is neither in the schema nor a parameter rclpy declared
+        itself (``use_sim_time``) stops the node: a typo must not leave the default in force."""
+        unknown = sorted(n for n in overrides if n not in self._specs and not self._node.has_parameter(n))
+        if not unknown:
+            return
+        valid = set(self._specs)
+        by_source: Dict[str, List[str]] = {}
+        for name in unknown:
+            by_source.setdefault(self._sources.get(name, self._source), []).append(
+                f"'{name}'{cfg.did_you_mean(name, valid)}")
+        raise cfg.ConfigError("; ".join(
+            f"{source}: unknown parameter{'s' if len(names) > 1 else ''} {', '.join(names)}"
+            + ("" if source == self._source else f" for {fqn}") for source, names in by_source.items()))
 
     def _get(self, name: str) -> Any:
         try:
@@ -237,4 +360,5 @@ def field_names(schema: type) -> list:
     return [s.name for s in cfg.describe(schema)]
 
 
-__all__ = ["NodeConfig", "descriptor", "field_names", "ros_value"]
+__all__ = ["COMMAND_LINE", "NodeConfig", "descriptor", "field_names", "node_arguments", "parameter_sources", "params_files",
+           "read_params_file", "ros_value"]

@@ -82,13 +82,19 @@ def did_you_mean(name: str, candidates: "Sequence[str] | set") -> str:
 
 
 def yaml_error_text(path: "str | Path", exc: Exception) -> str:
-    """One line for a YAML syntax error: ``<file>:<line>: not valid YAML: <problem>``."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-    problem = getattr(exc, "problem", None) or str(exc)
+    """One line for a YAML syntax error: ``<file>:<line>: not valid YAML: <problem> (while parsing
+    <construct> from line <n>)``. The line is where parsing failed; at the end of the file (an
+    unclosed ``[``) it is where the unfinished construct starts."""
+    problem_mark, context_mark = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
     context = getattr(exc, "context", None)
-    text = f"{context}, {problem}" if context else str(problem)
-    return f"{where}: not valid YAML: {' '.join(text.split())}"
+    mark = problem_mark or context_mark
+    if context_mark is not None and (mark is None or "<stream end>" in problem):
+        mark = context_mark
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    if context:
+        problem += f" ({' '.join(str(context).split())}" + (f" from line {context_mark.line + 1})" if context_mark else ")")
+    return f"{where}: not valid YAML: {problem}"
 
 
 def read_yaml_file(path: "str | Path", what: str = "config file") -> Any:
