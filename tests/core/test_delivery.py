@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from hilserl_core.rl.delivery import DeliveryLedger, TransitionLog, TransitionLogError, TransitionSpool
+from hilserl_core.rl.delivery import DeliveryLedger, LearnerInbox, TransitionLog, TransitionLogError, TransitionSpool
 
 
 def test_ledger_watermark_is_contiguous_and_duplicates_are_refused():
@@ -130,3 +130,36 @@ def test_spool_resends_what_was_not_acknowledged_in_order_and_bounds_itself():
     assert spool.oldest_age_s(3.0) == pytest.approx(0.55)
     spool.acknowledge(4)
     assert len(spool) == 0 and spool.acknowledged_through == 4
+
+
+def test_inbox_after_a_crash_replays_exactly_what_the_checkpoint_lacks(tmp_path):
+    inbox = LearnerInbox(tmp_path, segment_records=4)
+    for seq in range(10):
+        assert not inbox.is_duplicate("a", "s", seq)
+        index = inbox.receive(_payload(seq), "a", "s", seq)
+        if seq < 6:
+            inbox.applied(index, "a", "s", seq)  # the training thread got this far
+    state = inbox.checkpoint_state()  # a checkpoint of the buffers holding 0..5
+    inbox.sync()
+    assert inbox.acknowledgement("L")["streams"] == [{"actor": "a", "session": "s", "through": 9}]
+    # SIGKILL: nothing closed. A new learner restores the checkpoint and replays the log
+    again = LearnerInbox(tmp_path, segment_records=4)
+    again.restore(state)
+    replayed = list(again.replay())
+    assert [r.seq for r in replayed] == [6, 7, 8, 9] and [r.payload for r in replayed] == [_payload(s) for s in range(6, 10)]
+    for r in replayed:
+        again.applied(r.index, r.actor_id, r.session, r.seq)
+    assert all(again.is_duplicate("a", "s", seq) for seq in range(10))  # resends of any of them are refused
+    assert again.receive(_payload(10), "a", "s", 10) == 10  # the log goes on after its last record
+    assert again.stored.watermarks() == [{"actor": "a", "session": "s", "through": 9}]
+    again.close()
+
+
+def test_inbox_without_a_checkpoint_replays_the_whole_log(tmp_path):
+    inbox = LearnerInbox(tmp_path)
+    for seq in range(3):
+        inbox.receive(_payload(seq), "a", "s", seq)
+    inbox.sync()
+    again = LearnerInbox(tmp_path)
+    again.restore(None)
+    assert [r.seq for r in again.replay()] == [0, 1, 2]

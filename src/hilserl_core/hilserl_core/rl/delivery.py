@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..formats.tensorio import fsync_dir
 
-__all__ = ["DeliveryLedger", "TransitionLog", "TransitionLogError", "LogRecord", "TransitionSpool", "stream_key"]
+__all__ = ["DeliveryLedger", "LearnerInbox", "TransitionLog", "TransitionLogError", "LogRecord", "TransitionSpool", "stream_key"]
 
 
 def stream_key(actor_id: str, session: str) -> str:
@@ -302,3 +302,80 @@ class TransitionSpool:
                 out.append((seq, entry[0]))
         self.resent += len(out)
         return out
+
+
+class LearnerInbox:
+    """The learner's receiving end: refuse what is already stored, log the rest, acknowledge what is
+    durable, and keep a second ledger of what the buffers hold (``applied``) for checkpoints.
+
+    ``receive`` (receiving thread) logs a new payload and returns its log index; ``applied``
+    (training thread, in log order) records that its transition went into the buffers (or was
+    rejected there). A checkpoint stores ``checkpoint_state()``; after a restart ``restore`` takes
+    it back and ``replay`` yields the logged transitions the checkpoint does not hold. Without a
+    directory there is no log: acknowledgements then mean "received", not "durable".
+    """
+
+    def __init__(self, directory: "str | Path | None", segment_records: int = 1000) -> None:
+        self.log = TransitionLog(directory, segment_records) if directory else None
+        self.received = DeliveryLedger()  # logged (acknowledged once synced)
+        self.stored = DeliveryLedger()  # in the buffers: what a checkpoint holds
+        self.applied_index = 0  # log records [0, applied_index) are in the buffers
+        self._next = self.log.next_index if self.log is not None else 0
+        self.restored_from_log = 0
+
+    def is_duplicate(self, actor_id: str, session: str, seq: int) -> bool:
+        if self.received.has(actor_id, session, seq):
+            self.received.duplicates += 1
+            return True
+        return False
+
+    def receive(self, raw: bytes, actor_id: str, session: str, seq: int) -> int:
+        """Log a payload that is not a duplicate; its index (the order the buffers take it in)."""
+        if self.log is not None:
+            index = self.log.append(raw, actor_id, session, seq)
+        else:
+            index = self._next
+            self._next += 1
+        self.received.add(actor_id, session, seq)
+        return index
+
+    def applied(self, index: int, actor_id: str, session: str, seq: int) -> None:
+        self.stored.add(actor_id, session, seq)
+        self.applied_index = index + 1
+
+    def sync(self) -> None:
+        if self.log is not None:
+            self.log.sync()
+
+    def acknowledgement(self, learner_session: str) -> Dict[str, Any]:
+        """What the actors may forget: call after ``sync``."""
+        return {"learner": learner_session, "streams": self.received.watermarks()}
+
+    def checkpoint_state(self) -> Dict[str, Any]:
+        return {"applied": self.applied_index, "ledger": self.stored.to_json()}
+
+    def restore(self, state: Optional[Dict[str, Any]]) -> None:
+        """Take back a checkpoint's state (None: the buffers hold nothing from the log)."""
+        state = state or {}
+        self.applied_index = int(state.get("applied", 0))
+        self.stored = DeliveryLedger.from_json(state.get("ledger"))
+        self.received = DeliveryLedger.from_json(state.get("ledger"))
+
+    def replay(self) -> Iterator[LogRecord]:
+        """Logged records the buffers do not hold yet, oldest first; the caller applies each."""
+        if self.log is None:
+            return
+        start = max(self.applied_index, self.log.first_index)
+        for rec in self.log.records(start):
+            if self.received.add(rec.actor_id, rec.session, rec.seq):
+                self.restored_from_log += 1
+                yield rec
+            else:  # logged twice (cannot happen unless two learners shared a directory): skip
+                self.applied(rec.index, rec.actor_id, rec.session, rec.seq)
+
+    def prune(self, below: int) -> int:
+        return self.log.prune(below) if self.log is not None else 0
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
