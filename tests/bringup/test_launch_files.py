@@ -200,6 +200,26 @@ def test_launch_file_and_runner_start_the_same_nodes_with_the_same_parameters(la
         assert not hot
 
 
+@pytest.mark.parametrize("hot_path_process", ["", "hot_path"])
+@pytest.mark.parametrize("launch_file, setup", sorted(LAUNCH_FILES.items()))
+def test_launch_files_respawn_what_the_graph_respawns_and_shut_down_on_the_other_required_nodes(
+        launch_file, setup, hot_path_process, monkeypatch):
+    _, _, started = run_launch_file(LAUNCH / launch_file, monkeypatch, {"hot_path_process": hot_path_process})
+    graph = G.load_graph(setup, {"hot_path_process": hot_path_process})
+    launched = [n.kwargs for n in started if isinstance(n, Node) and n.kwargs.get("package", "").startswith("hilserl")]
+    procs = G.processes(graph)
+    assert len(launched) == len(procs)
+    for proc, kw in zip(procs, launched):  # launch starts the graph's processes in order
+        if proc.respawn:
+            assert (kw["respawn"], kw["respawn_delay"]) == (True, proc.respawn_delay), proc.key
+            assert "on_exit" not in kw, proc.key  # a Shutdown on exit would stop launch at every respawn
+        else:
+            assert "respawn" not in kw and "respawn_delay" not in kw, proc.key
+            assert ("on_exit" in kw) == proc.required, proc.key
+    learner = [kw for kw in launched if kw.get("name") == "learner"]
+    assert learner and learner[0]["respawn"] is True and learner[0]["respawn_delay"] > 0
+
+
 def test_launch_arguments_reach_the_nodes_like_runner_overrides(monkeypatch):
     _, _, started = run_launch_file(LAUNCH / "sim_single_arm.launch.py", monkeypatch, {"task": "peg_insertion", "operator": "demo"})
     sim = [kw for kw in hilserl_nodes(started) if kw["name"] == "sim"][0]

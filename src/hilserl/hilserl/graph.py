@@ -33,6 +33,15 @@ A ``params_files`` entry is a standard ROS 2 parameters file (``/**:`` or node
 names with ``ros__parameters``), so ``ros2 run ... --ros-args --params-file`` and
 ``ros2 param load`` use the same files. This module imports no ROS.
 
+``respawn`` (true/false, default false) and ``respawn_delay`` (seconds, default 0), as
+``ros2 launch`` offers them: a node with respawn set is restarted after the delay when
+it exits on its own (not while the graph shuts down), instead of stopping the graph
+(``hilserl.runner``; launch_ros ``Node(respawn=, respawn_delay=)`` in the launch
+files). A node that exits with status 2, the status of a refused configuration
+(``hilserl_interfaces.node_main``), is not restarted: it would refuse again. In a
+composed process (below) the whole process is restarted when any member has respawn
+set, after the longest of the members' delays; the other members restart with it.
+
 ``process`` composes nodes: every node with the same (non-empty, after substitution)
 ``process`` value runs in one process that spins them in one executor
 (``hilserl_interfaces.compose``, ``ros2 run hilserl_interfaces compose_nodes``), the
@@ -56,7 +65,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from hilserl_core.formats.config import flatten
+from hilserl_core.formats.config import ConfigError, did_you_mean, flatten, read_yaml_file, yaml_error_text
 
 __all__ = [
     "GraphError",
@@ -73,7 +82,7 @@ __all__ = [
 ]
 
 _NODE_KEYS = {"name", "package", "executable", "namespace", "for_each", "params_files", "parameters", "remappings", "required",
-              "condition", "process"}
+              "condition", "process", "respawn", "respawn_delay"}
 # the executable that runs a composed process (hilserl_interfaces.compose)
 COMPOSE_PACKAGE, COMPOSE_EXECUTABLE = "hilserl_interfaces", "compose_nodes"
 _TOP_KEYS = {"description", "arguments", "choices", "arms", "cameras", "nodes"}
@@ -97,6 +106,8 @@ class NodeSpec:
     remappings: Tuple[Tuple[str, str], ...] = ()
     required: bool = True
     process: str = ""  # nodes with the same non-empty value share one process
+    respawn: bool = False  # restart it when it exits on its own (as launch_ros Node(respawn=True))
+    respawn_delay: float = 0.0  # seconds between its exit and the restart
 
     @property
     def fqn(self) -> str:
@@ -197,9 +208,10 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, str]:
 
 
 def _check_keys(entry: Mapping, allowed: set, where: str) -> None:
-    unknown = sorted(set(entry) - allowed)
+    unknown = sorted(set(entry) - allowed, key=str)
     if unknown:
-        raise GraphError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        named = ", ".join(f"{k}{did_you_mean(str(k), allowed)}" for k in unknown)
+        raise GraphError(f"{where}: unknown key(s) {named}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _argument_choices(doc: Any, arguments: Mapping[str, str], where: str) -> Dict[str, Tuple[Tuple[str, ...], str]]:
@@ -232,7 +244,9 @@ def load_graph(setup: str, overrides: Optional[Mapping[str, str]] = None, cfg_di
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise GraphError(f"{path}: not valid YAML: {exc}") from exc
+        raise GraphError(yaml_error_text(path, exc)) from None
+    if not isinstance(doc, Mapping):
+        raise GraphError(f"{path}: a graph description is a mapping (description, arguments, nodes, ...)")
     _check_keys(doc, _TOP_KEYS, str(path))
     arguments = {str(k): str(v) for k, v in (doc.get("arguments") or {}).items()}
     for k, v in (overrides or {}).items():
@@ -310,6 +324,10 @@ def _resolve(entry: Mapping, env: Mapping[str, str], cfg_dir: Path, where: str) 
         p = (cfg_dir / "params" / f) if not os.path.isabs(f) else Path(f)
         if not p.is_file():
             raise GraphError(f"{where} ({name}): parameters file {p} not found")
+        try:  # a syntax error is found here, before any node starts (one line: file and line)
+            read_yaml_file(p, "parameters file")
+        except ConfigError as exc:
+            raise GraphError(f"{where} ({name}): {exc}") from None
         files.append(str(p))
     params = e.get("parameters") or {}
     if not isinstance(params, Mapping):
@@ -318,6 +336,14 @@ def _resolve(entry: Mapping, env: Mapping[str, str], cfg_dir: Path, where: str) 
     process = str(e.get("process") or "")
     if process and not _NAME_RE.match(process):
         raise GraphError(f"{where} ({name}): process '{process}' must be letters, digits and underscores")
+    respawn = e.get("respawn", False)
+    if isinstance(respawn, str) and respawn.strip().lower() in ("true", "false"):  # from a `{argument}`
+        respawn = respawn.strip().lower() == "true"
+    if not isinstance(respawn, bool):
+        raise GraphError(f"{where} ({name}): respawn must be true or false, got {respawn!r}")
+    delay = e.get("respawn_delay", 0.0)
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0.0 <= float(delay) < float("inf"):
+        raise GraphError(f"{where} ({name}): respawn_delay must be a number of seconds >= 0, got {delay!r}")
     return NodeSpec(
         name=name,
         package=str(e["package"]),
@@ -328,6 +354,8 @@ def _resolve(entry: Mapping, env: Mapping[str, str], cfg_dir: Path, where: str) 
         remappings=tuple(sorted((str(k), str(v)) for k, v in remaps.items())),
         required=bool(e.get("required", True)),
         process=process,
+        respawn=respawn,
+        respawn_delay=float(delay),
     )
 
 
@@ -393,6 +421,15 @@ class Process:
     @property
     def required(self) -> bool:
         return any(n.required for n in self.nodes)
+
+    @property
+    def respawn(self) -> bool:
+        """Restarted when it exits on its own: any member has respawn set (the others restart with it)."""
+        return any(n.respawn for n in self.nodes)
+
+    @property
+    def respawn_delay(self) -> float:
+        return max((n.respawn_delay for n in self.nodes if n.respawn), default=0.0)
 
 
 def processes(graph: Graph) -> List[Process]:

@@ -12,6 +12,11 @@ its arguments (``launch_ros.actions.ComposableNodeContainer`` loads C++ componen
 only; this is its counterpart for Python nodes). That action gets no ``name`` or
 ``namespace``: launch would pass them as process-wide remappings and rename every
 member.
+
+A process with ``respawn`` in the description (a composed one: any member) gets launch_ros's
+``respawn=True`` and ``respawn_delay``, and no ``Shutdown`` on exit (launch would run it on
+every exit, respawned or not); a required process without respawn shuts launch down when it
+exits, as the ``hilserl launch`` runner does.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from .graph import NodeSpec, Process, load_graph, process_command, processes
+
+
+def _respawn_kwargs(proc: Process) -> Dict[str, Any]:
+    return {"respawn": True, "respawn_delay": proc.respawn_delay} if proc.respawn else {}
 
 
 def node_kwargs(spec: NodeSpec) -> Dict[str, Any]:
@@ -35,6 +44,7 @@ def node_kwargs(spec: NodeSpec) -> Dict[str, Any]:
         "remappings": list(spec.remappings),
         "output": "screen",
         "emulate_tty": True,
+        **_respawn_kwargs(Process(spec.fqn, (spec,))),
     }
 
 
@@ -43,7 +53,8 @@ def process_kwargs(proc: Process) -> Dict[str, Any]:
     if not proc.composed:
         return node_kwargs(proc.nodes[0])
     package, executable, args = process_command(proc)
-    return {"package": package, "executable": executable, "arguments": args, "output": "screen", "emulate_tty": True}
+    return {"package": package, "executable": executable, "arguments": args, "output": "screen", "emulate_tty": True,
+            **_respawn_kwargs(proc)}
 
 
 def launch_description(setup: str):
@@ -61,7 +72,7 @@ def launch_description(setup: str):
         actions = []
         for proc in processes(graph):
             kw = process_kwargs(proc)
-            if proc.required:
+            if proc.required and not proc.respawn:
                 kw["on_exit"] = Shutdown(reason=f"required node(s) {', '.join(n.fqn for n in proc.nodes)} exited")
             actions.append(Node(**kw))
         return actions
