@@ -149,3 +149,27 @@ def test_parameter_sources_follow_rcl_precedence_and_node_patterns(tmp_path):
     assert P.parameter_sources("/left/learner", argv) == {"x": str(b), "y.z": P.COMMAND_LINE, "w": str(b)}
     assert P.parameter_sources("/learner", argv) == {"x": str(b), "y.z": P.COMMAND_LINE}
     assert P.parameter_sources("/left/actor", argv) == {"x": str(a), "y.z": P.COMMAND_LINE, "w": str(b)}
+
+
+def _compose(tmp_path, files_by_node):
+    """compose_nodes running two real crop nodes, each with its own params files."""
+    from hilserl import graph as G
+    from hilserl.runner import find_executable
+
+    specs = [G.NodeSpec(name=f"crop_{cam}", package="hilserl_perception", executable="crop_node", namespace="/left",
+                        params_files=tuple(str(f) for f in files_by_node[cam]), parameters=(("camera", cam),))
+             for cam in ("wrist", "side")]
+    package, executable, argv = G.process_command(G.Process("hot_path", tuple(specs)))
+    return subprocess.run([find_executable(package, executable)] + argv, capture_output=True, text=True, timeout=60)
+
+
+def test_a_composed_node_names_its_own_params_file_in_one_line(tmp_path):
+    good = _write(tmp_path, "good.yaml", "/**:\n  ros__parameters:\n    output_size: 64\n")
+    typo = _write(tmp_path, "typo.yaml", "/left/crop_side:\n  ros__parameters:\n    output_sise: 64\n")
+    out = _compose(tmp_path, {"wrist": [good], "side": [good, typo]})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == (f"[/left/crop_side] configuration error: {typo}: unknown parameter 'output_sise' "
+                                  "(did you mean 'output_size'?) for /left/crop_side"), out.stderr
+    out = _compose(tmp_path, {"wrist": [good, tmp_path / "gone.yaml"], "side": [good]})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == f"[/left/crop_wrist] configuration error: params file not found: {tmp_path / 'gone.yaml'}"
