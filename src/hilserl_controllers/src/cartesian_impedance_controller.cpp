@@ -72,6 +72,7 @@ CallbackReturn CartesianImpedanceController::on_activate(const rclcpp_lifecycle:
     // Hold still where the arm is until the first target arrives; ignore targets sent before activation.
     arm.target = s.ee_pose;
     arm.target_input.reset();
+    arm.held_for_conflict = false;
   }
   return CallbackReturn::SUCCESS;
 }
@@ -104,11 +105,20 @@ controller_interface::return_type CartesianImpedanceController::update(
   auto result = controller_interface::return_type::OK;
   for (auto & arm_ptr : arms_) {
     Arm & arm = *arm_ptr;
-    (void)arm.target_input.take(&arm.target);  // the newest target, if one arrived
+    // Single-publisher guard: while another node publishes targets too, hold (and drop what came).
+    const bool conflict = arm.target_input.conflict();
+    law::Pose incoming;
+    if (arm.target_input.take(&incoming) && !conflict) {
+      arm.target = incoming;  // the newest target, if one arrived
+    }
     FrankaArm::State s;
     if (!handle_tick(*get_node(), arm.io, arm.io.begin_tick(&s), &result)) {
       continue;  // nothing written for this arm: its effort interfaces keep the last torques
     }
+    if (conflict && !arm.held_for_conflict) {
+      arm.target = s.ee_pose;  // hold where the arm is now, whatever either publisher sent
+    }
+    arm.held_for_conflict = conflict;
     // Paper, low-level controller: F = K e - D v on the reference-limited target.
     const law::Result<law::Vec6> wrench = law::impedance_wrench(arm.target, s.ee_pose, s.ee_twist, impedance_);
     (void)handle_tick(*get_node(), arm.io, arm.io.finish_tick(s, wrench, gains), &result);

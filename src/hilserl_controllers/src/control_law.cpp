@@ -560,6 +560,32 @@ Result<Pose> integrate_twist_target(
   return out;
 }
 
+// --------------------------------------------------------------------------- single-publisher guard
+
+SinglePublisherGuard::Event SinglePublisherGuard::observe(std::size_t publishers)
+{
+  publishers_ = publishers;
+  if (publishers > 1 && !conflict_) {
+    conflict_ = true;
+    ++conflicts_;
+    return Event::conflict;
+  }
+  if (publishers <= 1 && conflict_) {
+    conflict_ = false;
+    return Event::clear;
+  }
+  return Event::none;
+}
+
+bool SinglePublisherGuard::accept()
+{
+  if (conflict_) {
+    ++dropped_;
+    return false;
+  }
+  return true;
+}
+
 // --------------------------------------------------------------------------- joint space
 
 bool solve_damped_spd6(const std::array<double, 36> & A, double lambda, const Vec6 & b, Vec6 * x)

@@ -1,6 +1,7 @@
 // ros2_control plumbing shared by the controllers; see franka_arm.hpp.
 #include "hilserl_controllers/franka_arm.hpp"
 
+#include <chrono>
 #include <exception>
 #include <functional>
 #include <utility>
@@ -236,6 +237,64 @@ bool handle_tick(
   return false;
 }
 
+// --------------------------------------------------------------------------- PublisherGuard
+
+void PublisherGuard::watch(
+  rclcpp_lifecycle::LifecycleNode & node, rclcpp::SubscriptionBase::SharedPtr subscription, const std::string & arm_id,
+  const char * what)
+{
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    arm_id_ = arm_id;
+    what_ = what;
+    logger_ = node.get_logger();
+    graph_ = node.get_node_graph_interface();
+    subscription_ = std::move(subscription);
+  }
+  timer_ = node.create_wall_timer(std::chrono::milliseconds(100), [this]() { (void)check(false); });
+}
+
+std::string PublisherGuard::publisher_names() const
+{
+  std::string out;
+  for (const auto & info : graph_->get_publishers_info_by_topic(subscription_->get_topic_name())) {
+    std::string ns = info.node_namespace();
+    if (ns.empty() || ns.back() != '/') {
+      ns += '/';
+    }
+    out += (out.empty() ? "" : ", ") + ns + info.node_name();
+  }
+  return out.empty() ? std::string("unnamed nodes") : out;
+}
+
+bool PublisherGuard::check(bool message)
+{
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!subscription_) {
+    return true;  // not watching yet (a message during on_configure(); nothing is applied before activation)
+  }
+  const std::size_t n = subscription_->get_publisher_count();
+  switch (guard_.observe(n)) {
+    case law::SinglePublisherGuard::Event::conflict:
+      conflict_.store(true, std::memory_order_release);
+      RCLCPP_ERROR(
+        logger_,
+        "arm '%s': %zu publishers on %s (%s): only the intervention mux may publish there; holding the arm where it "
+        "is and dropping every %s until one is left",
+        arm_id_.c_str(), n, subscription_->get_topic_name(), publisher_names().c_str(), what_.c_str());
+      break;
+    case law::SinglePublisherGuard::Event::clear:
+      conflict_.store(false, std::memory_order_release);
+      RCLCPP_INFO(
+        logger_, "arm '%s': %s has %zu publisher(s) again (%zu messages dropped in all): following the next %s",
+        arm_id_.c_str(), subscription_->get_topic_name(), n, guard_.dropped(), what_.c_str());
+      break;
+    case law::SinglePublisherGuard::Event::none:
+      break;
+  }
+  return message ? guard_.accept() : !guard_.conflict();
+}
+
 // --------------------------------------------------------------------------- PoseInput
 
 void PoseInput::subscribe(
@@ -250,10 +309,14 @@ void PoseInput::subscribe(
   clock_ = node.get_clock();
   subscription_ = node.create_subscription<Msg>(
     topic, command_qos(), [this](const Msg::SharedPtr msg) { on_message(msg); });
+  guard_.watch(node, subscription_, arm_id, what);
 }
 
 void PoseInput::on_message(const Msg::SharedPtr & msg)
 {
+  if (!guard_.check_message()) {
+    return;  // another publisher on this topic: dropped (and logged by the guard)
+  }
   // Non-real-time side: reject what the law would reject, so update() only sees usable poses.
   const auto & p = msg->pose.position;
   const auto & o = msg->pose.orientation;

@@ -70,8 +70,12 @@ CallbackReturn WrenchController::on_configure(const rclcpp_lifecycle::State &)
     Arm & arm = *arms_.back();
     // Only hands the message over: validation, clamping and timing happen in update() (the watchdog).
     arm.subscription = get_node()->create_subscription<WrenchMsg>(
-      params_.target_topics[i], command_qos(),
-      [&arm](const WrenchMsg::SharedPtr msg) { arm.latest_command.writeFromNonRT(msg); });
+      params_.target_topics[i], command_qos(), [&arm](const WrenchMsg::SharedPtr msg) {
+        if (arm.wrench_guard.check_message()) {  // dropped while another node publishes here too
+          arm.latest_command.writeFromNonRT(msg);
+        }
+      });
+    arm.wrench_guard.watch(*get_node(), arm.subscription, params_.arms[i], "wrench command");
     if (anchor_topics) {
       arm.anchor_input.subscribe(*get_node(), params_.anchor_topics[i], params_.arms[i], params_.base_frame_id, "anchor");
     }
@@ -124,6 +128,7 @@ CallbackReturn WrenchController::on_activate(const rclcpp_lifecycle::State &)
     arm.watchdog.reset();
     arm.latest_command.initRT(std::shared_ptr<WrenchMsg>());
     arm.offered_msg.reset();
+    arm.held_for_conflict = false;
   }
   return CallbackReturn::SUCCESS;
 }
@@ -154,9 +159,15 @@ controller_interface::return_type WrenchController::update(const rclcpp::Time & 
   auto result = controller_interface::return_type::OK;
   for (auto & arm_ptr : arms_) {
     Arm & arm = *arm_ptr;
+    // Single-publisher guard: while another node publishes wrenches or anchors too, hold (and drop what came).
+    const bool conflict = arm.wrench_guard.conflict() || arm.anchor_input.conflict();
     const std::shared_ptr<WrenchMsg> * latest = arm.latest_command.readFromRT();
-    if (latest != nullptr && *latest && *latest != arm.offered_msg) {
+    const bool fresh = latest != nullptr && *latest && *latest != arm.offered_msg;
+    if (fresh) {
       arm.offered_msg = *latest;
+    }
+    // During a conflict a message (one that came before the conflict was seen) is taken but never applied.
+    if (fresh && !conflict) {
       const auto & f = arm.offered_msg->wrench.force;
       const auto & t = arm.offered_msg->wrench.torque;
       // By hand rather than rclcpp::Time, which throws on negative stamps (not in the real-time loop).
@@ -171,15 +182,24 @@ controller_interface::return_type WrenchController::update(const rclcpp::Time & 
           arm.watchdog.rejected_count());
       }
     }
-    (void)arm.anchor_input.take(&arm.anchor);  // a published anchor replaces the pose at activation
+    law::Pose anchor;
+    if (arm.anchor_input.take(&anchor) && !conflict) {
+      arm.anchor = anchor;  // a published anchor replaces the pose at activation
+    }
 
     FrankaArm::State s;
     if (!handle_tick(*get_node(), arm.io, arm.io.begin_tick(&s), &result)) {
       continue;  // nothing written for this arm: its effort interfaces keep the last torques
     }
+    if (conflict && !arm.held_for_conflict) {
+      arm.anchor = s.ee_pose;  // hold where the arm is now
+      arm.watchdog.reset();    // no feed-forward wrench; after the conflict the next valid command is taken
+    }
+    arm.held_for_conflict = conflict;
+    const law::Vec6 feedforward = conflict ? law::Vec6{} : arm.watchdog.output(now_s);
     // The simulator's wrench mode: hold toward the anchor + the feed-forward wrench (EE axes -> base axes).
     const law::Result<law::Vec6> wrench =
-      law::wrench_mode_wrench(arm.anchor, s.ee_pose, s.ee_twist, arm.watchdog.output(now_s), holding_);
+      law::wrench_mode_wrench(arm.anchor, s.ee_pose, s.ee_twist, feedforward, holding_);
     (void)handle_tick(*get_node(), arm.io, arm.io.finish_tick(s, wrench, gains), &result);
   }
   return result;

@@ -1,8 +1,9 @@
 // Property checks of the control_law pieces the golden file does not cover: the
 // joint-space helpers the controllers use (J dq, J^T F, nullspace projection,
 // torque-rate limit), rotation conversions, the force bound of reference
-// limiting, watchdog corner cases, and parameter validation. Plain C++17, no
-// test framework; prints "N passed, N failed" and exits non-zero on a failure.
+// limiting, watchdog corner cases, parameter validation and the single-publisher
+// guard. Plain C++17, no test framework; prints "N passed, N failed" and exits
+// non-zero on a failure.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -359,6 +360,34 @@ void test_validation()
         "zero measured quaternion rejected");
 }
 
+// The sequence tests/core/test_control_publisher_guard.py runs on control.py's twin.
+void test_single_publisher_guard()
+{
+  using E = SinglePublisherGuard::Event;
+  struct Step
+  {
+    std::size_t publishers;
+    E event;
+    bool accepts;
+  };
+  const Step sequence[] = {
+    {0, E::none, true},     {1, E::none, true},      {2, E::conflict, false}, {3, E::none, false}, {2, E::none, false},
+    {1, E::clear, true},    {1, E::none, true},      {2, E::conflict, false}, {0, E::clear, true},
+  };
+  SinglePublisherGuard g;
+  std::size_t dropped = 0;
+  int i = 0;
+  for (const Step & step : sequence) {
+    const std::string at = "guard step " + std::to_string(i++);
+    check(g.observe(step.publishers) == step.event, at + ": event");
+    check(g.publishers() == step.publishers && g.conflict() == !step.accepts, at + ": state");
+    check(g.accept() == step.accepts, at + ": accept");
+    dropped += step.accepts ? 0 : 1;
+  }
+  check(g.conflicts() == 2, "guard counts two conflicts");
+  check(g.dropped() == dropped && dropped == 4, "guard counts the dropped commands");
+}
+
 }  // namespace
 
 int main()
@@ -370,6 +399,7 @@ int main()
   test_watchdog_future_stamp();
   test_wrench_mode();
   test_validation();
+  test_single_publisher_guard();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

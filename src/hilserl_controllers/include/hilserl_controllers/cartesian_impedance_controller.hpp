@@ -7,7 +7,11 @@
 // rate-limited, written to the joint effort interfaces. The target comes from a
 // geometry_msgs/PoseStamped topic through a real-time buffer (PoseInput); before
 // the first one the arm holds the pose it had at activation. A momentarily
-// unreadable state skips that arm's tick (FrankaArm::Tick).
+// unreadable state skips that arm's tick (FrankaArm::Tick). Single-publisher
+// guard (PublisherGuard): while another node publishes on an arm's target topic
+// besides the intervention mux, that arm holds the pose measured at the first tick
+// of the conflict and every target on the topic is dropped, until one publisher is
+// left; then the next target is followed.
 #pragma once
 
 #include <memory>
@@ -50,6 +54,7 @@ private:
     FrankaArm io;            // interfaces, state, nullspace posture, torque history, missed ticks
     PoseInput target_input;  // target_pose topic
     law::Pose target;        // what the impedance law tracks
+    bool held_for_conflict = false;  // target set to the measured pose for the current publisher conflict
   };
 
   std::shared_ptr<hilserl_cartesian_impedance_controller::ParamListener> param_listener_;

@@ -308,6 +308,35 @@ Result<Pose> integrate_twist_target(
   const Pose & measured, const Vec6 & action_twist_ee_normalised, double linear_step_m,
   double angular_step_rad, const WorkspaceBox * box);
 
+// --------------------------------------------------------------------------- single-publisher guard
+
+// The twin of control.py's SinglePublisherGuard: a command topic is followed only while at
+// most one node publishes on it (the intervention mux). With two or more the receiver holds
+// the arm where it is and drops every command until the topic is back to one publisher.
+// The caller counts the topic's publishers (a subscription's get_publisher_count(), outside
+// the real-time loop) and feeds the count to observe(). Not thread-safe on its own.
+class SinglePublisherGuard
+{
+public:
+  enum class Event { none, conflict, clear };
+
+  // conflict when a conflict starts (hold now), clear when it ends, none otherwise.
+  Event observe(std::size_t publishers);
+  // True when a command arriving now may be followed; false (counted in dropped()) during a conflict.
+  bool accept();
+
+  bool conflict() const { return conflict_; }
+  std::size_t publishers() const { return publishers_; }
+  std::size_t conflicts() const { return conflicts_; }  // how many times a conflict started
+  std::size_t dropped() const { return dropped_; }
+
+private:
+  bool conflict_ = false;
+  std::size_t publishers_ = 0;
+  std::size_t conflicts_ = 0;
+  std::size_t dropped_ = 0;
+};
+
 // --------------------------------------------------------------------------- joint space (N joints)
 //
 // Jacobians are 6 x N in column-major order, the layout of franka's

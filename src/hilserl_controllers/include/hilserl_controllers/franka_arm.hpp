@@ -1,8 +1,9 @@
 // ros2_control plumbing shared by the controllers: one Franka arm (interface
 // names, loaned-interface lookup, reading the state the control law needs,
 // missed-tick accounting, the joint-space torque and writing it), a validated
-// PoseStamped input (target or anchor), and the parameter -> law conversions
-// both controllers use. No control law here (that is control_law.hpp).
+// PoseStamped input (target or anchor), the single-publisher guard of a command
+// subscription, and the parameter -> law conversions both controllers use. No
+// control law here (that is control_law.hpp).
 #pragma once
 
 #include <array>
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -129,10 +131,50 @@ bool handle_tick(
   rclcpp_lifecycle::LifecycleNode & node, const FrankaArm & arm, FrankaArm::Tick tick,
   controller_interface::return_type * result);
 
+// Single-publisher guard of one command subscription: the ROS side of
+// law::SinglePublisherGuard. The intervention mux must be the only publisher of an arm's
+// targets; while the subscription has two or more matched publishers every message is
+// dropped and conflict() is true, and update() holds the arm where it is (the pose
+// measured at the first tick of the conflict; no feed-forward wrench). The publishers are
+// counted outside the real-time loop: on every message (check_message(), subscription
+// thread) and at 10 Hz on a wall timer, so a publisher that appears (or leaves) is seen
+// even while nothing is sent. One ERROR line names the publishers when a conflict starts,
+// one INFO line says when it ends; then the next message is followed again.
+class PublisherGuard
+{
+public:
+  // Call once, right after creating the subscription (on_configure()). what names the
+  // input in log lines ("target", "anchor", "wrench command").
+  void watch(
+    rclcpp_lifecycle::LifecycleNode & node, rclcpp::SubscriptionBase::SharedPtr subscription, const std::string & arm_id,
+    const char * what);
+  // Subscription thread: true when the message that just arrived may be used.
+  bool check_message() { return check(true); }
+  // Real-time side, lock-free: true while the topic has more than one publisher.
+  bool conflict() const { return conflict_.load(std::memory_order_acquire); }
+
+private:
+  bool check(bool message);
+  std::string publisher_names() const;
+
+  std::mutex mutex_;  // the subscription and the timer may run in different executor threads
+  law::SinglePublisherGuard guard_;
+  std::atomic<bool> conflict_{false};
+  std::string arm_id_;
+  std::string what_;
+  rclcpp::Logger logger_ = rclcpp::get_logger("hilserl_controllers");
+  rclcpp::node_interfaces::NodeGraphInterface::SharedPtr graph_;
+  rclcpp::SubscriptionBase::SharedPtr subscription_;
+  // Last, so it is destroyed first: no timer callback into the members above while they go away.
+  rclcpp::TimerBase::SharedPtr timer_;
+};
+
 // A geometry_msgs/PoseStamped input of one arm: the impedance controller's target, the
 // wrench controller's anchor. Checked on arrival in the subscription thread (NaN/Inf,
 // zero quaternion, a frame_id other than base_frame_id: rejected, logged, counted; the
-// last good pose stays), handed to update() through a real-time buffer.
+// last good pose stays), handed to update() through a real-time buffer. Guarded by a
+// PublisherGuard: while another node publishes on the topic too, nothing is taken and
+// conflict() is true.
 class PoseInput
 {
 public:
@@ -149,6 +191,8 @@ public:
   bool take(law::Pose * pose);
   std::string topic_name() const;
   std::size_t rejected() const { return rejected_.load(); }
+  // Real-time side: true while the topic has more than one publisher (hold the arm, see PublisherGuard).
+  bool conflict() const { return guard_.conflict(); }
 
 private:
   void on_message(const Msg::SharedPtr & msg);
@@ -161,6 +205,7 @@ private:
   std::string what_;
   rclcpp::Logger logger_ = rclcpp::get_logger("hilserl_controllers");
   rclcpp::Clock::SharedPtr clock_;
+  PublisherGuard guard_;
   // Last, so it is destroyed first: no callback into the members above while they go away.
   rclcpp::Subscription<Msg>::SharedPtr subscription_;
 };

@@ -20,6 +20,12 @@
 // geometry_msgs/PoseStamped on anchor_topics (same checks as the impedance
 // controller's target, shared PoseInput). On the robot the anchor therefore stays
 // the pose at activation unless something (a reset procedure) publishes one.
+//
+// Single-publisher guard (PublisherGuard) on both topics: while another node
+// publishes on an arm's wrench or anchor topic besides the intervention mux, that
+// arm's anchor becomes the pose measured at the first tick of the conflict, the
+// feed-forward wrench is zero (watchdog reset) and every message on the topic is
+// dropped, until one publisher is left; then the next command is followed.
 #pragma once
 
 #include <memory>
@@ -68,6 +74,8 @@ private:
     realtime_tools::RealtimeBuffer<std::shared_ptr<WrenchMsg>> latest_command;
     std::shared_ptr<WrenchMsg> offered_msg;  // the last message given to the watchdog (RT side)
     law::WrenchWatchdog watchdog;
+    bool held_for_conflict = false;  // anchor set to the measured pose for the current publisher conflict
+    PublisherGuard wrench_guard;     // single publisher on the wrench topic (declared before the subscription)
     rclcpp::Subscription<WrenchMsg>::SharedPtr subscription;  // last: destroyed first
   };
 
