@@ -2,6 +2,7 @@
 checkpoints (durable, named by progress) and resume (damaged checkpoints skipped)."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -339,16 +340,139 @@ def test_a_checkpoint_records_its_encoder_other_weights_stop_the_resume_another_
 def test_update_pacer_caps_the_rate_and_says_when_weights_and_checkpoints_are_due():
     from hilserl_core.rl.learner import LearnerConfig, UpdatePacer
 
-    config = LearnerConfig(max_updates_per_s=10.0, weights_period_s=2.0, checkpoint_period_updates=100)
-    pacer = UpdatePacer((0, 0, 0))
+    config = LearnerConfig(max_updates_per_s=10.0, weights_period_s=2.0, checkpoint_period_updates=100, checkpoint_period_s=60.0)
+    pacer = UpdatePacer((0, 0, 0), now_s=0.0)
     assert pacer.pause_s(config, 5.0, 5.03) == pytest.approx(0.07)  # a 30 ms update, 100 ms per update
     assert pacer.pause_s(config, 5.0, 5.2) == 0.0  # slower than the cap: no pause
     assert pacer.weights_due(config, 0.0)  # never published
     pacer.weights_published(10.0)
     assert not pacer.weights_due(config, 11.9) and pacer.weights_due(config, 12.0)
-    assert not pacer.checkpoint_due(config, 99) and pacer.checkpoint_due(config, 100)
-    pacer.checkpointed((100, 250, 3))
-    assert not pacer.checkpoint_due(config, 199) and pacer.checkpoint_due(config, 200)
+    # every checkpoint_period_updates updates ...
+    assert not pacer.checkpoint_due(config, (99, 250, 3), 10.0) and pacer.checkpoint_due(config, (100, 250, 3), 10.0)
+    # ... or every checkpoint_period_s seconds, with no update at all (data collection) ...
+    assert not pacer.checkpoint_due(config, (0, 250, 0), 59.9) and pacer.checkpoint_due(config, (0, 250, 0), 60.0)
+    assert pacer.checkpoint_due(config, (0, 0, 3), 60.0)  # demos count as a change too
+    # ... but only when something changed since the last checkpoint
+    assert not pacer.checkpoint_due(config, (0, 0, 0), 10_000.0)
+    pacer.checkpointed((100, 250, 3), now_s=100.0)
+    assert not pacer.checkpoint_due(config, (199, 250, 3), 150.0) and pacer.checkpoint_due(config, (200, 250, 3), 150.0)
+    assert not pacer.checkpoint_due(config, (100, 251, 3), 159.9) and pacer.checkpoint_due(config, (100, 251, 3), 160.0)
+    assert not pacer.checkpoint_due(config, (100, 250, 3), 10_000.0)
     assert not pacer.changed_since_checkpoint((100, 250, 3)) and pacer.changed_since_checkpoint((100, 251, 3))
-    never = LearnerConfig(checkpoint_period_updates=0)
-    assert not pacer.checkpoint_due(never, 10**6)
+    never = LearnerConfig(checkpoint_period_updates=0, checkpoint_period_s=0.0)
+    assert not pacer.checkpoint_due(never, (10**6, 10**6, 3), 10**6)
+    assert LearnerConfig().checkpoint_period_s == 60.0  # the default: at most a minute of data at risk
+
+
+def test_every_skip_reason_names_the_file_that_does_not_load_and_why(tmp_path):
+    L = make_learner(grasp=True, keep_checkpoints=10)
+    saves = [s for s, _, _ in _save_series(L, tmp_path, transitions(14), (4, 6, 8, 10, 12, 14))]
+    good, no_key, torn_json, short_buffer, short_header, short_data = saves
+    agent = short_data / "rlpd" / "agent.safetensors"
+    agent.write_bytes(agent.read_bytes()[:-64])  # header whole, data cut short: safetensors' "incomplete metadata"
+    agent = short_header / "rlpd" / "agent.safetensors"
+    agent.write_bytes(agent.read_bytes()[:200])
+    buf = short_buffer / "rl_buffer.safetensors"
+    buf.write_bytes(buf.read_bytes()[:300])
+    (torn_json / "grasp" / "grasp_dqn.json").write_text("")
+    meta = json.loads((no_key / "learner.json").read_text())
+    del meta["agents"]
+    (no_key / "learner.json").write_text(json.dumps(meta))
+
+    R = make_learner(grasp=True)
+    path, skipped = R.resume(tmp_path)
+    assert path == good
+    expected = [
+        (short_data, short_data / "rlpd" / "agent.safetensors", "incomplete metadata"),
+        (short_header, short_header / "rlpd" / "agent.safetensors", "SafetensorError"),
+        (short_buffer, short_buffer / "rl_buffer.safetensors", "truncated"),
+        (torn_json, torn_json / "grasp" / "grasp_dqn.json", "JSONDecodeError"),
+        (no_key, no_key / "learner.json", "KeyError: 'agents'"),
+    ]
+    assert [p for p, _ in skipped] == [p for p, _, _ in expected]
+    for (_, why), (_, file, cause) in zip(skipped, expected):
+        assert why.startswith(f"{file}: ") and cause in why and "\n" not in why, why
+
+
+def test_pruning_never_deletes_the_newest_checkpoint_that_loads_for_a_damaged_newer_one(tmp_path):
+    ts = transitions(16)
+    L = make_learner(keep_checkpoints=2)
+    (good, _, _), (damaged, _, _) = _save_series(L, tmp_path, ts, (6, 10))
+    (damaged / "rl_buffer.safetensors").write_bytes(b"\0" * 5)
+
+    R = make_learner(keep_checkpoints=2)
+    assert R.resume(tmp_path)[0] == good
+    for t in ts[6:12]:  # past the damaged one's progress: it sorts older than the next save now
+        R.add(t)
+    first = R.save_checkpoint(tmp_path)
+    # the damaged one neither counts toward keep_checkpoints nor goes: the good older one stays
+    assert sorted(tmp_path.glob("ckpt_*")) == sorted([good, damaged, first])
+    R.add(ts[12])
+    second = R.save_checkpoint(tmp_path)
+    assert sorted(tmp_path.glob("ckpt_*")) == sorted([damaged, first, second])  # two that load, as configured
+    assert make_learner().resume(tmp_path)[0] == second
+
+    # keep_checkpoints 1 with the damaged one still newer than anything written: the good one written stays
+    root = tmp_path / "one"
+    L = make_learner(keep_checkpoints=2)
+    (good, _, _), (damaged, _, _) = _save_series(L, root, ts, (6, 10))
+    (damaged / "learner.json").write_text("")
+    R = make_learner(keep_checkpoints=1)
+    assert R.resume(root)[0] == good
+    R.add(ts[6])
+    written = R.save_checkpoint(root)
+    assert sorted(root.glob("ckpt_*")) == sorted([written, damaged])
+    assert make_learner().resume(root) == (written, [(damaged, f"{damaged / 'learner.json'}: JSONDecodeError: "
+                                                                 "Expecting value: line 1 column 1 (char 0)")])
+
+
+def test_a_save_of_the_same_progress_as_a_damaged_checkpoint_keeps_the_damaged_one_aside(tmp_path):
+    ts = transitions(8)
+    L = make_learner(keep_checkpoints=5)
+    (good, _, _), (damaged, _, _) = _save_series(L, tmp_path, ts, (4, 6))
+    (damaged / "learner.json").write_text("{")
+    R = make_learner(keep_checkpoints=5)
+    assert R.resume(tmp_path)[0] == good
+    for t in ts[4:6]:
+        R.add(t)
+    assert R.save_checkpoint(tmp_path) == damaged  # the same name: the new one takes it ...
+    aside = tmp_path / f"{damaged.name}.damaged"
+    assert (aside / "learner.json").read_text() == "{"  # ... and the damaged one is kept for a person to look at
+    assert make_learner().resume(tmp_path) == (damaged, [])
+
+
+def test_weight_versions_never_repeat_across_a_restart_from_an_older_checkpoint(tmp_path):
+    from hilserl_core.rl.learner import WEIGHTS_VERSION_FILE, read_weights_version
+
+    L = make_learner()
+    assert L.resume(tmp_path) == (None, [])  # a new run: takes up the (absent) record of its root
+    for t in transitions(6):
+        L.add(t)
+    assert [L.policy_weights()[1] for _ in range(3)] == [1, 2, 3]
+    ckpt = L.save_checkpoint(tmp_path)  # weights v3 in the checkpoint
+    assert [L.policy_weights()[1] for _ in range(5)] == [4, 5, 6, 7, 8]  # the actor saw v8; then a crash
+    record = tmp_path / WEIGHTS_VERSION_FILE
+    assert read_weights_version(record) == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ckpt.name, WEIGHTS_VERSION_FILE]  # no temporary file left
+
+    R = make_learner()
+    assert R.resume(tmp_path) == (ckpt, [])
+    assert R.transitions_received == 6  # the checkpoint's data ...
+    assert R.policy_weights()[1] == 9 and read_weights_version(record) == 9  # ... and a version nobody saw yet
+    # within a process too: loading an older checkpoint never lowers the version
+    R.load_checkpoint(ckpt)
+    assert R.weights_version == 9 and R.policy_weights()[1] == 10
+
+    # the record is written before the version is handed out: when it cannot be, none is
+    blocked = tmp_path / "blocked"
+    B = make_learner()
+    B.record_versions_in(blocked)
+    blocked.write_text("a file where the record's directory should be")
+    with pytest.raises(OSError):
+        B.policy_weights()
+    assert B.weights_version == 0
+
+    # an unreadable record stops the resume, naming the file, instead of guessing a version
+    record.write_text('{"format": "hilserl.weights_version/1", "version": "nine"}')
+    with pytest.raises(ValueError, match=f"{record}: unreadable weights-version record"):
+        make_learner().resume(tmp_path)

@@ -87,3 +87,23 @@ def test_a_dead_thread_is_reported_and_writes_no_final_checkpoint(tmp_path):
     assert wait_for(lambda: lt.failed())
     assert boom.is_set() and lt.failure == "RuntimeError: the update broke"
     assert lt.stop() is None and latest_checkpoint(tmp_path) is None
+
+
+def test_checkpoints_on_a_time_period_without_updates_and_only_when_something_changed(tmp_path):
+    # data collection: no updates at all, yet what was received reaches the disk every checkpoint_period_s
+    L = make_learner(updates_per_transition=0.0, checkpoint_period_updates=2000, checkpoint_period_s=0.3,
+                     keep_checkpoints=10)
+    lt, _, _ = make_thread(L, tmp_path)
+    lt.start()
+    ts = transitions(6)
+    for t in ts[:4]:
+        lt.submit(t, "a")
+    assert wait_for(lambda: latest_checkpoint(tmp_path) is not None, 10)
+    assert wait_for(lambda: latest_checkpoint(tmp_path).name == "ckpt_000000000_000000004_000000000", 10)
+    written = sorted(tmp_path.glob("ckpt_*"))
+    time.sleep(1.0)  # three periods with nothing new: no new checkpoint
+    assert sorted(tmp_path.glob("ckpt_*")) == written
+    lt.submit(ts[4], "a")
+    assert wait_for(lambda: latest_checkpoint(tmp_path).name == "ckpt_000000000_000000005_000000000", 10)
+    assert L.updates == 0
+    assert lt.stop() is None  # everything is on disk already

@@ -2,7 +2,8 @@
 
 An agent writes ``<stem>.safetensors`` (every tensor: network weights, optimizer state as flat
 tensors) and ``<stem>.json`` (format tag, config, step, optimizer param groups) into one
-directory; the learner's checkpoints hold one such pair per agent.
+directory; the learner's checkpoints hold one such pair per agent. A file that cannot be read
+raises ``AgentFileError``, which names the file and why (the learner's resume reports it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,20 @@ import torch
 
 from ..formats.tensorio import fsync_dir
 
-__all__ = ["strip_prefix", "write_agent_files", "read_agent_meta", "read_agent_files", "save_optimizer", "load_optimizer"]
+__all__ = ["AgentFileError", "strip_prefix", "write_agent_files", "read_agent_meta", "read_agent_files", "save_optimizer",
+           "load_optimizer"]
+
+
+class AgentFileError(ValueError):
+    """An agent file that cannot be read; ``file`` is its path, the message ``<file>: <why>``."""
+
+    def __init__(self, file: str | Path, why: str) -> None:
+        super().__init__(f"{file}: {' '.join(why.split())}")
+        self.file = Path(file)
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
@@ -50,7 +64,13 @@ def _fsync_and_replace(tmp: Path, final: Path) -> None:
 def read_agent_meta(directory: str | Path, stem: str) -> Tuple[dict, str]:
     """The JSON half of :func:`write_agent_files` and its path (for error messages)."""
     path = Path(directory) / f"{stem}.json"
-    return json.loads(path.read_text()), str(path)
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # missing, unreadable, torn or empty
+        raise AgentFileError(path, _why(exc)) from exc
+    if not isinstance(meta, dict):
+        raise AgentFileError(path, f"holds a JSON {type(meta).__name__}, not an object")
+    return meta, str(path)
 
 
 def read_agent_files(directory: str | Path, stem: str, fmt: str) -> Tuple[Dict[str, torch.Tensor], dict]:
@@ -59,8 +79,12 @@ def read_agent_files(directory: str | Path, stem: str, fmt: str) -> Tuple[Dict[s
 
     meta, where = read_agent_meta(directory, stem)
     if meta.get("format") != fmt:
-        raise ValueError(f"{where}: format {meta.get('format')!r}, expected {fmt!r}")
-    return load_file(str(Path(directory) / f"{stem}.safetensors")), meta
+        raise AgentFileError(where, f"format {meta.get('format')!r}, expected {fmt!r}")
+    path = Path(directory) / f"{stem}.safetensors"
+    try:
+        return load_file(str(path)), meta
+    except Exception as exc:  # noqa: BLE001 - missing, truncated ("incomplete metadata"), garbled: all name the file
+        raise AgentFileError(path, _why(exc)) from exc
 
 
 def save_optimizer(opt: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], list]:

@@ -18,7 +18,12 @@ that feeds it (``hilserl_learner``), as a loop that reads top to bottom:
   (so the learner neither idles while data flows nor overfits when it stops).
 - ``train_step()``: one mixed batch (50% demo / 50% online), one update of every agent.
 - ``policy_weights()``: trainable policy parameters only (never the frozen
-  ResNet), with a version that increases on every call.
+  ResNet), with a version that increases on every call and never repeats: not
+  within a process (loading an older checkpoint does not lower it) and not across
+  restarts when a version record is kept (``resume`` takes up the record of its
+  checkpoint root, ``weights_version.json``; ``policy_weights`` writes each new
+  version there, atomically and durably, before returning it). A learner killed
+  after publishing v40 and restarted from a checkpoint of v32 goes on with v41.
 - ``save_checkpoint`` / ``load_checkpoint``: agents + buffers + counters written to
   a temporary directory, every file and directory fsynced, then renamed into place
   (and the parent directory fsynced), so a crash or power cut mid-save leaves the
@@ -32,9 +37,11 @@ that feeds it (``hilserl_learner``), as a loop that reads top to bottom:
   ``EncoderMismatch`` (its buffers would mix unrelated features); another precision of
   the same weights loads, with a note in ``checkpoint_warnings``.
 - ``resume(root)``: tries the checkpoints newest first and keeps the first that
-  loads; the ones that failed are reported, never deleted. Pruning after a save
-  removes only checkpoints older than the one written (a corrupt one that sorts
-  newer stays for a person to look at).
+  loads; the ones that failed are reported with the file that did not load and why,
+  never deleted. Pruning after a save removes only checkpoints older than the one
+  written, and never one known not to load (resume skipped it): such a checkpoint
+  neither counts toward ``keep_checkpoints`` (which would prune the good ones in its
+  place) nor is deleted, it stays for a person to look at.
 """
 
 from __future__ import annotations
@@ -57,19 +64,28 @@ from ..formats.demos import demo_summary, load_demos
 from ..formats.tensorio import fsync_dir
 from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
 from ..vision.encoders import CachedFeaturizer, EncoderMismatch, compare_encoder_identity
+from .checkpoints import AgentFileError
 from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
 
-__all__ = ["LearnerConfig", "Learner", "UpdatePacer", "CheckpointError", "checkpoints", "latest_checkpoint", "progress_line"]
+__all__ = ["LearnerConfig", "Learner", "UpdatePacer", "CheckpointError", "checkpoints", "latest_checkpoint", "progress_line",
+           "read_weights_version", "write_weights_version", "WEIGHTS_VERSION_FILE"]
 
 CHECKPOINT_FORMAT = "hilserl.learner_checkpoint/1"
 CHECKPOINT_PREFIX = "ckpt_"
 _CHECKPOINT_NAME = re.compile(r"ckpt_(\d+(?:_\d+)*)")
+WEIGHTS_VERSION_FILE = "weights_version.json"  # the highest policy weights version handed out, in a checkpoint root
+WEIGHTS_VERSION_FORMAT = "hilserl.weights_version/1"
 # The camera image a cached feature map comes from (the wire carries images; the learner featurizes).
 _FEATURE_SOURCE_IMAGE = {FEATURE_SHAPE_128: (128, 128, 3)}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded into this learner (the learner is left unchanged)."""
+    """A checkpoint that cannot be loaded into this learner (the learner is left unchanged).
+    ``file``: the file (or agent directory) that did not load; the message names it and why."""
+
+    def __init__(self, message: str, file: Optional[Path] = None) -> None:
+        super().__init__(message)
+        self.file = file
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,10 @@ class LearnerConfig:
     max_updates_per_s: float = param(1000.0, "cap on the update rate (keeps a shared machine responsive)", units="1/s", low=0.1, high=100_000.0, live=True)
     weights_period_s: float = param(2.0, "minimum time between policy weight broadcasts", units="s", low=0.05, high=3600.0, live=True)
     checkpoint_period_updates: int = param(2000, "updates between checkpoints (0 = never)", low=0, high=10_000_000)
+    checkpoint_period_s: float = param(60.0, "seconds between checkpoints, alongside checkpoint_period_updates (whichever "
+                                       "comes first), written only when data or updates came in since the last one; "
+                                       "keeps what was received when updates are slow or off (updates_per_transition 0); "
+                                       "0 = never", units="s", low=0.0, high=86_400.0)
     keep_checkpoints: int = param(2, "checkpoints kept on disk", low=1, high=100)
     seed: int = param(0, "sampling seed", low=0)
 
@@ -117,6 +137,9 @@ class Learner:
         self.demos_added = 0
         self.updates = 0
         self.weights_version = 0
+        self._highest_version = 0  # the highest version handed out or recorded: never handed out again
+        self.version_record: Optional[Path] = None  # weights_version.json, once resume took up a checkpoint root
+        self._unloadable: set = set()  # checkpoints resume found damaged: never pruned, never counted as kept
         self.last_metrics: Dict[str, float] = {}  # latest value of every update metric
         self.checkpoint_warnings: List[str] = []  # what the last loaded checkpoint said (e.g. another precision)
 
@@ -264,12 +287,25 @@ class Learner:
 
     # -- weights out ---------------------------------------------------------------------
     def policy_weights(self) -> Tuple[Dict[str, torch.Tensor], int]:
-        """Trainable policy parameters of every agent (names prefixed by agent) and a new version."""
+        """Trainable policy parameters of every agent (names prefixed by agent) and a new version,
+        above every version handed out before (recorded first in ``version_record`` if there is
+        one: if that write fails, OSError and no version is handed out)."""
         state: Dict[str, torch.Tensor] = {}
         for name, agent in self.agents.items():
             state.update({f"{name}/{k}": v for k, v in agent.policy_state_dict().items()})
-        self.weights_version += 1
-        return state, self.weights_version
+        version = max(self.weights_version, self._highest_version) + 1
+        if self.version_record is not None:
+            write_weights_version(self.version_record, version)  # durable before anyone sees the version
+        self.weights_version = self._highest_version = version
+        return state, version
+
+    def record_versions_in(self, root: "str | Path") -> None:
+        """Keep the highest weights version in ``root/weights_version.json`` from now on, and go on
+        above the version recorded there (ValueError naming the file if it is unreadable)."""
+        path = Path(root) / WEIGHTS_VERSION_FILE
+        self._highest_version = max(self._highest_version, read_weights_version(path))
+        self.weights_version = max(self.weights_version, self._highest_version)
+        self.version_record = path
 
     # -- checkpoints ---------------------------------------------------------------------
     def counters(self) -> Dict[str, int]:
@@ -311,7 +347,12 @@ class Learner:
             f.write(json.dumps(meta, indent=2))
         _fsync_tree(tmp)  # the data is on disk before the rename publishes it
         old = None
-        if final.exists():  # the same progress saved again: swap, never a moment without it
+        if final.resolve() in self._unloadable:  # a damaged checkpoint of the same progress: kept aside, not replaced
+            aside = root / f"{final.name}.damaged"
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(final, aside)
+            self._unloadable.discard(final.resolve())
+        elif final.exists():  # the same progress saved again: swap, never a moment without it
             old = root / f".old_{final.name}_{os.getpid()}"
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
@@ -319,19 +360,26 @@ class Learner:
         fsync_dir(root)  # the rename itself is durable
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        key = _checkpoint_key(final)
-        older = [p for p in checkpoints(root) if _checkpoint_key(p) < key]
+        self._prune(root, final)
+        return final
+
+    def _prune(self, root: Path, written: Path) -> None:
+        """Keep ``written`` and the ``keep_checkpoints - 1`` newest checkpoints older than it. Newer
+        ones (a damaged one resume skipped, or another writer's) and ones known not to load stay, and
+        do not count: a damaged checkpoint never takes the place of a good one."""
+        key = _checkpoint_key(written)
+        older = [p for p in checkpoints(root) if _checkpoint_key(p) < key and p.resolve() not in self._unloadable]
         for stale in older[max(0, self.config.keep_checkpoints - 1):]:
             shutil.rmtree(stale, ignore_errors=True)
-        return final
 
     def load_checkpoint(self, path: "str | Path") -> None:
         """Restore a checkpoint written by ``save_checkpoint``. Everything is read and checked
         before the learner changes; agents are restored from a snapshot if one fails midway.
         CheckpointError (with the cause) when it cannot be loaded: the learner is unchanged."""
         path = Path(path)
+        reading = path / "learner.json"  # the file being read, for the error
         try:
-            meta = json.loads((path / "learner.json").read_text())
+            meta = json.loads(reading.read_text())
             if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
                 got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
                 raise ValueError(f"not a learner checkpoint (format {got!r})")
@@ -344,22 +392,29 @@ class Learner:
             counters["demos_added"] = int(meta.get("demos_added", 0))  # older checkpoints did not count demos
             buffers = {}
             for name, current in self.buffers.items():
-                buf = ReplayBuffer.load(path / f"{name}_buffer.safetensors")
+                reading = path / f"{name}_buffer.safetensors"
+                buf = ReplayBuffer.load(reading)
                 if buf.observation_spec != current.observation_spec or buf.action_dim != current.action_dim:
                     raise ValueError(
                         f"{name} buffer stores {sorted(buf.observation_spec)} with {buf.action_dim}-D actions, "
                         f"this learner {sorted(current.observation_spec)} with {current.action_dim}-D actions")
                 buffers[name] = buf
+            reading = path
             self._load_agents(path)
         except (CheckpointError, EncoderMismatch):  # a mismatch is not damage: resume must not skip it
             raise
+        except _AgentLoadError as exc:  # the file an agent failed on, and why
+            cause = exc.__cause__
+            reason = str(cause) if isinstance(cause, AgentFileError) else _file_reason(exc.file, cause)
+            raise CheckpointError(reason, exc.file) from cause
         except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the answer is the same
-            raise CheckpointError(f"{path}: {type(exc).__name__}: {exc}") from exc
+            raise CheckpointError(_file_reason(reading, exc), reading) from exc
         # nothing below can fail: the learner switches to the checkpoint in one go
         self.buffers = buffers
         self.sampler = MixedSampler(self.buffers[DEMO_BUFFER], self.buffers[RL_BUFFER], self.demo_share)
         for key, value in counters.items():
             setattr(self, key, value)
+        self.weights_version = max(self.weights_version, self._highest_version)  # an older checkpoint: never a repeat
         self.checkpoint_warnings = [warning] if warning else []
 
     def _encoder_identity(self) -> Optional[Dict[str, str]]:
@@ -375,7 +430,11 @@ class Learner:
                 agent.save(Path(snap) / name)
             try:
                 for name, agent in self.agents.items():
-                    agent.load_state(path / name)
+                    try:
+                        agent.load_state(path / name)
+                    except Exception as exc:  # noqa: BLE001 - named by its file below
+                        file = exc.file if isinstance(exc, AgentFileError) else _agent_file(path / name)
+                        raise _AgentLoadError(file) from exc
             except BaseException:
                 for name, agent in self.agents.items():
                     agent.load_state(Path(snap) / name)
@@ -383,19 +442,87 @@ class Learner:
 
     def resume(self, root: "str | Path") -> Tuple[Optional[Path], List[Tuple[Path, str]]]:
         """Load the newest checkpoint under ``root`` that loads. Returns its path (None when
-        none did: the learner stays as it was) and the newer ones that failed with why.
-        Nothing is deleted. ``EncoderMismatch`` is raised, not skipped: the checkpoints are
-        sound, the configuration is not the one they were made with."""
+        none did: the learner stays as it was) and the newer ones that failed, each with why,
+        the reason naming the file that did not load. Nothing is deleted, and the failed ones are
+        never pruned later (``save_checkpoint``). ``EncoderMismatch`` is raised, not skipped: the
+        checkpoints are sound, the configuration is not the one they were made with.
+
+        The weights-version record of ``root`` is taken up first (``record_versions_in``): versions
+        go on above every version published from ``root``, whichever checkpoint loads."""
+        self.record_versions_in(root)
         skipped: List[Tuple[Path, str]] = []
         for path in checkpoints(root):
             try:
                 self.load_checkpoint(path)
             except CheckpointError as exc:
-                cause = exc.__cause__
-                skipped.append((path, f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)))
+                skipped.append((path, str(exc)))
+                self._unloadable.add(path.resolve())
                 continue
             return path, skipped
         return None, skipped
+
+
+class _AgentLoadError(Exception):
+    """An agent's files did not load (``file``: the agent's file, the cause chained)."""
+
+    def __init__(self, file: Path) -> None:
+        super().__init__(str(file))
+        self.file = file
+
+
+def _agent_file(directory: Path) -> Path:
+    """The tensor file of the agent saved in ``directory`` (the directory if it holds not exactly one)."""
+    found = sorted(directory.glob("*.safetensors")) if directory.is_dir() else []
+    return found[0] if len(found) == 1 else directory
+
+
+def _file_reason(file: Path, exc: Optional[BaseException]) -> str:
+    """One line: the file, the exception type and its text (the file named once)."""
+    text = " ".join(str(exc).split())
+    kind = type(exc).__name__ if exc is not None else "error"
+    if text.startswith(f"{file}: "):  # the message named it already
+        text = text[len(f"{file}: "):]
+    return f"{file}: {kind}: {text}"
+
+
+def read_weights_version(path: "str | Path") -> int:
+    """The version recorded by ``write_weights_version`` (0 if there is no record). ValueError
+    naming the file when it is unreadable: guessing could hand out a version twice."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return 0
+    try:
+        meta = json.loads(text)
+        if not isinstance(meta, dict) or meta.get("format") != WEIGHTS_VERSION_FORMAT:
+            raise ValueError(f"not a weights-version record (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        version = meta["version"]
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ValueError(f"version {version!r} is not a non-negative integer")
+        return version
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: unreadable weights-version record ({type(exc).__name__}: {exc}); it holds the highest "
+                         "policy weights version published from this checkpoint_dir: remove it only if no actor holds "
+                         "weights of this run (else versions can repeat)") from exc
+
+
+def write_weights_version(path: "str | Path", version: int) -> None:
+    """Record ``version`` in ``path``: a temporary file, fsynced, renamed over it, the directory
+    fsynced, so after a crash or a power cut the old record or the new one is there, whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps({"format": WEIGHTS_VERSION_FORMAT, "version": int(version), "written_unix_s": time.time()}))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def _checkpoint_key(path: Path) -> Tuple[int, ...]:
@@ -437,11 +564,14 @@ def _fsync_tree(root: Path) -> None:
 class UpdatePacer:
     """The training loop's pacing (``LearnerConfig``): how long to pause after an update so the
     rate stays under ``max_updates_per_s``, when weights are due (``weights_period_s``) and when a
-    checkpoint is (``checkpoint_period_updates``, counted from the last checkpoint written)."""
+    checkpoint is: something changed since the last one written (or loaded), and either
+    ``checkpoint_period_updates`` updates or ``checkpoint_period_s`` seconds have passed since it
+    (the seconds count also with no updates at all: data collection keeps what it received)."""
 
-    def __init__(self, checkpoint_progress: Tuple[int, int, int]) -> None:
+    def __init__(self, checkpoint_progress: Tuple[int, int, int], now_s: Optional[float] = None) -> None:
         self.last_weights_s = float("-inf")  # never published yet
         self.last_checkpoint = checkpoint_progress  # Learner.progress() when the last checkpoint was written (or loaded)
+        self.last_checkpoint_s = time.monotonic() if now_s is None else now_s  # when (the clock of now_s)
 
     @staticmethod
     def pause_s(config: LearnerConfig, update_started_s: float, now_s: float) -> float:
@@ -453,15 +583,20 @@ class UpdatePacer:
     def weights_published(self, now_s: float) -> None:
         self.last_weights_s = now_s
 
-    def checkpoint_due(self, config: LearnerConfig, updates: int) -> bool:
-        period = config.checkpoint_period_updates
-        return bool(period) and updates - self.last_checkpoint[0] >= period
+    def checkpoint_due(self, config: LearnerConfig, progress: Tuple[int, int, int], now_s: float) -> bool:
+        """A checkpoint is due at ``progress`` (``Learner.progress()``) and ``now_s`` (monotonic)."""
+        if not self.changed_since_checkpoint(progress):
+            return False
+        every, period_s = config.checkpoint_period_updates, config.checkpoint_period_s
+        return ((bool(every) and progress[0] - self.last_checkpoint[0] >= every)
+                or (period_s > 0 and now_s - self.last_checkpoint_s >= period_s))
 
     def changed_since_checkpoint(self, progress: Tuple[int, int, int]) -> bool:
         return progress != self.last_checkpoint
 
-    def checkpointed(self, progress: Tuple[int, int, int]) -> None:
+    def checkpointed(self, progress: Tuple[int, int, int], now_s: Optional[float] = None) -> None:
         self.last_checkpoint = progress
+        self.last_checkpoint_s = time.monotonic() if now_s is None else now_s
 
 
 # What a person watching the console wants per line, in this order (agent/metric names).

@@ -2,7 +2,10 @@
 
 Transitions arrive on another thread (``submit``) and wait in a queue; the training thread moves
 them into the buffers, runs updates at the update-to-data ratio under the update-rate cap
-(``UpdatePacer``), and publishes weights and writes checkpoints when due. A transition that does
+(``UpdatePacer``), and publishes weights and writes checkpoints when due: checkpoints every
+``checkpoint_period_updates`` updates or ``checkpoint_period_s`` seconds, whichever comes first,
+when anything changed, updates or not (with ``updates_per_transition`` 0 the data still reaches
+the disk). A transition that does
 not fit the buffers is counted and reported, never stored in part. Any other exception stops the
 thread and is kept in ``failure``: a learner that no longer learns must not look alive.
 """
@@ -105,8 +108,10 @@ class LearnerThread:
                     self._stop.wait(pause)
                 if self.pacer.weights_due(schedule, time.monotonic()):
                     self.publish_weights()
-                if self.checkpoint_dir and self.pacer.checkpoint_due(schedule, self.learner.updates):
-                    self.logger.info(f"checkpoint {self.checkpoint()}")
+            # this thread alone changes the progress: read without the lock
+            if self.checkpoint_dir and self.pacer.checkpoint_due(schedule, self.learner.progress(), time.monotonic()):
+                self.logger.info(f"checkpoint {self.checkpoint()}")
+                worked = True
             if not worked:
                 self._stop.wait(0.01)
 
