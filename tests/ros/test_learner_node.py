@@ -1,7 +1,8 @@
 """The learner node over DDS: routing of intervention vs policy transitions, feature
 caching, gap detection, weights to a late joiner (trainable only), live UTD, resume;
 misfit transitions rejected by name, a dead training thread stopping the node, the
-final checkpoint of data that trained nothing, damaged checkpoints skipped on resume."""
+final checkpoint of data that trained nothing, damaged checkpoints skipped on resume (none
+loading refuses to start unless start_fresh), weight versions that never repeat across restarts."""
 
 import dataclasses
 import subprocess
@@ -275,7 +276,9 @@ def test_clean_shutdown_keeps_data_that_trained_nothing(ros_context, spin_until,
     assert list((tmp_path / "ckpt").glob("ckpt_*")) == written
 
 
-def test_resume_skips_a_damaged_newest_checkpoint_and_starts_fresh_when_none_loads(ros_context, tmp_path, capfd):
+def test_resume_skips_a_damaged_newest_checkpoint_and_refuses_to_start_when_none_loads(ros_context, tmp_path, capfd):
+    from hilserl_core.formats.config import ConfigError
+
     first = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))
     for i in range(3):
         first.learner.add(transition(i, i == 0))
@@ -291,20 +294,86 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_starts_fresh_when_none_loa
     resumed = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))
     assert resumed.learner.transitions_received == 3 and len(resumed.learner.buffers["demo"]) == 1
     err = capfd.readouterr().err
-    assert "WARN" in err and f"skipping checkpoint {newest}" in err and "JSONDecodeError" in err
+    assert "WARN" in err and f"skipping checkpoint {newest}" in err and f"{newest / 'learner.json'}: JSONDecodeError" in err
     assert resumed.diag.level("checkpoint") == 1 and str(good) in resumed.diag._statuses["checkpoint"].message
     resumed.close()
     resumed.destroy_node()
 
-    (good / "learner.json").write_text("{not json")
-    fresh = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))
+    # none loads: refused, each checkpoint named with its file and why, nothing started from zero
+    agent = good / "rlpd" / "agent.safetensors"
+    agent.write_bytes(agent.read_bytes()[:-64])  # cut short: safetensors says "incomplete metadata"
+    on_disk = sorted(p for p in (tmp_path / "ckpt").rglob("*"))
+    with pytest.raises(ConfigError) as refused:
+        LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))
+    text = str(refused.value)
+    assert f"none of the 2 checkpoint(s) in {tmp_path / 'ckpt'} loads" in text and "start_fresh" in text
+    assert f"{newest / 'learner.json'}: JSONDecodeError" in text
+    assert f"{agent}: SafetensorError" in text and "incomplete metadata" in text
+    assert "\n" not in text
+    assert sorted(p for p in (tmp_path / "ckpt").rglob("*")) == on_disk  # nothing written, nothing deleted
+
+    # told to start fresh: training from zero, a WARN naming them, the files left where they are
+    capfd.readouterr()
+    fresh = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path, start_fresh=True))
     assert fresh.learner.transitions_received == 0
     err = capfd.readouterr().err
-    assert "ERROR" in err and "starting fresh" in err
-    assert fresh.diag.level("checkpoint") == 2
+    assert "WARN" in err and "start_fresh: training starts from zero" in err and good.name in err and newest.name in err
+    assert fresh.diag.level("checkpoint") == 1
     fresh.close()
     fresh.destroy_node()
-    assert good.is_dir() and newest.is_dir()  # nothing deleted
+    assert good.is_dir() and newest.is_dir() and agent.is_file()  # nothing deleted
+
+
+def test_no_loadable_checkpoint_is_a_one_line_configuration_error_with_exit_status_2(tmp_path):
+    damaged = tmp_path / "ckpt" / "ckpt_000000000_000000003_000000000"
+    damaged.mkdir(parents=True)
+    (damaged / "learner.json").write_text("{")
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from test_learner_node import params
+from hilserl_learner import learner_node as ln
+
+sys.exit(ln.run_node(lambda: ln.LearnerNode(parameter_overrides=params(Path({str(tmp_path)!r})))))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stderr.splitlines() if "configuration error" in x]
+    assert f"none of the 1 checkpoint(s) in {tmp_path / 'ckpt'} loads: {damaged / 'learner.json'}: JSONDecodeError" in line
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == [damaged.name]  # left as it was
+    assert (damaged / "learner.json").read_text() == "{"
+
+
+def test_weight_versions_go_on_above_the_highest_published_after_a_restart_from_an_older_checkpoint(
+        ros_context, spin_until, tmp_path):
+    first = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))  # publishes v1 at start
+    for i in range(3):
+        first.learner.add(transition(i, i == 0))
+    first.trainer.checkpoint()  # a checkpoint holding v1
+    for _ in range(4):
+        first.publish_weights()  # v2..v5 reach the actors, then the learner dies
+    assert first.learner.weights_version == 5
+    first.close()  # nothing new since the checkpoint: none written, as if killed
+    first.destroy_node()
+    assert len(list((tmp_path / "ckpt").glob("ckpt_*"))) == 1
+
+    again = LearnerNode(context=ros_context, parameter_overrides=params(tmp_path))
+    assert again.learner.transitions_received == 3  # resumed from the checkpoint of v1 ...
+    got = []
+    actor = rclpy.create_node("version_actor", context=ros_context)
+    actor.create_subscription(UInt8MultiArray, "/learner/policy_weights", got.append, qos.LATCHED)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(again)
+    ex.add_node(actor)
+    assert spin_until(ex, lambda: got, 10)
+    _, version = wire.arrays_to_weights(*payload.decode(got[0]))
+    assert version == 6  # ... and publishes a version no actor has seen
+    ex.shutdown()
+    again.close()
+    again.destroy_node()
+    actor.destroy_node()
 
 
 def test_a_checkpoint_of_other_encoder_weights_stops_the_learner_another_precision_warns(ros_context, tmp_path, capfd):

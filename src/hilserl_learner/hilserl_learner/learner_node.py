@@ -6,8 +6,13 @@ and hands them to the training thread (``hilserl_core.rl.learner_thread``): demo
 weights on ``/learner/policy_weights`` (reliable, transient-local: a restarted actor gets the newest
 at once), atomic checkpoints of agents + buffers, and a final one on a clean shutdown when anything
 changed. On start it resumes from the newest checkpoint in ``checkpoint_dir`` that loads
-(``Learner.resume``): damaged ones are skipped with a WARN naming them; none loading starts fresh
-with an ERROR; features of other encoder weights stop the node with a configuration error (exit 2).
+(``Learner.resume``): damaged ones are skipped with a WARN naming the file that did not load and
+why; when checkpoints exist but none loads, the node refuses to start (a one-line configuration
+error naming each one, exit 2) unless ``start_fresh`` is true (training starts from zero, the old
+files stay on disk, a WARN names them); features of other encoder weights stop the node with a
+configuration error (exit 2). Weight versions never repeat: the highest one is recorded in
+``checkpoint_dir/weights_version.json`` before each publish, and a restarted learner goes on above
+it, whichever checkpoint it resumed from (without a ``checkpoint_dir`` versions restart at 1).
 A transition that does not fit the buffers is rejected with an ERROR naming the actor, the key and
 the shape; a training thread that dies stops the node with exit status 3 and no final checkpoint.
 
@@ -26,6 +31,7 @@ from std_msgs.msg import UInt8MultiArray
 
 from hilserl_core.accel.allocator import configure_cpu_allocator
 from hilserl_core.formats import tensorio, wire
+from hilserl_core.formats.config import ConfigError
 from hilserl_core.rl.build import LearnerNodeConfig, build_learner
 from hilserl_core.rl.learner import progress_line
 from hilserl_core.rl.learner_thread import LearnerThread
@@ -47,7 +53,7 @@ class LearnerNode(Node):
             self.get_logger().info("glibc allocator not tuned (no glibc here)")
         self.diag = diagnostics.Diagnostics(self)
         self.learner = build_learner(c)
-        resumed = self._resume(c.checkpoint_dir) if c.checkpoint_dir else None
+        resumed = self._resume(c.checkpoint_dir, c.start_fresh) if c.checkpoint_dir else None
         demo_paths = [p for p in c.demo_paths if p]  # a graph passes [""] for "no demos"
         if demo_paths and resumed is None:
             for path, summary in self.learner.preload_demos(demo_paths):  # a bad file: configuration error
@@ -70,10 +76,16 @@ class LearnerNode(Node):
 
     rejected_transitions = property(lambda self: self.trainer.rejected)
 
-    def _resume(self, root: str):
-        """The checkpoint resumed from, or None."""
+    def _resume(self, root: str, start_fresh: bool):
+        """The checkpoint resumed from, or None. ConfigError when checkpoints exist but none loads,
+        unless ``start_fresh``."""
         log = self.get_logger()
-        path, skipped = self.learner.resume(root)
+        path, skipped = self.learner.resume(root)  # also: weight versions go on above root's record
+        if path is None and skipped and not start_fresh:
+            raise ConfigError(
+                f"none of the {len(skipped)} checkpoint(s) in {root} loads: "
+                + "; ".join(why for _, why in skipped)  # each reason names its file
+                + "; set start_fresh true to start training from zero (they stay on disk), or checkpoint_dir to another directory")
         for bad, why in skipped:
             log.warning(f"skipping checkpoint {bad}: it does not load ({why}); left on disk")
         if path is not None:
@@ -83,11 +95,12 @@ class LearnerNode(Node):
             level = diagnostics.WARN if skipped or self.learner.checkpoint_warnings else diagnostics.OK
             self.diag.report("checkpoint", level, "; ".join([f"resumed from {path}"] + self.learner.checkpoint_warnings),
                              skipped_checkpoints=len(skipped))
-        elif skipped:
-            text = (f"none of the {len(skipped)} checkpoint(s) in {root} loads; starting fresh "
-                    f"(they are left on disk; newest: {skipped[0][0]}: {skipped[0][1]})")
-            log.error(text)
-            self.diag.report("checkpoint", diagnostics.ERROR, text, skipped_checkpoints=len(skipped))
+        elif skipped:  # start_fresh
+            text = (f"none of the {len(skipped)} checkpoint(s) in {root} loads; start_fresh: training starts from zero "
+                    f"(weights from v{self.learner.weights_version + 1}); left on disk: "
+                    + ", ".join(bad.name for bad, _ in skipped))
+            log.warning(text)
+            self.diag.report("checkpoint", diagnostics.WARN, text, skipped_checkpoints=len(skipped))
         return path
 
     def _log_rejection(self, text: str) -> None:

@@ -26,7 +26,12 @@ class LearnerNodeConfig:
     cameras: Tuple[str, ...] = param(("left/wrist", "left/side"), "cameras as <arm>/<camera> (observation keys <arm>_<camera>)")
     encoder_weights: str = param("", "frozen ResNet-10 weights (safetensors); empty = random weights (tests/smoke runs only)")
     encoder_dtype: str = param("auto", ENCODER_DTYPE_HELP, choices=ENCODER_DTYPES)
-    checkpoint_dir: str = param("", "where checkpoints go and resume comes from; empty = no checkpoints")
+    checkpoint_dir: str = param("", "where checkpoints go and resume comes from (and weights_version.json, the highest "
+                                "policy weights version published, so versions never repeat across restarts); empty = "
+                                "no checkpoints")
+    start_fresh: bool = param(False, "when checkpoint_dir holds checkpoints but none of them loads: false refuses to start "
+                              "(a configuration error naming each one and why), true starts training from zero and leaves "
+                              "them on disk (a WARN names them); a checkpoint that loads is resumed either way")
     demo_paths: Tuple[str, ...] = param((), "demo files (hilserl bag2demos) that fill the demo buffer at start; not re-added when resuming from a checkpoint, which holds them")
     use_grasp_critic: bool = param(True, "train the grasp critic (DQN over open/stay/close per gripper)")
     torch_threads: int = param(1, "torch CPU threads for training (raise it on a learner host with idle cores; on a shared machine 1 avoids OpenMP threads waiting on busy cores)", low=1, high=256)
