@@ -140,6 +140,7 @@ class LearnerNode(Node):
 
     def publish_weights(self) -> None:
         with self.trainer.lock:
+            # a version above every one published from checkpoint_dir, recorded there (durably) before it goes out
             state, version = self.learner.policy_weights()
             published_s = self.get_clock().now().nanoseconds * 1e-9  # lets receivers measure delivery time
             msg = payload.encode(*wire.weights_to_arrays(
