@@ -50,8 +50,8 @@ def test_a_misfit_is_rejected_on_arrival_or_in_the_thread_and_counted():
     misfit = dataclasses.replace(good, observation={"proprio": np.zeros(11, np.float32)})
     assert not lt.submit(misfit, "two_arms")
     assert lt.rejections() == (1, rejected[0]) and "two_arms" in rejected[0] and "(11,)" in rejected[0]
-    lt.queue.append((misfit, "queued_directly"))  # past the cheap check: the buffers refuse it whole
-    lt.queue.append((good, "actor_a"))
+    lt.queue.append((misfit, "queued_directly", None))  # past the cheap check: the buffers refuse it whole
+    lt.queue.append((good, "actor_a", None))
     assert lt.add_queued()
     assert lt.rejected == 2 and "queued_directly" in lt.last_rejection and len(L.buffers["rl"]) == 1
 

@@ -63,7 +63,12 @@ def test_learner_node_end_to_end(ros_context, spin_until, tmp_path, capfd):
     assert spin_until(ex, lambda: L.transitions_received == len(sent), 30)
     assert len(L.buffers["rl"]) == len(sent)
     assert len(L.buffers["demo"]) == sum(1 for i in sent if i % 3 == 0)
-    assert node.sequences.lost == 1
+    assert node.inbox.received.missing() == 1  # #5: not received (yet) below the newest one
+    for i in (5, 3):  # the gap filled by a resend; a resend of one already stored is dropped
+        pub.publish(payload.encode(*wire.transition_to_arrays(transition(i, i % 3 == 0), "actor_a", i)))
+    assert spin_until(ex, lambda: node.inbox.received.duplicates == 1 and L.transitions_received == len(sent) + 1, 30)
+    sent = sorted(sent + [5])
+    assert node.inbox.received.missing() == 0 and len(L.buffers["rl"]) == len(sent)
     # features, not images, are stored (CPU learner): the frozen ResNet ran once per observation
     assert set(L.buffers["rl"].observation_spec) == {"proprio", "feature/left_wrist"}
     assert spin_until(ex, lambda: L.updates >= 1, 30), "no updates after learning_starts"
@@ -72,7 +77,7 @@ def test_learner_node_end_to_end(ros_context, spin_until, tmp_path, capfd):
     log = []
     assert spin_until(ex, lambda: log.append(capfd.readouterr().err) or "critic_loss" in "".join(log), 5), "".join(log)
     line = next(x for x in "".join(log).splitlines() if "critic_loss" in x)
-    assert "[learner]: updates " in line and f"transitions {len(sent)} " in line and "buffers demo 4 / rl 10" in line, line
+    assert "[learner]: updates " in line and f"transitions {len(sent)} " in line and f"buffers demo 4 / rl {len(sent)}" in line, line
 
     # a late-joining actor gets the newest weights: policy parameters only, no frozen ResNet
     got = []
@@ -147,7 +152,7 @@ def test_a_misconfigured_actor_is_rejected_by_name_and_training_goes_on(ros_cont
     err = capfd.readouterr().err
     assert "'dual_arm_actor'" in err and "observation['proprio'] has shape (40,), this learner expects (20,)" in err
     # a misfit that reaches the training thread some other way is refused there, not fatal
-    node.trainer.queue.append((two_arms, "queued_directly"))
+    node.trainer.queue.append((two_arms, "queued_directly", None))
     assert spin_until(ex, lambda: node.rejected_transitions == 3, 10)
     for i in range(4):
         pub.publish(payload.encode(*wire.transition_to_arrays(transition(i, i == 0), "actor_a", i)))
@@ -248,7 +253,7 @@ def factory():
         raise RuntimeError("critic loss is NaN")
     node.learner.train_step = broken_update
     for i in range(3):
-        node.trainer.queue.append((transition(i, i == 0), "actor_a"))
+        node.trainer.queue.append((transition(i, i == 0), "actor_a", None))
     return node
 
 sys.exit(ln.run_node(factory))

@@ -33,8 +33,12 @@ def decode(msg: UInt8MultiArray) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]
     """Arrays and metadata of a payload message; raises tensorio.TensorIOError if it is not one."""
     if not msg.layout.dim or msg.layout.dim[0].label != LABEL:
         raise tensorio.TensorIOError(f"not a hilserl payload (layout label must be '{LABEL}')")
-    data = msg.data.tobytes() if hasattr(msg.data, "tobytes") else bytes(msg.data)
-    return tensorio.from_bytes(data)
+    return tensorio.from_bytes(raw_bytes(msg))
+
+
+def raw_bytes(msg: UInt8MultiArray) -> bytes:
+    """The payload's bytes as sent (what the learner's transition log keeps)."""
+    return msg.data.tobytes() if hasattr(msg.data, "tobytes") else bytes(msg.data)
 
 
 def payload_size(msg: UInt8MultiArray) -> int:

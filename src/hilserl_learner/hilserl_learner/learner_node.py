@@ -22,17 +22,21 @@ Live parameters: ``learner.updates_per_transition`` (UTD), ``learner.max_updates
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import time
 import traceback
 
 import torch
 from rclpy.node import Node
-from std_msgs.msg import UInt8MultiArray
+from std_msgs.msg import String, UInt8MultiArray
 
 from hilserl_core.accel.allocator import configure_cpu_allocator
 from hilserl_core.formats import tensorio, wire
 from hilserl_core.formats.config import ConfigError
 from hilserl_core.rl.build import LearnerNodeConfig, build_learner
+from hilserl_core.rl.delivery import LearnerInbox, TransitionLogError
 from hilserl_core.rl.learner import progress_line
 from hilserl_core.rl.learner_thread import LearnerThread
 from hilserl_interfaces import diagnostics, payload, qos, topics
@@ -62,13 +66,16 @@ class LearnerNode(Node):
         elif demo_paths:
             self.get_logger().info(f"demo buffer restored from {resumed} ({len(self.learner.buffers['demo'])} transitions); "
                                    "demo_paths not read again")
-        self.sequences = wire.SequenceTracker()
+        self.inbox = self._open_inbox(c.checkpoint_dir, resumed)
+        self.session = secrets.token_hex(6)  # names this process in acknowledgements
         self._reported_rejections = 0
         self._weights_pub = self.create_publisher(UInt8MultiArray, topics.POLICY_WEIGHTS, qos.LATCHED)
         self.create_subscription(UInt8MultiArray, topics.TRANSITIONS, self._on_transition, qos.TRANSITIONS)
+        self._acks_pub = self.create_publisher(String, topics.TRANSITION_ACKS, qos.ACKS)
+        self.create_timer(0.2, self._acknowledge)
         self.weights_bytes = 0
         self.trainer = LearnerThread(self.learner, checkpoint_dir=c.checkpoint_dir, publish_weights=self.publish_weights,
-                                     logger=self.get_logger(), on_reject=self._log_rejection)
+                                     logger=self.get_logger(), on_reject=self._log_rejection, inbox=self.inbox)
         self.publish_weights()  # actors start from the learner's initial (or resumed) policy
         self.trainer.start()
         self._logged = (time.monotonic(), self.learner.counters())  # for the progress line's rates
@@ -115,7 +122,9 @@ class LearnerNode(Node):
         # any other exception from decoding is a decoder bug, reported the same way so the
         # learner keeps training instead of dying.
         try:
-            t, actor_id, seq = wire.arrays_to_transition(*payload.decode(msg))
+            arrays, meta = payload.decode(msg)
+            t, actor_id, seq = wire.arrays_to_transition(arrays, meta)
+            session = wire.transition_session(meta)
         except (tensorio.TensorIOError, ValueError) as exc:
             self.diag.report("transitions", diagnostics.ERROR, f"rejected a transition payload: {exc}")
             return
@@ -125,12 +134,46 @@ class LearnerNode(Node):
             self.diag.report("transitions", diagnostics.ERROR,
                              f"rejected a transition payload: unexpected {type(exc).__name__} decoding it: {exc}")
             return
-        lost = self.sequences.see(actor_id, seq)
-        if lost:
-            self.diag.report("transitions", diagnostics.WARN, f"{lost} transition(s) from {actor_id} lost before #{seq}",
-                             lost_total=self.sequences.lost)
-        if not self.trainer.submit(t, actor_id):
+        if self.inbox.is_duplicate(actor_id, session, seq):  # a resend of one already stored
+            return
+        problem = self.learner.check_transition(t)  # shapes only: cheap, no lock
+        if problem:  # it never fits: acknowledged (not resent) but not logged or stored
+            self.inbox.received.add(actor_id, session, seq)
+            self.trainer.reject(actor_id, problem)
             self._report_rejections()
+            return
+        index = self.inbox.receive(payload.raw_bytes(msg), actor_id, session, seq)  # logged before queued
+        self.trainer.submit(t, actor_id, (index, actor_id, session, seq))
+
+    def _open_inbox(self, checkpoint_dir: str, resumed) -> LearnerInbox:
+        """The transition log under checkpoint_dir; what it holds beyond the resumed checkpoint
+        goes into the buffers now, before training starts."""
+        inbox = LearnerInbox(os.path.join(checkpoint_dir, "transitions") if checkpoint_dir else None)
+        log = self.get_logger()
+        if inbox.log is not None and inbox.log.repaired:
+            log.warning(f"transition log: {inbox.log.repaired} (a write cut short by a crash; never acknowledged, so resent)")
+        inbox.restore(self.learner.delivery_state if resumed is not None else None)
+        rejected = 0
+        try:
+            for rec in inbox.replay():
+                t, _actor, _seq = wire.arrays_to_transition(*tensorio.from_bytes(rec.payload))
+                try:
+                    self.learner.add(t)
+                except (ValueError, KeyError, TypeError):
+                    rejected += 1
+                inbox.applied(rec.index, rec.actor_id, rec.session, rec.seq)
+        except (TransitionLogError, tensorio.TensorIOError, ValueError) as exc:
+            raise ConfigError(f"transition log in {checkpoint_dir}: {exc}; move the damaged segment away to go on "
+                              "without the transitions in it and after it") from exc
+        if inbox.restored_from_log:
+            log.info(f"took back {inbox.restored_from_log} transition(s) from the transition log that "
+                     f"{resumed or 'no checkpoint'} did not hold" + (f" ({rejected} did not fit)" if rejected else ""))
+        return inbox
+
+    def _acknowledge(self) -> None:
+        """Every 0.2 s: make the logged transitions durable, then tell the actors what they may forget."""
+        self.inbox.sync()
+        self._acks_pub.publish(String(data=json.dumps(self.inbox.acknowledgement(self.session))))
 
     def _report_rejections(self) -> None:
         total, text = self.trainer.rejections()
@@ -162,7 +205,8 @@ class LearnerNode(Node):
         text = "training" if L.ready() else f"waiting for data ({L.transitions_received}/{L.config.learning_starts} transitions, demo buffer {len(L.buffers['demo'])})"
         self.diag.report("learner", level, text, updates=L.updates, weights_version=L.weights_version,
                          transitions_received=L.transitions_received, interventions_received=L.interventions_received,
-                         weights_bytes=self.weights_bytes, lost_transitions=self.sequences.lost,
+                         weights_bytes=self.weights_bytes, lost_transitions=self.inbox.received.missing(),
+                         duplicate_transitions=self.inbox.received.duplicates, restored_from_log=self.inbox.restored_from_log,
                          rejected_transitions=self.rejected_transitions,
                          **{f"{k}_buffer": len(b) for k, b in L.buffers.items()},
                          **{k: f"{v:.4g}" for k, v in L.last_metrics.items()})
@@ -192,6 +236,7 @@ class LearnerNode(Node):
             self.get_logger().info(f"final checkpoint {path}")
         elif self.conf.value.checkpoint_dir and (failed or self.trainer.failure is not None):
             self.get_logger().error(f"no final checkpoint: the training thread died ({self.trainer.failure})")
+        self.inbox.close()
 
 
 # what `ros2 run` starts and what compose_nodes builds when this node shares a process

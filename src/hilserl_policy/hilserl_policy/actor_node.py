@@ -316,7 +316,7 @@ class ActorNode(Node):
 
     def destroy_node(self) -> None:
         if len(self.spool):
-            self.get_logger().warning(f"exiting with {self._delivery_text(self._now())}")
+            self.get_logger().warning(f"exiting; as last heard from the learner: {self._delivery_text(self._now())}")
         else:
             self.get_logger().info(f"every one of the {self.transitions_sent} transition(s) sent is stored by the learner")
         self.policy.close()  # the frozen encoder's helper threads (encoder_threads > 1)

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,7 @@ class TransitionLog:
         self._file_start = 0
         self._file_count = 0
         self._dirty = False
+        self._lock = threading.Lock()  # appends (receiving thread) vs pruning (training thread)
         self.next_index = self._recover()
 
     def _segments(self) -> List[Tuple[int, Path]]:
@@ -144,6 +146,10 @@ class TransitionLog:
 
     def append(self, payload: bytes, actor_id: str, session: str, seq: int) -> int:
         """Write one record (not yet durable: see ``sync``); its index."""
+        with self._lock:
+            return self._append(payload, actor_id, session, seq)
+
+    def _append(self, payload: bytes, actor_id: str, session: str, seq: int) -> int:
         if self._file is None or self._file_count >= self.segment_records:
             self._open_segment()
         header = json.dumps({"actor": actor_id, "session": session, "seq": int(seq)}).encode()
@@ -159,7 +165,7 @@ class TransitionLog:
     def _open_segment(self) -> None:
         reopen = self._file is None  # the first append since opening: go on in the last segment
         if self._file is not None:
-            self.sync()
+            self._sync()
             self._file.close()
         segs = self._segments()
         if reopen and segs and self.next_index - segs[-1][0] < self.segment_records:
@@ -172,6 +178,10 @@ class TransitionLog:
 
     def sync(self) -> bool:
         """Make every appended record durable; whether there was anything to do."""
+        with self._lock:
+            return self._sync()
+
+    def _sync(self) -> bool:
         if not self._dirty or self._file is None:
             return False
         self._file.flush()
@@ -201,6 +211,10 @@ class TransitionLog:
 
     def prune(self, below: int) -> int:
         """Delete whole segments whose records all have index < ``below``; how many."""
+        with self._lock:
+            return self._prune(below)
+
+    def _prune(self, below: int) -> int:
         segs = self._segments()
         removed = 0
         for (start, path), nxt in zip(segs, segs[1:]):
@@ -212,10 +226,11 @@ class TransitionLog:
         return removed
 
     def close(self) -> None:
-        if self._file is not None:
-            self.sync()
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._sync()
+                self._file.close()
+                self._file = None
 
 
 def _parse(data: bytes, offset: int):

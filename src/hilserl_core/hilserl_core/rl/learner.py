@@ -142,6 +142,9 @@ class Learner:
         self._unloadable: set = set()  # checkpoints resume found damaged: never pruned, never counted as kept
         self.last_metrics: Dict[str, float] = {}  # latest value of every update metric
         self.checkpoint_warnings: List[str] = []  # what the last loaded checkpoint said (e.g. another precision)
+        # which received transitions the buffers hold (rl.delivery.LearnerInbox.checkpoint_state): saved
+        # and restored with the buffers, so a restart knows what to take back from the transition log
+        self.delivery_state: Dict[str, Any] = {}
 
     # -- data in -------------------------------------------------------------------------
     def _prepare(self, t: Transition) -> Transition:
@@ -339,7 +342,8 @@ class Learner:
             agent.save(tmp / name)
         for name, buf in self.buffers.items():
             buf.save(tmp / f"{name}_buffer.safetensors")
-        meta = {"format": CHECKPOINT_FORMAT, "saved_unix_s": time.time(), "agents": sorted(self.agents), **self.counters()}
+        meta = {"format": CHECKPOINT_FORMAT, "saved_unix_s": time.time(), "agents": sorted(self.agents), **self.counters(),
+                "delivery": self.delivery_state}
         encoder_id = self._encoder_identity()
         if encoder_id is not None:  # the buffers hold this encoder's features
             meta["encoder"] = encoder_id
@@ -390,6 +394,9 @@ class Learner:
                                                "set checkpoint_dir to a new directory") if encoder_id else ""
             counters = {k: int(meta[k]) for k in ("transitions_received", "interventions_received", "updates", "weights_version")}
             counters["demos_added"] = int(meta.get("demos_added", 0))  # older checkpoints did not count demos
+            delivery = meta.get("delivery") or {}
+            if not isinstance(delivery, dict):
+                raise ValueError(f"'delivery' must be an object, got {type(delivery).__name__}")
             buffers = {}
             for name, current in self.buffers.items():
                 reading = path / f"{name}_buffer.safetensors"
@@ -416,6 +423,7 @@ class Learner:
             setattr(self, key, value)
         self.weights_version = max(self.weights_version, self._highest_version)  # an older checkpoint: never a repeat
         self.checkpoint_warnings = [warning] if warning else []
+        self.delivery_state = delivery
 
     def _encoder_identity(self) -> Optional[Dict[str, str]]:
         """The identity of the encoder whose features the buffers store (feature storage only)."""

@@ -13,28 +13,33 @@ thread and is kept in ``failure``: a learner that no longer learns must not look
 from __future__ import annotations
 
 import collections
+import json
 import threading
 import time
 import traceback
 from typing import Any, Callable, Optional, Tuple
 
 from ..formats.types import Transition
-from .learner import Learner, UpdatePacer
+from .delivery import LearnerInbox
+from .learner import Learner, UpdatePacer, checkpoints
 
 __all__ = ["LearnerThread"]
 
 
 class LearnerThread:
     def __init__(self, learner: Learner, *, checkpoint_dir: str, publish_weights: Callable[[], None],
-                 logger: Any, on_reject: Callable[[str], None]) -> None:
+                 logger: Any, on_reject: Callable[[str], None], inbox: Optional[LearnerInbox] = None) -> None:
         """``publish_weights`` is called on the training thread when weights are due (take ``lock``
         to read them); ``logger`` (``.info``, ``.error``: rclpy's or ``logging``'s) gets checkpoint
-        lines and the thread's death, ``on_reject`` each rejection's text."""
+        lines and the thread's death, ``on_reject`` each rejection's text. ``inbox`` (the node's
+        ``rl.delivery.LearnerInbox``) learns which logged transitions reached the buffers; each
+        checkpoint records it and lets the log drop what every checkpoint on disk holds."""
         self.learner = learner
+        self.inbox = inbox
         self.checkpoint_dir = checkpoint_dir
         self.publish_weights, self.logger, self.on_reject = publish_weights, logger, on_reject
         self.lock = threading.Lock()  # held around every use of the learner
-        self.queue: collections.deque = collections.deque()  # (transition, actor_id)
+        self.queue: collections.deque = collections.deque()  # (transition, actor_id, origin in the log or None)
         self.pacer = UpdatePacer(learner.progress())
         self.rejected = 0
         self.last_rejection = ""
@@ -47,13 +52,14 @@ class LearnerThread:
         self.thread.start()
 
     # -- from the receiving thread
-    def submit(self, t: Transition, actor_id: str) -> bool:
-        """Queue a transition for the buffers; a misfit (shapes only: cheap, no lock) is rejected."""
+    def submit(self, t: Transition, actor_id: str, origin: Optional[Tuple[int, str, str, int]] = None) -> bool:
+        """Queue a transition for the buffers; a misfit (shapes only: cheap, no lock) is rejected.
+        ``origin``: (log index, actor id, session, sequence number), in log order."""
         problem = self.learner.check_transition(t)
         if problem:
             self.reject(actor_id, problem)
             return False
-        self.queue.append((t, actor_id))
+        self.queue.append((t, actor_id, origin))
         return True
 
     def reject(self, actor_id: str, problem: str) -> None:
@@ -83,12 +89,14 @@ class LearnerThread:
         """Move the queued transitions into the buffers; whether there were any."""
         worked = False
         while self.queue:
-            t, actor_id = self.queue.popleft()
-            try:
-                with self.lock:
+            t, actor_id, origin = self.queue.popleft()
+            with self.lock:
+                try:
                     self.learner.add(t)  # refuses a misfit whole (ValueError), stores nothing
-            except (ValueError, KeyError, TypeError) as exc:
-                self.reject(actor_id, str(exc))
+                except (ValueError, KeyError, TypeError) as exc:
+                    self.reject(actor_id, str(exc))
+                if origin is not None and self.inbox is not None:
+                    self.inbox.applied(*origin)  # stored, or refused for good: either way done with
             worked = True
         return worked
 
@@ -117,8 +125,12 @@ class LearnerThread:
 
     def checkpoint(self) -> str:
         with self.lock:
+            if self.inbox is not None:
+                self.learner.delivery_state = self.inbox.checkpoint_state()
             path = self.learner.save_checkpoint(self.checkpoint_dir)
             self.pacer.checkpointed(self.learner.progress())
+        if self.inbox is not None:  # the log keeps what the oldest checkpoint on disk lacks
+            self.inbox.prune(oldest_applied(self.checkpoint_dir))
         return str(path)
 
     def stop(self) -> Optional[str]:
@@ -137,3 +149,15 @@ class LearnerThread:
             if not self.pacer.changed_since_checkpoint(self.learner.progress()):
                 return None
         return self.checkpoint()
+
+
+def oldest_applied(root: str) -> int:
+    """The fewest transition-log records any checkpoint under ``root`` holds (0 when one is unreadable)."""
+    lowest = None
+    for path in checkpoints(root):
+        try:
+            applied = int(json.loads((path / "learner.json").read_text()).get("delivery", {}).get("applied", 0))
+        except (OSError, ValueError, AttributeError, TypeError):
+            applied = 0
+        lowest = applied if lowest is None else min(lowest, applied)
+    return lowest or 0
