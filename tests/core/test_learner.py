@@ -361,7 +361,7 @@ def test_update_pacer_caps_the_rate_and_says_when_weights_and_checkpoints_are_du
     assert not pacer.changed_since_checkpoint((100, 250, 3)) and pacer.changed_since_checkpoint((100, 251, 3))
     never = LearnerConfig(checkpoint_period_updates=0, checkpoint_period_s=0.0)
     assert not pacer.checkpoint_due(never, (10**6, 10**6, 3), 10**6)
-    assert LearnerConfig().checkpoint_period_s == 60.0  # the default: at most a minute of data at risk
+    assert LearnerConfig().checkpoint_period_s == 600.0  # the default: the transition log holds the data in between
 
 
 def test_every_skip_reason_names_the_file_that_does_not_load_and_why(tmp_path):

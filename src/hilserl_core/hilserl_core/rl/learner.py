@@ -102,10 +102,11 @@ class LearnerConfig:
     max_updates_per_s: float = param(1000.0, "cap on the update rate (keeps a shared machine responsive)", units="1/s", low=0.1, high=100_000.0, live=True)
     weights_period_s: float = param(2.0, "minimum time between policy weight broadcasts", units="s", low=0.05, high=3600.0, live=True)
     checkpoint_period_updates: int = param(2000, "updates between checkpoints (0 = never)", low=0, high=10_000_000)
-    checkpoint_period_s: float = param(60.0, "seconds between checkpoints, alongside checkpoint_period_updates (whichever "
-                                       "comes first), written only when data or updates came in since the last one; "
-                                       "keeps what was received when updates are slow or off (updates_per_transition 0); "
-                                       "0 = never", units="s", low=0.0, high=86_400.0)
+    checkpoint_period_s: float = param(600.0, "seconds between checkpoints, alongside checkpoint_period_updates (whichever "
+                                       "comes first), written only when data or updates came in since the last one "
+                                       "(updates_per_transition 0 included). Received transitions are safe in the "
+                                       "transition log in between; a checkpoint rewrites the whole buffers (hundreds of "
+                                       "MB after 10k steps), so not too often. 0 = never", units="s", low=0.0, high=86_400.0)
     keep_checkpoints: int = param(2, "checkpoints kept on disk", low=1, high=100)
     seed: int = param(0, "sampling seed", low=0)
 
