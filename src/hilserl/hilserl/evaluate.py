@@ -50,7 +50,8 @@ def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, 
         args["reward"] = "sim"  # success is the task's, by the simulator's ground truth, whatever reward trained the policy
     g = load_graph(setup, args)
     g = with_node_parameters(g, "actor_node", {"deterministic": True, "grasp_epsilon": 0.0})
-    return with_node_parameters(g, "learner_node", {"learner.updates_per_transition": 0.0, "learner.checkpoint_period_updates": 0})
+    return with_node_parameters(g, "learner_node", {"learner.updates_per_transition": 0.0, "learner.checkpoint_period_updates": 0,
+                                                    "learner.checkpoint_period_s": 0.0})
 
 
 def scripted_graph(setup: str, arguments: Mapping[str, str], seed: int) -> Graph:
