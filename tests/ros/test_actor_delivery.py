@@ -97,3 +97,33 @@ def test_an_episode_the_mux_stops_executing_ends_failed_to_act_and_is_not_counte
         ex.shutdown()
         actor.destroy_node()
         world.node.destroy_node()
+
+
+def test_on_stop_the_actor_acts_no_more_and_waits_for_the_learner_to_confirm(ros_context, spin_until):
+    actor, world, ex = _rig(ros_context)
+    learner = Learner(world.node)
+    try:
+        assert spin_until(ex, lambda: len(learner.seqs) >= 5, 30)
+        learner.ack(actor, 1)  # the learner answers, 2.. not confirmed yet
+        assert spin_until(ex, lambda: actor.spool.acknowledged_through == 1, 10)
+        n_actions = len(world.actions)
+        # the learner confirms everything a moment later (what the actor sent counts: it keeps
+        # sending nothing new while it drains)
+        world.node.create_timer(0.3, lambda: learner.ack(actor, actor.sequence - 1))
+
+        def spin_for(seconds):
+            spin_until(ex, lambda: False, seconds)
+
+        actor.drain(spin_for)
+        assert len(actor.spool) == 0
+        assert len(world.actions) <= n_actions + 1  # at most the tick already under way
+        # a learner that does not answer is not waited for
+        actor.spool.sent(actor.sequence, None, actor._now())
+        actor._last_ack_s = -1.0
+        t0 = actor._now()
+        actor.drain(spin_for)
+        assert actor._now() - t0 < 1.0 and len(actor.spool) == 1
+    finally:
+        ex.shutdown()
+        actor.destroy_node()
+        world.node.destroy_node()

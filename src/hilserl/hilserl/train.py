@@ -189,7 +189,8 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
                 executor.spin_once(timeout_sec=0.1)
                 dead = runner.poll()
                 if dead is not None:
-                    say(f"[train] node {dead.spec.fqn} exited with status {dead.returncode}; see {run_dir / 'graph.log'}")
+                    why = f": {dead.last_line}" if dead.last_line else ""
+                    say(f"[train] node {dead.spec.fqn} exited with status {dead.returncode}{why}; see {run_dir / 'graph.log'}")
                     status = 1
                     break
                 while mon.episodes:

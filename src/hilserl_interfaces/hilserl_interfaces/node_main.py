@@ -49,6 +49,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import traceback
 from typing import Callable, List, Optional, Sequence
 
@@ -186,6 +187,7 @@ def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Option
                 for companion in getattr(node, "companion_nodes", ()):  # nodes composed into this process
                     executor.add_node(companion)
             spin(executor, stop)
+            _drain(nodes, executor)
             return 0
         except (*_CONFIG_ERRORS, RCLError) as exc:  # schema check, ROS range or type, _build, or rcl's arguments
             text = _rcl_error_text(exc) if isinstance(exc, RCLError) else str(exc)
@@ -204,6 +206,20 @@ def run_nodes(factories: Sequence[Callable[[], "rclpy.node.Node"]], args: Option
                 node.destroy_node()
             if rclpy.ok():
                 rclpy.shutdown()
+
+
+def _drain(nodes, executor) -> None:
+    """After a stop: let each node with a ``drain(spin_for)`` finish what it owes others (the actor
+    waits for the learner to confirm what it sent), spinning the executor meanwhile."""
+    def spin_for(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while executor.context.ok() and time.monotonic() < end:
+            executor.spin_once(timeout_sec=min(_SPIN_ONCE_TIMEOUT_S, max(0.0, end - time.monotonic())))
+
+    for node in nodes:
+        drain = getattr(node, "drain", None)
+        if callable(drain):
+            drain(spin_for)
 
 
 def run_node(factory: Callable[[], "rclpy.node.Node"], args: Optional[List[str]] = None, threads: int = 1,

@@ -79,6 +79,7 @@ class ActorNode(Node):
         self._last_ack_s = -1.0  # when the learner last acknowledged anything (its acks come periodically)
         self._learner_session = ""
         self._last_act_s = self._now()
+        self._draining = False  # stopping: no more actions, only delivery
 
         self._action_pubs = {}
         for arm in self.arms:
@@ -187,6 +188,8 @@ class ActorNode(Node):
 
     # -- the 10 Hz loop -------------------------------------------------------------------
     def _tick(self) -> None:
+        if self._draining:
+            return
         self._last_tick_s = now = self._now()
         c, cycle = self.conf.value, self.cycle
         if cycle.phase is EpisodePhase.RESET:
@@ -314,11 +317,21 @@ class ActorNode(Node):
                 f"episode {summary.episode_id}: the step that reached success was not executed as sent (mux held or "
                 "its report was lost), so no terminal transition carries this success to the learner")
 
-    def destroy_node(self) -> None:
+    def drain(self, spin_for) -> None:
+        """Stopping (node_main): act no more; wait up to drain_timeout_s for the learner to confirm
+        what it has not confirmed yet, resending it (``spin_for(seconds)`` runs the callbacks)."""
+        self._draining = True
+        end = time.monotonic() + self.conf.value.drain_timeout_s
+        while len(self.spool) and time.monotonic() < end and self._learner_answers(self._now()):
+            spin_for(0.1)  # (a learner that stopped answering is not waited for)
         if len(self.spool):
-            self.get_logger().warning(f"exiting; as last heard from the learner: {self._delivery_text(self._now())}")
+            self.get_logger().warning(f"exiting; as last heard from the learner: {self._delivery_text(self._now())} "
+                                      f"(sent {self.transitions_sent} in session {self.session})")
         else:
-            self.get_logger().info(f"every one of the {self.transitions_sent} transition(s) sent is stored by the learner")
+            self.get_logger().info(f"the learner confirmed all {self.transitions_sent} transition(s) sent in session "
+                                   f"{self.session}")
+
+    def destroy_node(self) -> None:
         self.policy.close()  # the frozen encoder's helper threads (encoder_threads > 1)
         super().destroy_node()
 

@@ -65,6 +65,9 @@ class ActorConfig:
                                        "starts no new episode", low=1, high=1_000_000)
     resend_after_s: float = param(3.0, "a transition not acknowledged this long after it was sent is sent again "
                                   "(while the learner answers)", units="s", low=0.1, high=600.0)
+    drain_timeout_s: float = param(5.0, "on Ctrl-C/SIGTERM the actor stops acting and waits this long for the learner "
+                                   "to confirm the transitions it has not confirmed yet (resending them)", units="s",
+                                   low=0.0, high=600.0)
     max_unexecuted_steps: int = param(10, "an episode in which the mux reported none of this many actions in a row "
                                       "ends as failed_to_act (the command path is broken)", units="steps", low=1, high=100_000)
     torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core slow every pass)", low=1, high=256)
