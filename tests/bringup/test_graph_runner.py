@@ -497,3 +497,26 @@ def test_a_real_node_refusing_a_misspelled_key_stops_the_graph_with_that_line_la
                          f"for /right/intervention_mux"), out.getvalue()
     assert "Traceback" not in out.getvalue()
     assert sum("configuration error" in line for line in lines) == 2  # said by the node, repeated last
+
+
+def test_a_graph_whose_nodes_already_run_in_the_domain_is_refused_before_anything_starts(tmp_path):
+    """Two graphs in one ROS domain mix their messages (a bag of one task with the other's frames):
+    the command-line runner looks first and refuses, naming the nodes and the domain."""
+    import rclpy
+
+    runner, out = _runner(tmp_path, {})
+    runner.check_network = True
+    ctx = rclpy.context.Context()
+    rclpy.init(args=[], context=ctx)
+    other = rclpy.create_node("b", namespace="left", context=ctx)  # /left/b of "another graph"
+    try:
+        with pytest.raises(G.GraphError, match=rf"another graph is running in ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}: /left/b"):
+            runner.start()
+        assert runner._procs == {} and " up " not in out.getvalue()
+    finally:
+        other.destroy_node()
+        rclpy.shutdown(context=ctx)
+    (tmp_path / "again").mkdir()
+    runner2, out2 = _runner(tmp_path / "again", {})
+    runner2.check_network = True
+    assert "clean shutdown" in _start_and_stop(runner2, out2, 2)  # alone in the domain: starts

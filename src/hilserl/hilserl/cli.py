@@ -42,7 +42,7 @@ def _cmd_show(args) -> int:
 
 def _cmd_launch(args) -> int:
     g = graphmod.load_graph(args.setup, graphmod.parse_overrides(args.overrides))
-    runner = GraphRunner(g)
+    runner = GraphRunner(g, check_network=True)
     print(f"[hilserl] launching {g.setup} ({len(g.nodes)} nodes, {len(runner.processes)} processes); Ctrl-C to stop", flush=True)
     return runner.run()
 

@@ -84,7 +84,7 @@ def _run_graph(graph: Graph, log_path: Path, collect: Callable, episodes: int, t
     results: List[Optional[float]] = []  # per episode: duration of a success, None for a failure
     ctx = rclpy.context.Context()
     with open(log_path, "a", buffering=1) as log:
-        runner = GraphRunner(graph, out=log)
+        runner = GraphRunner(graph, out=log, check_network=True)
         try:
             rclpy.init(args=[], context=ctx)
             node = Node("eval_monitor", context=ctx)

@@ -157,7 +157,7 @@ def run_record(setup: str, arguments: Mapping[str, str], say: Callable[[str], No
     graph = recording.record_graph(setup, args)
     topics = recording.topics(graph)
     writer = bags.BagWriter(bag, topics, recording.custom_data(graph))  # refuses an existing path before anything starts
-    runner = (runner_factory or GraphRunner)(graph)
+    runner = runner_factory(graph) if runner_factory else GraphRunner(graph, check_network=True)
     ctx = rclpy.context.Context()
     keys = None
     status = 0

@@ -97,6 +97,43 @@ class _Slot:
         return next((line for line in reversed(self.tail) if line.strip()), "")
 
 
+def nodes_already_running(graph: Graph, env: Dict[str, str], wait_s: float = 1.5) -> List[str]:
+    """The graph's node names that are already on the network (discovery for up to ``wait_s``)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    wanted = {spec.fqn for spec in graph.nodes}
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS")}
+    for key in saved:  # look where the graph's nodes will be
+        if env.get(key) is not None:
+            os.environ[key] = env[key]
+        else:
+            os.environ.pop(key, None)
+    ctx = rclpy.context.Context()
+    try:
+        rclpy.init(args=[], context=ctx)
+        node = rclpy.create_node(f"hilserl_preflight_{os.getpid()}", context=ctx, start_parameter_services=False)
+        executor = SingleThreadedExecutor(context=ctx)
+        executor.add_node(node)
+        end = time.monotonic() + wait_s
+        found: set = set()
+        while time.monotonic() < end and not found:
+            executor.spin_once(timeout_sec=0.1)
+            names = {(ns.rstrip("/") + "/" + name) for name, ns in node.get_node_names_and_namespaces()}
+            found = names & wanted
+        executor.shutdown()
+        node.destroy_node()
+        return sorted(found)
+    finally:
+        if rclpy.ok(context=ctx):
+            rclpy.shutdown(context=ctx)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class GraphRunner:
     def __init__(
         self,
@@ -104,8 +141,12 @@ class GraphRunner:
         resolve: Callable[[str, str], str] = find_executable,
         out: TextIO = sys.stdout,
         env: Optional[Dict[str, str]] = None,
+        check_network: bool = False,
     ):
+        """``check_network``: before starting, look for nodes of this graph already running in the
+        ROS domain (another graph: its messages would mix with this one's) and refuse to start."""
         self.graph = graph
+        self.check_network = check_network
         self._resolve = resolve
         self._out = out
         self._env = dict(os.environ if env is None else env)
@@ -135,6 +176,13 @@ class GraphRunner:
 
     def start(self) -> None:
         self._cmds = self.commands()
+        if self.check_network:
+            found = nodes_already_running(self.graph, self._env)
+            if found:
+                domain = self._env.get("ROS_DOMAIN_ID") or "0"
+                raise GraphError(
+                    f"another graph is running in ROS_DOMAIN_ID {domain}: {', '.join(found)} already on the network, "
+                    "and its messages would mix with this graph's; stop it, or run this one with another ROS_DOMAIN_ID")
         for proc_spec in self.processes:
             slot = self._launch(proc_spec)
             if proc_spec.composed:

@@ -170,7 +170,7 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
         {"setup": setup, "arguments": dict(graph.arguments), "steps": budget, "demos": demos,
          "node_parameters": {k: dict(v) for k, v in (node_params or {}).items()}}, sort_keys=False))
     graph_log = open(run_dir / "graph.log", "a", buffering=1)
-    runner = GraphRunner(graph, out=graph_log)
+    runner = GraphRunner(graph, out=graph_log, check_network=True)
     ctx = rclpy.context.Context()
     status = 0
     start_wall = time.monotonic()
