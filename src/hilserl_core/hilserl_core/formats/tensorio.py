@@ -40,7 +40,7 @@ import os
 import re
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Mapping, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Mapping, Tuple, Union
 
 import numpy as np
 
@@ -322,13 +322,19 @@ def save_file(
     path: PathLike, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Atomically write a container to ``path`` (temp file + fsync + rename)."""
+    prepared = _prepare(arrays)
+    return write_atomically(path, lambda f: _write(f, prepared, metadata or {}))
+
+
+def write_atomically(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """``write(file)`` into a temporary file beside ``path``, fsync it, rename it over ``path`` and
+    fsync the directory: after a crash or a power cut the old file or the new one is there, whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prepared = _prepare(arrays)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            _write(f, prepared, metadata or {})
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -61,7 +61,7 @@ import torch
 
 from ..formats.config import param
 from ..formats.demos import demo_summary, load_demos
-from ..formats.tensorio import fsync_dir
+from ..formats.tensorio import fsync_dir, write_atomically
 from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
 from ..vision.encoders import CachedFeaturizer, EncoderMismatch, compare_encoder_identity
 from .checkpoints import AgentFileError
@@ -519,19 +519,8 @@ def read_weights_version(path: "str | Path") -> int:
 def write_weights_version(path: "str | Path", version: int) -> None:
     """Record ``version`` in ``path``: a temporary file, fsynced, renamed over it, the directory
     fsynced, so after a crash or a power cut the old record or the new one is there, whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps({"format": WEIGHTS_VERSION_FORMAT, "version": int(version), "written_unix_s": time.time()}))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    record = {"format": WEIGHTS_VERSION_FORMAT, "version": int(version), "written_unix_s": time.time()}
+    write_atomically(path, lambda f: f.write(json.dumps(record).encode()))
 
 
 def _checkpoint_key(path: Path) -> Tuple[int, ...]:
