@@ -172,7 +172,8 @@ def test_actor_loop(rig, spin_until):
     # success ends the episode as terminal, the metrics come out, and the scene is reset
     world.operator = False
     world.success = True
-    assert spin_until(ex, lambda: world.metrics, 30)
+    # (transitions go out from the actor's sender thread: the episode report may come first)
+    assert spin_until(ex, lambda: world.metrics and world.transitions[-1].terminated, 30)
     last = world.transitions[-1]
     assert last.terminated and not last.truncated and last.reward == 1.0
     assert world.metrics[-1]["successes_total"] == 1 and world.metrics[-1]["end"] == "success"
@@ -276,8 +277,8 @@ def test_without_a_reset_service_the_actor_waits_for_the_operator(rig, spin_unti
     world.pubs["episode_reset"].publish(Empty())  # the scene is ready
     assert spin_until(ex, lambda: len(world.transitions) >= 2, 30)
     world.pubs["episode_reset"].publish(Empty())  # cut the episode
-    assert spin_until(ex, lambda: world.metrics, 10)
-    assert world.metrics[-1]["end"] == "operator_reset" and world.transitions[-1].truncated
+    assert spin_until(ex, lambda: world.metrics and world.transitions[-1].truncated, 10)
+    assert world.metrics[-1]["end"] == "operator_reset"
     assert world.resets == 0  # nobody called a reset service
     spin_until(ex, lambda: False, 0.5)
     n_actions, n_transitions = len(world.actions), len(world.transitions)

@@ -14,7 +14,9 @@ time (the mux's report pairs with it), sends transitions, and swaps in new weigh
 from __future__ import annotations
 
 import json
+import queue
 import secrets
+import threading
 import time
 import traceback
 
@@ -95,6 +97,12 @@ class ActorNode(Node):
         self.create_subscription(UInt8MultiArray, topics.POLICY_WEIGHTS, self._on_weights, qos.LATCHED)
         self.create_subscription(Empty, EPISODE_RESET, self._on_operator_reset, qos.EVENTS)
         self._transition_pub = self.create_publisher(UInt8MultiArray, topics.TRANSITIONS, qos.TRANSITIONS)
+        # Transitions go out from a thread of their own: a reliable publish can block while the
+        # learner is matched but unreachable (a cut link, until the DDS lease expires: ~20 s), and
+        # the 10 Hz loop must not wait for it (the spool keeps them until they are confirmed).
+        self._outbox: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_loop, name="actor-transitions", daemon=True)
+        self._sender.start()
         self.create_subscription(String, topics.TRANSITION_ACKS, self._on_acks, qos.ACKS)
         self._metrics_pub = self.create_publisher(String, topics.EPISODE_METRICS, qos.EVENTS)
         self._reward_reset_pub = self.create_publisher(Empty, "/reward/reset", qos.EVENTS)
@@ -230,7 +238,7 @@ class ActorNode(Node):
         if transition is None:
             return
         msg = payload.encode(*wire.transition_to_arrays(transition, self.actor_id, self.sequence, self.session))
-        self._transition_pub.publish(msg)
+        self._outbox.put(msg)
         self.spool.sent(self.sequence, msg, self._now())
         self.sequence += 1
         self.transitions_sent += 1
@@ -267,9 +275,9 @@ class ActorNode(Node):
         """Every 0.5 s: resend what the answering learner has not stored; say how delivery goes."""
         now = self._now()
         answers = self._learner_answers(now)
-        if answers:
+        if answers and self._outbox.qsize() < 10:  # (not while the sender is stuck: no pile of copies)
             for _seq, msg in self.spool.due(now, limit=50):  # at most 100/s beside the live stream
-                self._transition_pub.publish(msg)
+                self._outbox.put(msg)
         late = len(self.spool) > 0 and self.spool.oldest_age_s(now) > max(2.0, self.spool.resend_after_s)
         level = diagnostics.ERROR if self.spool.full else diagnostics.WARN if late or not answers else diagnostics.OK
         text = self._delivery_text(now) if level != diagnostics.OK else "the learner stores every transition sent"
@@ -317,6 +325,16 @@ class ActorNode(Node):
                 f"episode {summary.episode_id}: the step that reached success was not executed as sent (mux held or "
                 "its report was lost), so no terminal transition carries this success to the learner")
 
+    def _send_loop(self) -> None:
+        while True:
+            msg = self._outbox.get()
+            if msg is None:
+                return
+            try:
+                self._transition_pub.publish(msg)
+            except Exception as exc:  # noqa: BLE001 - the context is going away; the spool still has it
+                self.get_logger().warning(f"could not publish a transition ({type(exc).__name__}: {exc}); kept for resending")
+
     def drain(self, spin_for) -> None:
         """Stopping (node_main): act no more; wait up to drain_timeout_s for the learner to confirm
         what it has not confirmed yet, resending it (``spin_for(seconds)`` runs the callbacks)."""
@@ -332,6 +350,8 @@ class ActorNode(Node):
                                    f"{self.session}")
 
     def destroy_node(self) -> None:
+        self._outbox.put(None)
+        self._sender.join(timeout=2.0)
         self.policy.close()  # the frozen encoder's helper threads (encoder_threads > 1)
         super().destroy_node()
 
