@@ -15,6 +15,8 @@ case ":${AMENT_PREFIX_PATH:-}:" in *":$_venv:"*) ;; *) export AMENT_PREFIX_PATH=
 case ":${CMAKE_PREFIX_PATH:-}:" in *":$_venv:"*) ;; *) export CMAKE_PREFIX_PATH="$_venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}";; esac
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
+# DDS discovery stays on this machine unless set otherwise (two hosts: docs/ARCHITECTURE.md).
+export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 if [ -f "$_hilserl_root/install/setup.bash" ]; then
   # colcon's setup scripts reference unset variables; relax nounset while sourcing.
   _hilserl_u=$-; set +u

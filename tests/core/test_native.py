@@ -151,18 +151,21 @@ def test_fallback_and_native_agree_and_the_build_is_cached(tmp_path):
         emb = SpatialLearnedEmbedding(4, 4, 512, 1, fast_path=paths.spatial_fast_path())  # as the agents build it
         x = torch.randn(32, 4, 4, 512).half()
         print(native.status())
-        torch.save(emb(x).detach(), {out!r})
+        from safetensors.torch import save_file
+        save_file({{"y": emb(x).detach().contiguous()}}, {out!r})
     """
-    off = _run(code.format(out=str(tmp_path / "off.pt")), HILSERL_NATIVE="0")
+    off = _run(code.format(out=str(tmp_path / "off.safetensors")), HILSERL_NATIVE="0")
     assert "disabled by HILSERL_NATIVE=0" in off
     cache = tmp_path / "cache"
-    on = _run(code.format(out=str(tmp_path / "on.pt")), HILSERL_CACHE_DIR=str(cache))
+    on = _run(code.format(out=str(tmp_path / "on.safetensors")), HILSERL_CACHE_DIR=str(cache))
     assert str(cache) in on
-    torch.testing.assert_close(torch.load(tmp_path / "on.pt"), torch.load(tmp_path / "off.pt"), rtol=1e-5, atol=1e-4)
+    from safetensors.torch import load_file
+
+    torch.testing.assert_close(load_file(tmp_path / "on.safetensors")["y"], load_file(tmp_path / "off.safetensors")["y"], rtol=1e-5, atol=1e-4)
     built = list(cache.glob("kernels-*.so"))
     assert len(built) == 1
     stamp = built[0].stat().st_mtime_ns
-    _run(code.format(out=str(tmp_path / "again.pt")), HILSERL_CACHE_DIR=str(cache))
+    _run(code.format(out=str(tmp_path / "again.safetensors")), HILSERL_CACHE_DIR=str(cache))
     assert [p.stat().st_mtime_ns for p in cache.glob("kernels-*.so")] == [stamp]  # reused, not rebuilt
 
 
