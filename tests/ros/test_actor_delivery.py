@@ -84,15 +84,21 @@ def test_an_episode_the_mux_stops_executing_ends_failed_to_act_and_is_not_counte
     actor, world, ex = _rig(ros_context, max_unexecuted_steps=5)
     try:
         assert spin_until(ex, lambda: len(world.transitions) >= 2, 30)
+        executed = world.pubs["executed"]
         world.pubs["executed"] = type("DeadMux", (), {"publish": lambda self, m: None})()  # the mux died
         assert spin_until(ex, lambda: _level(actor, "actor") == diagnostics.ERROR, 15)
         assert "failed" not in json.dumps(world.metrics) and world.metrics == []  # not a try of the policy
         assert "the mux reported none of the last 5 actions" in actor.diag._statuses["actor"].message
         # stale inputs then fresh again: the WARN clears
+        world.pubs["executed"] = executed  # the mux is back
+        assert spin_until(ex, lambda: _level(actor, "actor") == diagnostics.OK, 30)
         world.fresh = False
         assert spin_until(ex, lambda: _level(actor, "inputs") == diagnostics.WARN, 10)
+        assert spin_until(ex, lambda: _level(actor, "actor") == diagnostics.WARN, 10)  # it cannot act: says so
+        assert "not acting for" in actor.diag._statuses["actor"].message
         world.fresh = True
         assert spin_until(ex, lambda: _level(actor, "inputs") == diagnostics.OK, 10)
+        assert spin_until(ex, lambda: _level(actor, "actor") == diagnostics.OK, 10)
     finally:
         ex.shutdown()
         actor.destroy_node()
