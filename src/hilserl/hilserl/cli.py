@@ -7,6 +7,7 @@
     hilserl eval runs/sim_single_arm-pick_cube  the policy alone on held-out seeds, beside the scripted operator
     hilserl compare sim_single_arm seeds:=3     the paper's baselines (Table 2), trained and evaluated alike
     hilserl prepare sim_single_arm task:=..     a simulated task's demo file and reward classifier
+    hilserl convert-weights resnet10_params.pkl -o resnet10.safetensors   published encoder weights, no unpickling
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import shlex
 import sys
 from typing import List, Optional
 
-from . import bag2demos, data_cli
+from . import bag2demos, convert_weights, data_cli
 from . import graph as graphmod
 from .runner import GraphRunner
 
@@ -103,6 +104,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.set_defaults(func=data_cli._guarded(_cmd_eval))
     data_cli.register(sub)  # record, bag2frames, train-reward
     bag2demos.register(sub)
+    convert_weights.register(sub)  # convert-weights
     args = parser.parse_args(argv)
     try:
         return args.func(args)
