@@ -38,5 +38,10 @@ setup(
     maintainer_email="maintainers@hilserl.dev",
     description="hilserl bring-up: graphs, launch files, the hilserl command.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["hilserl = hilserl.cli:main"]},
+    entry_points={"console_scripts": [
+        "hilserl = hilserl.cli:main",
+        # RViz and rqt with the configs under config/ (rviz:=true, rqt:=true in the graphs)
+        "rviz_viewer = hilserl.viewers:rviz_main",
+        "rqt_viewer = hilserl.viewers:rqt_main",
+    ]},
 )

@@ -21,6 +21,8 @@ setup(
             "mux_node = hilserl_teleop.mux_node:main",
             "spacemouse_node = hilserl_teleop.spacemouse_node:main",
             "episode_keys = hilserl_teleop.episode_keys_node:main",
+            "workspace_marker_node = hilserl_teleop.workspace_marker_node:main",
+            "metrics_rates_node = hilserl_teleop.metrics_rates_node:main",
         ]
     },
 )

@@ -7,6 +7,7 @@
     hilserl eval runs/sim_single_arm-pick_cube  the policy alone on held-out seeds, beside the scripted operator
     hilserl compare sim_single_arm seeds:=3     the paper's baselines (Table 2), trained and evaluated alike
     hilserl prepare sim_single_arm task:=..     a simulated task's demo file and reward classifier
+    hilserl roi frame.png camera:=left/wrist    a camera frame with its crop ROI drawn (PNG), to pick the ROI
     hilserl convert-weights resnet10_params.pkl -o resnet10.safetensors   published encoder weights, no unpickling
 """
 
@@ -19,6 +20,7 @@ from typing import List, Optional
 
 from . import bag2demos, convert_weights, data_cli
 from . import graph as graphmod
+from . import roi
 from .runner import GraphRunner
 
 
@@ -104,6 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.set_defaults(func=data_cli._guarded(_cmd_eval))
     data_cli.register(sub)  # record, bag2frames, train-reward
     bag2demos.register(sub)
+    roi.register(sub)  # roi
     convert_weights.register(sub)  # convert-weights
     args = parser.parse_args(argv)
     try:

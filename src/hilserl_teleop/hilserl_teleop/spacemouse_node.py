@@ -2,7 +2,9 @@
 ``spacenav`` package does) from a 3Dconnexion device over HID (hidapi).
 
 One node per device; for two arms start two, in the ``/left`` and ``/right``
-namespaces, with ``device_index`` 0 and 1. The twist follows ``spacenav_node``'s
+namespaces, each with the ``serial`` number of its SpaceMouse (``ros2 run hilserl_teleop
+spacemouse_node --list`` prints them), or ``device_index`` 0 and 1 (HID enumeration order,
+which can change after a replug). The twist follows ``spacenav_node``'s
 axes (+x away from the person, +y left, +z up; ``axis_map`` in
 hilserl_core.robot.spacemouse) and range ([-1, 1] at ``full_scale`` counts), so on a full
 ROS install the ``spacenav`` package may be used instead (real_single_arm:
@@ -28,33 +30,42 @@ from std_msgs.msg import Empty
 from hilserl_core.formats import msgconv
 from hilserl_core.formats.config import ConfigError, param
 from hilserl_core.robot import episode_marks
-from hilserl_core.robot.spacemouse import KNOWN_DEVICES, SpaceMouseConfig, SpaceMouseState
+from hilserl_core.robot.spacemouse import (KNOWN_DEVICES, SpaceMouseConfig, SpaceMouseState, describe_device,  # noqa: F401
+                                           known_spacemice, select_device)
 from hilserl_interfaces import diagnostics, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
 
 
-def open_device(index: int):
-    """Open the index-th known 3Dconnexion device, non-blocking; clear errors otherwise."""
+def _hid():
     try:
         import hid  # hidapi
     except ImportError as exc:
         raise ConfigError("the SpaceMouse driver needs the 'hidapi' Python package (pip install hidapi), "
                           "or use the ROS spacenav package instead") from exc
-    found = sorted(
-        (d for d in hid.enumerate() if (d["vendor_id"], d["product_id"]) in KNOWN_DEVICES),
-        key=lambda d: d["path"],
-    )
-    if index >= len(found):
-        raise ConfigError(
-            f"device_index {index}: {len(found)} SpaceMouse device(s) found; plug one in and give the user "
-            "read access to its /dev/hidraw* node (udev rule), or use the ROS spacenav package"
-        )
-    info = found[index]
+    return hid
+
+
+def open_device(index: int, serial: str = ""):
+    """Open the SpaceMouse with HID serial number ``serial`` (when given) or else the index-th
+    known 3Dconnexion device by HID path, non-blocking; ConfigError listing the devices found
+    otherwise (``hilserl_core.robot.spacemouse.select_device``). Returns (device, description)."""
+    hid = _hid()
+    info = select_device(hid.enumerate(), serial, index)
     dev = hid.device()
     dev.open_path(info["path"])
     dev.set_nonblocking(True)
-    return dev, KNOWN_DEVICES[(info["vendor_id"], info["product_id"])]
+    return dev, describe_device(info)
+
+
+def list_devices() -> int:
+    """Print the SpaceMice hidapi sees (model, serial number, path): what ``serial`` takes."""
+    devices = known_spacemice(_hid().enumerate())
+    for d in devices:
+        print(describe_device(d))
+    if not devices:
+        print("no SpaceMouse found (plugged in? readable /dev/hidraw* node? see docs/real_robot.md, SpaceMice)")
+    return 0
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,10 @@ class SpaceMouseNode(Node):
         self._mark_buttons = mark_buttons(self.conf.value.marks)
         self.diag = diagnostics.Diagnostics(self)
         self.state = SpaceMouseState()
-        self.device, model = open_device(self.conf.value.device_index)
+        c = self.conf.value
+        self.device, model = open_device(c.device_index, serial=c.serial) if c.serial else open_device(c.device_index)
+        how = f"serial {c.serial!r}" if c.serial else f"device_index {c.device_index} (HID enumeration order)"
+        self.get_logger().info(f"reading {model} (chosen by {how})")
         self.diag.report("device", diagnostics.OK, f"reading {model}")
         self._twist_pub = self.create_publisher(Twist, topics.SPACENAV_TWIST, qos.COMMAND)
         self._joy_pub = self.create_publisher(Joy, topics.SPACENAV_JOY, qos.COMMAND)
@@ -138,6 +152,10 @@ NODE_CLASS = SpaceMouseNode
 
 
 def main(args=None) -> int:
+    import sys
+
+    if "--list" in (sys.argv[1:] if args is None else list(args)):  # ros2 run hilserl_teleop spacemouse_node --list
+        return list_devices()
     return run_node(NODE_CLASS, args)
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import struct
 from dataclasses import dataclass, field
-from typing import List, Sequence, Tuple
+from typing import Any, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -95,9 +95,63 @@ def _parsed_axis_map(entries: Tuple[str, ...]) -> Tuple[np.ndarray, np.ndarray]:
     return index, sign
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return "" if value is None else str(value).strip()
+
+
+def _path_key(record: Mapping[str, Any]) -> str:
+    return _text(record.get("path"))
+
+
+def known_spacemice(records: Iterable[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+    """The 3Dconnexion devices among HID enumeration records (``hid.enumerate()`` dicts:
+    ``path``, ``vendor_id``, ``product_id``, ``serial_number``, ...), sorted by HID path.
+    A device that shows several HID interfaces appears once per interface."""
+    found = [r for r in records if (r.get("vendor_id"), r.get("product_id")) in KNOWN_DEVICES]
+    return sorted(found, key=_path_key)
+
+
+def describe_device(record: Mapping[str, Any]) -> str:
+    """One line for a device list: model, serial number and HID path."""
+    model = KNOWN_DEVICES.get((record.get("vendor_id"), record.get("product_id")), "unknown device")
+    serial = _text(record.get("serial_number")) or "(no serial number)"
+    return f"{model} serial {serial} at {_path_key(record)}"
+
+
+def select_device(records: Iterable[Mapping[str, Any]], serial: str = "", index: int = 0) -> Mapping[str, Any]:
+    """The enumeration record of the SpaceMouse to open.
+
+    ``serial`` non-empty: the device whose HID serial number string equals it (surrounding
+    blanks and letter case ignored), whatever its place in the enumeration; when a device shows
+    several HID interfaces with that serial, the first by path. Empty: the ``index``-th
+    known device by HID path (the order can change after a replug). ConfigError otherwise,
+    listing the devices found."""
+    devices = known_spacemice(records)
+    listing = "; ".join(describe_device(d) for d in devices) or "none"
+    serial = _text(serial)
+    if serial:
+        match = [d for d in devices if _text(d.get("serial_number")).lower() == serial.lower()]
+        if not match:
+            raise ConfigError(
+                f"serial {serial!r}: no SpaceMouse with that serial number; found {len(devices)}: {listing}. "
+                "Check the serial (ros2 run hilserl_teleop spacemouse_node --list) and that the user may read "
+                "the device's /dev/hidraw* node (udev rule, docs/real_robot.md)")
+        return match[0]
+    if index < 0 or index >= len(devices):
+        raise ConfigError(
+            f"device_index {index}: {len(devices)} SpaceMouse device(s) found ({listing}); plug one in and give the user "
+            "read access to its /dev/hidraw* node (udev rule, docs/real_robot.md), or use the ROS spacenav package")
+    return devices[index]
+
+
 @dataclass(frozen=True)
 class SpaceMouseConfig:
-    device_index: int = param(0, "which SpaceMouse when several are plugged in (0 = first by HID path); one per arm", low=0, high=16)
+    device_index: int = param(0, "which SpaceMouse when several are plugged in and no serial is given (0 = first by HID path; "
+                                 "the order can change after a replug)", low=0, high=16)
+    serial: str = param("", "HID serial number string of the SpaceMouse to open (spacemouse_node --list); "
+                            "empty = pick by device_index")
     full_scale: float = param(350.0, "raw axis count at full deflection", low=1.0, high=2000.0)
     axis_map: Tuple[str, ...] = param(
         SPACENAV_AXIS_MAP,
