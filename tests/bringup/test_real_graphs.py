@@ -387,3 +387,34 @@ def test_launch_files_start_the_drivers_viewers_and_robot_nodes(launch_file, set
     rs = [kw for kw in (a.kwargs for a in started if isinstance(a, Node)) if kw.get("package") == "realsense2_camera"]
     assert rs and all(dict(kw["remappings"]) for kw in rs)
     assert EXTERNAL_PACKAGES >= {"realsense2_camera", "usb_cam", "spacenav"}
+
+
+@pytest.mark.parametrize("driver", ["realsense", "usb_cam"])
+def test_rcl_resolves_the_driver_topic_names_with_the_graph_remappings_as_the_table_does(driver):
+    """rclpy stand-ins for the drivers, built with the graph's name, namespace and remappings, create
+    publishers under the drivers' own topic names: rcl puts them where resolve_remapped says."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.node import Node as RclNode
+    from sensor_msgs.msg import CameraInfo, Image
+
+    graph = G.load_graph("real_dual_arm", {f"camera_{a}_{c}": driver for a in ("left", "right") for c in ("wrist", "side")},
+                         cfg_dir=CONFIG)
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    try:
+        for spec in (n for n in graph.nodes if n.package in ("realsense2_camera", "usb_cam")):
+            argv = G.node_argv(spec)
+            remaps = [x for i, x in enumerate(argv[1:], 1) if argv[i - 1] == "-r" and not x.startswith("__")]
+            node = RclNode(spec.name, namespace=spec.namespace, context=ctx, use_global_arguments=False,
+                           cli_args=["--ros-args"] + [a for r in remaps for a in ("-r", r)])
+            try:
+                expected = set()
+                for name in PUBLISHES[(spec.package, spec.executable)]:
+                    pub = node.create_publisher(CameraInfo if name.endswith("camera_info") else Image, name, 1)
+                    assert pub.topic_name == resolve_remapped(name, spec), name
+                    expected.add(pub.topic_name)
+                assert expected == {f"{spec.namespace}/image_raw", f"{spec.namespace}/camera_info"}
+            finally:
+                node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)

@@ -132,3 +132,13 @@ def test_mistakes_are_named(tmp_path, config):
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(GraphError, match="not an image file"):
         _run(["roi", str(tmp_path / "notes.txt")])
+
+
+def test_the_hilserl_command_has_the_subcommand(tmp_path, config, capsys):
+    from hilserl import cli
+
+    Image.fromarray(_frame()).save(tmp_path / "frame.png")
+    assert cli.main(["roi", str(tmp_path / "frame.png"), "camera:=left/wrist", f"out:={tmp_path / 'cli.png'}"]) == 0
+    assert (tmp_path / "cli.png").is_file()
+    assert cli.main(["roi", str(tmp_path / "frame.png"), "camera:=left/nope"]) == 2  # one line on stderr, no traceback
+    assert "is not a camera of real_single_arm" in capsys.readouterr().err

@@ -243,7 +243,12 @@ def run_roi(source: str, options: Dict[str, str]) -> int:
         timeout_s = float(options.get("timeout_s", 10.0))
     except ValueError:
         raise GraphError("index:= takes a whole number and timeout_s:= a number of seconds") from None
-    frame, what = load_frame(source, topic, index, timeout_s)
+    try:
+        frame, what = load_frame(source, topic, index, timeout_s)
+    except ValueError as exc:  # an image encoding the crop node does not take either
+        if isinstance(exc, GraphError):
+            raise
+        raise GraphError(f"{source}: {exc}") from None
     height, width = frame.shape[:2]
     out = Path(options.get("out") or f"roi-{arm}-{cam}.png")
     x, y, w, h = choice.roi
