@@ -77,3 +77,44 @@ def test_serial_is_a_string_parameter_defaulting_to_enumeration_order():
     assert SpaceMouseConfig().serial == ""
     with pytest.raises(ConfigError, match="expected a string"):
         cfg.from_mapping(SpaceMouseConfig, {"serial": 12345})
+
+
+class _FakeHid:
+    """The two calls of hidapi the driver makes: enumerate() and device().open_path()."""
+
+    def __init__(self, records):
+        self.records, self.opened = records, []
+
+    def enumerate(self):
+        return list(self.records)
+
+    def device(self):
+        hid = self
+
+        class Device:
+            def open_path(self, path):
+                hid.opened.append(path)
+
+            def set_nonblocking(self, flag):
+                pass
+
+        return Device()
+
+
+def test_the_driver_opens_the_selected_path_and_lists_devices(monkeypatch, capsys):
+    import sys
+
+    pytest.importorskip("rclpy")
+    from hilserl_teleop import spacemouse_node
+
+    fake = _FakeHid([KEYBOARD, COMPACT_A, COMPACT_B])
+    monkeypatch.setitem(sys.modules, "hid", fake)
+    _, what = spacemouse_node.open_device(0, serial="A1B2C3D4")
+    assert fake.opened == [b"/dev/hidraw3"] and what == "SpaceMouse Compact serial A1B2C3D4 at /dev/hidraw3"
+    spacemouse_node.open_device(0)
+    assert fake.opened[-1] == b"/dev/hidraw1"
+    with pytest.raises(ConfigError, match="serial 'ZZZ': no SpaceMouse with that serial number; found 2"):
+        spacemouse_node.open_device(0, serial="ZZZ")
+    assert spacemouse_node.main(["--list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["SpaceMouse Compact serial 0000F00D at /dev/hidraw1", "SpaceMouse Compact serial A1B2C3D4 at /dev/hidraw3"]
