@@ -11,7 +11,9 @@ graph. Measured:
 - memory: the resident memory of every process of the graph, sampled every 10 s; the growth
   after the RL buffer is full (``--rl-capacity``, default 12000 transitions: full after about
   20 minutes at 10 Hz) as MB per hour, from the medians of the first and last 5 minutes after
-  the buffer filled, leaving out the 2 minutes after each restart of the learner; target flat.
+  the buffer filled, leaving out the 2 minutes after each restart of the learner (restarts
+  included: a restarted learner loads its checkpoint and log); and within each learner
+  process's life after the fill (median and largest over those lives); target flat.
 
 Reproduce (after scripts/setup.sh; takes --minutes plus the demo recording on first use):
     cd /work/main && source scripts/env.sh && python benchmarks/soak.py
@@ -113,6 +115,23 @@ class Soak(threading.Thread):
             time.sleep(1.0)
 
 
+def growth_within_runs_mb_per_h(samples, kills, fill_s):
+    """Growth of each learner process's lifetime after the buffer filled (from 2 min after its
+    start to the next kill): the median over lifetimes of (last fifth - first fifth) per hour,
+    and the largest; a restart itself shows up in ``growth_mb_per_h`` only."""
+    bounds = [fill_s] + [k for k in kills if k > fill_s] + [samples[-1][0] + 1.0 if samples else fill_s]
+    rates = []
+    for a, b in zip(bounds, bounds[1:]):
+        start = a if a == fill_s else a + 120.0
+        pts = [(t, mb) for t, mb, _ in samples if start <= t < b - 5.0]
+        if len(pts) < 6:
+            continue
+        n = max(3, len(pts) // 5)
+        dt_h = (statistics.median([t for t, _ in pts[-n:]]) - statistics.median([t for t, _ in pts[:n]])) / 3600.0
+        rates.append((statistics.median([mb for _, mb in pts[-n:]]) - statistics.median([mb for _, mb in pts[:n]])) / dt_h)
+    return (statistics.median(rates), max(rates)) if rates else (None, None)
+
+
 def growth_mb_per_h(samples, kills, fill_s):
     """Memory growth after the buffer filled: medians of the first and last 5 minutes after
     ``fill_s``, without the 2 minutes after each kill."""
@@ -171,6 +190,7 @@ def main() -> int:
     steps_per_s = sent / soak.samples[-1][0] if soak.samples else 0.0
     fill_s = a.rl_capacity / steps_per_s if steps_per_s > 0 else float("inf")
     growth, before, after = growth_mb_per_h(soak.samples, soak.kills, fill_s)
+    within, within_max = growth_within_runs_mb_per_h(soak.samples, soak.kills, fill_s)
 
     with open(run / "soak.csv", "w", newline="") as f:
         roles = sorted({r for _, _, by in soak.samples for r in by})
@@ -204,6 +224,8 @@ def main() -> int:
         "duplicates_stored": max(0, received - sent),
         "rl_capacity": a.rl_capacity, "buffer_full_min": round(fill_s / 60, 1),
         "memory_growth_after_full_mb_per_h": None if growth is None else round(growth, 1),
+        "memory_growth_within_learner_run_mb_per_h": None if within is None else round(within, 1),
+        "memory_growth_within_learner_run_max_mb_per_h": None if within_max is None else round(within_max, 1),
         "memory_after_full_mb": None if before is None else round(before, 1),
         "memory_end_mb": None if after is None else round(after, 1),
     }
