@@ -30,19 +30,13 @@ holds exactly these float32 tensors (PyTorch layout, conv ``[out, in, kh, kw]``)
     blocks.{i}.proj_norm.weight/.bias [w_i]                   (i = 1, 2, 3 only)
 
 Converting the published weights (``resnet10_params.pkl`` from the SERL /
-hil-serl releases, a pickled flax parameter dict). This package never unpickles;
-flatten it once, in an environment where you trust the file, to an ``.npz`` of
-'/'-joined flax paths, e.g. with flax installed::
-
-    import pickle, numpy as np
-    from flax.traverse_util import flatten_dict
-    with open("resnet10_params.pkl", "rb") as f:
-        tree = pickle.load(f)
-    np.savez("resnet10_params.npz",
-             **{k: np.asarray(v) for k, v in flatten_dict(tree, sep="/").items()})
-
-then ``python -m hilserl_core.vision.encoders convert resnet10_params.npz resnet10.safetensors``.
-Expected npz names (a common leading prefix such as ``params/`` or
+hil-serl releases, a pickled flax parameter dict): ``hilserl convert-weights
+resnet10_params.pkl -o resnet10.safetensors`` reads the pickle's opcodes without
+executing any of it (``formats/flax_pickle.py``, arrays and containers only) and
+checks every tensor against this architecture. A tree already flattened to an
+``.npz`` of '/'-joined flax paths converts with
+``python -m hilserl_core.vision.encoders convert resnet10_params.npz resnet10.safetensors``.
+Expected names (a common leading prefix such as ``params/`` or
 ``pretrained_encoder/`` is stripped; other entries, e.g. a classifier head, are
 ignored and listed)::
 
