@@ -114,3 +114,22 @@ def test_a_missing_viewer_is_named(monkeypatch):
     with pytest.raises(GraphError, match="rviz2 is not installed"):
         viewers._tool("rviz2", "rviz2", "rviz2")
     assert viewers.rviz_main(["--ros-args", "-p", "config:=rviz/hilserl.rviz"]) == 2
+
+
+def test_workspace_marker_node_without_visualization_msgs_is_one_configuration_error():
+    rclpy = pytest.importorskip("rclpy")
+    try:
+        import visualization_msgs.msg  # noqa: F401
+        pytest.skip("visualization_msgs is installed here")
+    except ImportError:
+        pass
+    from hilserl_core.formats.config import ConfigError
+    from hilserl_teleop.workspace_marker_node import WorkspaceMarkerNode
+
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    try:
+        with pytest.raises(ConfigError, match="visualization_msgs is not installed"):
+            WorkspaceMarkerNode(context=ctx)
+    finally:
+        rclpy.shutdown(context=ctx)

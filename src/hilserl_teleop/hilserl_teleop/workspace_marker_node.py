@@ -14,6 +14,7 @@ from typing import List, Sequence, Tuple
 
 from rclpy.node import Node
 
+from hilserl_core.formats.config import ConfigError
 from hilserl_interfaces import qos
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
@@ -43,7 +44,11 @@ class WorkspaceMarkerNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("workspace_marker", **node_kwargs)
         self.conf = NodeConfig(self, MuxNodeConfig, on_change=lambda old, new: self._publish())
-        from visualization_msgs.msg import Marker  # full ROS installs only
+        try:
+            from visualization_msgs.msg import Marker  # full ROS installs only
+        except ImportError:
+            raise ConfigError("visualization_msgs is not installed (ros-$ROS_DISTRO-visualization-msgs): no workspace box "
+                              "for RViz; the rest of the graph runs without it") from None
 
         self._marker_type = Marker
         self._pub = self.create_publisher(Marker, WORKSPACE_MARKER, qos.LATCHED)
