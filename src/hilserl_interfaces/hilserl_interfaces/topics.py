@@ -59,3 +59,20 @@ def reward_success_msg(success: bool, probability: float, stamp):
     msg.axes = [float(probability)]
     msg.buttons = [1 if success else 0]
     return msg
+
+
+def arm_state_msgs(stamp, frame_id: str, position, quat, twist, wrench):
+    """``current_pose``, ``current_twist`` and ``external_wrench`` of one arm, one header: the
+    TCP pose (position, quaternion x, y, z, w), its twist and the external wrench, base axes."""
+    from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
+
+    from hilserl_core.formats import msgconv
+
+    p = PoseStamped()
+    p.header.stamp, p.header.frame_id = stamp, frame_id
+    msgconv.fill_pose(p.pose, position, quat)
+    t = TwistStamped(header=p.header)
+    msgconv.fill_twist(t.twist, twist)
+    w = WrenchStamped(header=p.header)
+    msgconv.fill_wrench(w.wrench, wrench)
+    return p, t, w

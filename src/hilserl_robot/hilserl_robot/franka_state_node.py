@@ -23,7 +23,6 @@ from __future__ import annotations
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.node import Node
 
-from hilserl_core.formats import msgconv
 from hilserl_core.formats.config import ConfigError
 from hilserl_core.robot.franka_state import FrankaStateConfig, FrankaStateConverter, robot_mode_problem, sample_from_msg
 from hilserl_core.robot.franka_state import FrankaStateError
@@ -80,16 +79,7 @@ class FrankaStateNode(Node):
         if not conv.fresh(self._now()) or conv.latest.time_s == self._published_time_s:
             return  # stale (nothing published: the actor waits), or nothing new since the last publish
         s = conv.latest
-        frame = self.conf.value.base_frame_id
-        p = PoseStamped()
-        p.header.stamp, p.header.frame_id = self._stamp, frame
-        msgconv.fill_pose(p.pose, s.position, s.quat)
-        t = TwistStamped()
-        t.header = p.header
-        msgconv.fill_twist(t.twist, s.twist)
-        w = WrenchStamped()
-        w.header = p.header
-        msgconv.fill_wrench(w.wrench, s.wrench)
+        p, t, w = topics.arm_state_msgs(self._stamp, self.conf.value.base_frame_id, s.position, s.quat, s.twist, s.wrench)
         self._pose_pub.publish(p)
         self._twist_pub.publish(t)
         self._wrench_pub.publish(w)

@@ -250,16 +250,7 @@ class SimNode(Node):
 
     def _publish_state(self, arm: str, stamp) -> None:
         st = self.sim.arm_state(arm)
-        frame = f"{arm}_base"
-        p = PoseStamped()
-        p.header.stamp, p.header.frame_id = stamp, frame
-        msgconv.fill_pose(p.pose, st.position, st.quat)
-        t = TwistStamped()
-        t.header = p.header
-        msgconv.fill_twist(t.twist, st.twist)
-        w = WrenchStamped()
-        w.header = p.header
-        msgconv.fill_wrench(w.wrench, st.wrench)
+        p, t, w = topics.arm_state_msgs(stamp, f"{arm}_base", st.position, st.quat, st.twist, st.wrench)
         j = JointState()
         j.header = p.header
         j.name = [f"{arm}_finger_joint1", f"{arm}_finger_joint2"]
