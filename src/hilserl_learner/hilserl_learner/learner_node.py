@@ -32,7 +32,7 @@ import torch
 from rclpy.node import Node
 from std_msgs.msg import String, UInt8MultiArray
 
-from hilserl_core.accel.allocator import configure_cpu_allocator
+from hilserl_core.accel.allocator import configure_cpu_allocator, release_free_memory
 from hilserl_core.formats import tensorio, wire
 from hilserl_core.formats.config import ConfigError
 from hilserl_core.rl.build import LearnerNodeConfig, build_learner
@@ -67,6 +67,10 @@ class LearnerNode(Node):
             self.get_logger().info(f"demo buffer restored from {resumed} ({len(self.learner.buffers['demo'])} transitions); "
                                    "demo_paths not read again")
         self.inbox = self._open_inbox(c.checkpoint_dir, resumed)
+        if resumed is not None or self.inbox.restored_from_log:
+            before = _rss_mb()
+            if release_free_memory():  # what loading and replaying needed once, not to be kept
+                self.get_logger().info(f"start-up memory released: resident {before:.0f} -> {_rss_mb():.0f} MB")
         self.session = secrets.token_hex(6)  # names this process in acknowledgements
         self._reported_rejections = 0
         self._weights_pub = self.create_publisher(UInt8MultiArray, topics.POLICY_WEIGHTS, qos.LATCHED)
@@ -75,7 +79,8 @@ class LearnerNode(Node):
         self.create_timer(0.2, self._acknowledge)
         self.weights_bytes = 0
         self.trainer = LearnerThread(self.learner, checkpoint_dir=c.checkpoint_dir, publish_weights=self.publish_weights,
-                                     logger=self.get_logger(), on_reject=self._log_rejection, inbox=self.inbox)
+                                     logger=self.get_logger(), on_reject=self._log_rejection, inbox=self.inbox,
+                                     after_checkpoint=release_free_memory)
         self.publish_weights()  # actors start from the learner's initial (or resumed) policy
         self.trainer.start()
         self._logged = (time.monotonic(), self.learner.counters())  # for the progress line's rates
@@ -237,6 +242,15 @@ class LearnerNode(Node):
         elif self.conf.value.checkpoint_dir and (failed or self.trainer.failure is not None):
             self.get_logger().error(f"no final checkpoint: the training thread died ({self.trainer.failure})")
         self.inbox.close()
+
+
+def _rss_mb() -> float:
+    """This process's resident memory (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) / 1024.0 for line in f if line.startswith("VmRSS:")), 0.0)
+    except OSError:
+        return 0.0
 
 
 # what `ros2 run` starts and what compose_nodes builds when this node shares a process

@@ -28,7 +28,8 @@ __all__ = ["LearnerThread"]
 
 class LearnerThread:
     def __init__(self, learner: Learner, *, checkpoint_dir: str, publish_weights: Callable[[], None],
-                 logger: Any, on_reject: Callable[[str], None], inbox: Optional[LearnerInbox] = None) -> None:
+                 logger: Any, on_reject: Callable[[str], None], inbox: Optional[LearnerInbox] = None,
+                 after_checkpoint: Optional[Callable[[], Any]] = None) -> None:
         """``publish_weights`` is called on the training thread when weights are due (take ``lock``
         to read them); ``logger`` (``.info``, ``.error``: rclpy's or ``logging``'s) gets checkpoint
         lines and the thread's death, ``on_reject`` each rejection's text. ``inbox`` (the node's
@@ -36,6 +37,7 @@ class LearnerThread:
         checkpoint records it and lets the log drop what every checkpoint on disk holds."""
         self.learner = learner
         self.inbox = inbox
+        self.after_checkpoint = after_checkpoint  # e.g. give the save's temporary memory back
         self.checkpoint_dir = checkpoint_dir
         self.publish_weights, self.logger, self.on_reject = publish_weights, logger, on_reject
         self.lock = threading.Lock()  # held around every use of the learner
@@ -131,6 +133,8 @@ class LearnerThread:
             self.pacer.checkpointed(self.learner.progress())
         if self.inbox is not None:  # the log keeps what the oldest checkpoint on disk lacks
             self.inbox.prune(oldest_applied(self.checkpoint_dir))
+        if self.after_checkpoint is not None:
+            self.after_checkpoint()
         return str(path)
 
     def stop(self) -> Optional[str]:
