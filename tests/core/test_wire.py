@@ -33,13 +33,6 @@ def test_transition_roundtrip_through_bytes():
         wire.arrays_to_transition(arrays, {k: v for k, v in meta.items() if k != "reward"})
 
 
-def test_sequence_tracker_counts_gaps_per_actor():
-    s = wire.SequenceTracker()
-    assert [s.see("a", i) for i in (0, 1, 4, 5)] == [0, 0, 2, 0]
-    assert s.see("b", 10) == 0 and s.see("b", 12) == 1
-    assert s.see("a", 5) == 0 and s.duplicates == 1 and s.lost == 3
-
-
 def test_weights_roundtrip_and_name_check():
     state = {"actor.w": torch.randn(4, 3), "heads.b": torch.zeros(2)}
     arrays, meta = wire.weights_to_arrays(state, version=5, extra={"step": 100})

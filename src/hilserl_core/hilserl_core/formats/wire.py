@@ -136,28 +136,6 @@ def transition_session(meta: Mapping[str, Any]) -> str:
     return session
 
 
-class SequenceTracker:
-    """Counts transitions lost between an actor and the learner, per actor."""
-
-    def __init__(self) -> None:
-        self.last: Dict[str, int] = {}
-        self.lost = 0
-        self.duplicates = 0
-
-    def see(self, actor_id: str, sequence: int) -> int:
-        """Record a sequence number; returns how many were skipped just before it."""
-        prev = self.last.get(actor_id)
-        self.last[actor_id] = max(sequence, prev if prev is not None else sequence)
-        if prev is None:
-            return 0
-        if sequence <= prev:
-            self.duplicates += 1
-            return 0
-        gap = sequence - prev - 1
-        self.lost += gap
-        return gap
-
-
 def weights_to_arrays(
     state: Mapping[str, Any], version: int, extra: Mapping[str, Any] | None = None, float_dtype: str | None = None
 ) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
