@@ -25,9 +25,9 @@ import re
 import struct
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from ..formats.tensorio import fsync_dir
 
@@ -38,45 +38,58 @@ def stream_key(actor_id: str, session: str) -> str:
     return f"{actor_id}#{session}" if session else actor_id
 
 
+@dataclass
+class _Stream:
+    """One actor process's sequence numbers: all up to ``through`` stored, and ``above`` those."""
+
+    actor: str
+    session: str
+    through: int = -1
+    above: Set[int] = field(default_factory=set)
+
+    def has(self, seq: int) -> bool:
+        return seq <= self.through or seq in self.above
+
+
 class DeliveryLedger:
     """Per actor stream: the contiguous watermark and the sequence numbers stored above it."""
 
     def __init__(self) -> None:
-        self.streams: Dict[str, List[Any]] = {}  # key -> [actor_id, session, through, set(above)]
+        self.streams: Dict[str, _Stream] = {}
         self.duplicates = 0
 
     def has(self, actor_id: str, session: str, seq: int) -> bool:
         s = self.streams.get(stream_key(actor_id, session))
-        return s is not None and (seq <= s[2] or seq in s[3])
+        return s is not None and s.has(seq)
 
     def add(self, actor_id: str, session: str, seq: int) -> bool:
         """Record ``seq`` as stored; False (and counted as a duplicate) when it already was."""
-        s = self.streams.setdefault(stream_key(actor_id, session), [actor_id, session, -1, set()])
-        if seq <= s[2] or seq in s[3]:
+        s = self.streams.setdefault(stream_key(actor_id, session), _Stream(actor_id, session))
+        if s.has(seq):
             self.duplicates += 1
             return False
-        s[3].add(seq)
-        while s[2] + 1 in s[3]:
-            s[2] += 1
-            s[3].discard(s[2])
+        s.above.add(seq)
+        while s.through + 1 in s.above:
+            s.through += 1
+            s.above.discard(s.through)
         return True
 
     def missing(self) -> int:
         """Sequence numbers below the highest stored one that are not stored (resends fill them)."""
-        return sum(max(s[3]) - s[2] - len(s[3]) for s in self.streams.values() if s[3])
+        return sum(max(s.above) - s.through - len(s.above) for s in self.streams.values() if s.above)
 
     def watermarks(self) -> List[Dict[str, Any]]:
-        return [{"actor": a, "session": ses, "through": through} for a, ses, through, _ in self.streams.values()]
+        return [{"actor": s.actor, "session": s.session, "through": s.through} for s in self.streams.values()]
 
     def to_json(self) -> List[Dict[str, Any]]:
-        return [{"actor": a, "session": ses, "through": t, "above": sorted(above)} for a, ses, t, above in self.streams.values()]
+        return [{**w, "above": sorted(s.above)} for w, s in zip(self.watermarks(), self.streams.values())]
 
     @classmethod
     def from_json(cls, items: Any) -> "DeliveryLedger":
         ledger = cls()
         for item in items or []:
-            ledger.streams[stream_key(item["actor"], item["session"])] = [
-                str(item["actor"]), str(item["session"]), int(item["through"]), {int(v) for v in item.get("above", [])}]
+            s = _Stream(str(item["actor"]), str(item["session"]), int(item["through"]), {int(v) for v in item.get("above", [])})
+            ledger.streams[stream_key(s.actor, s.session)] = s
         return ledger
 
 
@@ -132,16 +145,20 @@ class TransitionLog:
         if not segs:
             return 0
         start, path = segs[-1]
-        count, good_end, problem = 0, 0, None
-        with open(path, "rb") as f:
-            data = f.read()
-        for count, good_end, problem in _scan(data):
-            pass
-        if problem is not None:
-            with open(path, "r+b") as f:
-                f.truncate(good_end)
-                os.fsync(f.fileno())
-            self.repaired = f"{path}: cut {len(data) - good_end} byte(s) after record {start + count} ({problem})"
+        count = 0
+        with open(path, "r+b") as f:
+            while True:  # one record at a time: a segment can hold hundreds of MB of images
+                good_end = f.tell()
+                rec = _read_record(f)
+                if rec is None:
+                    break
+                if isinstance(rec, str):
+                    size = f.seek(0, os.SEEK_END)
+                    f.truncate(good_end)
+                    os.fsync(f.fileno())
+                    self.repaired = f"{path}: cut {size - good_end} byte(s) after record {start + count} ({rec})"
+                    break
+                count += 1
         return start + count
 
     def append(self, payload: bytes, actor_id: str, session: str, seq: int) -> int:
@@ -198,16 +215,18 @@ class TransitionLog:
             if seg_end <= start:
                 continue
             with open(path, "rb") as f:
-                data = f.read()
-            offset, index = 0, seg_start
-            while offset < len(data):
-                head = _parse(data, offset)
-                if isinstance(head, str):
-                    raise TransitionLogError(f"{path}: record {index} at byte {offset}: {head}")
-                end, meta, payload = head
-                if index >= start:
-                    yield LogRecord(index, meta["actor"], meta["session"], int(meta["seq"]), payload)
-                offset, index = end, index + 1
+                index = seg_start
+                while True:
+                    offset = f.tell()
+                    rec = _read_record(f, keep_payload=index >= start)
+                    if rec is None:
+                        break
+                    if isinstance(rec, str):
+                        raise TransitionLogError(f"{path}: record {index} at byte {offset}: {rec}")
+                    meta, payload = rec
+                    if index >= start:
+                        yield LogRecord(index, meta["actor"], meta["session"], int(meta["seq"]), payload)
+                    index += 1
 
     def prune(self, below: int) -> int:
         """Delete whole segments whose records all have index < ``below``; how many."""
@@ -233,18 +252,22 @@ class TransitionLog:
                 self._file = None
 
 
-def _parse(data: bytes, offset: int):
-    """(end offset, header dict, payload) of the record at ``offset``, or why it is not one."""
-    if len(data) - offset < _HEAD.size:
+def _read_record(f: BinaryIO, keep_payload: bool = True) -> Union[None, str, Tuple[dict, bytes]]:
+    """The record at the file's position (header dict, payload), None at a clean end, or why the
+    bytes there are not a whole record. The checksum is checked either way; ``keep_payload``
+    False returns an empty payload (skipping records still reads them once)."""
+    head = f.read(_HEAD.size)
+    if not head:
+        return None
+    if len(head) < _HEAD.size:
         return "truncated record header"
-    magic, hlen, plen, crc = _HEAD.unpack_from(data, offset)
+    magic, hlen, plen, crc = _HEAD.unpack(head)
     if magic != _MAGIC:
         return "bad record marker"
-    start = offset + _HEAD.size
-    end = start + hlen + plen
-    if end > len(data):
+    if f.tell() + hlen + plen > os.fstat(f.fileno()).st_size:  # (a torn length must not size a read)
         return "truncated record"
-    header, payload = data[start:start + hlen], data[start + hlen:end]
+    header = f.read(hlen)
+    payload = f.read(plen)
     if zlib.crc32(payload, zlib.crc32(header)) != crc:
         return "checksum mismatch"
     try:
@@ -252,20 +275,7 @@ def _parse(data: bytes, offset: int):
         meta["actor"], meta["session"], meta["seq"]
     except (ValueError, KeyError, TypeError) as exc:
         return f"bad record header ({exc})"
-    return end, meta, payload
-
-
-def _scan(data: bytes) -> Iterator[Tuple[int, int, Optional[str]]]:
-    """(records so far, offset after them, problem or None) after each record, and at a problem."""
-    offset, count = 0, 0
-    yield 0, 0, None
-    while offset < len(data):
-        head = _parse(data, offset)
-        if isinstance(head, str):
-            yield count, offset, head
-            return
-        offset, count = head[0], count + 1
-        yield count, offset, None
+    return meta, payload if keep_payload else b""
 
 
 class TransitionSpool:
