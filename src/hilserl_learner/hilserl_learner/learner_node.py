@@ -141,14 +141,12 @@ class LearnerNode(Node):
             return
         if self.inbox.is_duplicate(actor_id, session, seq):  # a resend of one already stored
             return
-        problem = self.learner.check_transition(t)  # shapes only: cheap, no lock
-        if problem:  # it never fits: acknowledged (not resent) but not logged or stored
-            self.inbox.received.add(actor_id, session, seq)
-            self.trainer.reject(actor_id, problem)
+        if not self.trainer.admit(t, actor_id):  # it never fits: acknowledged (not resent), not logged or stored
+            self.inbox.refused(actor_id, session, seq)
             self._report_rejections()
             return
         index = self.inbox.receive(payload.raw_bytes(msg), actor_id, session, seq)  # logged before queued
-        self.trainer.submit(t, actor_id, (index, actor_id, session, seq))
+        self.trainer.enqueue(t, actor_id, (index, actor_id, session, seq))
 
     def _open_inbox(self, checkpoint_dir: str, resumed) -> LearnerInbox:
         """The transition log under checkpoint_dir; what it holds beyond the resumed checkpoint

@@ -364,6 +364,10 @@ class LearnerInbox:
         self.received.add(actor_id, session, seq)
         return index
 
+    def refused(self, actor_id: str, session: str, seq: int) -> None:
+        """A transition that will never fit: acknowledged (so not resent), neither logged nor stored."""
+        self.received.add(actor_id, session, seq)
+
     def applied(self, index: int, actor_id: str, session: str, seq: int) -> None:
         self.stored.add(actor_id, session, seq)
         self.applied_index = index + 1

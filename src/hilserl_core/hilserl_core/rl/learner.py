@@ -67,7 +67,7 @@ from ..vision.encoders import CachedFeaturizer, EncoderMismatch, compare_encoder
 from .checkpoints import AgentFileError
 from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
 
-__all__ = ["LearnerConfig", "Learner", "UpdatePacer", "CheckpointError", "checkpoints", "latest_checkpoint", "progress_line",
+__all__ = ["LearnerConfig", "Learner", "UpdatePacer", "CheckpointError", "checkpoints", "latest_checkpoint", "fewest_log_records_held", "progress_line",
            "read_weights_version", "write_weights_version", "WEIGHTS_VERSION_FILE"]
 
 CHECKPOINT_FORMAT = "hilserl.learner_checkpoint/1"
@@ -536,6 +536,19 @@ def checkpoints(root: "str | Path") -> List[Path]:
         return []
     found = [p for p in root.iterdir() if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name)]
     return sorted(found, key=_checkpoint_key, reverse=True)
+
+
+def fewest_log_records_held(root: "str | Path") -> int:
+    """The fewest transition-log records any checkpoint under ``root`` holds (its ``delivery``
+    state; 0 when one is unreadable): the log must keep the records from there on."""
+    lowest = None
+    for path in checkpoints(root):
+        try:
+            applied = int(json.loads((path / "learner.json").read_text()).get("delivery", {}).get("applied", 0))
+        except (OSError, ValueError, AttributeError, TypeError):
+            applied = 0
+        lowest = applied if lowest is None else min(lowest, applied)
+    return lowest or 0
 
 
 def latest_checkpoint(root: "str | Path") -> Optional[Path]:

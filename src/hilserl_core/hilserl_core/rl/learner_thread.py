@@ -13,7 +13,6 @@ thread and is kept in ``failure``: a learner that no longer learns must not look
 from __future__ import annotations
 
 import collections
-import json
 import threading
 import time
 import traceback
@@ -21,7 +20,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from ..formats.types import Transition
 from .delivery import LearnerInbox
-from .learner import Learner, UpdatePacer, checkpoints
+from .learner import Learner, UpdatePacer, fewest_log_records_held
 
 __all__ = ["LearnerThread"]
 
@@ -54,15 +53,24 @@ class LearnerThread:
         self.thread.start()
 
     # -- from the receiving thread
-    def submit(self, t: Transition, actor_id: str, origin: Optional[Tuple[int, str, str, int]] = None) -> bool:
-        """Queue a transition for the buffers; a misfit (shapes only: cheap, no lock) is rejected.
-        ``origin``: (log index, actor id, session, sequence number), in log order."""
+    def submit(self, t: Transition, actor_id: str) -> bool:
+        """Queue a transition for the buffers; a misfit is rejected (``admit``)."""
+        if not self.admit(t, actor_id):
+            return False
+        self.enqueue(t, actor_id)
+        return True
+
+    def admit(self, t: Transition, actor_id: str) -> bool:
+        """Whether ``t`` fits the buffers (shapes only: cheap, no lock); a misfit is counted and reported."""
         problem = self.learner.check_transition(t)
         if problem:
             self.reject(actor_id, problem)
-            return False
+        return not problem
+
+    def enqueue(self, t: Transition, actor_id: str, origin: Optional[Tuple[int, str, str, int]] = None) -> None:
+        """Queue an admitted transition; ``origin``: (log index, actor id, session, sequence
+        number), in log order (``inbox.applied`` once it is in the buffers)."""
         self.queue.append((t, actor_id, origin))
-        return True
 
     def reject(self, actor_id: str, problem: str) -> None:
         with self._reject_lock:
@@ -132,7 +140,7 @@ class LearnerThread:
             path = self.learner.save_checkpoint(self.checkpoint_dir)
             self.pacer.checkpointed(self.learner.progress())
         if self.inbox is not None:  # the log keeps what the oldest checkpoint on disk lacks
-            self.inbox.prune(oldest_applied(self.checkpoint_dir))
+            self.inbox.prune(fewest_log_records_held(self.checkpoint_dir))
         if self.after_checkpoint is not None:
             self.after_checkpoint()
         return str(path)
@@ -153,15 +161,3 @@ class LearnerThread:
             if not self.pacer.changed_since_checkpoint(self.learner.progress()):
                 return None
         return self.checkpoint()
-
-
-def oldest_applied(root: str) -> int:
-    """The fewest transition-log records any checkpoint under ``root`` holds (0 when one is unreadable)."""
-    lowest = None
-    for path in checkpoints(root):
-        try:
-            applied = int(json.loads((path / "learner.json").read_text()).get("delivery", {}).get("applied", 0))
-        except (OSError, ValueError, AttributeError, TypeError):
-            applied = 0
-        lowest = applied if lowest is None else min(lowest, applied)
-    return lowest or 0
