@@ -111,7 +111,6 @@ class ActorNode(Node):
         self.create_timer(0.5, self._resend)
         self.diag.report("weights", diagnostics.WARN, "no policy weights from the learner yet: acting with the initial policy")
         self._last_tick_s = -1.0
-        self.transitions_sent = 0
         self.actions_sent = 0
         self._frame_to_action_ms, self._compute_ms = RecentMedian(), RecentMedian()  # compute: policy + grasp critic
         self._reward_warned_s = -1.0  # when the last step took an earlier frame's verdict
@@ -201,9 +200,7 @@ class ActorNode(Node):
         self._last_tick_s = now = self._now()
         c, cycle = self.conf.value, self.cycle
         if cycle.phase is EpisodePhase.RESET:
-            if self.spool.full:  # the learner stores nothing: more episodes would be lost, so wait
-                self.diag.report("delivery", diagnostics.ERROR, self._delivery_text(now) + "; no new episode until "
-                                 "the learner stores them", spooled=len(self.spool))
+            if self.spool.full:  # the learner stores nothing: more episodes would be lost, so wait (_resend says so)
                 return
             if cycle.may_request_reset(now):
                 self.reset.request(self.loop.recorder.episode_id + 1)
@@ -241,7 +238,6 @@ class ActorNode(Node):
         self._outbox.put(msg)
         self.spool.sent(self.sequence, msg, self._now())
         self.sequence += 1
-        self.transitions_sent += 1
 
     # -- delivery to the learner ----------------------------------------------------------
     def _on_acks(self, msg: String) -> None:
@@ -281,8 +277,12 @@ class ActorNode(Node):
         late = len(self.spool) > 0 and self.spool.oldest_age_s(now) > max(2.0, self.spool.resend_after_s)
         level = diagnostics.ERROR if self.spool.full else diagnostics.WARN if late or not answers else diagnostics.OK
         text = self._delivery_text(now) if level != diagnostics.OK else "the learner stores every transition sent"
+        if self.spool.full:
+            text += "; no new episode until the learner stores them"
         self.diag.report("delivery", level, text, spooled=len(self.spool), resent=self.spool.resent,
                          acknowledged_through=self.spool.acknowledged_through, session=self.session)
+
+    transitions_sent = property(lambda self: self.sequence)  # numbered from 0 in this session
 
     def _act(self, obs, stamp_s: float) -> None:
         c = self.conf.value
