@@ -240,6 +240,14 @@ class InterventionMux:
         self.last_reason = reason
         self.rejections.reject("policy", reason, now_s)
 
+    @staticmethod
+    def _as_vector(values: Sequence[float]) -> np.ndarray:
+        """A command as floats; what cannot be read as numbers becomes NaN (and is refused)."""
+        try:
+            return np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            return np.full(1, np.nan)
+
     def _input_problem(self, a: np.ndarray) -> str:
         if a.shape != (6,) or not control.is_finite_command(a):
             return "needs 6 finite numbers"
@@ -250,10 +258,7 @@ class InterventionMux:
     # -- inputs -------------------------------------------------------------------------
     def on_policy(self, action: Sequence[float], gripper: int, stamp_s: float, now_s: float) -> bool:
         """Queue a policy action; a NaN/Inf or malformed one is rejected (returns False)."""
-        try:
-            a = np.asarray(action, dtype=float)
-        except (TypeError, ValueError):
-            a = np.full(1, np.nan)
+        a = self._as_vector(action)
         problem = self._input_problem(a)
         if problem:
             self.reject_policy(f"rejected policy action {a.tolist()}: {problem}", now_s)
@@ -266,10 +271,7 @@ class InterventionMux:
 
     def on_operator(self, twist: Sequence[float], buttons: Sequence[int], now_s: float) -> None:
         """SpaceMouse input: a twist in [-1, 1]^6 (spacenav/twist) and its buttons (spacenav/joy)."""
-        try:
-            t = np.asarray(twist, dtype=float)
-        except (TypeError, ValueError):
-            t = np.full(1, np.nan)
+        t = self._as_vector(twist)
         problem = self._input_problem(t)
         if problem:
             # Counted, and the twist is zeroed: a broken device never keeps driving with its last good value.
