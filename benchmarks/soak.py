@@ -41,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine  # noqa: E402  (benchmarks/machine.py)
+from hilserl_core.accel.allocator import resident_mb  # noqa: E402
 
 
 def children(pid: int) -> dict:
@@ -57,16 +58,6 @@ def children(pid: int) -> dict:
         except (OSError, ValueError, IndexError):
             continue
     return out
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
 
 
 def role(cmdline: str) -> str:
@@ -94,8 +85,8 @@ class Soak(threading.Thread):
             if t >= next_sample:
                 by_role = {}
                 for pid, cmd in procs.items():
-                    by_role[role(cmd)] = by_role.get(role(cmd), 0.0) + rss_mb(pid)
-                self.samples.append((t, sum(by_role.values()) + rss_mb(os.getpid()), by_role))
+                    by_role[role(cmd)] = by_role.get(role(cmd), 0.0) + resident_mb(pid)
+                self.samples.append((t, sum(by_role.values()) + resident_mb(), by_role))
                 next_sample += self.sample_s
             if t >= self.end_s:
                 actor = [pid for pid, cmd in procs.items() if "actor_node" in cmd]

@@ -7,11 +7,7 @@ import textwrap
 import pytest
 
 PROGRAM = textwrap.dedent("""
-    from hilserl_core.accel.allocator import configure_cpu_allocator, release_free_memory
-
-    def rss_mb():
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) / 1024.0 for line in f if line.startswith("VmRSS:"))
+    from hilserl_core.accel.allocator import configure_cpu_allocator, release_free_memory, resident_mb as rss_mb
 
     assert configure_cpu_allocator()
     base = rss_mb()

@@ -32,7 +32,7 @@ import torch
 from rclpy.node import Node
 from std_msgs.msg import String, UInt8MultiArray
 
-from hilserl_core.accel.allocator import configure_cpu_allocator, release_free_memory
+from hilserl_core.accel.allocator import configure_cpu_allocator, release_free_memory, resident_mb
 from hilserl_core.formats import tensorio, wire
 from hilserl_core.formats.config import ConfigError
 from hilserl_core.rl.build import LearnerNodeConfig, build_learner
@@ -68,9 +68,9 @@ class LearnerNode(Node):
                                    "demo_paths not read again")
         self.inbox = self._open_inbox(c.checkpoint_dir, resumed)
         if resumed is not None or self.inbox.restored_from_log:
-            before = _rss_mb()
+            before = resident_mb()
             if release_free_memory():  # what loading and replaying needed once, not to be kept
-                self.get_logger().info(f"start-up memory released: resident {before:.0f} -> {_rss_mb():.0f} MB")
+                self.get_logger().info(f"start-up memory released: resident {before:.0f} -> {resident_mb():.0f} MB")
         self.session = secrets.token_hex(6)  # names this process in acknowledgements
         self._reported_rejections = 0
         self._weights_pub = self.create_publisher(UInt8MultiArray, topics.POLICY_WEIGHTS, qos.LATCHED)
@@ -240,15 +240,6 @@ class LearnerNode(Node):
         elif self.conf.value.checkpoint_dir and (failed or self.trainer.failure is not None):
             self.get_logger().error(f"no final checkpoint: the training thread died ({self.trainer.failure})")
         self.inbox.close()
-
-
-def _rss_mb() -> float:
-    """This process's resident memory (Linux; 0 elsewhere)."""
-    try:
-        with open("/proc/self/status") as f:
-            return next((int(line.split()[1]) / 1024.0 for line in f if line.startswith("VmRSS:")), 0.0)
-    except OSError:
-        return 0.0
 
 
 # what `ros2 run` starts and what compose_nodes builds when this node shares a process

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["configure_cpu_allocator", "release_free_memory"]
+__all__ = ["configure_cpu_allocator", "release_free_memory", "resident_mb"]
 
 
 def configure_cpu_allocator(threshold_bytes: int = 1 << 30) -> bool:
@@ -46,3 +46,12 @@ def release_free_memory() -> bool:
         return True
     except (OSError, AttributeError):
         return False
+
+
+def resident_mb(pid: "int | str" = "self") -> float:
+    """A process's resident memory in MB (``/proc``: Linux; 0 where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) / 1024.0 for line in f if line.startswith("VmRSS:")), 0.0)
+    except OSError:
+        return 0.0
