@@ -98,20 +98,16 @@ class _Slot:
 
 
 def nodes_already_running(graph: Graph, env: Dict[str, str], wait_s: float = 1.5) -> List[str]:
-    """The graph's node names that are already on the network (discovery for up to ``wait_s``)."""
+    """The graph's node names that are already on the network (discovery for up to ``wait_s``), in
+    the ROS domain of ``env`` (the discovery range and peers are this process's)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     wanted = {spec.fqn for spec in graph.nodes}
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS")}
-    for key in saved:  # look where the graph's nodes will be
-        if env.get(key) is not None:
-            os.environ[key] = env[key]
-        else:
-            os.environ.pop(key, None)
+    domain = env.get("ROS_DOMAIN_ID")
     ctx = rclpy.context.Context()
     try:
-        rclpy.init(args=[], context=ctx)
+        rclpy.init(args=[], context=ctx, domain_id=int(domain) if domain else None)
         node = rclpy.create_node(f"hilserl_preflight_{os.getpid()}", context=ctx, start_parameter_services=False)
         executor = SingleThreadedExecutor(context=ctx)
         executor.add_node(node)
@@ -127,11 +123,6 @@ def nodes_already_running(graph: Graph, env: Dict[str, str], wait_s: float = 1.5
     finally:
         if rclpy.ok(context=ctx):
             rclpy.shutdown(context=ctx)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class GraphRunner:
