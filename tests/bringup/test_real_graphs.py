@@ -179,6 +179,32 @@ def test_every_topic_the_actor_needs_has_a_publisher(setup, args):
 
 
 @pytest.mark.parametrize("setup", REAL)
+def test_learner_remote_leaves_the_learner_to_another_host_and_keeps_the_robot_side(setup):
+    def executables(args):
+        return sorted(n.executable for n in G.load_graph(setup, args, cfg_dir=CONFIG).nodes)
+
+    here, remote = executables({}), executables({"learner": "remote"})
+    assert here.count("learner_node") == 1
+    # the learner, and nothing else, is left to the GPU host (docs/docker.md)
+    assert sorted(remote + ["learner_node"]) == here
+    # what the actor then misses is what the remote learner publishes, and only that
+    graph = G.load_graph(setup, {"learner": "remote"}, cfg_dir=CONFIG)
+    actor = next(n for n in graph.nodes if n.executable == "actor_node")
+    assert [t for t in actor_needs(actor) if t not in published(graph)] == [topics.POLICY_WEIGHTS]
+    # without learning there is neither an actor nor a learner, wherever the learner would run
+    for learner in ("here", "remote"):
+        idle = executables({"learning": "false", "learner": learner})
+        assert "actor_node" not in idle and "learner_node" not in idle
+
+
+def test_conditions_joined_by_and_hold_only_when_every_part_does():
+    assert G._truthy("true and here == here")
+    assert not G._truthy("true and remote == here")
+    assert not G._truthy("false and here == here")
+    assert G._truthy("1 and a != b and yes")
+
+
+@pytest.mark.parametrize("setup", REAL)
 def test_every_crop_node_reads_a_camera_driver_for_each_driver_choice(setup):
     base = G.load_graph(setup, cfg_dir=CONFIG)
     cameras = [f"{a}_{c}" for a in base.arms for c in base.cameras]

@@ -27,8 +27,9 @@ nodes. Format::
         process: hot_path                    # optional: share one process (see below)
 
 ``{arm}``, ``{camera}`` and ``{<argument>}`` are substituted in every string.
-``condition`` keeps a node only when it holds: a true-ish value (``true``, ``1``)
-or a comparison such as ``"{reward} == classifier"``.
+``condition`` keeps a node only when it holds: a true-ish value (``true``, ``1``),
+a comparison such as ``"{reward} == classifier"``, or several joined by ``and``
+(``"{learning} and {learner} == here"``).
 A ``params_files`` entry is a standard ROS 2 parameters file (``/**:`` or node
 names with ``ros__parameters``), so ``ros2 run ... --ros-args --params-file`` and
 ``ros2 param load`` use the same files. This module imports no ROS.
@@ -299,8 +300,11 @@ def load_graph(setup: str, overrides: Optional[Mapping[str, str]] = None, cfg_di
 
 
 def _truthy(value: Any) -> bool:
-    """A condition: ``a == b``, ``a != b`` (after substitution), or a true-ish word."""
+    """A condition: ``a == b``, ``a != b`` (after substitution), a true-ish word, or several
+    of them joined by `` and ``."""
     text = str(value).strip()
+    if " and " in text:
+        return all(_truthy(part) for part in text.split(" and "))
     for op in ("==", "!="):
         if f" {op} " in text:
             left, right = (part.strip() for part in text.split(f" {op} ", 1))
