@@ -344,14 +344,19 @@ def test_commands_name_launch_files_executables_and_files_that_exist(compose):
 
 def test_robot_services_pass_the_launch_files_robot_ip_arguments(compose):
     launch_support = (ROOT / "src/hilserl/hilserl/launch_support.py").read_text()
-    for name, expected in (("robot", ["robot_ip"]), ("robot-dual", ["robot_ip_left", "robot_ip_right"])):
+    for name, expected, setup in (("robot", ["robot_ip"], "real_single_arm"),
+                                  ("robot-dual", ["robot_ip_left", "robot_ip_right"], "real_dual_arm")):
         words = command_words(compose["services"][name])
         given = [w.split(":=", 1)[0] for w in words if ":=" in w]
-        assert given == expected, f"{name}: {given}"
+        assert given == expected + ["learner"], f"{name}: {given}"
         for arg in expected:
             assert f'"{arg}"' in launch_support, f"the real launch files declare no {arg}"
             env_name = arg.upper()
             assert env_name in compose["services"][name]["environment"], f"{name}: ${env_name} is not passed in"
+        # the robot graph leaves its learner to the learner service unless told otherwise
+        assert compose["services"][name]["environment"]["HILSERL_LEARNER"] == "${HILSERL_LEARNER:-remote}"
+        graph = G.load_graph(setup, {"learner": "remote"})
+        assert "learner_node" not in [n.executable for n in graph.nodes]
 
 
 def test_learner_services_start_the_real_graphs_learner_on_the_gpu(compose):
