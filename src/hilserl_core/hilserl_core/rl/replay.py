@@ -40,6 +40,9 @@ Feature mode trades augmentation for speed: cached encoder features cannot be
 random-shifted, so DrQ augmentation (``augment.random_shift``) only applies to
 cameras stored as images.
 
+Buffers live in host memory, also for a learner on a GPU: a sampled batch goes to the
+device as it is drawn (``sample(..., device=)``, :func:`to_device`).
+
 A buffer is not thread-safe: a learner that inserts from a subscription thread
 and samples from an update thread holds one lock around ``add``/``sample``/``save``.
 """
@@ -400,12 +403,26 @@ class _ShapeOnly:
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
 
 
+def to_device(t: torch.Tensor, device: Optional[torch.device] = None) -> torch.Tensor:
+    """A host tensor on ``device`` (None or the CPU: ``t`` itself). To a CUDA device it is staged
+    in pinned memory (torch's caching host allocator, reused from batch to batch) and copied
+    with ``non_blocking``: the copy overlaps the GPU's work instead of waiting for it."""
+    if device is None:
+        return t
+    device = torch.device(device)
+    if device.type == "cpu":
+        return t
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 def to_batch(arrays: Mapping[str, object], device: Optional[torch.device] = None) -> Batch:
-    """Wrap :meth:`ReplayBuffer.gather` output (fresh numpy arrays) as torch tensors."""
+    """Wrap :meth:`ReplayBuffer.gather` output (fresh numpy arrays) as torch tensors on ``device``
+    (:func:`to_device`; the buffers themselves stay in host memory)."""
 
     def t(x: np.ndarray) -> torch.Tensor:
-        out = torch.from_numpy(np.ascontiguousarray(x))
-        return out if device is None else out.to(device, non_blocking=True)
+        return to_device(torch.from_numpy(np.ascontiguousarray(x)), device)
 
     return Batch(
         observations={k: t(v) for k, v in arrays["observations"].items()},

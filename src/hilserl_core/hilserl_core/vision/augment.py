@@ -38,7 +38,9 @@ def random_shift(images: torch.Tensor, pad: int = 4, generator: Optional[torch.G
     """DrQ augmentation: replicate-pad by ``pad`` pixels, crop back to ``H x W`` at a
     random offset drawn independently per sample. Keeps the dtype (uint8 stays uint8).
 
-    ``generator`` (a CPU ``torch.Generator``) makes the shifts reproducible.
+    The shifts are drawn on ``generator``'s device (a seeded ``torch.Generator`` makes them
+    reproducible), or on the images' device from torch's default generator there: a batch on a
+    GPU needs no host round trip.
     """
     if pad < 0:
         raise ValueError(f"pad must be >= 0 pixels, got {pad}")
@@ -46,5 +48,6 @@ def random_shift(images: torch.Tensor, pad: int = 4, generator: Optional[torch.G
         raise ValueError(f"expected images [B, H, W, C], got shape {tuple(images.shape)}")
     if pad == 0 or images.shape[0] == 0:
         return images
-    shifts = torch.randint(0, 2 * pad + 1, (images.shape[0], 2), generator=generator)
+    device = images.device if generator is None else generator.device
+    shifts = torch.randint(0, 2 * pad + 1, (images.shape[0], 2), generator=generator, device=device)
     return shift_images(images, shifts, pad)
