@@ -25,7 +25,7 @@ from ..formats.config import param
 from ..formats.types import FEATURE_SHAPE_128, Batch, Observation
 from .checkpoints import load_optimizer, read_agent_files, read_agent_meta, save_optimizer, strip_prefix, write_agent_files
 from .networks import GraspCritic, load_trainable_state_dict, trainable_state_dict
-from .rlpd import _obs_to_tensors, observation_encoder, polyak_update
+from .rlpd import _obs_to_tensors, observation_encoder, polyak_update, scalars
 
 __all__ = [
     "GRIPPER_OPEN",
@@ -226,7 +226,7 @@ class GraspDQNAgent(_EpsilonGreedy):
         self.optimizer.step()
         polyak_update(self._target_params, self.params, self.config.tau)
         self.step += 1
-        return {"grasp_critic_loss": float(loss.detach()), "grasp_q_mean": float(q.detach().mean())}
+        return scalars({"grasp_critic_loss": loss, "grasp_q_mean": q.detach().mean()})
 
     def bc_update(self, batch: Batch) -> Dict[str, float]:
         """Behaviour cloning of the gripper (BC and HG-DAgger baselines): cross-entropy of the

@@ -28,6 +28,7 @@ a GPU learner. Checkpoint files: ``checkpoints.py``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,7 @@ from .networks import (
     trainable_state_dict,
 )
 
-__all__ = ["RLPDConfig", "RLPDAgent", "RLPDPolicy", "polyak_update"]
+__all__ = ["RLPDConfig", "RLPDAgent", "RLPDPolicy", "polyak_update", "scalars", "restore_generator"]
 
 FORMAT = "hilserl.rlpd/1"
 
@@ -123,6 +124,26 @@ def polyak_update(target: Sequence[torch.Tensor], online: Sequence[torch.Tensor]
     """theta' <- tau * theta + (1 - tau) * theta' (in place, all tensors at once)."""
     with torch.no_grad():
         torch._foreach_lerp_(list(target), list(online), tau)
+
+
+def scalars(values: Mapping[str, torch.Tensor]) -> Dict[str, float]:
+    """Python floats of 0-d tensors, copied to the host together: on a GPU one synchronisation
+    per update instead of one per value."""
+    if not values:
+        return {}
+    return dict(zip(values, torch.stack([v.detach().float() for v in values.values()]).tolist()))
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor, saved_on: str) -> None:
+    """Put back a generator state that ``get_state`` gave on a device of type ``saved_on``. A CPU
+    generator's state and a CUDA one's are different things (a checkpoint written on a GPU host and
+    resumed on a CPU one, or back): then ``generator`` is seeded from a digest of the saved state,
+    a new stream that the same checkpoint gives again."""
+    if saved_on == generator.device.type:
+        generator.set_state(state)
+        return
+    digest = hashlib.sha256(state.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).digest()
+    generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def _obs_to_tensors(obs: Mapping[str, np.ndarray], device: torch.device) -> Dict[str, torch.Tensor]:
@@ -432,14 +453,16 @@ class RLPDAgent(_GaussianPolicy):
             self.actor_optimizer.zero_grad(set_to_none=True)
             self.temperature_optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
-        info = {k: float(v.detach()) for k, v in losses.items() if k != "total"}
-        info["actor_updated"] = float(update_actor)
         if update_actor:
             self.actor_optimizer.step()
             self.temperature_optimizer.step()
         self.critic_optimizer.step()
         polyak_update(self._target_critic, self._online_critic, self.config.tau)  # theta' <- tau theta + (1-tau) theta'
-        info["temperature"] = self.temperature
+        # the losses as taken before the steps, the temperature after them: one copy to the host
+        values = scalars({**{k: v for k, v in losses.items() if k != "total"}, "temperature": self.log_alpha.exp()})
+        info = {k: v for k, v in values.items() if k != "temperature"}
+        info["actor_updated"] = float(update_actor)
+        info["temperature"] = values["temperature"]
         self.step += 1
         return info
 
@@ -485,7 +508,7 @@ class RLPDAgent(_GaussianPolicy):
         for name, mod in self.modules().items():
             tensors.update({f"{name}/{k}": v for k, v in trainable_state_dict(mod).items()})
         tensors["log_alpha"] = self.log_alpha.detach().cpu().clone()
-        tensors["rng_state"] = self.generator.get_state().clone()
+        tensors["rng_state"] = self.generator.get_state().clone()  # a CPU tensor, also for a CUDA generator
         groups = {}
         for name, opt in self._optimizers().items():
             t, g = save_optimizer(opt)
@@ -500,17 +523,19 @@ class RLPDAgent(_GaussianPolicy):
             "proprio_dim": self.proprio_dim,
             "feature_shape": list(self.feature_shape),
             "optimizer_param_groups": groups,
+            "rng_device": self.generator.device.type,  # what rng_state is the state of (restore_generator)
         }
         write_agent_files(directory, "agent", tensors, meta)
 
     def load_state(self, directory: str | Path) -> None:
-        """Restore everything ``save`` wrote into this (identically configured) agent."""
+        """Restore everything ``save`` wrote into this (identically configured) agent, on its device
+        whichever device wrote it (tensors are read to the host and copied into place)."""
         tensors, meta = read_agent_files(directory, "agent", FORMAT)
         for name, mod in self.modules().items():
             load_trainable_state_dict(mod, strip_prefix(tensors, f"{name}/"))
         with torch.no_grad():
             self.log_alpha.copy_(tensors["log_alpha"])
-        self.generator.set_state(tensors["rng_state"])
+        restore_generator(self.generator, tensors["rng_state"], meta.get("rng_device", "cpu"))
         for name, opt in self._optimizers().items():
             load_optimizer(opt, strip_prefix(tensors, f"optim/{name}/"), meta["optimizer_param_groups"][name])
         self.step = int(meta["step"])
