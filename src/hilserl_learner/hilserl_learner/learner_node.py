@@ -16,6 +16,11 @@ it, whichever checkpoint it resumed from (without a ``checkpoint_dir`` versions 
 A transition that does not fit the buffers is rejected with an ERROR naming the actor, the key and
 the shape; a training thread that dies stops the node with exit status 3 and no final checkpoint.
 
+``device`` (auto: the first CUDA GPU when torch sees one, else the CPU) holds the agents, the frozen
+encoder and each sampled batch; the buffers stay in host memory. ``learner.storage: images`` keeps
+uint8 images and encodes each batch on the device after a random shift (a GPU learner's setting);
+``features`` (the default) encodes each transition once as it arrives.
+
 Live parameters: ``learner.updates_per_transition`` (UTD), ``learner.max_updates_per_s``,
 ``learner.weights_period_s``, ``log_period_s`` (a progress line on the console).
 """
@@ -56,7 +61,8 @@ class LearnerNode(Node):
         if not configure_cpu_allocator():
             self.get_logger().info("glibc allocator not tuned (no glibc here)")
         self.diag = diagnostics.Diagnostics(self)
-        self.learner = build_learner(c)
+        self.learner = build_learner(c)  # on its device (parameter device; a CUDA one it lacks: configuration error)
+        self._log_device(c)
         resumed = self._resume(c.checkpoint_dir, c.start_fresh) if c.checkpoint_dir else None
         demo_paths = [p for p in c.demo_paths if p]  # a graph passes [""] for "no demos"
         if demo_paths and resumed is None:
@@ -87,6 +93,13 @@ class LearnerNode(Node):
         self.create_timer(1.0, self._report)
 
     rejected_transitions = property(lambda self: self.trainer.rejected)
+
+    def _log_device(self, c: LearnerNodeConfig) -> None:
+        device = self.learner.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        how = ("uint8 images, random shift and frozen encoder per batch" if c.learner.storage == "images"
+               else "frozen-encoder features")
+        self.get_logger().info(f"training on {device} ({name}, device:={c.device}); replay buffers in host memory: {how}")
 
     def _resume(self, root: str, start_fresh: bool):
         """The checkpoint resumed from, or None. ConfigError when checkpoints exist but none loads,

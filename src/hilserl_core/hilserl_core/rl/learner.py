@@ -16,7 +16,11 @@ that feeds it (``hilserl_learner``), as a loop that reads top to bottom:
 - ``updates_due()``: the update-to-data schedule: after ``learning_starts``
   transitions, keep ``updates / transitions`` at ``updates_per_transition``
   (so the learner neither idles while data flows nor overfits when it stops).
-- ``train_step()``: one mixed batch (50% demo / 50% online), one update of every agent.
+- ``train_step()``: one mixed batch (50% demo / 50% online) on the agents' device, one
+  update of every agent. With image storage the batch's uint8 images are shifted at random
+  (``augment``: the paper's random crop, a fresh shift per image) and go through the frozen
+  encoder on the device, observations and next observations in one pass per camera; every
+  agent then reads the same float16 features that feature storage would hold.
 - ``policy_weights()``: trainable policy parameters only (never the frozen
   ResNet), with a version that increases on every call and never repeats: not
   within a process (loading an older checkpoint does not lower it) and not across
@@ -46,6 +50,7 @@ that feeds it (``hilserl_learner``), as a loop that reads top to bottom:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -54,7 +59,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -62,7 +67,7 @@ import torch
 from ..formats.config import param
 from ..formats.demos import demo_summary, load_demos
 from ..formats.tensorio import fsync_dir, write_atomically
-from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Transition
+from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Batch, Transition
 from ..vision.encoders import CachedFeaturizer, EncoderMismatch, compare_encoder_identity
 from .checkpoints import AgentFileError
 from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
@@ -92,7 +97,10 @@ class CheckpointError(ValueError):
 class LearnerConfig:
     rl_capacity: int = param(200_000, "RL (online) replay buffer capacity", units="transitions", low=10, high=10_000_000)
     demo_capacity: int = param(50_000, "demo replay buffer capacity", units="transitions", low=10, high=10_000_000)
-    storage: str = param("features", "store frozen-encoder features (CPU learner) or uint8 images (GPU learner, augmentation)", choices=("features", "images"))
+    storage: str = param("features", "features: the frozen encoder runs once on each transition received and the "
+                         "buffers keep its float16 features (the CPU learner; no augmentation); images: the buffers keep "
+                         "uint8 images and each batch is randomly shifted (pad 4) and encoded on the device (a GPU "
+                         "learner: the paper's augmentation)", choices=("features", "images"))
     learning_starts: int = param(100, "transitions received before the first update", low=1, high=1_000_000)
     demo_fraction: float = param(0.5, "share of each batch drawn from the demo buffer", low=0.0, high=1.0)
     algorithm: str = param("rlpd", "rlpd (the paper's method) or bc: behaviour cloning of the demo buffer (demos and "
@@ -120,7 +128,12 @@ class Learner:
         rl_buffer: ReplayBuffer,
         batch_size: int,
         encoder: Optional[torch.nn.Module] = None,
+        augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        device: "str | torch.device | None" = None,
     ):
+        """``encoder``: the frozen encoder, on ``device``; feature storage runs it on each transition
+        received, image storage on each batch, after ``augment`` (uint8 ``[B, H, W, 3]`` in and out).
+        ``device``: where batches go (default: the rlpd agent's device)."""
         if "rlpd" not in agents:
             raise ValueError("the learner needs an 'rlpd' agent (the continuous policy)")
         self.config = config
@@ -129,9 +142,12 @@ class Learner:
         self.sampler = MixedSampler(demo_buffer, rl_buffer, self.demo_share)
         self.batch_size = int(batch_size)
         self.encoder = encoder
+        self.augment = augment
+        self.device = torch.device(device if device is not None else getattr(agents["rlpd"], "device", "cpu"))
         # Reuses the features of the previous next_observation: half the encoder work, and the
         # byte-identical features the buffer needs to store a chained observation once.
-        self._featurize = CachedFeaturizer(encoder) if encoder is not None else None
+        features = config.storage == "features"
+        self._featurize = CachedFeaturizer(encoder) if encoder is not None and features else None
         self.rng = np.random.default_rng(config.seed)
         self.transitions_received = 0
         self.interventions_received = 0
@@ -280,7 +296,9 @@ class Learner:
         return max(0, allowed - self.updates)
 
     def train_step(self) -> Dict[str, float]:
-        batch = self.sampler.sample(self.batch_size, self.rng)
+        batch = self.sampler.sample(self.batch_size, self.rng, None if self.device.type == "cpu" else self.device)
+        if self.config.storage == "images" and self.encoder is not None:
+            batch = self.encode_images(batch)
         metrics: Dict[str, float] = {}
         for name, agent in self.agents.items():
             info = agent.bc_update(batch) if self.config.algorithm == "bc" else agent.update(batch)
@@ -288,6 +306,21 @@ class Learner:
         self.updates += 1
         self.last_metrics.update(metrics)  # the actor's losses stay visible between actor steps
         return metrics
+
+    def encode_images(self, batch: Batch) -> Batch:
+        """The batch with each camera's ``image/<cam>`` replaced by ``feature/<cam>``: the images of
+        observations and next observations, each shifted by ``augment`` (when given), through the
+        frozen encoder in one pass on the batch's device, as float16 (feature storage's dtype)."""
+        obs, nxt = dict(batch.observations), dict(batch.next_observations)
+        with torch.no_grad():
+            for key in [k for k in obs if k.startswith(IMAGE_PREFIX)]:
+                images = torch.cat([obs.pop(key), nxt.pop(key)])
+                if self.augment is not None:
+                    images = self.augment(images)
+                features = self.encoder(images).to(torch.float16)
+                cam = key[len(IMAGE_PREFIX):]
+                obs[FEATURE_PREFIX + cam], nxt[FEATURE_PREFIX + cam] = features.split(len(features) // 2)
+        return dataclasses.replace(batch, observations=obs, next_observations=nxt)
 
     # -- weights out ---------------------------------------------------------------------
     def policy_weights(self) -> Tuple[Dict[str, torch.Tensor], int]:
