@@ -75,6 +75,18 @@ class PointReach(gym.Env):
         return self._obs(), float(success), success, False, {"is_success": success}
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread, as the learning checks' processes run: on a busy 2-core host a second
+    OpenMP thread waits on a busy core and slows every small product several times."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_env(**kwargs):
     return gym.wrappers.TimeLimit(PointReach(**kwargs), max_episode_steps=TIME_LIMIT)
 
@@ -149,15 +161,15 @@ def test_episode_ends_success_failure_and_time_limit():
 def test_transitions_are_well_formed_and_the_learner_updates(tmp_path):
     env = make_env(out_of_bounds_ends=True, need_grip=True)
     lines = []
-    bridge = GymBridge(env, small_config(learning_starts=50), say=lines.append)
+    bridge = GymBridge(env, small_config(learning_starts=40), say=lines.append)
     demos = bridge.collect_demos(scripted, episodes=3, seed=100)
     assert demos["successful"] == 3 and demos["transitions"] == bridge.learner.demos_added > 0
     seen = []
     bridge_add = bridge._add
     bridge._add = lambda t: (seen.append(t), bridge_add(t))  # watch what the learner gets
-    summary = bridge.train(200, run_dir=tmp_path)
-    assert summary["env_steps"] == 200 == len(seen) == bridge.learner.transitions_received
-    assert bridge.learner.updates == 200 - 50 + 1  # updates_per_transition 1 from learning_starts on
+    summary = bridge.train(120, run_dir=tmp_path)
+    assert summary["env_steps"] == 120 == len(seen) == bridge.learner.transitions_received
+    assert bridge.learner.updates == 120 - 40 + 1  # updates_per_transition 1 from learning_starts on
     assert bridge.policy.version > 1  # the policy got the learner's weights during training
     for t in seen:
         assert t.action.shape == (2,) and t.action.dtype == np.float32 and np.all(np.abs(t.action) <= 1)
@@ -178,16 +190,14 @@ def test_transitions_are_well_formed_and_the_learner_updates(tmp_path):
         for a, b in zip(ts, ts[1:]):  # the next observation is the following step's observation
             assert all(np.array_equal(a.next_observation[k], b.observation[k]) for k in a.next_observation)
     assert seen[-1].done  # the budget's end cuts the last episode: truncated, never terminal by the bridge
-    ends = {t.terminated for ts in by_episode.values() for t in ts[-1:]}
-    assert ends  # at least one episode ended
     rows = list(csv.DictReader(open(tmp_path / "episodes.csv")))
-    assert len(rows) == len(by_episode) and int(rows[-1]["env_steps"]) == 200
-    assert json.loads((tmp_path / "summary.json").read_text())["env_steps"] == 200
+    assert len(rows) == len(by_episode) and int(rows[-1]["env_steps"]) == 120
+    assert json.loads((tmp_path / "summary.json").read_text())["env_steps"] == 120
     assert (tmp_path / "training.png").is_file()
     assert any(line.startswith("[gym] episode 1:") for line in lines)
     ev = bridge.evaluate(4, seed=1000)
     assert ev["episodes"] == 4 and 0 <= ev["ci95"][0] <= ev["ci95"][1] <= 1
-    assert bridge.learner.transitions_received == 200  # evaluation stores nothing
+    assert bridge.learner.transitions_received == 120  # evaluation stores nothing
 
 
 def test_evaluation_is_deterministic_and_the_scripted_reference_succeeds():
@@ -213,7 +223,9 @@ def _improvement(seed: int) -> float:
                        say=lambda s: None)
     before = bridge.evaluate(20, seed=5000)["success_rate"]
     bridge.collect_demos(scripted, episodes=5, seed=100 + 10 * seed)
-    bridge.train(TRAIN_STEPS)  # two seeds measured: 100% success from 200 steps on (20% at 100)
+    # measured: seeds 0 and 1 at 15-20% after 100 steps, 100% from 200 on; at 250 steps the
+    # improvement was 0.95, 0.95, 0.35 for seeds 0, 1, 2
+    bridge.train(TRAIN_STEPS)
     after = bridge.evaluate(20, seed=5000)["success_rate"]
     return after - before
 
@@ -221,6 +233,7 @@ def _improvement(seed: int) -> float:
 TRAIN_STEPS = 250
 
 
+@pytest.mark.slow
 def test_a_short_run_improves_the_policy():
     figures = run_seeds(_improvement, [0, 1, 2])
     median_at_least("gym bridge: success after - before", figures, 0.5)
