@@ -39,6 +39,7 @@ Gymnasium is imported by the caller (it makes the env); this module needs only t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from hilserl_core.formats import config as cfg
 from hilserl_core.formats.config import ConfigError, param
 from hilserl_core.formats.types import PROPRIO_KEY, Observation, Transition, image_key
 from hilserl_core.formats.wire import weights_to_arrays
-from hilserl_core.rl.build import LearnerNodeConfig
+from hilserl_core.rl.build import AUGMENT_PAD, LearnerNodeConfig, resolve_device
 from hilserl_core.rl.grasp_dqn import GraspDQNAgent
 from hilserl_core.rl.learner import Learner, progress_line
 from hilserl_core.rl.policy import PolicyRunner
@@ -60,6 +61,7 @@ from hilserl_core.rl.replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayB
 from hilserl_core.rl.rlpd import RLPDAgent
 from hilserl_core.robot.actor import ActorConfig, grasp_penalty
 from hilserl_core.robot.intervention import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
+from hilserl_core.vision.augment import random_shift
 from hilserl_core.vision.encoders import featurize_observation, load_frozen_encoder
 from hilserl_core.vision.imageproc import CropResizer, Roi
 
@@ -247,18 +249,27 @@ class ActionMap:
 
 
 def build_gym_learner(conf: LearnerNodeConfig, cameras: Sequence[str], proprio_dim: int, action_dim: int,
-                      use_grasp_critic: bool, encoder: torch.nn.Module) -> Learner:
-    """The learner ``rl.build.build_learner`` builds, for an env's camera names and state and action sizes
-    (``build_learner`` derives them from the arms: 6-D twists and the egocentric proprio)."""
-    mode = "feature" if conf.learner.storage == "features" else "image"
-    image_encoder = None if mode == "feature" else encoder
-    agents = {"rlpd": RLPDAgent(conf.agent, action_dim, tuple(cameras), proprio_dim, image_encoder=image_encoder)}
+                      use_grasp_critic: bool) -> Learner:
+    """The learner ``rl.build.build_learner`` builds (same agents, buffers, device and augmentation),
+    for an env's camera names and state and action sizes: ``build_learner`` derives those from the
+    arms (6-D twists, the egocentric proprio, ``<arm>/<camera>`` names)."""
+    device = resolve_device(conf.device)
+    encoder = load_frozen_encoder(conf.encoder_weights, conf.encoder_dtype)
+    if device.type != "cpu":
+        encoder.to(device)
+    cams = tuple(cameras)
+    agents = {"rlpd": RLPDAgent(conf.agent, action_dim, cams, proprio_dim, device=device)}
     if use_grasp_critic:
-        agents["grasp"] = GraspDQNAgent(cfg.replace(conf.grasp, n_grippers=1), tuple(cameras), proprio_dim, image_encoder=image_encoder)
-    bufs = [ReplayBuffer.for_cameras(cap, tuple(cameras), proprio_dim, action_dim, mode)
+        agents["grasp"] = GraspDQNAgent(cfg.replace(conf.grasp, n_grippers=1), cams, proprio_dim, device=device)
+    images = conf.learner.storage == "images"
+    bufs = [ReplayBuffer.for_cameras(cap, cams, proprio_dim, action_dim, "image" if images else "feature")
             for cap in (conf.learner.demo_capacity, conf.learner.rl_capacity)]
-    return Learner(conf.learner, agents, bufs[0], bufs[1], conf.agent.batch_size,
-                   encoder=encoder if mode == "feature" else None)
+    augment = None
+    if images:
+        generator = torch.Generator(device=device).manual_seed(conf.learner.seed)
+        augment = functools.partial(random_shift, pad=AUGMENT_PAD, generator=generator)
+    return Learner(conf.learner, agents, bufs[0], bufs[1], conf.agent.batch_size, encoder=encoder, augment=augment,
+                   device=device)
 
 
 @dataclass
@@ -302,9 +313,11 @@ class GymBridge:
         self.learner_conf = lc
         torch.manual_seed(s)
         self.use_grasp = self.act_map.has_gripper and lc.use_grasp_critic
-        self.encoder = load_frozen_encoder(lc.encoder_weights, lc.encoder_dtype)
         cams, p, a = self.obs_map.cameras, self.obs_map.proprio_dim, self.act_map.action_dim
-        self.learner = build_gym_learner(lc, cams, p, a, self.use_grasp, self.encoder)
+        self.learner = build_gym_learner(lc, cams, p, a, self.use_grasp)
+        # the policy acts on the CPU, as the actor node does; the learner's encoder may be on its device
+        on_cpu = self.learner.encoder is not None and next(self.learner.encoder.parameters()).device.type == "cpu"
+        self.encoder = self.learner.encoder if on_cpu else load_frozen_encoder(lc.encoder_weights, lc.encoder_dtype)
         grasp_conf = cfg.replace(lc.grasp, n_grippers=1) if self.use_grasp else None
         self.policy = PolicyRunner(lc.agent, a, cams, p, self.encoder, grasp_conf)
         self._features = lc.learner.storage == "features"
