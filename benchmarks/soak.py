@@ -9,15 +9,19 @@ graph. Measured:
   checkpoint holds of that actor session (its delivery ledger), target 0;
 - duplicates: transitions_received in the final checkpoint beyond the actor's count, target 0;
 - memory: the resident memory of every process of the graph, sampled every 10 s; the growth
-  after the RL buffer is full (``--rl-capacity``, default 12000 transitions: full after about
-  20 minutes at 10 Hz) as MB per hour, from the medians of the first and last 5 minutes after
-  the buffer filled, leaving out the 2 minutes after each restart of the learner (restarts
-  included: a restarted learner loads its checkpoint and log); and within each learner
-  process's life after the fill (median and largest over those lives); target flat.
+  after both buffers are full (``--rl-capacity``, default 12000 transitions: full after about
+  20 minutes at 10 Hz; ``--demo-capacity``, default 3000: the 20 demo episodes and the
+  interventions, which go into both buffers, fill it sooner) as MB per hour, from the medians
+  of the first and last 5 minutes after the buffers filled (the first learner progress line
+  that reports both full), leaving out the 2 minutes after each restart of the learner
+  (restarts included: a restarted learner loads its checkpoint and log); and within each
+  learner process's life after the fill (median and largest over those lives); target flat.
+  A buffer that is still filling grows the learner by the size of what it stores, so the
+  growth is only a leak measure once both are full.
 
 Reproduce (after scripts/setup.sh; takes --minutes plus the demo recording on first use):
     cd /work/main && source scripts/env.sh && python benchmarks/soak.py
-    (options: --minutes 60 --kill-every-min 10 --rl-capacity 12000 --run DIR, graph arguments
+    (options: --minutes 60 --kill-every-min 10 --rl-capacity 12000 --demo-capacity 3000 --run DIR, graph arguments
      after --, e.g. -- task:=pick_cube)
 
 Writes RUN/soak.csv (time, memory per process, learner buffer) and RUN/soak.png; the last line
@@ -76,6 +80,7 @@ class Soak(threading.Thread):
         self.kills = []  # t_s of each SIGKILL
         self.stopped_actor = False
         self.t0 = time.monotonic()
+        self.wall0 = time.time()  # the node logs' clock, for buffers_full_s
 
     def run(self) -> None:
         next_kill, next_sample = self.kill_every_s, 0.0
@@ -104,6 +109,18 @@ class Soak(threading.Thread):
                     print(f"[soak] {t / 60:.1f} min: SIGKILL learner (pid {learner[0]}), kill {len(self.kills)}", flush=True)
                 next_kill += self.kill_every_s
             time.sleep(1.0)
+
+
+_BUFFERS = re.compile(r"\[(\d+\.\d+)\] \[learner\]: updates .*?buffers demo (\d+) / rl (\d+)")
+
+
+def buffers_full_s(log: str, wall0: float, demo_capacity: int, rl_capacity: int) -> float:
+    """Seconds from ``wall0`` to the first learner progress line in ``log`` with both buffers
+    full (within 5 %: a buffer keeps a few slots of the episode it is writing); inf if never."""
+    for m in _BUFFERS.finditer(log):
+        if int(m.group(2)) >= 0.95 * demo_capacity and int(m.group(3)) >= 0.95 * rl_capacity:
+            return float(m.group(1)) - wall0
+    return float("inf")
 
 
 def growth_within_runs_mb_per_h(samples, kills, fill_s):
@@ -145,6 +162,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--kill-every-min", type=float, default=10.0)
     ap.add_argument("--rl-capacity", type=int, default=12000)
+    ap.add_argument("--demo-capacity", type=int, default=3000)
     ap.add_argument("--run", default="runs/soak")
     ap.add_argument("graph_args", nargs="*", metavar="name:=value")
     a = ap.parse_args()
@@ -161,7 +179,8 @@ def main() -> int:
     soak = Soak(a.minutes, a.kill_every_min * 60.0)
     soak.start()
     args = {**parse_overrides(a.graph_args), "steps": str(10 ** 7), "run": str(run)}
-    run_train(a.setup, args, node_params={"learner_node": {"learner.rl_capacity": a.rl_capacity}})
+    run_train(a.setup, args, node_params={"learner_node": {"learner.rl_capacity": a.rl_capacity,
+                                                           "learner.demo_capacity": a.demo_capacity}})
     soak.join(timeout=5.0)
 
     log = (run / "graph.log").read_text()
@@ -177,9 +196,7 @@ def main() -> int:
     stored = (mine[0]["through"] + 1 + len(mine[0]["above"])) if mine else 0
     demos = int(meta.get("demos_added", 0))  # demo files: counted apart from transitions_received
     received = int(meta["transitions_received"])
-    # the RL buffer is full once the actor sent rl_capacity transitions (at its mean rate)
-    steps_per_s = sent / soak.samples[-1][0] if soak.samples else 0.0
-    fill_s = a.rl_capacity / steps_per_s if steps_per_s > 0 else float("inf")
+    fill_s = buffers_full_s(log, soak.wall0, a.demo_capacity, a.rl_capacity)
     growth, before, after = growth_mb_per_h(soak.samples, soak.kills, fill_s)
     within, within_max = growth_within_runs_mb_per_h(soak.samples, soak.kills, fill_s)
 
@@ -200,7 +217,7 @@ def main() -> int:
             ax.plot(ts, [by.get(r, 0.0) for _, _, by in soak.samples], label=r, lw=0.8)
         for k in soak.kills:
             ax.axvline(k / 60, color="k", ls=":", lw=0.8)
-        ax.axvline(fill_s / 60, color="r", ls="--", lw=0.8, label="RL buffer full")
+        ax.axvline(min(fill_s, ts[-1] * 60) / 60, color="r", ls="--", lw=0.8, label="both buffers full")
         ax.set_xlabel("minutes (dotted: learner SIGKILL)")
         ax.set_ylabel("resident memory, MB")
         ax.legend(fontsize=7)
@@ -213,7 +230,8 @@ def main() -> int:
         "minutes": round(soak.samples[-1][0] / 60, 1) if soak.samples else 0.0, "learner_kills": len(soak.kills),
         "transitions_sent": sent, "transitions_stored": stored, "transitions_lost": sent - stored,
         "duplicates_stored": max(0, received - sent),
-        "rl_capacity": a.rl_capacity, "buffer_full_min": round(fill_s / 60, 1),
+        "rl_capacity": a.rl_capacity, "demo_capacity": a.demo_capacity,
+        "buffers_full_min": round(fill_s / 60, 1) if fill_s != float("inf") else None,
         "memory_growth_after_full_mb_per_h": None if growth is None else round(growth, 1),
         "memory_growth_within_learner_run_mb_per_h": None if within is None else round(within, 1),
         "memory_growth_within_learner_run_max_mb_per_h": None if within_max is None else round(within_max, 1),
