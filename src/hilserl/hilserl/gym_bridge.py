@@ -39,7 +39,6 @@ Gymnasium is imported by the caller (it makes the env); this module needs only t
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -53,23 +52,19 @@ from hilserl_core.formats import config as cfg
 from hilserl_core.formats.config import ConfigError, param
 from hilserl_core.formats.types import PROPRIO_KEY, Observation, Transition, image_key
 from hilserl_core.formats.wire import weights_to_arrays
-from hilserl_core.rl.build import AUGMENT_PAD, LearnerNodeConfig, resolve_device
-from hilserl_core.rl.grasp_dqn import GraspDQNAgent
-from hilserl_core.rl.learner import Learner, progress_line
+from hilserl_core.rl.build import LearnerNodeConfig, build_learner_for
+from hilserl_core.rl.learner import progress_line
 from hilserl_core.rl.policy import PolicyRunner
-from hilserl_core.rl.replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer
-from hilserl_core.rl.rlpd import RLPDAgent
+from hilserl_core.rl.replay import DEMO_BUFFER, RL_BUFFER, MixedSampler
 from hilserl_core.robot.actor import ActorConfig, grasp_penalty
 from hilserl_core.robot.intervention import GRIPPER_CLOSE, GRIPPER_OPEN, GRIPPER_STAY
-from hilserl_core.vision.augment import random_shift
 from hilserl_core.vision.encoders import featurize_observation, load_frozen_encoder
 from hilserl_core.vision.imageproc import CropResizer, Roi
 
 from .evaluate import wilson_interval
 from .runlog import EpisodeRow, RunLog, plot_run
 
-__all__ = ["GymBridgeConfig", "ObservationMap", "ActionMap", "EpisodeResult", "GymBridge", "build_gym_learner",
-           "eval_summary"]
+__all__ = ["GymBridgeConfig", "ObservationMap", "ActionMap", "EpisodeResult", "GymBridge", "eval_summary"]
 
 EnvAction = np.ndarray
 ScriptedPolicy = Callable[[Any], Optional[EnvAction]]  # raw env observation -> env action (None: not acting)
@@ -248,30 +243,6 @@ class ActionMap:
         return a, grasp
 
 
-def build_gym_learner(conf: LearnerNodeConfig, cameras: Sequence[str], proprio_dim: int, action_dim: int,
-                      use_grasp_critic: bool) -> Learner:
-    """The learner ``rl.build.build_learner`` builds (same agents, buffers, device and augmentation),
-    for an env's camera names and state and action sizes: ``build_learner`` derives those from the
-    arms (6-D twists, the egocentric proprio, ``<arm>/<camera>`` names)."""
-    device = resolve_device(conf.device)
-    encoder = load_frozen_encoder(conf.encoder_weights, conf.encoder_dtype)
-    if device.type != "cpu":
-        encoder.to(device)
-    cams = tuple(cameras)
-    agents = {"rlpd": RLPDAgent(conf.agent, action_dim, cams, proprio_dim, device=device)}
-    if use_grasp_critic:
-        agents["grasp"] = GraspDQNAgent(cfg.replace(conf.grasp, n_grippers=1), cams, proprio_dim, device=device)
-    images = conf.learner.storage == "images"
-    bufs = [ReplayBuffer.for_cameras(cap, cams, proprio_dim, action_dim, "image" if images else "feature")
-            for cap in (conf.learner.demo_capacity, conf.learner.rl_capacity)]
-    augment = None
-    if images:
-        generator = torch.Generator(device=device).manual_seed(conf.learner.seed)
-        augment = functools.partial(random_shift, pad=AUGMENT_PAD, generator=generator)
-    return Learner(conf.learner, agents, bufs[0], bufs[1], conf.agent.batch_size, encoder=encoder, augment=augment,
-                   device=device)
-
-
 @dataclass
 class EpisodeResult:
     episode: int
@@ -314,7 +285,7 @@ class GymBridge:
         torch.manual_seed(s)
         self.use_grasp = self.act_map.has_gripper and lc.use_grasp_critic
         cams, p, a = self.obs_map.cameras, self.obs_map.proprio_dim, self.act_map.action_dim
-        self.learner = build_gym_learner(lc, cams, p, a, self.use_grasp)
+        self.learner = build_learner_for(lc, cams, p, a, 1 if self.use_grasp else 0)
         # the policy acts on the CPU, as the actor node does; the learner's encoder may be on its device
         on_cpu = self.learner.encoder is not None and next(self.learner.encoder.parameters()).device.type == "cpu"
         self.encoder = self.learner.encoder if on_cpu else load_frozen_encoder(lc.encoder_weights, lc.encoder_dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 
@@ -20,7 +20,7 @@ from .learner import Learner, LearnerConfig
 from .replay import ReplayBuffer
 from .rlpd import RLPDAgent, RLPDConfig
 
-__all__ = ["LearnerNodeConfig", "dims", "build_learner", "resolve_device", "DEVICE_HELP"]
+__all__ = ["LearnerNodeConfig", "dims", "build_learner", "build_learner_for", "resolve_device", "DEVICE_HELP"]
 
 DEVICE_HELP = ("where the agents, the frozen encoder and each sampled batch live: auto (the first CUDA GPU when torch "
                "sees one, else the CPU), cpu, cuda or cuda:N; the replay buffers stay in host memory")
@@ -93,6 +93,15 @@ def build_learner(conf: LearnerNodeConfig) -> Learner:
     keeps uint8 images and has the learner shift (``random_shift``, pad 4) and encode each batch."""
     proprio_dim, action_dim = dims(conf)
     cams = tuple(camera_key(e) for e in conf.cameras)
+    return build_learner_for(conf, cams, proprio_dim, action_dim, len(conf.arms) if conf.use_grasp_critic else 0)
+
+
+def build_learner_for(conf: LearnerNodeConfig, cams: Sequence[str], proprio_dim: int, action_dim: int,
+                      n_grippers: int) -> Learner:
+    """:func:`build_learner` for given observation keys (camera names), proprio and action sizes, and
+    grippers for the grasp critic (0 = none): what the arms decide in the graph, an env's spaces in
+    the Gymnasium bridge (``hilserl.gym_bridge``)."""
+    cams = tuple(cams)
     device = resolve_device(conf.device)
     if device.type != "cpu" and conf.encoder_dtype == "int8":
         raise ConfigError(f"encoder_dtype = 'int8' runs on x86 CPUs only, and the learner's device is {device}; "
@@ -102,8 +111,8 @@ def build_learner(conf: LearnerNodeConfig) -> Learner:
         encoder.to(device)  # re-resolves an "auto" precision for the device (encoders.ResNet10Encoder._apply)
     images = conf.learner.storage == "images"
     agents = {"rlpd": RLPDAgent(conf.agent, action_dim, cams, proprio_dim, device=device)}
-    if conf.use_grasp_critic:
-        grasp = cfg.replace(conf.grasp, n_grippers=len(conf.arms))
+    if n_grippers:
+        grasp = cfg.replace(conf.grasp, n_grippers=n_grippers)
         agents["grasp"] = GraspDQNAgent(grasp, cams, proprio_dim, device=device)
     bufs = [ReplayBuffer.for_cameras(cap, cams, proprio_dim, action_dim, "image" if images else "feature")
             for cap in (conf.learner.demo_capacity, conf.learner.rl_capacity)]
