@@ -21,6 +21,11 @@ encoder and each sampled batch; the buffers stay in host memory. ``learner.stora
 uint8 images and encodes each batch on the device after a random shift (a GPU learner's setting);
 ``features`` (the default) encodes each transition once as it arrives.
 
+Every ``learner.analysis_period_updates`` updates the learner takes the paper's training analysis
+(Q variance around the policy's action, Eq. 1; the policy's mean and std): its figures go out with
+the ``learner`` diagnostics (``rlpd/q_action_variance``, ``rlpd/policy_mean_abs``, ``rlpd/policy_std``,
+``analysis_updates``) and on the progress line.
+
 Live parameters: ``learner.updates_per_transition`` (UTD), ``learner.max_updates_per_s``,
 ``learner.weights_period_s``, ``log_period_s`` (a progress line on the console).
 """
@@ -225,7 +230,10 @@ class LearnerNode(Node):
                          duplicate_transitions=self.inbox.received.duplicates, restored_from_log=self.inbox.restored_from_log,
                          rejected_transitions=self.rejected_transitions,
                          **{f"{k}_buffer": len(b) for k, b in L.buffers.items()},
-                         **{k: f"{v:.4g}" for k, v in L.last_metrics.items()})
+                         **{k: f"{v:.4g}" for k, v in L.last_metrics.items()},
+                         # the training analysis (learner.analysis_period_updates) and the updates it was taken at
+                         **({"analysis_updates": L.analysis_updates, **{k: f"{v:.4g}" for k, v in L.analysis.items()}}
+                            if L.analysis else {}))
         self._log_progress()
 
     def _log_progress(self) -> None:
@@ -235,7 +243,7 @@ class LearnerNode(Node):
             return
         L = self.learner
         with self.trainer.lock:
-            counters, metrics = L.counters(), dict(L.last_metrics)
+            counters, metrics = L.counters(), {**L.last_metrics, **L.analysis}
             sizes = {name: len(b) for name, b in L.buffers.items()}
         line = progress_line(counters, before, now - then, sizes, metrics)
         self.get_logger().info(line if L.ready() else f"{line} (waiting for {L.config.learning_starts} transitions)")

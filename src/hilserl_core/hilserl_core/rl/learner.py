@@ -70,7 +70,7 @@ from ..formats.tensorio import fsync_dir, write_atomically
 from ..formats.types import FEATURE_PREFIX, FEATURE_SHAPE_128, IMAGE_PREFIX, PROPRIO_KEY, Batch, Transition
 from ..vision.encoders import CachedFeaturizer, EncoderMismatch, compare_encoder_identity
 from .checkpoints import AgentFileError
-from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition
+from .replay import DEMO_BUFFER, RL_BUFFER, MixedSampler, ReplayBuffer, route_transition, to_batch
 
 __all__ = ["LearnerConfig", "Learner", "UpdatePacer", "CheckpointError", "checkpoints", "latest_checkpoint", "fewest_log_records_held", "progress_line",
            "read_weights_version", "write_weights_version", "WEIGHTS_VERSION_FILE"]
@@ -82,6 +82,7 @@ WEIGHTS_VERSION_FILE = "weights_version.json"  # the highest policy weights vers
 WEIGHTS_VERSION_FORMAT = "hilserl.weights_version/1"
 # The camera image a cached feature map comes from (the wire carries images; the learner featurizes).
 _FEATURE_SOURCE_IMAGE = {FEATURE_SHAPE_128: (128, 128, 3)}
+ANALYSIS_OBSERVATIONS = 64  # observations the training analysis averages over
 
 
 class CheckpointError(ValueError):
@@ -116,6 +117,10 @@ class LearnerConfig:
                                        "transition log in between; a checkpoint rewrites the whole buffers (hundreds of "
                                        "MB after 10k steps), so not too often. 0 = never", units="s", low=0.0, high=86_400.0)
     keep_checkpoints: int = param(2, "checkpoints kept on disk", low=1, high=100)
+    analysis_period_updates: int = param(500, "updates between the paper's training analysis (the rlpd agent's "
+                                         "action_analysis: Q variance around the policy's action, Eq. 1, and the "
+                                         "policy's mean and std) on a fixed-size seeded sample of the RL buffer's "
+                                         "observations; in ``analysis`` and the diagnostics. 0 = never", low=0, high=10_000_000)
     seed: int = param(0, "sampling seed", low=0)
 
 
@@ -158,6 +163,8 @@ class Learner:
         self.version_record: Optional[Path] = None  # weights_version.json, once resume took up a checkpoint root
         self._unloadable: set = set()  # checkpoints resume found damaged: never pruned, never counted as kept
         self.last_metrics: Dict[str, float] = {}  # latest value of every update metric
+        self.analysis: Dict[str, float] = {}  # the latest training analysis (``analyze``), agent-prefixed
+        self.analysis_updates = 0  # the updates it was taken at
         self.checkpoint_warnings: List[str] = []  # what the last loaded checkpoint said (e.g. another precision)
         # which received transitions the buffers hold (rl.delivery.LearnerInbox.checkpoint_state): saved
         # and restored with the buffers, so a restart knows what to take back from the transition log
@@ -305,7 +312,35 @@ class Learner:
             metrics.update({f"{name}/{k}": float(v) for k, v in info.items()})
         self.updates += 1
         self.last_metrics.update(metrics)  # the actor's losses stay visible between actor steps
+        period = self.config.analysis_period_updates
+        if period and self.updates % period == 0:
+            self.analyze()
         return metrics
+
+    def analyze(self, observations: int = ANALYSIS_OBSERVATIONS) -> Dict[str, float]:
+        """The agents' training analysis (``RLPDAgent.action_analysis``) on up to ``observations``
+        observations of the RL buffer (the demo buffer while it is empty), drawn without
+        replacement by a generator seeded with the seed and the update count: training's own
+        random streams are untouched. Kept in ``analysis`` (agent-prefixed), taken at
+        ``analysis_updates``."""
+        buf = self.buffers[RL_BUFFER] if len(self.buffers[RL_BUFFER]) else self.buffers[DEMO_BUFFER]
+        valid = buf.valid_indices()
+        if valid.size == 0:
+            return {}
+        rng = np.random.default_rng((self.config.seed, self.updates))
+        idx = np.sort(rng.choice(valid, size=min(observations, valid.size), replace=False))
+        obs = to_batch(buf.gather(idx), None if self.device.type == "cpu" else self.device).observations
+        if self.config.storage == "images" and self.encoder is not None:
+            with torch.no_grad():  # no random shift: the same view of the same observations each time
+                obs = {(FEATURE_PREFIX + k[len(IMAGE_PREFIX):] if k.startswith(IMAGE_PREFIX) else k):
+                       (self.encoder(v).to(torch.float16) if k.startswith(IMAGE_PREFIX) else v) for k, v in obs.items()}
+        out: Dict[str, float] = {}
+        for name, agent in self.agents.items():
+            if hasattr(agent, "action_analysis"):
+                values = agent.action_analysis(obs, seed=self.config.seed + self.updates)
+                out.update({f"{name}/{k}": v for k, v in values.items()})
+        self.analysis, self.analysis_updates = out, self.updates
+        return out
 
     def encode_images(self, batch: Batch) -> Batch:
         """The batch with each camera's ``image/<cam>`` replaced by ``feature/<cam>``: the images of
@@ -644,7 +679,8 @@ class UpdatePacer:
 
 
 # What a person watching the console wants per line, in this order (agent/metric names).
-PROGRESS_METRICS = ("rlpd/critic_loss", "rlpd/actor_loss", "rlpd/temperature", "grasp/grasp_critic_loss")
+PROGRESS_METRICS = ("rlpd/critic_loss", "rlpd/actor_loss", "rlpd/temperature", "grasp/grasp_critic_loss",
+                    "rlpd/q_action_variance", "rlpd/policy_std")
 
 
 def progress_line(

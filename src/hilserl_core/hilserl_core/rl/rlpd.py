@@ -483,6 +483,42 @@ class RLPDAgent(_GaussianPolicy):
         self.step += 1
         return {"bc_loss": float(bc_loss.detach())}
 
+    # ---------------------------------------------------------------- analysis
+    @torch.no_grad()
+    def action_analysis(
+        self, obs: Mapping[str, torch.Tensor], num_samples: int = 100, noise: float = 0.2, seed: int = 0
+    ) -> Dict[str, float]:
+        """The paper's training analysis on observations ``obs`` (a batch, no gradient, no dropout,
+        float32; the agent's random streams untouched):
+
+        - ``q_action_variance``: Eq. 1, Var_u[Q(s, a + u)] with a the policy's deterministic action
+          and ``num_samples`` draws u ~ U[-noise, noise]^d (a + u clipped to [-1, 1]), averaged over
+          the observations. Q is the ensemble mean, the value the actor maximises (SAC Eq. 7 here).
+          A critic that ignores its action input gives 0; a sharp peak around a gives a large value.
+        - ``policy_mean_abs``: mean |mu| of the Gaussian (before tanh) over dims and observations.
+        - ``policy_std``: mean of the Gaussian's std over dims and observations.
+        """
+        was_training = self.encoder.training
+        self.eval_mode()
+        try:
+            features = self.encoder(obs).float()
+            mean, log_std = self.actor.distribution_params(self._actor_features(obs, features).float())
+            action = torch.tanh(mean)  # the deterministic action (actor.mode)
+            b, d = action.shape
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+            u = torch.rand((b, num_samples, d), generator=generator, device=self.device) * (2 * noise) - noise
+            perturbed = (action.unsqueeze(1) + u).clamp(-1.0, 1.0).reshape(b * num_samples, d)
+            # the observation part of the first layer once per observation, repeated per sample
+            projection = self.critic.input_projection(features).repeat_interleave(num_samples, dim=1)
+            q = self.critic.forward_from_projection(projection, perturbed).mean(dim=0).reshape(b, num_samples)
+            return scalars({
+                "q_action_variance": q.var(dim=1, unbiased=False).mean(),  # Eq. 1
+                "policy_mean_abs": mean.abs().mean(),
+                "policy_std": log_std.exp().mean(),
+            })
+        finally:
+            self.train_mode(was_training)
+
     # -------------------------------------------------------------- weights io
     def modules(self) -> Dict[str, nn.Module]:
         mods: Dict[str, nn.Module] = {
