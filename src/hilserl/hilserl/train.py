@@ -8,6 +8,12 @@ and stops the graph once ``steps`` env steps are done. The run directory holds:
 - ``config.yaml``: the setup, every resolved graph argument, the step budget, the demo file;
 - ``episodes.csv``: every episode (``hilserl.runlog``); ``training.png``: the paper's Fig. 3
   panels against env steps and wall-clock; ``summary.json``: the last figures;
+- ``learner.csv``: the learner's figures at each episode's end (losses, temperature, updates/s,
+  and its training analysis); ``ee_positions.csv``: each arm's end-effector position at every
+  executed control step; ``tensorboard/``: TensorBoard scalars of both against env steps
+  (``hilserl.analysis``); ``analysis.png``: Q variance around the policy's action (the paper's
+  Eq. 1) and the policy's mean and std over training; ``visitation.png``: end-effector
+  visitation heatmaps, first vs last 20% of the env steps;
 - ``checkpoints/``: the learner's; ``graph.log``: every node's console output.
 
 Run it again with the same ``run:=`` and it resumes: the learner from its newest checkpoint,
@@ -25,10 +31,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from .analysis import LearnerLog, PoseLog, Scalars, plot_analysis, plot_visitation
 from .graph import GraphError, load_graph, pop_whole_numbers, with_node_parameters
 from .runlog import EpisodeRow, RunLog, plot_run
 
@@ -96,11 +103,14 @@ def scripted_classifier(setup: str, arguments: Mapping[str, str], episodes: int,
 
 
 class _Monitor:
-    """Episode reports and the learner's counters, from an rclpy node in this process."""
+    """Episode reports, the learner's counters and the arms' end-effector positions (the newest
+    ``current_pose`` at each step the arm's mux executed), from an rclpy node in this process."""
 
-    def __init__(self, context) -> None:
+    def __init__(self, context, arms: Sequence[str] = ()) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseStamped
         from rclpy.node import Node
+        from sensor_msgs.msg import Joy
         from std_msgs.msg import String
 
         from hilserl_interfaces import qos, topics
@@ -108,8 +118,23 @@ class _Monitor:
         self.node = Node("train_monitor", context=context)
         self.episodes: list = []
         self.learner: Dict[str, str] = {}
+        self._pose_type = PoseStamped
+        self._raw_poses: Dict[str, bytes] = {}  # the newest, serialized: read at 10 Hz, not at the sim's 100
+        self.poses: List[Tuple[str, Tuple[float, float, float]]] = []  # (arm, position) per executed step
         self.node.create_subscription(String, topics.EPISODE_METRICS, lambda m: self.episodes.append(json.loads(m.data)), qos.EVENTS)
         self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, 10)
+        for arm in arms:
+            self.node.create_subscription(PoseStamped, f"/{arm}/{topics.CURRENT_POSE}",
+                                          lambda m, a=arm: self._raw_poses.__setitem__(a, m), qos.SENSOR, raw=True)
+            self.node.create_subscription(Joy, f"/{arm}/mux/executed", lambda _m, a=arm: self._on_executed(a), qos.EVENTS)
+
+    def _on_executed(self, arm: str) -> None:
+        from rclpy.serialization import deserialize_message
+
+        raw = self._raw_poses.get(arm)
+        if raw is not None:
+            p = deserialize_message(raw, self._pose_type).pose.position
+            self.poses.append((arm, (p.x, p.y, p.z)))
 
     def _on_diag(self, msg) -> None:
         values = learner_status(msg)
@@ -170,6 +195,10 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
         {"setup": setup, "arguments": dict(graph.arguments), "steps": budget, "demos": demos,
          "node_parameters": {k: dict(v) for k, v in (node_params or {}).items()}}, sort_keys=False))
     graph_log = open(run_dir / "graph.log", "a", buffering=1)
+    learner_log, pose_log = LearnerLog(run_dir), PoseLog(run_dir)
+    scalars = Scalars(run_dir, learner_log.rows[-1]["analysis_updates"] if learner_log.rows else None)
+    if not scalars.available:
+        say(f"[train] {scalars.why}")
     runner = GraphRunner(graph, out=graph_log, check_network=True)
     ctx = rclpy.context.Context()
     status = 0
@@ -179,7 +208,7 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
     say(f"[train] {setup} task={task}: {budget} env steps into {run_dir}{resumed}; node output in {run_dir / 'graph.log'}")
     try:
         rclpy.init(args=[], context=ctx)
-        mon = _Monitor(ctx)
+        mon = _Monitor(ctx, graph.arms)
         executor = SingleThreadedExecutor(context=ctx)
         executor.add_node(mon.node)
         with stop_on_signals() as stop:
@@ -193,16 +222,22 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
                     say(f"[train] node {dead.spec.fqn} exited with status {dead.returncode}{why}; see {run_dir / 'graph.log'}")
                     status = 1
                     break
+                poses, mon.poses = mon.poses, []
+                pose_log.add([(arm, log.env_steps, p) for arm, p in poses])  # steps of the episode under way
                 while mon.episodes:
                     rep = mon.episodes.pop(0)
                     ep = rep.get("last_episode") or {}
                     steps = int(ep.get("steps", 0))
-                    log.add(EpisodeRow(
+                    row = EpisodeRow(
                         env_steps=log.env_steps + steps, wall_s=base_wall + time.monotonic() - start_wall,
                         episode=len(log.rows) + 1, success=int(bool(ep.get("success"))), steps=steps,
                         intervened_steps=int(ep.get("intervention_steps", 0)), alone=int(ep.get("intervention_steps", 0) == 0),
                         duration_s=float(ep.get("duration_s", 0.0)), episode_return=float(ep.get("episode_return", 0.0)),
-                        weights_version=int(rep.get("weights_version", 0)), updates=int(mon.learner.get("updates", 0) or 0)))
+                        weights_version=int(rep.get("weights_version", 0)), updates=int(mon.learner.get("updates", 0) or 0))
+                    log.add(row)
+                    scalars.episode(row, log)
+                    if mon.learner:
+                        scalars.learner(learner_log.add(row.env_steps, row.wall_s, mon.learner))
                 now = time.monotonic()
                 if now - last_print >= progress_s:
                     last_print = now
@@ -213,6 +248,8 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
     finally:
         runner.shutdown()
         graph_log.close()
+        pose_log.close()
+        scalars.close()
         if rclpy.ok(context=ctx):
             rclpy.shutdown(context=ctx)
     figures = log.figures()
@@ -220,9 +257,14 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
         "setup": setup, "task": task, "env_steps": log.env_steps, "episodes": len(log.rows), "wall_clock_s": round(log.wall_s, 1),
         **{k: v for k, v in figures.items()}}, indent=1))
     png = plot_run(log.rows, run_dir / "training.png", f"{setup} {task}")
+    others = [p for p in (plot_analysis(LearnerLog(run_dir).rows, run_dir / "analysis.png", f"{setup} {task}"),
+                          plot_visitation(PoseLog.read(pose_log.path), run_dir / "visitation.png", f"{setup} {task}",
+                                          total_steps=log.env_steps)) if p is not None]
+    plots = ", ".join(str(p) for p in [png, *others] if p is not None)
+    board = f"; tensorboard --logdir {scalars.directory}" if scalars.available else ""
     say(f"[train] {len(log.rows)} episodes, {log.env_steps} env steps in {log.wall_s / 60:.1f} min; last 20: success "
         f"{_fmt(figures['success_rate'])}, policy alone {_fmt(figures['alone_success_rate'])}; "
-        f"plots {png}; checkpoints {run_dir / 'checkpoints'}; evaluate: hilserl eval {run_dir}")
+        f"plots {plots}{board}; checkpoints {run_dir / 'checkpoints'}; evaluate: hilserl eval {run_dir}")
     return status
 
 
