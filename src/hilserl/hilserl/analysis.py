@@ -31,7 +31,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .runlog import EpisodeRow, RunLog
+from .runlog import EpisodeRow, RunLog, append_csv_row
 
 __all__ = ["LEARNER_COLUMNS", "ANALYSIS_METRICS", "LearnerLog", "PoseLog", "Scalars", "plot_analysis", "plot_visitation"]
 
@@ -74,12 +74,8 @@ class LearnerLog:
         if last is not None and row["updates"] is not None and last["updates"] is not None:
             dt, du = row["wall_s"] - last["wall_s"], row["updates"] - last["updates"]
             row["updates_per_s"] = round(du / dt, 3) if dt > 0 and du >= 0 else None
-        new = not self.path.is_file()
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LEARNER_COLUMNS)
-            if new:
-                w.writeheader()
-            w.writerow({k: "" if v is None else int(v) if k in _COUNTS else v for k, v in row.items()})
+        append_csv_row(self.path, LEARNER_COLUMNS,
+                       {k: "" if v is None else int(v) if k in _COUNTS else v for k, v in row.items()})
         self.rows.append(row)
         self._last = row
         return row

@@ -26,9 +26,9 @@ from __future__ import annotations
 import csv
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
-__all__ = ["EpisodeRow", "RunLog", "rolling", "plot_run", "WINDOW"]
+__all__ = ["EpisodeRow", "RunLog", "append_csv_row", "rolling", "plot_run", "WINDOW"]
 
 WINDOW = 20  # episodes in a rolling rate, as in the paper
 
@@ -46,6 +46,16 @@ class EpisodeRow:
     episode_return: float
     weights_version: int
     updates: int
+
+
+def append_csv_row(path: Path, columns: Sequence[str], row: Mapping[str, object]) -> None:
+    """Append ``row`` to the CSV table ``path``, writing the header first when the file is new."""
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns))
+        if new:
+            w.writeheader()
+        w.writerow(row)
 
 
 class RunLog:
@@ -69,12 +79,7 @@ class RunLog:
         return self.rows[-1].wall_s if self.rows else 0.0
 
     def add(self, row: EpisodeRow) -> None:
-        new = not self.path.is_file()
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=[fl.name for fl in fields(EpisodeRow)])
-            if new:
-                w.writeheader()
-            w.writerow(asdict(row))
+        append_csv_row(self.path, [fl.name for fl in fields(EpisodeRow)], asdict(row))
         self.rows.append(row)
 
     def figures(self, window: int = WINDOW) -> Dict[str, Optional[float]]:
