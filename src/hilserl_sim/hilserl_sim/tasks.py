@@ -497,7 +497,10 @@ class PanFlip(Task):
         stub.contype = stub.conaffinity = 0
         h = c.cake_half_size_m
         cake = _free_body(spec, "cake", (0.5, 0, 0.3))
-        g = _add_box(cake, h, (0.75, 0.55, 0.3, 1), mass=c.cake_mass_kg, name="cake", friction=(0.6, 0.01, 0.001), condim=4)
+        # a browned body (the underside, seen when flipped) beside the pale yellow top: a lighter
+        # tan rendered almost as the top does under the wrist light, and the reward classifier
+        # took unflipped cakes for flipped ones (docs/DEMOS.md)
+        g = _add_box(cake, h, (0.5, 0.27, 0.1, 1), mass=c.cake_mass_kg, name="cake", friction=(0.6, 0.01, 0.001), condim=4)
         g.solref, g.solimp = [0.005, 1.0], [0.95, 0.99, 0.001, 0.5, 2.0]
         top = cake.add_geom()  # coloured top face so the cameras can tell the sides apart
         top.type = mujoco.mjtGeom.mjGEOM_BOX
