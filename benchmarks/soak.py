@@ -13,7 +13,7 @@ graph. Measured:
   20 minutes at 10 Hz; ``--demo-capacity``, default 3000: the 20 demo episodes and the
   interventions, which go into both buffers, fill it sooner) as MB per hour, from the medians
   of the first and last 5 minutes after the buffers filled (the first learner progress line
-  that reports both full), leaving out the 2 minutes after each restart of the learner
+  from which neither buffer's count grows: both within 2 % of their largest), leaving out the 2 minutes after each restart of the learner
   (restarts included: a restarted learner loads its checkpoint and log); and within each
   learner process's life after the fill (median and largest over those lives); target flat.
   A buffer that is still filling grows the learner by the size of what it stores, so the
@@ -114,12 +114,18 @@ class Soak(threading.Thread):
 _BUFFERS = re.compile(r"\[(\d+\.\d+)\] \[learner\]: updates .*?buffers demo (\d+) / rl (\d+)")
 
 
-def buffers_full_s(log: str, wall0: float, demo_capacity: int, rl_capacity: int) -> float:
-    """Seconds from ``wall0`` to the first learner progress line in ``log`` with both buffers
-    full (within 5 %: a buffer keeps a few slots of the episode it is writing); inf if never."""
-    for m in _BUFFERS.finditer(log):
-        if int(m.group(2)) >= 0.95 * demo_capacity and int(m.group(3)) >= 0.95 * rl_capacity:
-            return float(m.group(1)) - wall0
+def buffers_full_s(log: str, wall0: float) -> float:
+    """Seconds from ``wall0`` to the first learner progress line in ``log`` from which neither
+    buffer grows any more: both at 98 % or more of the largest count they reach in the run (their
+    plateau; a full buffer counts fewer transitions than its capacity, as its slots also hold
+    each episode's last observation). inf if there are no progress lines."""
+    points = [(float(m.group(1)), int(m.group(2)), int(m.group(3))) for m in _BUFFERS.finditer(log)]
+    if not points:
+        return float("inf")
+    top_demo, top_rl = max(p[1] for p in points), max(p[2] for p in points)
+    for t, demo, rl in points:
+        if demo >= 0.98 * top_demo and rl >= 0.98 * top_rl:
+            return t - wall0
     return float("inf")
 
 
@@ -196,7 +202,7 @@ def main() -> int:
     stored = (mine[0]["through"] + 1 + len(mine[0]["above"])) if mine else 0
     demos = int(meta.get("demos_added", 0))  # demo files: counted apart from transitions_received
     received = int(meta["transitions_received"])
-    fill_s = buffers_full_s(log, soak.wall0, a.demo_capacity, a.rl_capacity)
+    fill_s = buffers_full_s(log, soak.wall0)
     growth, before, after = growth_mb_per_h(soak.samples, soak.kills, fill_s)
     within, within_max = growth_within_runs_mb_per_h(soak.samples, soak.kills, fill_s)
 
@@ -228,6 +234,7 @@ def main() -> int:
 
     figures = {
         "minutes": round(soak.samples[-1][0] / 60, 1) if soak.samples else 0.0, "learner_kills": len(soak.kills),
+        "started_unix_s": round(soak.wall0, 1),
         "transitions_sent": sent, "transitions_stored": stored, "transitions_lost": sent - stored,
         "duplicates_stored": max(0, received - sent),
         "rl_capacity": a.rl_capacity, "demo_capacity": a.demo_capacity,
