@@ -236,8 +236,8 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
                         weights_version=int(rep.get("weights_version", 0)), updates=int(mon.learner.get("updates", 0) or 0))
                     log.add(row)
                     scalars.episode(row, log)
-                    if mon.learner:
-                        scalars.learner(learner_log.add(row.env_steps, row.wall_s, mon.learner))
+                    # a row per episode, as episodes.csv has (empty figures before the learner's first report)
+                    scalars.learner(learner_log.add(row.env_steps, row.wall_s, mon.learner))
                 now = time.monotonic()
                 if now - last_print >= progress_s:
                     last_print = now
