@@ -331,9 +331,9 @@ class Learner:
         idx = np.sort(rng.choice(valid, size=min(observations, valid.size), replace=False))
         obs = to_batch(buf.gather(idx), None if self.device.type == "cpu" else self.device).observations
         if self.config.storage == "images" and self.encoder is not None:
-            with torch.no_grad():  # no random shift: the same view of the same observations each time
-                obs = {(FEATURE_PREFIX + k[len(IMAGE_PREFIX):] if k.startswith(IMAGE_PREFIX) else k):
-                       (self.encoder(v).to(torch.float16) if k.startswith(IMAGE_PREFIX) else v) for k, v in obs.items()}
+            # no random shift: the same view of the same observations each time
+            obs = {(FEATURE_PREFIX + k[len(IMAGE_PREFIX):] if k.startswith(IMAGE_PREFIX) else k):
+                   (self._encode(v, shift=False) if k.startswith(IMAGE_PREFIX) else v) for k, v in obs.items()}
         out: Dict[str, float] = {}
         for name, agent in self.agents.items():
             if hasattr(agent, "action_analysis"):
@@ -347,15 +347,19 @@ class Learner:
         observations and next observations, each shifted by ``augment`` (when given), through the
         frozen encoder in one pass on the batch's device, as float16 (feature storage's dtype)."""
         obs, nxt = dict(batch.observations), dict(batch.next_observations)
-        with torch.no_grad():
-            for key in [k for k in obs if k.startswith(IMAGE_PREFIX)]:
-                images = torch.cat([obs.pop(key), nxt.pop(key)])
-                if self.augment is not None:
-                    images = self.augment(images)
-                features = self.encoder(images).to(torch.float16)
-                cam = key[len(IMAGE_PREFIX):]
-                obs[FEATURE_PREFIX + cam], nxt[FEATURE_PREFIX + cam] = features.split(len(features) // 2)
+        for key in [k for k in obs if k.startswith(IMAGE_PREFIX)]:
+            features = self._encode(torch.cat([obs.pop(key), nxt.pop(key)]), shift=True)
+            cam = key[len(IMAGE_PREFIX):]
+            obs[FEATURE_PREFIX + cam], nxt[FEATURE_PREFIX + cam] = features.split(len(features) // 2)
         return dataclasses.replace(batch, observations=obs, next_observations=nxt)
+
+    def _encode(self, images: torch.Tensor, shift: bool) -> torch.Tensor:
+        """uint8 images through the frozen encoder as float16 features (feature storage's dtype),
+        after ``augment`` when ``shift`` (and one is given)."""
+        with torch.no_grad():
+            if shift and self.augment is not None:
+                images = self.augment(images)
+            return self.encoder(images).to(torch.float16)
 
     # -- weights out ---------------------------------------------------------------------
     def policy_weights(self) -> Tuple[Dict[str, torch.Tensor], int]:
