@@ -133,3 +133,28 @@ def test_on_stop_the_actor_acts_no_more_and_waits_for_the_learner_to_confirm(ros
         ex.shutdown()
         actor.destroy_node()
         world.node.destroy_node()
+
+
+def test_wait_for_learner_holds_actions_while_the_learner_is_behind_its_ratio(ros_context, spin_until):
+    actor, world, ex = _rig(ros_context, wait_for_learner=True, max_learner_backlog=20)
+    learner = Learner(world.node)
+
+    def ack(backlog):
+        streams = [{"actor": actor.actor_id, "session": actor.session, "through": actor.sequence - 1}]
+        learner.acks.publish(String(data=json.dumps({"learner": "L1", "streams": streams, "updates_due": backlog})))
+
+    try:
+        assert spin_until(ex, lambda: len(world.actions) >= 3, 30)  # no word from the learner yet: it acts
+        assert spin_until(ex, lambda: (ack(50), actor.learner_waits > 0)[1], 10)
+        held = len(world.actions)
+        spin_until(ex, lambda: (ack(50), False)[1], 1.5)
+        assert len(world.actions) <= held + 1  # 50 updates behind (more than 20): no action
+        assert spin_until(ex, lambda: (ack(5), len(world.actions) >= held + 5)[1], 10)  # caught up: it acts again
+        # a learner that stops answering is not waited for
+        assert spin_until(ex, lambda: (ack(50), actor.learner_waits > 1)[1], 10)
+        held = len(world.actions)
+        assert spin_until(ex, lambda: len(world.actions) >= held + 5, 15)
+    finally:
+        ex.shutdown()
+        actor.destroy_node()
+        world.node.destroy_node()

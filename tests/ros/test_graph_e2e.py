@@ -10,9 +10,10 @@ episodes with the scripted operator intervening. Checked from outside, as a user
   one is rejected with a reason;
 - Ctrl-C (SIGINT) stops every node cleanly.
 
-Run twice: every node a process of its own, and with crop nodes, actor and muxes
+Run three times: every node a process of its own; with crop nodes, actor and muxes
 composed into one process (graph argument ``hot_path_process``), which must change
-nothing seen from outside.
+nothing seen from outside; and with ``lockstep:=true`` (the simulator waits for each
+frame's actions, the actor for the learner's update-to-data ratio).
 """
 
 import io
@@ -96,11 +97,12 @@ class Observer:
         return None
 
 
-@pytest.mark.parametrize("hot_path_process", ["", "hot_path"])
-def test_sim_dual_arm_graph_end_to_end(tmp_path, ros_context, spin_until, hot_path_process):
+@pytest.mark.parametrize("hot_path_process,lockstep", [("", "false"), ("hot_path", "false"), ("", "true")],
+                         ids=["processes", "hot_path", "lockstep"])
+def test_sim_dual_arm_graph_end_to_end(tmp_path, ros_context, spin_until, hot_path_process, lockstep):
     cfg = small_config(tmp_path)
     graph = G.load_graph("sim_dual_arm", {"checkpoint_dir": str(tmp_path / "ckpt"), "operator": "assist",
-                                          "hot_path_process": hot_path_process}, cfg_dir=cfg)
+                                          "hot_path_process": hot_path_process, "lockstep": lockstep}, cfg_dir=cfg)
     log = io.StringIO()
     runner = GraphRunner(graph, out=log)
     composed = [p for p in runner.processes if p.composed]
@@ -146,6 +148,14 @@ def test_sim_dual_arm_graph_end_to_end(tmp_path, ros_context, spin_until, hot_pa
             return int(v["demo_buffer"]) == int(v["interventions_received"]) and int(v["rl_buffer"]) == int(v["transitions_received"]) > 0
 
         assert spin_until(ex, routed, 20), obs.status("/learner: learner")
+
+        # lockstep: the simulator waited for the actions of both arms, frame after frame
+        sim = obs.status("/sim: sim")
+        if lockstep == "true":
+            assert sim is not None and int(sim[1]["lockstep_waits"]) >= 20, sim
+            assert sim[1]["lockstep"] in ("engaged", "waiting"), sim
+        else:
+            assert sim is not None and sim[1]["lockstep"] == "off", sim
 
         # live parameter through the parameter services; out of range rejected with a reason
         client = AsyncParameterClient(obs.node, "/left/intervention_mux")

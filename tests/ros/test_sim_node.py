@@ -123,3 +123,55 @@ def test_scripted_operator_keeps_its_name_under_the_process_node_remap():
         sim.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_lockstep_waits_for_each_frames_action_and_lets_go_when_none_comes(ros_context, spin_until):
+    """A slow 'actor' (the mux's report 0.3 s after each frame) slows simulated time to its pace;
+    when it stops answering, lockstep lets go and simulated time follows the wall clock again."""
+    import time
+
+    sim = SimNode(context=ros_context, parameter_overrides=[
+        Parameter("task", value="pick_cube"), Parameter("lockstep", value=True), Parameter("lockstep_timeout_s", value=1.0)])
+    peer = rclpy.create_node("slow_actor", context=ros_context)
+    frames, answering = [], [True]
+    executed = peer.create_publisher(Joy, "/left/mux/executed", qos.EVENTS)
+
+    def on_frame(msg):
+        frames.append((time.monotonic(), sim._sim_elapsed_s))
+        if answering[0]:
+            stamp = msg.header.stamp
+            timer = []
+
+            def answer():
+                timer[0].cancel()
+                out = Joy()
+                out.header.stamp = stamp
+                executed.publish(out)
+            timer.append(peer.create_timer(0.3, answer))
+
+    peer.create_subscription(Image, "/left/cameras/wrist/image_raw", on_frame, qos.SENSOR)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(sim)
+    ex.add_node(peer)
+    try:
+        assert spin_until(ex, lambda: sim.pacer.engaged and len(frames) >= 3, 20)
+        start = len(frames)
+        assert spin_until(ex, lambda: len(frames) >= start + 8, 20)
+        locked = frames[start:]
+        wall = locked[-1][0] - locked[0][0]
+        simulated = locked[-1][1] - locked[0][1]
+        assert simulated == pytest.approx(0.1 * (len(locked) - 1), abs=0.011)  # a frame every 0.1 s of sim time
+        assert wall >= 0.25 * (len(locked) - 1)  # ... at the actor's pace, not the wall clock's
+        assert sim.pacer.waits >= 8
+        answering[0] = False
+        assert spin_until(ex, lambda: sim.pacer.timeouts == 1, 5)
+        start = len(frames)
+        spin_until(ex, lambda: False, 2.0)
+        free = frames[start:]
+        assert len(free) >= 10  # about 10 Hz again
+        assert sim.pacer.state == "idle"
+    finally:
+        ex.shutdown()
+        sim.close()
+        sim.destroy_node()
+        peer.destroy_node()

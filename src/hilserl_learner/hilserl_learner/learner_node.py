@@ -194,7 +194,9 @@ class LearnerNode(Node):
     def _acknowledge(self) -> None:
         """Every 0.2 s: make the logged transitions durable, then tell the actors what they may forget."""
         self.inbox.sync()
-        self._acks_pub.publish(String(data=json.dumps(self.inbox.acknowledgement(self.session))))
+        acks = self.inbox.acknowledgement(self.session)
+        acks["updates_due"] = self.learner.updates_due()  # its backlog: an actor may wait for it (max_learner_backlog)
+        self._acks_pub.publish(String(data=json.dumps(acks)))
 
     def _report_rejections(self) -> None:
         total, text = self.trainer.rejections()

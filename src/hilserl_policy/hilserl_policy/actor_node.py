@@ -78,6 +78,9 @@ class ActorNode(Node):
         self.sequence = 0
         # sent, not yet stored by the learner: resent when it answers again (hilserl_core.rl.delivery)
         self.spool = TransitionSpool(c.spool_max_transitions, c.resend_after_s)
+        self._learner_backlog = 0  # updates the learner owes its update-to-data ratio (from its acknowledgements)
+        self._deferred = None  # (observation, stamp_s) waiting for the learner (wait_for_learner)
+        self.learner_waits = 0
         self._last_ack_s = -1.0  # when the learner last acknowledged anything (its acks come periodically)
         self._learner_session = ""
         self._last_act_s = self._now()
@@ -143,6 +146,7 @@ class ActorNode(Node):
 
     def _on_timer(self) -> None:
         c = self.conf.value
+        self._act_deferred()  # (the learner stopped answering: act without it)
         # camera trigger: the timer only covers resets, missing cameras (to say why nothing happens)
         # and the bound on waiting for a frame's success verdict
         if (c.trigger == "timer" or self.cycle.phase is not EpisodePhase.RUNNING or self.loop.awaiting_reward
@@ -226,7 +230,12 @@ class ActorNode(Node):
         if out.started:
             self._reward_reset_pub.publish(Empty())
         if out.observation is not None:
-            self._act(out.observation, out.stamp_s)  # the learner can wait a few milliseconds; the arm should not
+            self._deferred = None  # a newer observation replaces one still waiting for the learner
+            if self._waits_for_learner(now):
+                self._deferred = (out.observation, out.stamp_s)
+                self.learner_waits += 1
+            else:
+                self._act(out.observation, out.stamp_s)  # the learner can wait a few milliseconds; the arm should not
         self._send_transition(out.transition)
         if out.summary is not None:
             self._end_episode(out.summary)
@@ -256,6 +265,22 @@ class ActorNode(Node):
             self._learner_session = learner
         if mine:
             self.spool.acknowledge(int(mine[0]["through"]))
+        backlog = acks.get("updates_due", 0)
+        self._learner_backlog = backlog if isinstance(backlog, int) and not isinstance(backlog, bool) else 0
+        self._act_deferred()
+
+    def _waits_for_learner(self, now: float) -> bool:
+        """wait_for_learner: hold the action while the learner (answering) is too far behind its ratio."""
+        c = self.conf.value
+        return c.wait_for_learner and self._learner_answers(now) and self._learner_backlog > c.max_learner_backlog
+
+    def _act_deferred(self) -> None:
+        if self._deferred is None or self._waits_for_learner(self._now()):
+            return
+        obs, stamp = self._deferred
+        self._deferred = None
+        if self.cycle.phase is EpisodePhase.RUNNING:  # (an episode cut meanwhile: nothing to act on)
+            self._act(obs, stamp)
 
     def _learner_answers(self, now: float) -> bool:
         return self._last_ack_s >= 0 and now - self._last_ack_s < 2.0
@@ -300,6 +325,7 @@ class ActorNode(Node):
         frame_to_action_ms = self._frame_to_action_ms.add((self._now() - stamp_s) * 1e3)
         self.diag.report("actor", diagnostics.OK, "acting", weights_version=self.policy.version,
                          transitions_sent=self.transitions_sent, dropped_steps=self.loop.recorder.dropped_steps,
+                         waits_for_learner=self.learner_waits,
                          frame_to_action_p50_ms=f"{frame_to_action_ms:.1f}", policy_compute_p50_ms=f"{compute_ms:.1f}")
 
     def _end_episode(self, summary) -> None:

@@ -62,6 +62,7 @@ from hilserl_interfaces.params import NodeConfig
 
 from .env import ArmAction, TaskEnv
 from .operator import OperatorConfig, ScriptedOperator
+from .pacing import Pacer
 from .robot import GRIPPER_MAX_WIDTH_M
 from .tasks import TASKS, TaskError, task_names
 
@@ -86,6 +87,13 @@ class SimNodeConfig:
     image_size: int = param(128, "side of the square raw camera images", units="px", low=32, high=1024)
     camera_rate_hz: float = param(10.0, "camera frame rate", units="Hz", low=1.0, high=60.0)
     state_rate_hz: float = param(100.0, "robot state rate; physics advances in steps of this period", units="Hz", low=10.0, high=1000.0)
+    real_time_factor: float = param(1.0, "simulated seconds per wall-clock second at most (below 1: slower than real time)",
+                                    low=0.05, high=1.0)
+    lockstep: bool = param(False, "after each camera frame, wait until every arm's mux has executed an action for that frame "
+                           "(mux/executed): a machine too slow for the control rate slows the simulation instead of the "
+                           "policy seeing frames at a rate it will not see on the robot (hilserl_sim.pacing)")
+    lockstep_timeout_s: float = param(5.0, "lockstep: with no action for a frame after this long (wall clock), simulated time "
+                                      "follows the wall clock until an action answers a frame again", units="s", low=0.1, high=600.0)
     reward_source: str = param("classifier", "who publishes /reward/success: classifier (the reward node) or sim (this node's ground truth stands in until a classifier is trained)", choices=("classifier", "sim"))
     operator: OperatorNodeConfig = field(default_factory=OperatorNodeConfig)
 
@@ -154,7 +162,11 @@ class SimNode(Node):
         self._sim_elapsed_s = 0.0
         self._next_camera_s = 0.0
         self._wall_start = time.monotonic()
-        self.create_timer(1.0 / c.state_rate_hz, self._tick)
+        self.pacer = Pacer(1.0 / c.state_rate_hz, c.real_time_factor, c.lockstep, c.lockstep_timeout_s)
+        if c.lockstep:
+            for arm in self.arms:
+                self.create_subscription(Joy, f"/{arm}/mux/executed", lambda m, a=arm: self._on_executed(a, m), qos.EVENTS)
+        self.create_timer(1.0 / (c.state_rate_hz * c.real_time_factor), self._tick)
         self.create_timer(0.1, self._check_publishers)
 
     # -- single-publisher guard ---------------------------------------------------------
@@ -206,6 +218,10 @@ class SimNode(Node):
             return
         a.command_gripper(gripper_closure_to_width(msg.data))
 
+    def _on_executed(self, arm: str, msg: Joy) -> None:
+        if self.pacer.executed(arm, msgconv.stamp_to_seconds(msg.header.stamp)):
+            self._tick()  # the frame's action is in: simulate on at once (no latency)
+
     def _on_reset(self, request, response):
         self.reset_scene()
         response.success = True
@@ -219,16 +235,27 @@ class SimNode(Node):
         self.episode += 1
         self.env.reset(int(self._rng.integers(2**31)))
         self._next_camera_s = self._sim_elapsed_s  # a frame (and success, operator step) of the new scene at the next tick
+        self.pacer.scene_reset()
         if self.operator_node is not None:
             self.operator_node.episode_ended(success)
         return success
 
     # -- the loop -------------------------------------------------------------------------
     def _tick(self) -> None:
-        c = self.conf.value
-        t0 = self.sim.time
-        self.sim.step(duration_s=1.0 / c.state_rate_hz)
-        self._sim_elapsed_s += self.sim.time - t0
+        c, pacer = self.conf.value, self.pacer
+        if pacer.check_timeout(time.monotonic()):
+            self.get_logger().warning(f"lockstep: no action for the frame at sim time {self._sim_elapsed_s:.2f} s after "
+                                      f"{c.lockstep_timeout_s:g} s; simulated time follows the wall clock until an action "
+                                      "answers a frame again")
+        steps = pacer.steps_due(time.monotonic(), self._sim_elapsed_s)
+        for _ in range(steps):
+            t0 = self.sim.time
+            self.sim.step(duration_s=1.0 / c.state_rate_hz)
+            self._sim_elapsed_s += self.sim.time - t0
+            if self._sim_elapsed_s >= self._next_camera_s:
+                break  # the frame comes before the next step (and, in lockstep, the action for it)
+        if not steps:
+            return
         stamp = self.get_clock().now().to_msg()
         for arm in self.arms:
             self._publish_state(arm, stamp)
@@ -246,6 +273,7 @@ class SimNode(Node):
                 self._reward_pub.publish(topics.reward_success_msg(success, float(success), stamp))
             if self.operator_node is not None:
                 self.operator_node.step()  # at the camera rate, in sim time, like a person watching
+            pacer.frame(time.monotonic(), self._sim_elapsed_s, msgconv.stamp_to_seconds(stamp), self.arms)
             self._report()
 
     def _publish_state(self, arm: str, stamp) -> None:
@@ -264,6 +292,7 @@ class SimNode(Node):
         pubs["gripper"].publish(j)
 
     def _report(self) -> None:
+        c = self.conf.value
         wall = time.monotonic() - self._wall_start
         rtf = self._sim_elapsed_s / wall if wall > 0 else 0.0
         for arm in self.arms:
@@ -281,9 +310,10 @@ class SimNode(Node):
             dropped = sum(g.dropped for g in self.command_guards[arm].values())
             self.diag.report(f"arm {arm}", level, message, mode=d["mode"], dropped_by_guard=dropped,
                              **{k: v for k, v in d["reason_counts"].items()})
-        self.diag.report("sim", diagnostics.OK if rtf > 0.8 else diagnostics.WARN, f"task {self.conf.value.task}, episode {self.episode}",
+        slow = rtf < 0.8 * c.real_time_factor and not c.lockstep  # lockstep slows it on purpose
+        self.diag.report("sim", diagnostics.WARN if slow else diagnostics.OK, f"task {self.conf.value.task}, episode {self.episode}",
                          real_time_factor=f"{rtf:.2f}", sim_time_s=f"{self._sim_elapsed_s:.1f}",
-                         episode_time_s=f"{self.sim.time:.1f}")
+                         episode_time_s=f"{self.sim.time:.1f}", lockstep=self.pacer.state, lockstep_waits=self.pacer.waits, lockstep_timeouts=self.pacer.timeouts)
 
     def close(self) -> None:
         self.sim.close()

@@ -70,6 +70,12 @@ class ActorConfig:
                                    low=0.0, high=600.0)
     max_unexecuted_steps: int = param(10, "an episode in which the mux reported none of this many actions in a row "
                                       "ends as failed_to_act (the command path is broken)", units="steps", low=1, high=100_000)
+    wait_for_learner: bool = param(False, "wait before acting while the learner is more than max_learner_backlog updates behind "
+                                   "its update-to-data ratio (it says so in its acknowledgements), so that the ratio holds on a "
+                                   "machine too slow for it. Only with a simulator in lockstep (lockstep:=true), which waits "
+                                   "for the action; the real world does not wait", live=True)
+    max_learner_backlog: int = param(20, "wait_for_learner: how far (updates) the learner may be behind its ratio",
+                                     units="updates", low=0, high=1_000_000, live=True)
     torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core slow every pass)", low=1, high=256)
     encoder_threads: int = param(0, "threads that share out each step's camera frames for the frozen ResNet-10, each held on "
                                  "its own core (helpers are kept off the main thread's CPU): 0 = auto (2 where this process may "
