@@ -79,3 +79,14 @@ def test_every_choice_resolves_with_parameters_of_the_declared_types(setup, over
 def test_operator_off_reaches_the_simulator_as_the_word():
     sim = next(n for n in load_graph("sim_single_arm", {"operator": "off"}).nodes if n.executable == "sim_node")
     assert dict(sim.parameters)["operator.mode"] == "off"
+
+
+@pytest.mark.parametrize("setup,task,steps", [("sim_single_arm", "pick_cube", 100), ("sim_single_arm", "peg_insertion", 120),
+                                              ("sim_single_arm", "pan_flip", 200), ("sim_dual_arm", "handover", 250)])
+def test_episode_steps_auto_is_the_simulated_tasks_own_time_limit(setup, task, steps):
+    from hilserl_sim.tasks import TASKS
+
+    actor = next(n for n in load_graph(setup, {"task": task}).nodes if n.executable == "actor_node")
+    assert actor.parameter_dict()["max_episode_steps"] == steps == round(TASKS[task].Config().time_limit_s * 10)
+    actor = next(n for n in load_graph(setup, {"task": task, "episode_steps": "60"}).nodes if n.executable == "actor_node")
+    assert actor.parameter_dict()["max_episode_steps"] == 60

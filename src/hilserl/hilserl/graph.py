@@ -236,6 +236,20 @@ def _argument_choices(doc: Any, arguments: Mapping[str, str], where: str) -> Dic
     return out
 
 
+def _resolve_auto(arguments: Mapping[str, str], where: str) -> Dict[str, str]:
+    """Arguments whose ``auto`` depends on another: ``episode_steps:=auto`` is the simulated
+    task's own time limit (``hilserl_sim.tasks``) at the actor's 10 Hz."""
+    out = dict(arguments)
+    if out.get("episode_steps") == "auto":
+        from hilserl_sim.tasks import TASKS
+
+        task = out.get("task", "")
+        if task not in TASKS:
+            raise GraphError(f"{where}: episode_steps:=auto needs a simulated task; task:={task} is not one of {', '.join(sorted(TASKS))}")
+        out["episode_steps"] = str(int(round(TASKS[task].Config().time_limit_s * 10.0)))
+    return out
+
+
 def load_graph(setup: str, overrides: Optional[Mapping[str, str]] = None, cfg_dir: Optional[Path] = None) -> Graph:
     """Load and expand ``config/graphs/<setup>.yaml`` into resolved NodeSpecs."""
     cfg_dir = Path(cfg_dir or config_dir())
@@ -261,6 +275,7 @@ def load_graph(setup: str, overrides: Optional[Mapping[str, str]] = None, cfg_di
             raise GraphError(f"graph '{setup}': {k}:={arguments[k]} is not allowed{reason} (choices: {', '.join(allowed)})")
     arms = tuple(doc.get("arms") or ())
     cameras = tuple(doc.get("cameras") or ())
+    resolved = _resolve_auto(arguments, str(path))
     nodes: List[NodeSpec] = []
     for i, entry in enumerate(doc.get("nodes") or []):
         where = f"{path}: nodes[{i}]"
@@ -277,7 +292,7 @@ def load_graph(setup: str, overrides: Optional[Mapping[str, str]] = None, cfg_di
                 raise GraphError(f"{where}: for_each '{dim}' must be one of {', '.join(_EXPANDABLE)}")
         domains = [arms if d == "arm" else cameras for d in for_each]
         for combo in itertools.product(*domains):
-            env = dict(arguments)
+            env = dict(resolved)
             env.update(zip(for_each, combo))
             cond = entry.get("condition")
             if cond is not None and not _truthy(_substitute(str(cond), env, where)):
