@@ -90,3 +90,13 @@ def test_episode_steps_auto_is_the_simulated_tasks_own_time_limit(setup, task, s
     assert actor.parameter_dict()["max_episode_steps"] == steps == round(TASKS[task].Config().time_limit_s * 10)
     actor = next(n for n in load_graph(setup, {"task": task, "episode_steps": "60"}).nodes if n.executable == "actor_node")
     assert actor.parameter_dict()["max_episode_steps"] == 60
+
+
+@pytest.mark.parametrize("setup,task,grasp", [("sim_single_arm", "pick_cube", True), ("sim_single_arm", "peg_insertion", False),
+                                              ("sim_single_arm", "pan_flip", False), ("sim_dual_arm", "handover", True)])
+def test_grasp_critic_auto_is_off_where_the_task_holds_its_object_from_the_start(setup, task, grasp):
+    graph = load_graph(setup, {"task": task})
+    for exe in ("actor_node", "learner_node"):  # both sides agree
+        assert next(n for n in graph.nodes if n.executable == exe).parameter_dict()["use_grasp_critic"] is grasp
+    graph = load_graph(setup, {"task": task, "grasp_critic": "true"})
+    assert next(n for n in graph.nodes if n.executable == "actor_node").parameter_dict()["use_grasp_critic"] is True

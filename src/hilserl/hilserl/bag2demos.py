@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Dict, List, Mapping, Optional, Set
 
 from hilserl_core.formats import bags, msgconv
 from hilserl_core.formats.types import Transition, camera_key
@@ -186,15 +186,16 @@ def convert_bag(reader: bags.BagReader, actor: ActorConfig, reward: str = "marks
     return out
 
 
-def actor_config_for(setup: str) -> ActorConfig:
-    """The actor's parameters in ``setup`` (its params files and inline parameters), as the
-    converter must assemble observations the way that actor does."""
+def actor_config_for(setup: str, arguments: Optional[Mapping[str, str]] = None) -> ActorConfig:
+    """The actor's parameters in ``setup`` with these graph ``arguments`` (its params files and
+    inline parameters), as the converter must assemble observations the way that actor does."""
     from hilserl_core.formats import config as cfg
 
     from .graph import GraphError, load_graph
     from .recording import _node_parameters
 
-    graph = load_graph(setup)  # with its default arguments: learning on, so the actor is in it
+    known_args = dict(load_graph(setup).arguments)
+    graph = load_graph(setup, {k: v for k, v in (arguments or {}).items() if k in known_args and k != "learning"})  # the actor is in it
     spec = next((n for n in graph.nodes if n.executable == "actor_node"), None)
     if spec is None:
         raise GraphError(f"setup {setup} has no actor node to take the observation settings from")

@@ -237,16 +237,22 @@ def _argument_choices(doc: Any, arguments: Mapping[str, str], where: str) -> Dic
 
 
 def _resolve_auto(arguments: Mapping[str, str], where: str) -> Dict[str, str]:
-    """Arguments whose ``auto`` depends on another: ``episode_steps:=auto`` is the simulated
-    task's own time limit (``hilserl_sim.tasks``) at the actor's 10 Hz."""
+    """Arguments whose ``auto`` depends on the simulated task (``hilserl_sim.tasks``):
+    ``episode_steps`` is its own time limit at the actor's 10 Hz, ``grasp_critic`` whether the
+    policy drives the grippers (not where the task holds its object from the start)."""
     out = dict(arguments)
-    if out.get("episode_steps") == "auto":
-        from hilserl_sim.tasks import TASKS
+    auto = [k for k in ("episode_steps", "grasp_critic") if out.get(k) == "auto"]
+    if not auto:
+        return out
+    from hilserl_sim.tasks import TASKS
 
-        task = out.get("task", "")
-        if task not in TASKS:
-            raise GraphError(f"{where}: episode_steps:=auto needs a simulated task; task:={task} is not one of {', '.join(sorted(TASKS))}")
+    task = out.get("task", "")
+    if task not in TASKS:
+        raise GraphError(f"{where}: {auto[0]}:=auto needs a simulated task; task:={task} is not one of {', '.join(sorted(TASKS))}")
+    if "episode_steps" in auto:
         out["episode_steps"] = str(int(round(TASKS[task].Config().time_limit_s * 10.0)))
+    if "grasp_critic" in auto:
+        out["grasp_critic"] = str(TASKS[task].gripper_actions).lower()
     return out
 
 

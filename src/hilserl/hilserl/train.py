@@ -73,7 +73,7 @@ def scripted_demos(setup: str, arguments: Mapping[str, str], episodes: int, say:
         if status != 0:
             raise GraphError(f"recording demos for {setup} failed (status {status})")
     with bags.BagReader(bag) as reader:
-        converted = convert_bag(reader, actor_config_for(setup))
+        converted = convert_bag(reader, actor_config_for(setup, args))
     if not converted.transitions:
         raise GraphError(f"{bag}: the recording holds no demo transitions")
     save_demos(out, converted.transitions, {"setup": setup, "bags": [str(bag.resolve())], "reward": "marks", **args})

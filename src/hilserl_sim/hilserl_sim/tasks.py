@@ -104,6 +104,9 @@ class Task:
 
     name: str = ""
     n_arms: int = 1
+    # The policy opens and closes the grippers (the grasp critic). False where the task holds its
+    # object from the start and must keep it (the paper turns the gripper action off there).
+    gripper_actions: bool = True
     Config: Type = EEStartConfig
     description: str = ""
 
@@ -295,6 +298,7 @@ class PegInsertionConfig(EEStartConfig):
 class PegInsertion(Task):
     name = "peg_insertion"
     n_arms = 1
+    gripper_actions = False
     Config = PegInsertionConfig
     description = "single arm: insert the grasped square peg into a tight hole (contact-rich, impedance)"
 
@@ -454,6 +458,7 @@ class PanFlipConfig(EEStartConfig):
 class PanFlip(Task):
     name = "pan_flip"
     n_arms = 1
+    gripper_actions = False
     Config = PanFlipConfig
     description = "single arm, wrench actions: toss the flat object held in a pan so it lands upside down in the pan"
 
