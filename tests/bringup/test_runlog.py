@@ -57,3 +57,15 @@ def test_compare_table_and_methods():
     md = table({"bc": [{"success_rate": 0.5, "cycle_time_s": 6.0, "env_steps": 100, "wall_clock_s": 60.0},
                        {"success_rate": 0.0, "cycle_time_s": None, "env_steps": 100, "wall_clock_s": 120.0}]}, "t")
     assert "| bc | 0.25 | 0.50, 0.00 | 6.0 | 100 | 1.5 |" in md
+
+
+def test_the_evaluation_graph_runs_the_policy_alone_deterministic_or_sampled(tmp_path):
+    from hilserl.evaluate import eval_graph
+
+    for deterministic in (True, False):
+        g = eval_graph("sim_single_arm", {"task": "peg_insertion", "lockstep": "true"}, tmp_path, 1000, deterministic)
+        nodes = {n.executable: n.parameter_dict() for n in g.nodes}
+        assert nodes["actor_node"]["deterministic"] is deterministic and nodes["actor_node"]["grasp_epsilon"] == 0.0
+        assert nodes["sim_node"]["operator.mode"] == "off" and nodes["sim_node"]["seed"] == 1000
+        assert nodes["sim_node"]["lockstep"] is True  # the run's own arguments, pace included
+        assert nodes["learner_node"]["learner.updates_per_transition"] == 0.0  # serves weights, never trains

@@ -1,4 +1,4 @@
-"""``hilserl eval RUN [episodes:=50] [seed:=1000] [checkpoint:=DIR] [scripted:=true]``.
+"""``hilserl eval RUN [episodes:=50] [seed:=1000] [checkpoint:=DIR] [scripted:=true] [deterministic:=true]``.
 
 Runs a trained policy alone: the run's graph (``RUN/config.yaml``) with the operator off, the
 actor acting with the policy mean and no random gripper actions, and the learner serving the
@@ -6,7 +6,10 @@ weights of a checkpoint (a copy of the run's newest, or ``checkpoint:=``) withou
 them. Episodes start from the simulator's ``seed`` (held out: training uses ``seed`` 0 by
 default); success is the simulator's ground truth, also for a policy trained with a classifier. Then, on the same seeds, the scripted operator does the task alone (simulation only).
 Prints the success rate with a 95% Wilson interval and the cycle time of successful episodes,
-beside the scripted operator's, and writes ``RUN/eval.json``.
+beside the scripted operator's, and writes ``RUN/eval.json``. ``deterministic:=false`` samples
+the policy's actions as in training (still no random gripper actions) and writes
+``RUN/eval-sampled.json``: a policy that needs its noise (a tight peg that the mean action jams
+against the rim) shows it there.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, seed: int) -> Graph:
-    """The run's graph for evaluation: operator off, deterministic actor, a learner that only serves weights."""
+def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, seed: int, deterministic: bool = True) -> Graph:
+    """The run's graph for evaluation: operator off, deterministic (or sampling) actor, a learner that only serves weights."""
     args = {**{k: str(v) for k, v in arguments.items()}, "seed": str(seed), "demos": "", "checkpoint_dir": str(checkpoint_root)}
     defaults = dict(load_graph(setup).arguments)
     if "operator" in defaults:
@@ -49,7 +52,7 @@ def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, 
     if "reward" in defaults:
         args["reward"] = "sim"  # success is the task's, by the simulator's ground truth, whatever reward trained the policy
     g = load_graph(setup, args)
-    g = with_node_parameters(g, "actor_node", {"deterministic": True, "grasp_epsilon": 0.0})
+    g = with_node_parameters(g, "actor_node", {"deterministic": deterministic, "grasp_epsilon": 0.0})
     return with_node_parameters(g, "learner_node", {"learner.updates_per_transition": 0.0, "learner.checkpoint_period_updates": 0,
                                                     "learner.checkpoint_period_s": 0.0})
 
@@ -134,16 +137,18 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
     n = pop_whole_numbers(opts, {"episodes": 50, "seed": 1000}, "eval")
     episodes, seed = n["episodes"], n["seed"]
     scripted = str(opts.pop("scripted", "true")).lower() in ("1", "true", "yes")
+    deterministic = str(opts.pop("deterministic", "true")).lower() in ("1", "true", "yes")
     ckpt = Path(opts.pop("checkpoint", "") or (latest_checkpoint(run_dir / "checkpoints") or ""))
     if opts:
-        raise GraphError(f"eval: unknown option(s) {', '.join(f'{k}:=' for k in opts)} (episodes, seed, checkpoint, scripted)")
+        raise GraphError(f"eval: unknown option(s) {', '.join(f'{k}:=' for k in opts)} (episodes, seed, checkpoint, scripted, deterministic)")
     if not str(ckpt) or not (ckpt / "learner.json").is_file():
         raise GraphError(f"{run_dir}: no checkpoint to evaluate (give checkpoint:=DIR)")
     limit_s = 60.0 + episodes * 40.0
     with tempfile.TemporaryDirectory(prefix="hilserl-eval-") as tmp:
         shutil.copytree(ckpt, Path(tmp) / "checkpoints" / ckpt.name)  # the learner may write here: never into the run
-        graph = eval_graph(setup, run_args, Path(tmp) / "checkpoints", seed)
-        say(f"[eval] {run_dir}: {ckpt.name}, {episodes} episodes from seed {seed}, policy alone (no operator, no exploration)")
+        graph = eval_graph(setup, run_args, Path(tmp) / "checkpoints", seed, deterministic)
+        say(f"[eval] {run_dir}: {ckpt.name}, {episodes} episodes from seed {seed}, policy alone (no operator, "
+            + ("no exploration)" if deterministic else "actions sampled from the policy, no random gripper actions)"))
         state = {"version": None}
 
         def policy_episodes(node, results):
@@ -171,7 +176,7 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
             node.create_subscription(String, topics.EPISODE_METRICS, on_episode, qos.EVENTS)
 
         policy = _run_graph(graph, run_dir / "eval.log", policy_episodes, episodes, limit_s, say, "policy")
-    out = {"run": str(run_dir), "checkpoint": ckpt.name, "seed": seed, "policy": _summary(policy)}
+    out = {"run": str(run_dir), "checkpoint": ckpt.name, "seed": seed, "deterministic": deterministic, "policy": _summary(policy)}
     if scripted and setup.startswith("sim"):
         say(f"[eval] scripted operator alone on the same seeds ({episodes} episodes)")
 
@@ -191,7 +196,7 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
 
         out["scripted_operator"] = _summary(_run_graph(scripted_graph(setup, run_args, seed), run_dir / "eval.log",
                                                        operator_episodes, episodes, limit_s, say, "scripted operator"))
-    (run_dir / "eval.json").write_text(json.dumps(out, indent=1))
+    (run_dir / ("eval.json" if deterministic else "eval-sampled.json")).write_text(json.dumps(out, indent=1))
     p = out["policy"]
     say(f"[eval] policy alone: {p['successes']}/{p['episodes']} = {p['success_rate']:.2f} (95% CI {p['ci95'][0]:.2f}-"
         f"{p['ci95'][1]:.2f}), cycle time {p['cycle_time_s']} s (mean of successes)")
