@@ -25,7 +25,8 @@ def test_policy_action_is_executed_once_in_the_ee_frame():
     assert np.allclose(d.target_pos, POS + [0.015, 0.0, -0.0075])
     # a second step without a new action does not re-execute it
     d2 = mux.step(10.05, POS, DOWN)
-    assert d2.source == Source.HOLD and np.allclose(d2.target_pos, d.target_pos) and d2.gripper_closure == 1.0
+    assert d2.source == Source.HOLD and np.allclose(d2.target_pos, d.target_pos)
+    assert d2.gripper_closure is None  # a command per open/close event; in between the gripper keeps it
 
 
 def test_stale_and_non_finite_policy_actions_are_held_with_a_reason():
@@ -125,7 +126,7 @@ def test_broken_measured_quaternion_holds_on_every_path_and_never_raises(quat):
         feed(mux)
         d = mux.step(0.01, POS, quat)
         assert d.source == Source.HOLD and d.target_pos is None and "quat" in d.reason
-        assert np.allclose(d.executed_action, 0) and d.gripper_action == GRIPPER_STAY and d.gripper_closure == 0.0
+        assert np.allclose(d.executed_action, 0) and d.gripper_action == GRIPPER_STAY and d.gripper_closure is None
     # with a target: the last valid target is held
     mux = make()
     mux.on_policy([0.2, 0, 0, 0, 0, 0], GRIPPER_STAY, 0.0, 0.0)
@@ -210,7 +211,7 @@ def test_policy_action_from_an_old_observation_is_stale():
     assert not mux.has_fresh_policy_action(10.0)
     d = mux.step(10.0, POS, DOWN)
     assert d.source == Source.HOLD and d.policy_stamp_s == 9.6 and "observation" in d.reason and "stale" in d.reason
-    assert d.gripper_action == GRIPPER_STAY and d.gripper_closure == 0.0
+    assert d.gripper_action == GRIPPER_STAY and d.gripper_closure is None
     mux.on_policy([1, 0, 0, 0, 0, 0], GRIPPER_STAY, stamp_s=10.9, now_s=11.0)
     assert mux.has_fresh_policy_action(11.0) and mux.step(11.0, POS, DOWN).source == Source.POLICY
 
@@ -225,3 +226,15 @@ def test_a_malformed_workspace_box_is_refused_with_the_reason(lo, hi, words):
 
     with pytest.raises(ConfigError, match=words):
         WorkspaceConfig(min_position_m=lo, max_position_m=hi)
+
+
+def test_a_fresh_mux_never_commands_the_gripper_until_someone_opens_or_closes_it():
+    """Starting the graph (or evaluating without an operator) must not open a gripper that holds
+    something: steps that stay publish no gripper command."""
+    mux = make()
+    for t in range(5):
+        mux.on_policy([0.1, 0, 0, 0, 0, 0], GRIPPER_STAY, stamp_s=10.0 + t, now_s=10.0 + t)
+        d = mux.step(10.01 + t, POS, DOWN)
+        assert d.source == Source.POLICY and d.gripper_closure is None
+    mux.on_policy([0, 0, 0, 0, 0, 0], GRIPPER_OPEN, stamp_s=20.0, now_s=20.0)
+    assert mux.step(20.01, POS, DOWN).gripper_closure == 0.0

@@ -4,7 +4,9 @@ Subscribes (arm namespace): ``current_pose``, ``policy/action`` (sensor_msgs/Joy
 see hilserl_interfaces.actions), ``spacenav/twist`` and ``spacenav/joy`` (from
 the SpaceMouse driver, the ROS ``spacenav`` package, or the scripted operator).
 Publishes: ``target_pose`` (twist mode) or ``target_wrench`` (wrench mode),
-``gripper/command`` (std_msgs/Float64, 0 open .. 1 closed) and ``mux/executed``
+``gripper/command`` (std_msgs/Float64, 0 open .. 1 closed; once per open or close, so the
+gripper keeps what a reset or the last command left and a starting mux never opens a gripper
+that holds something) and ``mux/executed``
 (what was executed and who acted, for the actor's transitions, one per step).
 
 The mux must be the only publisher of the arm's targets. When another node publishes on

@@ -63,6 +63,7 @@ __all__ = [
 
 GRIPPER_OPEN, GRIPPER_STAY, GRIPPER_CLOSE = 0, 1, 2
 GRIPPER_NONE = -1
+GRIPPER_CLOSURE = {GRIPPER_OPEN: 0.0, GRIPPER_CLOSE: 1.0}  # gripper/command of an open / close event
 # Status levels of RejectionLog.status, the values of diagnostic_msgs/DiagnosticStatus.
 OK, WARN = 0, 1
 
@@ -118,7 +119,10 @@ class MuxDecision:
     source: Source
     executed_action: np.ndarray  # normalised [6] in the current EE frame (what the buffer stores)
     gripper_action: int  # 0 open, 1 stay, 2 close, -1 no gripper
-    gripper_closure: Optional[float]  # 0 open .. 1 closed command to the gripper, None = no gripper
+    # gripper/command to publish (0 open .. 1 closed) when this step opens or closes the gripper;
+    # None otherwise (stay, no gripper): the gripper keeps what the last command or a reset left, so
+    # starting the mux never opens a gripper holding something (a peg, a real part)
+    gripper_closure: Optional[float]
     target_pos: Optional[np.ndarray] = None  # twist mode
     target_quat: Optional[np.ndarray] = None
     wrench_ee: Optional[np.ndarray] = None  # wrench mode, [f, tau] in EE axes
@@ -207,7 +211,6 @@ class InterventionMux:
         self._operator_received = -np.inf
         self._last_operator_activity = -np.inf
         self._pending_gripper_event = GRIPPER_STAY
-        self._closure = 0.0
         self._last_target: Optional[Tuple[np.ndarray, np.ndarray]] = None
         self._target_from_command = False  # the held target came from a policy/operator step
         self._last_command_s = -np.inf  # time of the last policy/operator step
@@ -342,15 +345,11 @@ class InterventionMux:
         self._pending_gripper_event = GRIPPER_STAY
         if not self.has_gripper:
             gripper = GRIPPER_NONE
-        elif gripper == GRIPPER_CLOSE:
-            self._closure = 1.0
-        elif gripper == GRIPPER_OPEN:
-            self._closure = 0.0
         decision = MuxDecision(
             source=source,
             executed_action=action,
             gripper_action=gripper,
-            gripper_closure=self._closure if self.has_gripper else None,
+            gripper_closure=GRIPPER_CLOSURE.get(gripper),
             policy_stamp_s=policy_stamp,
             reason=reason,
         )
@@ -407,7 +406,7 @@ class InterventionMux:
             source=Source.HOLD,
             executed_action=np.zeros(6),
             gripper_action=GRIPPER_STAY if self.has_gripper else GRIPPER_NONE,
-            gripper_closure=self._closure if self.has_gripper else None,
+            gripper_closure=None,
             policy_stamp_s=policy_stamp,
         )
         if self.config.mode == "wrench":
