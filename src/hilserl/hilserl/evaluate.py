@@ -88,6 +88,7 @@ def _run_graph(graph: Graph, log_path: Path, collect: Callable, episodes: int, t
     ctx = rclpy.context.Context()
     with open(log_path, "a", buffering=1) as log:
         runner = GraphRunner(graph, out=log, check_network=True)
+        node = ex = None
         try:
             rclpy.init(args=[], context=ctx)
             node = Node("eval_monitor", context=ctx)
@@ -112,6 +113,10 @@ def _run_graph(graph: Graph, log_path: Path, collect: Callable, episodes: int, t
                     raise KeyboardInterrupt
         finally:
             runner.shutdown()
+            if ex is not None:  # before the context goes (else its __del__ prints a traceback at exit)
+                ex.shutdown()
+            if node is not None:
+                node.destroy_node()
             if rclpy.ok(context=ctx):
                 rclpy.shutdown(context=ctx)
     return results[:episodes]
@@ -196,12 +201,13 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
 
         out["scripted_operator"] = _summary(_run_graph(scripted_graph(setup, run_args, seed), run_dir / "eval.log",
                                                        operator_episodes, episodes, limit_s, say, "scripted operator"))
-    (run_dir / ("eval.json" if deterministic else "eval-sampled.json")).write_text(json.dumps(out, indent=1))
+    out_path = run_dir / ("eval.json" if deterministic else "eval-sampled.json")
+    out_path.write_text(json.dumps(out, indent=1))
     p = out["policy"]
     say(f"[eval] policy alone: {p['successes']}/{p['episodes']} = {p['success_rate']:.2f} (95% CI {p['ci95'][0]:.2f}-"
         f"{p['ci95'][1]:.2f}), cycle time {p['cycle_time_s']} s (mean of successes)")
     if "scripted_operator" in out:
         s = out["scripted_operator"]
         say(f"[eval] scripted operator: {s['successes']}/{s['episodes']} = {s['success_rate']:.2f}, cycle time {s['cycle_time_s']} s")
-    say(f"[eval] wrote {run_dir / 'eval.json'}")
+    say(f"[eval] wrote {out_path}")
     return 0
