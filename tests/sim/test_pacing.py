@@ -90,6 +90,7 @@ def test_lockstep_waits_for_every_arm():
     pacer.frame(0.1, 0.1, stamp_s=2.0, arms=("left", "right"))
     assert pacer.waiting and pacer.steps_due(0.5, 0.1) == 0
     assert pacer.executed("left", 1.0) is False  # an answer to an older frame does not count
+    assert pacer.executed("left", 2.3) is False and pacer.waiting  # nor a mux timer step (its own time)
     assert pacer.executed("left", 2.0) is False and pacer.waiting
     assert pacer.executed("right", 2.0) is True and not pacer.waiting
     assert pacer.steps_due(0.5, 0.1) > 0

@@ -8,7 +8,9 @@ Two rules, both in wall-clock time:
   ``camera_period / f`` after the one before; between frames the physics catches up if a timer
   tick came late.
 - ``lockstep``: after a camera frame, physics waits until every arm's intervention mux has
-  reported (``mux/executed``) an action stamped with that frame's time or later. The action then
+  reported (``mux/executed``) an action stamped with that frame's own stamp (the policy's action
+  for it; the mux's timer steps, while no policy action comes, carry their own time and do not
+  count, so an actor waiting for its learner holds the simulation). The action then
   acts from the frame on (no latency), and a machine too slow for 10 Hz slows the simulation
   instead of handing the policy frames at a rate it will not see on the robot. Lockstep engages
   when an action first answers a frame; when no answer comes for ``timeout_s`` (no actor, the
@@ -23,7 +25,8 @@ frames about one control period apart in stamp time, so frames closer than that 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Set
+from collections import deque
+from typing import Deque, Iterable, Optional, Set
 
 STAMP_TOL_S = 1e-4  # an action's stamp "equals" a frame's within this (copies of one header stamp)
 
@@ -43,6 +46,7 @@ class Pacer:
         self._frame_stamp: Optional[float] = None  # newest frame's stamp (s)
         self._awaiting: Set[str] = set()  # arms whose action for that frame has not been reported
         self._released_stamp = -math.inf  # the newest frame's stamp when lockstep last let go
+        self._recent_stamps: Deque[float] = deque(maxlen=50)  # stamps of the last frames (engaging)
 
     @property
     def waiting(self) -> bool:
@@ -68,19 +72,22 @@ class Pacer:
         """A camera frame stamped ``stamp_s`` went out at simulated time ``sim_s``."""
         self._anchor_wall, self._anchor_sim = wall_s, sim_s
         self._frame_stamp = stamp_s
+        self._recent_stamps.append(stamp_s)
         self._awaiting = set(arms) if self.lockstep and self.engaged else set()
         self.waits += bool(self._awaiting)
 
     def executed(self, arm: str, stamp_s: float) -> bool:
-        """An arm's mux reported an action stamped ``stamp_s``; True when that ends the wait."""
+        """An arm's mux reported a step stamped ``stamp_s``; True when that ends the wait."""
         if not self.lockstep or self._frame_stamp is None:
             return False
         if not self.engaged:
-            # an action for a frame since lockstep last let go (perhaps not the newest: a slow actor
-            # falls behind in real time): the actor answers frames, wait for it from the next one on
-            self.engaged = stamp_s > self._released_stamp + STAMP_TOL_S
+            # an action for one of the recent frames since lockstep last let go (perhaps not the
+            # newest: a slow actor falls behind in real time): the actor answers frames, wait for it
+            # from the next one on
+            self.engaged = stamp_s > self._released_stamp + STAMP_TOL_S and any(
+                abs(stamp_s - f) <= STAMP_TOL_S for f in self._recent_stamps)
             return False
-        if stamp_s < self._frame_stamp - STAMP_TOL_S:
+        if abs(stamp_s - self._frame_stamp) > STAMP_TOL_S:
             return False
         was = bool(self._awaiting)
         self._awaiting.discard(arm)
