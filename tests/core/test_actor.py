@@ -123,6 +123,19 @@ def test_a_step_whose_next_observation_comes_late_is_dropped():
     assert np.array_equal(out[1].observation["proprio"], obs(2)["proprio"])
 
 
+def test_in_lockstep_steps_are_counted_per_observation_and_a_pause_drops_nothing():
+    """The simulator waited (for the actor, which waited for its learner): 0.4 s of wall time
+    between frames is one simulated control period."""
+    rec = EpisodeRecorder(max_episode_steps=50, control_period_s=0.1, steps_by_observation=True)
+    rec.start_episode({})
+    out = []
+    for i, stamp in enumerate([0.0, 0.1, 0.5, 0.6]):
+        t, _ = rec.observe(obs(i), stamp, 0.0, False)
+        out += [t] if t is not None else []
+        assert rec.on_executed(stamp, np.full(6, 0.1), GRIPPER_STAY, Source.OPERATOR)
+    assert [t.step for t in out] == [0, 1, 2] and rec.dropped_steps == 0 and rec.steps == 3
+
+
 def test_grasp_penalty_only_on_state_changes_per_gripper():
     assert grasp_penalty(GRIPPER_CLOSE, closed_before=False, penalty=-0.02) == -0.02
     assert grasp_penalty(GRIPPER_CLOSE, closed_before=True, penalty=-0.02) == 0.0

@@ -135,8 +135,8 @@ def test_on_stop_the_actor_acts_no_more_and_waits_for_the_learner_to_confirm(ros
         world.node.destroy_node()
 
 
-def test_wait_for_learner_holds_actions_while_the_learner_is_behind_its_ratio(ros_context, spin_until):
-    actor, world, ex = _rig(ros_context, wait_for_learner=True, max_learner_backlog=20)
+def test_in_lockstep_the_actor_holds_actions_while_the_learner_is_behind_its_ratio(ros_context, spin_until):
+    actor, world, ex = _rig(ros_context, lockstep=True, max_learner_backlog=20)
     learner = Learner(world.node)
 
     def ack(backlog):

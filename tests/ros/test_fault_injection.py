@@ -86,7 +86,7 @@ def test_learner_sigkill_and_respawn_lose_no_transition_and_store_none_twice(tmp
             watch.acks.clear()
             assert spin_until(ex, lambda: runner.poll() is None and runner._procs["/learner"].pid != learner_pid, 30)
         assert spin_until(ex, lambda: alive(40 * (KILLS + 1)), 240), log.getvalue()[-4000:]
-        backlog = watch.acks[-1]["updates_due"]  # what an actor with wait_for_learner waits on
+        backlog = watch.acks[-1]["updates_due"]  # what an actor in lockstep waits on
         assert isinstance(backlog, int) and backlog >= 0
         sessions = {s for s, _ in watch.sent}
         assert len(sessions) == 1, sessions  # one actor process all along

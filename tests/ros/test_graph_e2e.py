@@ -62,7 +62,7 @@ def small_config(tmp_path):
                         "agent.image_bottleneck_dim": 32, "grasp.hidden_dims": [64], "grasp.image_bottleneck_dim": 32})
     edit("learner.yaml", {"learner.learning_starts": 16, "learner.weights_period_s": 1.0,
                           "learner.checkpoint_period_updates": 0, "learner.updates_per_transition": 0.5})
-    edit("actor.yaml", {"max_episode_steps": 20, "max_input_age_s": 0.5})
+    edit("actor.yaml", {"max_input_age_s": 0.5})  # (short episodes: the graph argument episode_steps)
     return cfg
 
 
@@ -102,7 +102,8 @@ class Observer:
 def test_sim_dual_arm_graph_end_to_end(tmp_path, ros_context, spin_until, hot_path_process, lockstep):
     cfg = small_config(tmp_path)
     graph = G.load_graph("sim_dual_arm", {"checkpoint_dir": str(tmp_path / "ckpt"), "operator": "assist",
-                                          "hot_path_process": hot_path_process, "lockstep": lockstep}, cfg_dir=cfg)
+                                          "hot_path_process": hot_path_process, "lockstep": lockstep,
+                                          "episode_steps": "20"}, cfg_dir=cfg)
     log = io.StringIO()
     runner = GraphRunner(graph, out=log)
     composed = [p for p in runner.processes if p.composed]
@@ -157,7 +158,8 @@ def test_sim_dual_arm_graph_end_to_end(tmp_path, ros_context, spin_until, hot_pa
             # every frame waits for its own action, also while the actor waits for the learner (the
             # muxes' timer steps do not release it): no step is lost to a frame that came too soon
             actor = obs.status("/actor: actor")[1]
-            assert int(actor["dropped_steps"]) <= 2, actor
+            assert int(actor["dropped_steps"]) <= 0.02 * int(actor["transitions_sent"]), actor
+            assert int(sim[1]["lockstep_timeouts"]) == 0, sim  # resets between episodes never stall it
         else:
             assert sim is not None and sim[1]["lockstep"] == "off", sim
 

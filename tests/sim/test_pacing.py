@@ -113,7 +113,15 @@ def test_a_scene_reset_ends_the_wait_for_the_old_scenes_frame():
     pacer.frame(0.1, 0.1, stamp_s=2.0, arms=("left",))
     assert pacer.state == "waiting"
     pacer.scene_reset()
-    assert pacer.state == "engaged" and pacer.steps_due(0.15, 0.1) > 0
+    assert pacer.state == "idle" and pacer.steps_due(0.15, 0.1) > 0
+    pacer.frame(0.2, 0.2, stamp_s=3.0, arms=("left",))
+    assert not pacer.waiting  # the new scene's first frames come in real time ...
+    pacer.executed("left", 2.0)
+    assert not pacer.engaged  # (a late answer to the old scene does not count)
+    pacer.executed("left", 3.0)
+    assert pacer.engaged  # ... until the actor acts on one
+    pacer.frame(0.3, 0.3, stamp_s=4.0, arms=("left",))
+    assert pacer.waiting
 
 
 def test_without_lockstep_actions_change_nothing():

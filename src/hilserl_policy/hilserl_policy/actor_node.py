@@ -70,7 +70,7 @@ class ActorNode(Node):
         self.loop = ActorLoop(self.arms, self.cam_keys, control_rate_hz=c.control_rate_hz, max_episode_steps=c.max_episode_steps,
                               max_input_age_s=c.max_input_age_s, grasp_penalty=c.grasp_penalty,
                               use_grasp_critic=c.use_grasp_critic, reset_timeout_s=c.reset_timeout_s,
-                              max_unexecuted_steps=c.max_unexecuted_steps)
+                              max_unexecuted_steps=c.max_unexecuted_steps, steps_by_observation=c.lockstep)
         self.cycle = self.loop.cycle  # reset -> resetting or operator -> waiting -> running
         self.metrics = EpisodeMetrics()
         self.actor_id = c.actor_id or self.get_fully_qualified_name()
@@ -79,7 +79,7 @@ class ActorNode(Node):
         # sent, not yet stored by the learner: resent when it answers again (hilserl_core.rl.delivery)
         self.spool = TransitionSpool(c.spool_max_transitions, c.resend_after_s)
         self._learner_backlog = 0  # updates the learner owes its update-to-data ratio (from its acknowledgements)
-        self._deferred = None  # (observation, stamp_s) waiting for the learner (wait_for_learner)
+        self._deferred = None  # (observation, stamp_s) waiting for the learner (lockstep)
         self.learner_waits = 0
         self._last_ack_s = -1.0  # when the learner last acknowledged anything (its acks come periodically)
         self._learner_session = ""
@@ -270,9 +270,9 @@ class ActorNode(Node):
         self._act_deferred()
 
     def _waits_for_learner(self, now: float) -> bool:
-        """wait_for_learner: hold the action while the learner (answering) is too far behind its ratio."""
+        """lockstep: hold the action while the learner (answering) is too far behind its ratio."""
         c = self.conf.value
-        return c.wait_for_learner and self._learner_answers(now) and self._learner_backlog > c.max_learner_backlog
+        return c.lockstep and self._learner_answers(now) and self._learner_backlog > c.max_learner_backlog
 
     def _act_deferred(self) -> None:
         if self._deferred is None or self._waits_for_learner(self._now()):

@@ -16,7 +16,7 @@ Two rules, both in wall-clock time:
   when an action first answers a frame; when no answer comes for ``timeout_s`` (no actor, the
   actor between episodes, a learner checkpoint), it lets go and simulated time follows the wall
   clock until an action answers a frame again. A scene reset ends the wait for the old scene's
-  frame.
+  frame and lets go until an action answers a frame of the new scene.
 
 Faster than real time is not offered: every node stamps with the wall clock and the actor takes
 frames about one control period apart in stamp time, so frames closer than that would be skipped.
@@ -105,5 +105,10 @@ class Pacer:
         return True
 
     def scene_reset(self) -> None:
-        """The scene was reset: the old scene's frame needs no answer."""
+        """The scene was reset: the old scene's frame needs no answer, and lockstep lets go until
+        an action answers a frame of the new scene (an actor starts an episode only on poses
+        measured after it heard the reset was done, later than the new scene's first frame)."""
         self._awaiting.clear()
+        if self.engaged:
+            self.engaged = False
+            self._released_stamp = self._frame_stamp if self._frame_stamp is not None else -math.inf

@@ -70,11 +70,12 @@ class ActorConfig:
                                    low=0.0, high=600.0)
     max_unexecuted_steps: int = param(10, "an episode in which the mux reported none of this many actions in a row "
                                       "ends as failed_to_act (the command path is broken)", units="steps", low=1, high=100_000)
-    wait_for_learner: bool = param(False, "wait before acting while the learner is more than max_learner_backlog updates behind "
-                                   "its update-to-data ratio (it says so in its acknowledgements), so that the ratio holds on a "
-                                   "machine too slow for it. Only with a simulator in lockstep (lockstep:=true), which waits "
-                                   "for the action; the real world does not wait", live=True)
-    max_learner_backlog: int = param(20, "wait_for_learner: how far (updates) the learner may be behind its ratio",
+    lockstep: bool = param(False, "the simulator waits for each action (sim graphs' lockstep:=true): an episode's steps are "
+                           "counted one per observation (camera stamps do not measure simulated time while it waits), and "
+                           "the actor waits before acting while the learner is more than max_learner_backlog updates behind "
+                           "its update-to-data ratio (it says so in its acknowledgements), so the ratio holds on a machine "
+                           "too slow for it. Never on a robot: the real world does not wait")
+    max_learner_backlog: int = param(20, "lockstep: how far (updates) the learner may be behind its ratio",
                                      units="updates", low=0, high=1_000_000, live=True)
     torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core slow every pass)", low=1, high=256)
     encoder_threads: int = param(0, "threads that share out each step's camera frames for the frozen ResNet-10, each held on "
@@ -153,6 +154,7 @@ class EpisodeRecorder:
     grasp_penalty_value: float = -0.02
     n_grippers: int = 1
     max_step_gap_periods: float = 2.5  # a longer wait for the next observation drops the step
+    steps_by_observation: bool = False  # lockstep: one control period per observation, gaps never drop a step
     max_unexecuted_steps: int = 10  # this many steps in a row with no mux report end the episode (failed_to_act)
     episode_id: int = 0
     dropped_steps: int = 0
@@ -210,9 +212,10 @@ class EpisodeRecorder:
         if p is not None:
             gap_s = float(stamp_s) - p.stamp_s
             step = self._steps  # the control step the open observation was taken at
-            self._steps += max(1, round(gap_s / self.control_period_s))
+            self._steps += 1 if self.steps_by_observation else max(1, round(gap_s / self.control_period_s))
+            late = not self.steps_by_observation and gap_s > self.max_step_gap_periods * self.control_period_s
             self._unexecuted_run = self._unexecuted_run + 1 if p.executed is None else 0
-            if p.executed is None or p.source == Source.HOLD or gap_s > self.max_step_gap_periods * self.control_period_s:
+            if p.executed is None or p.source == Source.HOLD or late:
                 self.dropped_steps += 1
             else:
                 self._transitions += 1

@@ -144,7 +144,7 @@ class ActorLoop:
 
     def __init__(self, arms: Sequence[str], cam_keys: Sequence[str], *, control_rate_hz: float, max_episode_steps: int,
                  max_input_age_s: float, grasp_penalty: float, use_grasp_critic: bool, reset_timeout_s: float,
-                 max_unexecuted_steps: int = 10) -> None:
+                 max_unexecuted_steps: int = 10, steps_by_observation: bool = False) -> None:
         self.arms, self.cam_keys = list(arms), list(cam_keys)
         self.control_rate_hz = control_rate_hz
         self.max_episode_steps = max_episode_steps  # live parameters: the node updates these two
@@ -154,7 +154,7 @@ class ActorLoop:
         self.cycle = EpisodeCycle(reset_timeout_s)
         self.join = ExecutedJoin(self.arms, use_grasp_critic)
         self.recorder = EpisodeRecorder(max_episode_steps, 1.0 / control_rate_hz, grasp_penalty, n_grippers=len(self.arms),
-                                        max_unexecuted_steps=max_unexecuted_steps)
+                                        max_unexecuted_steps=max_unexecuted_steps, steps_by_observation=steps_by_observation)
         self.last_obs_stamp = -1.0  # image time of the last observation used
         self.verdicts = RewardVerdicts()
         self.reward_late_steps = 0  # steps that took an earlier frame's verdict
