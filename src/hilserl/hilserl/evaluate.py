@@ -141,8 +141,7 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
     opts = dict(arguments)
     n = pop_whole_numbers(opts, {"episodes": 50, "seed": 1000}, "eval")
     episodes, seed = n["episodes"], n["seed"]
-    scripted = str(opts.pop("scripted", "true")).lower() in ("1", "true", "yes")
-    deterministic = str(opts.pop("deterministic", "true")).lower() in ("1", "true", "yes")
+    scripted, deterministic = (str(opts.pop(k, "true")).lower() in ("1", "true", "yes") for k in ("scripted", "deterministic"))
     ckpt = Path(opts.pop("checkpoint", "") or (latest_checkpoint(run_dir / "checkpoints") or ""))
     if opts:
         raise GraphError(f"eval: unknown option(s) {', '.join(f'{k}:=' for k in opts)} (episodes, seed, checkpoint, scripted, deterministic)")
