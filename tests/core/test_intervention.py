@@ -216,6 +216,21 @@ def test_policy_action_from_an_old_observation_is_stale():
     assert mux.has_fresh_policy_action(11.0) and mux.step(11.0, POS, DOWN).source == Source.POLICY
 
 
+def test_in_lockstep_an_action_from_a_held_frame_is_executed_however_old():
+    """The simulator waits for the action on its frame (lockstep): an action computed from a
+    frame 2 s old by the wall clock is still current and executed; past LOCKSTEP_INPUT_AGE_S
+    (the simulator has gone on without it) it is stale."""
+    from hilserl_core.robot.intervention import LOCKSTEP_INPUT_AGE_S
+
+    mux = make(policy_timeout_s=0.25, lockstep=True)
+    assert mux.on_policy([1, 0, 0, 0, 0, 0], GRIPPER_CLOSE, stamp_s=8.0, now_s=10.0)
+    d = mux.step(10.0, POS, DOWN)
+    assert d.source == Source.POLICY and d.policy_stamp_s == 8.0 and d.gripper_action == GRIPPER_CLOSE
+    mux.on_policy([1, 0, 0, 0, 0, 0], GRIPPER_STAY, stamp_s=20.0 - LOCKSTEP_INPUT_AGE_S - 0.1, now_s=20.0)
+    d = mux.step(20.0, POS, DOWN)
+    assert d.source == Source.HOLD and "stale" in d.reason
+
+
 @pytest.mark.parametrize("lo, hi, words", [
     ((0.2, 0.0), (0.7, 0.3, 0.5), "need 3 values"),
     ((0.2, 0.0, 0.6), (0.7, 0.3, 0.5), "must be below"),

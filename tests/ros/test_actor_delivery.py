@@ -158,3 +158,25 @@ def test_in_lockstep_the_actor_holds_actions_while_the_learner_is_behind_its_rat
         ex.shutdown()
         actor.destroy_node()
         world.node.destroy_node()
+
+
+def test_in_lockstep_inputs_the_waiting_simulator_holds_are_current(ros_context, spin_until):
+    """In lockstep the simulator holds its frame until the action on it comes, so the frame and
+    the state sent with it are current however old by the wall clock: inputs stamped 1 s ago are
+    acted on (they were refused as stale, and the simulator waited 5 s for an action that never
+    came). Outside lockstep the same inputs are stale: no action."""
+    for lockstep in (False, True):
+        actor, world, ex = _rig(ros_context, lockstep=lockstep)
+        world.stamp_age_s = 1.0
+        try:
+            if lockstep:
+                assert spin_until(ex, lambda: len(world.actions) >= 3, 30)
+                assert all(0.9 < actor._now() - a.stamp_s < 5.0 for a in world.actions[-3:])
+            else:
+                spin_until(ex, lambda: False, 3.0)
+                assert world.actions == [] and _level(actor, "inputs") == diagnostics.WARN
+                assert "stale" in actor.diag._statuses["inputs"].message
+        finally:
+            ex.shutdown()
+            actor.destroy_node()
+            world.node.destroy_node()

@@ -13,6 +13,7 @@ from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
+from rclpy.time import Time
 from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import Empty, String, UInt8MultiArray
 from std_srvs.srv import Trigger
@@ -57,6 +58,7 @@ class World:
         self.gripper = 1  # what the mux reports for the gripper (-1: this arm has none)
         self.success = False
         self.fresh = True
+        self.stamp_age_s = 0.0  # stamps this much in the past (a simulator holding its frame in lockstep)
         self.img = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
 
     async def on_reset(self, req, resp):
@@ -84,7 +86,7 @@ class World:
         if not self.fresh:
             return
         n = self.node
-        stamp = n.get_clock().now().to_msg()
+        stamp = msgconv.seconds_to_stamp(Time().to_msg(), n.get_clock().now().nanoseconds * 1e-9 - self.stamp_age_s)
         p = PoseStamped()
         p.header.stamp = stamp
         msgconv.fill_pose(p.pose, [0.5, 0, 0.3], frames.quat_from_euler_xyz(np.pi, 0, 0))

@@ -75,6 +75,47 @@ def test_reward_node_publishes_model_probability(ros_context, spin_until, model_
     peer.destroy_node()
 
 
+def test_each_frame_set_is_judged_once_whatever_order_its_cameras_arrive_in(ros_context, spin_until, tmp_path):
+    """Two cameras whose frames of one set arrive in either order: every set is classified once,
+    with all of its own frames, and the verdict carries that set's stamp (a trigger on the first
+    camera judged the other camera's previous frame and stamped the verdict with it, so the actor
+    found no verdict for the set it observed). In lockstep the set may be seconds old."""
+    torch.manual_seed(0)
+    enc = ResNet10Encoder(seed=3)
+    enc.save_weights(tmp_path / "encoder.safetensors")
+    RewardClassifier(["left_wrist", "left_front"], encoder=enc).save(tmp_path / "clf.safetensors")
+    node = RewardNode(context=ros_context, parameter_overrides=[
+        Parameter("classifier_path", value=str(tmp_path / "clf.safetensors")),
+        Parameter("encoder_weights", value=str(tmp_path / "encoder.safetensors")),
+        Parameter("cameras", value=["left/wrist", "left/front"])])
+    peer = rclpy.create_node("cameras", context=ros_context)
+    pubs = {c: peer.create_publisher(Image, f"/left/cameras/{c}/image_cropped", qos.COMMAND) for c in ("wrist", "front")}
+    verdicts = []
+    peer.create_subscription(Joy, "/reward/success", verdicts.append, qos.EVENTS)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(peer)
+    img = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    t0 = node.get_clock().now().nanoseconds * 1e-9 - 3.0  # frames held 3 s (lockstep): same stamp per set
+    sets = []
+    for i in range(4):
+        for cam in (("front", "wrist") if i % 2 == 0 else ("wrist", "front")):
+            msg = Image()
+            msgconv.seconds_to_stamp(msg.header.stamp, t0 + 0.1 * i)
+            msgconv.fill_image(msg, img, "rgb8")
+            pubs[cam].publish(msg)
+            spin_until(ex, lambda: False, 0.3)  # delivered before the other camera's frame
+        sets.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
+        assert spin_until(ex, lambda: len(verdicts) >= i + 1, 10), f"no verdict for frame set {i}"
+    spin_until(ex, lambda: False, 0.3)
+    judged = [(v.header.stamp.sec, v.header.stamp.nanosec) for v in verdicts]
+    assert judged == sets, (judged, sets)
+    assert node.classified == 4
+    ex.shutdown()
+    node.destroy_node()
+    peer.destroy_node()
+
+
 def test_camera_mismatch_other_encoder_weights_and_missing_file_are_clear_errors(ros_context, model_files):
     from hilserl_core.vision.encoders import EncoderMismatch
 

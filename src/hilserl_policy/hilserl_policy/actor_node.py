@@ -38,6 +38,7 @@ from hilserl_core.robot import frames
 from hilserl_core.robot.actor import ActorConfig
 from hilserl_core.robot.actor_loop import ARM_INPUTS, ActorLoop, stamp_s, success_from_msg
 from hilserl_core.robot.episode_cycle import EpisodePhase
+from hilserl_core.robot.intervention import input_age_limit
 from hilserl_core.vision.encoders import load_frozen_encoder
 from hilserl_interfaces import actions, diagnostics, payload, qos, topics
 from hilserl_interfaces.node_main import run_node
@@ -68,7 +69,7 @@ class ActorNode(Node):
             f"frozen encoder {c.encoder_dtype} ({encoder.forward_path()}) on {self.policy.encoder_threads} thread(s); image heads "
             + ("fused" if self.policy.use_fused else f"module by module ({self.policy.fused_why})"))
         self.loop = ActorLoop(self.arms, self.cam_keys, control_rate_hz=c.control_rate_hz, max_episode_steps=c.max_episode_steps,
-                              max_input_age_s=c.max_input_age_s, grasp_penalty=c.grasp_penalty,
+                              max_input_age_s=input_age_limit(c.max_input_age_s, c.lockstep), grasp_penalty=c.grasp_penalty,
                               use_grasp_critic=c.use_grasp_critic, reset_timeout_s=c.reset_timeout_s,
                               max_unexecuted_steps=c.max_unexecuted_steps, steps_by_observation=c.lockstep)
         self.cycle = self.loop.cycle  # reset -> resetting or operator -> waiting -> running
@@ -213,7 +214,7 @@ class ActorNode(Node):
             if not self.reset.answered():
                 return
             cycle.scene_ready(self._now())
-        self.loop.max_episode_steps, self.loop.max_input_age_s = c.max_episode_steps, c.max_input_age_s  # live
+        self.loop.max_episode_steps, self.loop.max_input_age_s = c.max_episode_steps, input_age_limit(c.max_input_age_s, c.lockstep)  # live
         out = self.loop.tick(now)
         if out.inputs_ok is not None:  # fresh again: the WARN clears
             self.diag.report("inputs", diagnostics.OK if out.inputs_ok else diagnostics.WARN, out.waiting or "inputs fresh")

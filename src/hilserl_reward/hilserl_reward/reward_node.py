@@ -2,8 +2,9 @@
 
 Subscribes to ``/<arm>/cameras/<cam>/image_cropped`` for each entry
 ``<arm>/<cam>`` of ``cameras`` (the classifier's camera keys are ``<arm>_<cam>``),
-classifies each new set of frames (triggered by the first camera, all frames
-no older than ``max_input_age_s``), and publishes ``/reward/probability``
+classifies each new set of frames (once every camera has a frame newer than the
+oldest frame of the set it classified last, whatever order they arrive in; all
+frames no older than ``max_input_age_s`` than the newest), and publishes ``/reward/probability``
 (std_msgs/Float32) and ``/reward/success`` (probability above the threshold for
 ``consecutive_frames`` frames in a row).
 
@@ -117,9 +118,10 @@ class RewardNode(Node):
         self._stamps = {}  # camera key -> header stamp of its newest frame (the verdict carries the judged frame's)
         for i, entry in enumerate(c.cameras):
             self.create_subscription(Image, topics.cropped_topic(entry),
-                                     lambda m, k=self._keys[i], first=(i == 0): self._on_image(k, m, first), qos.SENSOR)
+                                     lambda m, k=self._keys[i]: self._on_image(k, m), qos.SENSOR)
         self.create_subscription(Empty, REWARD_RESET, lambda _m: self.rule.reset(), qos.EVENTS)
         self.classified = 0
+        self._judged_s = float("-inf")  # the oldest frame of the set classified last
 
     def _threshold(self, conf: RewardConfig) -> float:
         """The parameter when set (> 0.0), else the threshold saved with the classifier."""
@@ -142,7 +144,7 @@ class RewardNode(Node):
         self.rule.configure(self._threshold(new), new.consecutive_frames)
         self._report_threshold(new)
 
-    def _on_image(self, key: str, msg: Image, trigger: bool) -> None:
+    def _on_image(self, key: str, msg: Image) -> None:
         stamp = msgconv.stamp_to_seconds(msg.header.stamp)
         try:
             rgb = msgconv.image_to_rgb(msg)
@@ -159,8 +161,12 @@ class RewardNode(Node):
                 self.get_logger().error(f"{key}: {exc}")
             self.diag.report("inputs", diagnostics.ERROR, f"{key}: {exc}")
             return
-        if trigger:
-            self._classify(stamp)
+        # A new frame set: every camera has a frame newer than the oldest one judged last. (Triggered
+        # by one camera, a frame set whose other frames had not arrived yet would be judged with
+        # the frames before them and carry an older stamp than the set the actor observes.)
+        stamps = [msgconv.stamp_to_seconds(self._stamps[k]) for k in self._keys if k in self._stamps]
+        if len(stamps) == len(self._keys) and min(stamps) > self._judged_s:
+            self._classify(max(stamps))
 
     def _classify(self, now_s: float) -> None:
         frames, why = self.inputs.snapshot(now_s, self._keys, self.conf.value.max_input_age_s)
@@ -171,6 +177,7 @@ class RewardNode(Node):
         prob = float(self.model.predict_proba(batch)[0])
         success = self.rule.update(prob)
         judged = min((self._stamps[k] for k in self._keys), key=msgconv.stamp_to_seconds)  # the frame judged
+        self._judged_s = msgconv.stamp_to_seconds(judged)
         self._prob_pub.publish(Float32(data=prob))
         self._success_pub.publish(topics.reward_success_msg(success, prob, judged))
         self.classified += 1

@@ -74,7 +74,9 @@ class ActorConfig:
                            "counted one per observation (camera stamps do not measure simulated time while it waits), and "
                            "the actor waits before acting while the learner is more than max_learner_backlog updates behind "
                            "its update-to-data ratio (it says so in its acknowledgements), so the ratio holds on a machine "
-                           "too slow for it. Never on a robot: the real world does not wait")
+                           "too slow for it; inputs count as stale only after max_input_age_s or 5 s, whichever is "
+                           "longer (the simulator's frame stays current while it waits). Never on a robot: the real "
+                           "world does not wait")
     max_learner_backlog: int = param(20, "lockstep: how far (updates) the learner may be behind its ratio",
                                      units="updates", low=0, high=1_000_000, live=True)
     torch_threads: int = param(1, "torch CPU threads; 1 beside other busy processes (OpenMP threads waiting on a busy core slow every pass)", low=1, high=256)

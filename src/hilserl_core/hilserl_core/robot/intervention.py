@@ -16,7 +16,8 @@ control step it decides who acts:
 
 A policy action is stale when it was received more than ``policy_timeout_s``
 ago or when the observation it was computed from (its stamp, node clock) is
-older than that.
+older than that; in lockstep (the simulator waits for each action, its world
+still) the bound is at least ``LOCKSTEP_INPUT_AGE_S``.
 
 It integrates the chosen normalised twist into a target pose in the current
 end-effector frame (``control.integrate_twist_target``, clipped to the
@@ -106,6 +107,9 @@ class MuxConfig:
     hold_reanchor_distance_m: float = param(0.05, "while holding, a measured position this far from the held target re-anchors the hold at the measured pose (the arm was moved by a reset or something else)", units="m", low=0.005, high=1.0, live=True)
     hold_reanchor_angle_rad: float = param(0.25, "while holding, a measured orientation this far from the held target re-anchors the hold at the measured pose", units="rad", low=0.01, high=3.15, live=True)
     hold_reanchor_after_s: float = param(1.0, "a target set by a command is held at most this long after the last command (policy or operator); then the hold is re-anchored once at the measured pose", units="s", low=0.1, high=60.0, live=True)
+    lockstep: bool = param(False, "the simulator waits for each action (sim graphs' lockstep:=true): a policy action is "
+                           "stale only when older than policy_timeout_s or 5 s, whichever is longer (the frame it was "
+                           "computed from stays current while the simulator waits). Never on a robot")
     input_limit: float = param(2.0, "a policy action or operator twist with a component beyond this magnitude is rejected and counted "
                                "(a broken device or policy); components up to it are clipped to [-1, 1]", low=1.0, high=1e6, live=True)
     rejection_quiet_s: float = param(5.0, "a source's rejected-input WARN returns to OK after this long without a rejection", units="s",
@@ -144,6 +148,20 @@ def measured_pose_problem(pos, quat) -> str:
     if np.linalg.norm(q) < 1e-6:
         return f"measured quaternion {q.tolist()} is zero: no orientation"
     return ""
+
+
+# Lockstep (sim graphs' lockstep:=true): while the simulator waits for the action on its last frame,
+# its world stands still, so that frame, the state sent with it and an action computed from it stay
+# current however old they are by the wall clock. The nodes that refuse old inputs (the mux and the
+# actor) accept them up to this old in lockstep: the simulator's default lockstep_timeout_s, after
+# which it goes on with the wall clock and sends fresh frames again.
+LOCKSTEP_INPUT_AGE_S = 5.0
+
+
+def input_age_limit(max_age_s: float, lockstep: bool) -> float:
+    """The age (s) beyond which an input is stale: ``max_age_s``, or in lockstep at least
+    :data:`LOCKSTEP_INPUT_AGE_S`."""
+    return max(max_age_s, LOCKSTEP_INPUT_AGE_S) if lockstep else max_age_s
 
 
 def policy_staleness(stamp_s: float, received_s: float, now_s: float, timeout_s: float) -> str:
@@ -316,14 +334,17 @@ class InterventionMux:
 
     def has_fresh_policy_action(self, now_s: float) -> bool:
         p = self._policy
-        return p is not None and not policy_staleness(p[2], p[3], now_s, self.config.policy_timeout_s)
+        return p is not None and not policy_staleness(p[2], p[3], now_s, self._policy_timeout_s())
+
+    def _policy_timeout_s(self) -> float:
+        return input_age_limit(self.config.policy_timeout_s, self.config.lockstep)
 
     # -- one control step ---------------------------------------------------------------
     def step(self, now_s: float, measured_pos, measured_quat) -> MuxDecision:
         c = self.config
         policy, self._policy = self._policy, None  # each policy action is executed at most once
         policy_stamp = policy[2] if policy is not None else None
-        stale = policy_staleness(policy[2], policy[3], now_s, c.policy_timeout_s) if policy is not None else ""
+        stale = policy_staleness(policy[2], policy[3], now_s, self._policy_timeout_s()) if policy is not None else ""
         pose_problem = measured_pose_problem(measured_pos, measured_quat)
         if pose_problem:  # measured pose broken: hold everything (arm and gripper), never guess
             return self._broken_pose_hold(policy_stamp, pose_problem)
