@@ -229,6 +229,14 @@ def test_in_lockstep_an_action_from_a_held_frame_is_executed_however_old():
     mux.on_policy([1, 0, 0, 0, 0, 0], GRIPPER_STAY, stamp_s=20.0 - LOCKSTEP_INPUT_AGE_S - 0.1, now_s=20.0)
     d = mux.step(20.0, POS, DOWN)
     assert d.source == Source.HOLD and "stale" in d.reason
+    # the operator's sample for the held frame is current too
+    mux.on_operator([0.8, 0, 0, 0, 0, 0], [0, 0], 30.0)
+    mux.on_policy([0, 0, 1, 0, 0, 0], GRIPPER_STAY, stamp_s=30.0, now_s=32.0)
+    d = mux.step(32.0, POS, DOWN)
+    assert d.source == Source.OPERATOR and d.executed_action[0] > 0.7
+    plain = make()
+    plain.on_operator([0.8, 0, 0, 0, 0, 0], [0, 0], 30.0)
+    assert not plain.operator_active(32.0)
 
 
 @pytest.mark.parametrize("lo, hi, words", [

@@ -24,7 +24,11 @@ QUAT = frames.quat_from_euler_xyz(np.pi, 0, 0)
 
 @pytest.fixture
 def rig(ros_context):
-    mux = MuxNode(context=ros_context, namespace="/left")
+    yield from _rig(ros_context)
+
+
+def _rig(ros_context, parameters=()):
+    mux = MuxNode(context=ros_context, namespace="/left", parameter_overrides=list(parameters))
     peer = rclpy.create_node("robot_and_actor", namespace="/left", context=ros_context)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(mux)
@@ -277,3 +281,34 @@ def test_operator_only_control_runs_at_the_control_rate(rig, spin_until):
     n = sum(1 for m in got["executed"] if actions.from_joy(m).source == Source.OPERATOR)
     assert window_ticks >= 5, f"the control timer ticked {window_ticks} times in 2 s"
     assert n >= window_ticks - 2, f"{n} operator steps in {window_ticks} control ticks"  # every-other-tick stepping gave half
+
+
+def test_in_lockstep_the_mux_steps_once_per_policy_action_with_the_operator_sample_of_its_frame(ros_context, spin_until):
+    """lockstep: the simulator's world stands still until the actions for its frame come. The mux
+    steps on policy actions only (a timer step meanwhile executed the operator's twist a second
+    time), and the operator's sample for the frame stays current however long the actor took
+    (after 0.25 s it was zeroed, so an operator carrying a handover stalled while the actor
+    waited for its learner)."""
+    rig = _rig(ros_context, [Parameter("mux.lockstep", value=True)])
+    mux, peer, ex, got, pubs = next(rig)
+    try:
+        assert spin_until(ex, lambda: (_publish_pose(pubs), pubs["action"].publish(_action(mux, [0, 0, 0.1, 0, 0, 0], 1)),
+                                       bool(_executed(got, Source.POLICY)))[2], 10)  # the policy acts on a frame
+        twist = Twist()
+        twist.linear.x = 0.5
+        pubs["twist"].publish(twist)  # the operator's sample for the next frame
+        spin_until(ex, lambda: False, 0.05)
+        got["executed"].clear()
+        import time
+
+        t0 = time.monotonic()
+        spin_until(ex, lambda: (_publish_pose(pubs), time.monotonic() - t0 > 1.0)[1], 5)  # the actor takes 1 s
+        assert got["executed"] == []  # no step while the world stands still
+        action = _action(mux, [0, 0, 1.0, 0, 0, 0], 1, age_s=1.0)
+        stamp = actions.from_joy(action).stamp_s
+        pubs["action"].publish(action)
+        assert spin_until(ex, lambda: bool(got["executed"]), 10)
+        answer = actions.from_joy(got["executed"][0])
+        assert answer.stamp_s == stamp and answer.source == Source.OPERATOR and answer.action[0] > 0.4, answer
+    finally:
+        next(rig, None)

@@ -41,7 +41,7 @@ from std_msgs.msg import Float64
 
 from hilserl_core.formats import msgconv
 from hilserl_core.formats.config import param
-from hilserl_core.robot.intervention import InterventionMux, MuxConfig, Source
+from hilserl_core.robot.intervention import InterventionMux, MuxConfig, Source, input_age_limit
 from hilserl_interfaces import actions, diagnostics, qos, topics
 from hilserl_interfaces.node_main import run_node
 from hilserl_interfaces.params import NodeConfig
@@ -134,8 +134,10 @@ class MuxNode(Node):
     def _on_timer(self) -> None:
         # Without a policy driving the steps (teleoperation, demos, holding), the timer
         # steps at the control rate; while policy actions arrive, they drive every step.
-        now = self._now()
-        if now - self._last_policy_step_s > 1.5 / self.conf.value.mux.control_rate_hz:
+        # In lockstep the simulator's frames pace the policy actions and the world stands still
+        # between them: a timer step would move the target meanwhile (the operator's twist twice).
+        now, c = self._now(), self.conf.value.mux
+        if now - self._last_policy_step_s > input_age_limit(1.5 / c.control_rate_hz, c.lockstep):
             self._step(now)
 
     def _step(self, now: float) -> None:

@@ -17,7 +17,7 @@ control step it decides who acts:
 A policy action is stale when it was received more than ``policy_timeout_s``
 ago or when the observation it was computed from (its stamp, node clock) is
 older than that; in lockstep (the simulator waits for each action, its world
-still) the bound is at least ``LOCKSTEP_INPUT_AGE_S``.
+still) the bound is at least ``LOCKSTEP_INPUT_AGE_S``, for operator input too.
 
 It integrates the chosen normalised twist into a target pose in the current
 end-effector frame (``control.integrate_twist_target``, clipped to the
@@ -107,9 +107,11 @@ class MuxConfig:
     hold_reanchor_distance_m: float = param(0.05, "while holding, a measured position this far from the held target re-anchors the hold at the measured pose (the arm was moved by a reset or something else)", units="m", low=0.005, high=1.0, live=True)
     hold_reanchor_angle_rad: float = param(0.25, "while holding, a measured orientation this far from the held target re-anchors the hold at the measured pose", units="rad", low=0.01, high=3.15, live=True)
     hold_reanchor_after_s: float = param(1.0, "a target set by a command is held at most this long after the last command (policy or operator); then the hold is re-anchored once at the measured pose", units="s", low=0.1, high=60.0, live=True)
-    lockstep: bool = param(False, "the simulator waits for each action (sim graphs' lockstep:=true): a policy action is "
-                           "stale only when older than policy_timeout_s or 5 s, whichever is longer (the frame it was "
-                           "computed from stays current while the simulator waits). Never on a robot")
+    lockstep: bool = param(False, "the simulator waits for each action (sim graphs' lockstep:=true): a policy action or "
+                           "operator input is stale only when older than its timeout or 5 s, whichever is longer (the "
+                           "frame and the operator's sample for it stay current while the simulator waits), and the node "
+                           "steps on policy actions only, on its timer only after 5 s without one (a timer step would "
+                           "move the target while the simulated world stands still). Never on a robot")
     input_limit: float = param(2.0, "a policy action or operator twist with a component beyond this magnitude is rejected and counted "
                                "(a broken device or policy); components up to it are clipped to [-1, 1]", low=1.0, high=1e6, live=True)
     rejection_quiet_s: float = param(5.0, "a source's rejected-input WARN returns to OK after this long without a rejection", units="s",
@@ -325,9 +327,10 @@ class InterventionMux:
         """Fresh input above the dead zone (or a button) is active; the hold time extends it after."""
         c = self.config
         age = now_s - self._operator_received
-        if age > max(c.operator_timeout_s, c.intervention_hold_s):
+        timeout = self._operator_timeout_s()
+        if age > max(timeout, c.intervention_hold_s):
             return False
-        touched = age <= c.operator_timeout_s and (
+        touched = age <= timeout and (
             np.max(np.abs(self._operator_twist)) > c.dead_zone or any(self._operator_buttons)
         )
         return touched or now_s - self._last_operator_activity <= c.intervention_hold_s
@@ -338,6 +341,9 @@ class InterventionMux:
 
     def _policy_timeout_s(self) -> float:
         return input_age_limit(self.config.policy_timeout_s, self.config.lockstep)
+
+    def _operator_timeout_s(self) -> float:
+        return input_age_limit(self.config.operator_timeout_s, self.config.lockstep)
 
     # -- one control step ---------------------------------------------------------------
     def step(self, now_s: float, measured_pos, measured_quat) -> MuxDecision:
@@ -442,7 +448,7 @@ class InterventionMux:
 
     def _operator_action(self, now_s: float, measured_quat) -> np.ndarray:
         c = self.config
-        t = self._operator_twist.copy() if now_s - self._operator_received <= c.operator_timeout_s else np.zeros(6)
+        t = self._operator_twist.copy() if now_s - self._operator_received <= self._operator_timeout_s() else np.zeros(6)
         t[np.abs(t) <= c.dead_zone] = 0.0
         if c.operator_frame == "base":
             # A person pushes the SpaceMouse in the robot's base axes; the action space is the EE frame.
