@@ -75,6 +75,28 @@ def test_an_unreported_step_is_dropped_not_guessed():
     assert out.transition is None and out.observation is not None and loop.recorder.dropped_steps == 1
 
 
+def test_in_lockstep_the_next_frames_wait_for_the_muxes_report_of_the_last_action():
+    """Lockstep: the simulator moved on because the muxes reported, so their report is on its way;
+    frames that reach the actor first must not close the step unexecuted (after a reset, before
+    lockstep engages again, that dropped a step per episode). A report that never comes drops the
+    step once its frame is max_input_age_s old."""
+    loop = make_loop(steps_by_observation=True, max_input_age_s=5.0)
+    feed(loop, 0.1)
+    loop.acted(loop.tick(0.1).stamp_s)
+    feed(loop, 0.2)
+    out = loop.tick(0.2)
+    assert out.observation is None and "report" in out.waiting and loop.recorder.dropped_steps == 0
+    loop.on_executed("left", 0.1, np.full(6, 0.5), GRIPPER_STAY, Source.POLICY)
+    out = loop.tick(0.21)
+    assert out.observation is not None and out.transition is not None and np.allclose(out.transition.action, 0.5)
+    loop.acted(out.stamp_s)
+    feed(loop, 5.0)
+    assert loop.tick(5.0).observation is None  # the step's frame (0.2) is 4.8 s old: still waiting
+    feed(loop, 5.3)
+    out = loop.tick(5.3)  # 5.1 s old: the step is dropped, the episode goes on
+    assert out.observation is not None and loop.recorder.dropped_steps == 1
+
+
 def test_success_ends_the_episode_as_terminal_and_the_next_needs_a_reset():
     loop = make_loop()
     feed(loop, 0.1)

@@ -163,6 +163,8 @@ class ActorNode(Node):
         step = self.loop.on_executed(arm, a.stamp_s, a.action, a.gripper, a.source)
         if step is None:
             return
+        if self.conf.value.lockstep:  # the next frames may be in already, waiting for this report
+            self._tick()
         if step.arms_without_gripper and self.conf.value.use_grasp_critic:
             self.diag.report("grasp", diagnostics.WARN, f"the mux of {', '.join(step.arms_without_gripper)} reports no "
                              "gripper, but the grasp critic is on: that arm's gripper is recorded as 'stay' and the critic's "

@@ -181,6 +181,16 @@ class ActorLoop:
         """A step waits for the verdict of its frames: tick again when one comes (or soon)."""
         return self._open is not None or self._reward_deadline_s is not None
 
+    def awaiting_report(self, now_s: float) -> bool:
+        """Lockstep: the step acted on last has no joined mux report yet. The simulator moved on
+        because the muxes reported, so the report is on its way: the next frames are not taken
+        before it is in (they would close the step unexecuted and drop it), at most until the
+        step's frame is ``max_input_age_s`` old."""
+        p = self.recorder._pending
+        return (self.recorder.steps_by_observation and p is not None and p.executed is None
+                and self.join.pending_stamp is not None and abs(self.join.pending_stamp - p.stamp_s) < 1e-6
+                and now_s - p.stamp_s <= self.max_input_age_s)
+
     def required(self) -> List[str]:
         keys = [f"{a}/{k}" for a in self.arms for k in PROPRIO_INPUTS]
         return keys + ["image/" + k for k in self.cam_keys]
@@ -251,6 +261,9 @@ class ActorLoop:
             return out
         frame_stamps = [self.inputs.get("image/" + k)[1] for k in self.cam_keys]
         starting = cycle.phase is EpisodePhase.WAITING
+        if not starting and self.awaiting_report(now_s):
+            out.waiting = "waiting for the muxes' report of the last action (lockstep)"
+            return out
         # start poses must be measured after the reset finished
         if starting and self.inputs.oldest_stamp([f"{a}/pose" for a in self.arms]) < cycle.reset_done_s:
             out.waiting = "waiting for poses measured after the reset"
