@@ -164,9 +164,9 @@ class RewardNode(Node):
         # A new frame set: every camera has a frame newer than the oldest one judged last. (Triggered
         # by one camera, a frame set whose other frames had not arrived yet would be judged with
         # the frames before them and carry an older stamp than the set the actor observes.)
-        stamps = [msgconv.stamp_to_seconds(self._stamps[k]) for k in self._keys if k in self._stamps]
-        if len(stamps) == len(self._keys) and min(stamps) > self._judged_s:
-            self._classify(max(stamps))
+        got = [self.inputs.get(k) for k in self._keys]
+        if all(g is not None for g in got) and self.inputs.oldest_stamp(self._keys) > self._judged_s:
+            self._classify(max(g[1] for g in got))
 
     def _classify(self, now_s: float) -> None:
         frames, why = self.inputs.snapshot(now_s, self._keys, self.conf.value.max_input_age_s)
@@ -177,7 +177,7 @@ class RewardNode(Node):
         prob = float(self.model.predict_proba(batch)[0])
         success = self.rule.update(prob)
         judged = min((self._stamps[k] for k in self._keys), key=msgconv.stamp_to_seconds)  # the frame judged
-        self._judged_s = msgconv.stamp_to_seconds(judged)
+        self._judged_s = self.inputs.oldest_stamp(self._keys)
         self._prob_pub.publish(Float32(data=prob))
         self._success_pub.publish(topics.reward_success_msg(success, prob, judged))
         self.classified += 1

@@ -185,6 +185,11 @@ class EpisodeRecorder:
     def steps(self) -> int:
         return self._steps
 
+    def unreported_stamp(self) -> Optional[float]:
+        """The stamp of the open step while no mux report has closed its action in (else None)."""
+        p = self._pending
+        return p.stamp_s if p is not None and p.executed is None else None
+
     def on_executed(self, stamp_s: float, action: np.ndarray, grasp_action: int, source: Source, tol_s: float = 1e-6) -> bool:
         """The mux's report for the step stamped ``stamp_s``; False if it matches no open step."""
         p = self._pending

@@ -186,10 +186,9 @@ class ActorLoop:
         because the muxes reported, so the report is on its way: the next frames are not taken
         before it is in (they would close the step unexecuted and drop it), at most until the
         step's frame is ``max_input_age_s`` old."""
-        p = self.recorder._pending
-        return (self.recorder.steps_by_observation and p is not None and p.executed is None
-                and self.join.pending_stamp is not None and abs(self.join.pending_stamp - p.stamp_s) < 1e-6
-                and now_s - p.stamp_s <= self.max_input_age_s)
+        stamp = self.recorder.unreported_stamp()
+        return (self.recorder.steps_by_observation and stamp is not None and self.join.pending_stamp is not None
+                and abs(self.join.pending_stamp - stamp) < 1e-6 and now_s - stamp <= self.max_input_age_s)
 
     def required(self) -> List[str]:
         keys = [f"{a}/{k}" for a in self.arms for k in PROPRIO_INPUTS]
