@@ -180,3 +180,91 @@ def test_carry_through_takes_a_straying_policy_to_success_and_trusts_only_its_ow
         assert op.success_rate == 0.5
     finally:
         env.close()
+
+
+
+def _copycat(env):
+    """A policy that does what an expert would (its own noiseless scripted operator)."""
+    twin = ScriptedOperator(env, OperatorConfig(noise_std=0.0, reaction_delay_steps=0, seed=7))
+    return lambda obs: twin.to_actions(twin.demonstrate(obs))
+
+
+def _resting(env):
+    return {a: ArmAction(np.zeros(6), 0.0) for a in env.arm_names}
+
+
+def _first_takeover(op, env, seed, policy_at, steps=60):
+    """Run an episode with the policy ``policy_at(step, obs)``; the step of the first takeover (or None)."""
+    obs = env.reset(seed=seed)
+    op.reset(seed=seed)
+    for step in range(steps):
+        acts, intervened, _ = op.act(obs, policy_at(step, obs))
+        if intervened:
+            return step
+        obs, _, terminated, truncated, _ = env.step(acts, render=False)
+        if terminated or truncated:
+            return None
+    return None
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_a_policy_that_stops_halfway_strays_only_with_stall_progress(stall):
+    """A policy that does the task right, then stops where the operator would go on moving: a resting
+    twist differs from a move along one axis by RMS 0.41 at full speed, under the 0.5 threshold, so
+    only the stall rule makes the operator step in, within its patience of the stop."""
+    env = TaskEnv("pick_cube", cameras=())
+    op = ScriptedOperator(env, OperatorConfig(seed=3, intervention_prob_min=1.0, intervention_prob_max=1.0,
+                                              carry_through=True, stall_progress=stall))
+    stop_at = 8
+    try:
+        firsts = []
+        for seed in range(3):
+            expert = _copycat(env)
+            firsts.append(_first_takeover(op, env, seed, lambda step, obs: expert(obs) if step < stop_at else _resting(env)))
+    finally:
+        env.close()
+    if stall:
+        assert all(f is not None and stop_at <= f <= stop_at + 4 for f in firsts), firsts
+    else:
+        assert all(f is None for f in firsts), firsts
+
+
+def test_hand_back_returns_control_once_the_policy_agrees():
+    """With carry_through and hand_back the operator takes over a straying policy, keeps control
+    while the policy would still stray, and lets go once the policy's own actions agree with its."""
+    env = TaskEnv("pick_cube", cameras=())
+    cfg = OperatorConfig(seed=0, intervention_prob_min=1.0, intervention_prob_max=1.0, carry_through=True,
+                         hand_back=True, stall_progress=0.3)
+    op = ScriptedOperator(env, cfg)
+    try:
+        obs = env.reset(seed=1)
+        op.reset()
+        expert = _copycat(env)
+        learned_at = 20  # the policy strays until then, and agrees after
+        flags = []
+        for step in range(60):
+            acts, intervened, _ = op.act(obs, _bad_policy(env) if step < learned_at else expert(obs))
+            flags.append(intervened)
+            obs, _, terminated, truncated, _ = env.step(acts, render=False)
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    first = flags.index(True)
+    assert first <= cfg.patience_steps
+    assert all(flags[first:learned_at]), flags  # kept control while the policy strayed
+    back = flags.index(False, learned_at)
+    assert back <= learned_at + cfg.patience_steps + 1, flags  # let go once it agreed
+    assert op.interventions == 1
+
+
+def test_stalls_reads_holding_back_not_slow_agreement():
+    from hilserl_sim.operator import stalls
+    move = np.array([1.0, 0, 0, 0, 0, 0])
+    assert stalls(ArmAction(np.zeros(6), 0.0), move, False, False, 0.3)  # stopped where the operator moves
+    assert stalls(ArmAction(-move, 0.0), move, False, False, 0.3)  # backwards
+    assert not stalls(ArmAction(0.5 * move, 0.0), move, False, False, 0.3)  # slower, but along it
+    assert not stalls(ArmAction(np.zeros(6), 0.0), 0.1 * move, False, False, 0.3)  # the operator barely moves
+    assert stalls(ArmAction(move, 0.0), move, True, False, 0.3)  # the operator would close the gripper; the policy does not
+    assert not stalls(ArmAction(np.zeros(6), -1.0), move, True, False, 0.3)  # the policy closes it
+    assert not stalls(ArmAction(np.zeros(6), 1.0), np.zeros(6), False, True, 0.3)  # the policy opens it as the operator would

@@ -12,7 +12,9 @@ Two uses (HIL-SERL Sec. "Human interventions"):
 - ``act``: watch a policy; when its actions disagree with what the operator
   would do for ``patience_steps`` steps, take over with probability
   ``intervention_probability`` (high early, low as the policy's success rate
-  rises, like a person gaining trust), correct for a few steps and hand back.
+  rises, like a person gaining trust), correct for a few steps and hand back
+  (or, with ``carry_through``, carry the task to its end). With ``stall_progress``
+  a policy that holds back (stops, or does not press the gripper) strays too.
 
 Human imperfection: ``skill`` in (0, 1] scales the operator's gain, ``noise_std``
 adds Gaussian noise to the twist, ``reaction_delay_steps`` delays what it outputs.
@@ -42,6 +44,9 @@ class OperatorConfig:
     intervention_prob_max: float = param(0.9, "probability of taking over a straying policy when it never succeeds", low=0.0, high=1.0)
     intervention_prob_min: float = param(0.05, "probability of taking over a straying policy when it always succeeds", low=0.0, high=1.0)
     deviation_threshold: float = param(0.5, "RMS disagreement (normalized twist units) between policy and operator that counts as straying", low=0.0, high=2.0)
+    stall_progress: float = param(0.0, "a policy that makes less than this fraction of the operator's own motion along it, or "
+                                  "does not press the gripper when the operator would, also counts as straying (a person steps "
+                                  "in when the robot stops as well as when it goes the wrong way); 0: off", low=0.0, high=1.0)
     patience_steps: int = param(3, "consecutive straying steps before the operator decides whether to intervene", low=1, high=50)
     correction_steps_min: int = param(5, "shortest intervention (control steps)", low=1, high=200)
     correction_steps_max: int = param(15, "longest intervention (control steps)", low=1, high=200)
@@ -49,6 +54,9 @@ class OperatorConfig:
     carry_through: bool = param(False, "once it takes over, the operator keeps control until the episode ends (it carries the "
                                 "task to success, as a teaching person does) instead of handing back after a short correction; "
                                 "its trust then grows only with episodes the policy finished alone")
+    hand_back: bool = param(False, "with carry_through: hand control back once the policy's own actions agree with the "
+                            "operator's for patience_steps steps in a row (after correction_steps_min), as a person lets go "
+                            "when the robot would do the right thing, so the policy acts in every phase of the task")
     seed: int = param(0, "random seed of the operator's noise and decisions", low=0)
 
 
@@ -398,6 +406,7 @@ class ScriptedOperator:
         self._straying = 0
         self._decided = False
         self._left = 0
+        self._held = self._agreeing = 0  # steps of the current takeover; of them, agreeing in a row (hand_back)
         self.interventions = 0
         self.intervention_steps = 0
 
@@ -455,24 +464,36 @@ class ScriptedOperator:
         """Full control (a teleoperated demonstration)."""
         return self._to_output(self._expert_now(obs), True)
 
+    def _strays(self, plan, policy: Mapping[str, ArmAction]) -> bool:
+        """Whether the policy's proposed actions disagree with ``plan`` (the operator's own): the RMS
+        twist difference (plus 1 for a gripper command against the operator's) above
+        ``deviation_threshold`` for some arm, or (``stall_progress``) an arm that holds back."""
+        c = self.config
+        for arm, (tw, want_closed, closed_then) in plan.items():
+            p = policy[arm]
+            d = float(np.sqrt(np.mean((np.asarray(p.twist) - tw) ** 2)))
+            if (p.gripper < -0.5 and not want_closed) or (p.gripper > 0.5 and want_closed):
+                d += 1.0
+            if d > c.deviation_threshold or (c.stall_progress > 0 and stalls(p, tw, want_closed, closed_then, c.stall_progress)):
+                return True
+        return False
+
     def act(self, obs, policy: Mapping[str, ArmAction]) -> Tuple[Dict[str, ArmAction], bool, OperatorOutput]:
         """Watch ``policy``'s proposed actions; returns (executed actions, intervened?, SpaceMouse sample)."""
         c = self.config
         plan = self._expert_now(obs)
         if self.intervening:
             self._left -= 0 if c.carry_through else 1
+            self._held += 1
+            if c.carry_through and c.hand_back:
+                self._agreeing = 0 if self._strays(plan, policy) else self._agreeing + 1
+                if self._agreeing >= c.patience_steps and self._held >= c.correction_steps_min:
+                    self._left = 0
             if self._left <= 0:
                 self.intervening = False
                 self._straying, self._decided = 0, False
         else:
-            dev = []
-            for arm, (tw, want_closed, _) in plan.items():
-                p = policy[arm]
-                d = float(np.sqrt(np.mean((np.asarray(p.twist) - tw) ** 2)))
-                if (p.gripper < -0.5 and not want_closed) or (p.gripper > 0.5 and want_closed):
-                    d += 1.0
-                dev.append(d)
-            if max(dev) > c.deviation_threshold:
+            if self._strays(plan, policy):
                 self._straying += 1
             else:
                 self._straying, self._decided = 0, False
@@ -481,6 +502,7 @@ class ScriptedOperator:
                 if self.rng.random() < self.intervention_probability:
                     self.intervening = True
                     self.interventions += 1
+                    self._held = self._agreeing = 0
                     self._left = int(self.rng.integers(c.correction_steps_min, c.correction_steps_max + 1))
         if self.intervening:
             self.intervention_steps += 1
@@ -488,6 +510,24 @@ class ScriptedOperator:
             return self.to_actions(out), True, out
         out = OperatorOutput({a: np.zeros(6) for a in plan}, {a: (0, 0) for a in plan}, False)
         return dict(policy), False, out
+
+
+# The operator's own motion below this norm (normalized twist) is a fine adjustment, not a move the
+# policy could be seen to hold back from.
+STALL_MIN_TWIST = 0.3
+
+
+def stalls(policy: ArmAction, twist: np.ndarray, want_closed: bool, closed_then: bool, progress: float) -> bool:
+    """Whether ``policy`` holds back where the operator would act: it would press the gripper
+    (``want_closed`` differs from the state ``closed_then``) and the policy does not command that
+    change, or it moves (``twist`` at least ``STALL_MIN_TWIST``) and the policy makes less than
+    ``progress`` of that motion along it. (-1 closes the gripper, +1 opens it.)"""
+    if want_closed != closed_then:
+        return not (policy.gripper < -0.5 if want_closed else policy.gripper > 0.5)
+    speed = float(np.linalg.norm(twist))
+    if speed < STALL_MIN_TWIST:
+        return False
+    return float(np.dot(np.asarray(policy.twist, dtype=float), twist)) / speed ** 2 < progress
 
 
 def run_demo_episode(env: TaskEnv, operator: ScriptedOperator, seed: int, render: bool = False) -> Dict[str, float]:
