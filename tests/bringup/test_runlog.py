@@ -1,6 +1,7 @@
 """The training run's record: the episode table survives a restart, the figures say what the
 episodes say, the plot is written; the evaluation's confidence interval."""
 
+import json
 import pytest
 
 from hilserl.evaluate import wilson_interval
@@ -69,3 +70,20 @@ def test_the_evaluation_graph_runs_the_policy_alone_deterministic_or_sampled(tmp
         assert nodes["sim_node"]["operator.mode"] == "off" and nodes["sim_node"]["seed"] == 1000
         assert nodes["sim_node"]["lockstep"] is True  # the run's own arguments, pace included
         assert nodes["learner_node"]["learner.updates_per_transition"] == 0.0  # serves weights, never trains
+
+
+def test_compare_keeps_an_evaluation_only_of_the_runs_newest_checkpoint(tmp_path):
+    from hilserl.compare import _evaluated
+
+    run = tmp_path / "rlpd-seed0"
+    assert not _evaluated(run, 20, 1000)  # nothing there
+    (run / "checkpoints" / "ckpt_000000010_000000010_000000000").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt_000000010_000000010_000000000" / "learner.json").write_text("{}")
+    ev = {"checkpoint": "ckpt_000000010_000000010_000000000", "seed": 1000, "deterministic": True, "policy": {"episodes": 20}}
+    (run / "eval.json").write_text(json.dumps(ev))
+    assert _evaluated(run, 20, 1000)
+    assert not _evaluated(run, 50, 1000)  # other episode count
+    assert not _evaluated(run, 20, 1100)  # other seeds
+    (run / "checkpoints" / "ckpt_000000020_000000020_000000000").mkdir()  # trained on since
+    (run / "checkpoints" / "ckpt_000000020_000000020_000000000" / "learner.json").write_text("{}")
+    assert not _evaluated(run, 20, 1000)

@@ -15,7 +15,9 @@ hg-dagger   behaviour cloning of the demos and of every intervention (HG-DAgger)
 
 Writes ``runs/compare-<setup>-<task>/<method>-seed<k>/`` (each a full run directory) and
 ``runs/compare-<setup>-<task>/table.md``: success rate (mean over seeds, and per seed) and cycle
-time of successful episodes, per method.
+time of successful episodes, per method. Run again, it goes on where it stopped: a finished run
+is not trained again (``hilserl train`` resumes an unfinished one), and its evaluation is kept
+when it is of the run's newest checkpoint.
 """
 
 from __future__ import annotations
@@ -53,6 +55,20 @@ def table(results: Mapping[str, List[dict]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _evaluated(run: Path, episodes: int, seed: int) -> bool:
+    """Whether ``run/eval.json`` evaluates the run's newest checkpoint on ``episodes`` episodes from
+    ``seed`` (an interrupted compare goes on without evaluating finished runs again)."""
+    from hilserl_core.rl.learner import latest_checkpoint
+
+    try:
+        ev = json.loads((run / "eval.json").read_text())
+    except (OSError, ValueError):
+        return False
+    newest = latest_checkpoint(run / "checkpoints")
+    return (newest is not None and ev.get("checkpoint") == newest.name and ev.get("seed") == seed
+            and ev.get("deterministic", True) and (ev.get("policy") or {}).get("episodes") == episodes)
+
+
 def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = print) -> int:
     from .evaluate import run_eval
     from .train import run_train
@@ -75,7 +91,11 @@ def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], N
             status = run_train(setup, {**args, **graph_args, "seed": str(seed), "run": str(run)}, say=say, node_params=node_params)
             if status != 0:
                 raise GraphError(f"compare: training {method} seed {seed} failed (status {status}); see {run / 'graph.log'}")
-            run_eval(str(run), {"episodes": str(episodes), "seed": str(1000 + 100 * seed), "scripted": "false"}, say=say)
+            eval_seed = 1000 + 100 * seed
+            if _evaluated(run, episodes, eval_seed):
+                say(f"[compare] {run / 'eval.json'}: its newest checkpoint is evaluated already ({episodes} episodes, seed {eval_seed})")
+            else:
+                run_eval(str(run), {"episodes": str(episodes), "seed": str(eval_seed), "scripted": "false"}, say=say)
             ev = json.loads((run / "eval.json").read_text())["policy"]
             summary = json.loads((run / "summary.json").read_text())
             results.setdefault(method, []).append({"seed": seed, "success_rate": ev["success_rate"], "cycle_time_s": ev["cycle_time_s"],
