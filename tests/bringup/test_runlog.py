@@ -2,6 +2,7 @@
 episodes say, the plot is written; the evaluation's confidence interval."""
 
 import json
+from pathlib import Path
 import pytest
 
 from hilserl.evaluate import wilson_interval
@@ -87,3 +88,39 @@ def test_compare_keeps_an_evaluation_only_of_the_runs_newest_checkpoint(tmp_path
     (run / "checkpoints" / "ckpt_000000020_000000020_000000000").mkdir()  # trained on since
     (run / "checkpoints" / "ckpt_000000020_000000020_000000000" / "learner.json").write_text("{}")
     assert not _evaluated(run, 20, 1000)
+
+
+def test_compare_runs_every_method_at_a_seed_before_the_next_and_goes_on_where_it_stopped(tmp_path, monkeypatch):
+    """compare's own bookkeeping (training and evaluation replaced by writers of their files: each
+    is tested on its own, and a real compare takes hours)."""
+    import hilserl.evaluate
+    import hilserl.train
+    from hilserl.compare import run_compare
+
+    order = []
+
+    def train(setup, args, say, node_params):
+        run = tmp_path / args["run"]
+        order.append(("train", run.name))
+        ckpt = run / "checkpoints" / "ckpt_000000010_000000010_000000000"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "learner.json").write_text("{}")
+        (run / "summary.json").write_text(json.dumps({"env_steps": 10, "wall_clock_s": 6.0}))
+        return 0
+
+    def evaluate(run, args, say):
+        order.append(("eval", Path(run).name))
+        Path(run, "eval.json").write_text(json.dumps({
+            "checkpoint": "ckpt_000000010_000000010_000000000", "seed": int(args["seed"]),
+            "deterministic": True, "policy": {"episodes": int(args["episodes"]), "success_rate": 0.5, "cycle_time_s": 3.0}}))
+
+    monkeypatch.setattr(hilserl.train, "run_train", train)
+    monkeypatch.setattr(hilserl.evaluate, "run_eval", evaluate)
+    monkeypatch.chdir(tmp_path)
+    args = {"task": "pick_cube", "seeds": "2", "episodes": "4", "methods": "rlpd,bc", "run": "cmp"}
+    assert run_compare("sim_single_arm", args, say=lambda _: None) == 0
+    assert [name for what, name in order if what == "train"] == ["rlpd-seed0", "bc-seed0", "rlpd-seed1", "bc-seed1"]
+    assert "| bc | 0.50 | 0.50, 0.50 |" in (tmp_path / "cmp" / "table.md").read_text()
+    order.clear()
+    assert run_compare("sim_single_arm", args, say=lambda _: None) == 0  # again: nothing evaluated twice
+    assert [what for what, _ in order] == ["train"] * 4

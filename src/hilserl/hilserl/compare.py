@@ -83,9 +83,9 @@ def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], N
     task = args.get("task", dict(load_graph(setup).arguments).get("task", ""))
     root = Path(args.pop("run", f"runs/compare-{setup}-{task}"))
     results: Dict[str, List[dict]] = {}
-    for method in methods:
-        graph_args, node_params = METHODS[method]
-        for seed in range(seeds):
+    for seed in range(seeds):  # every method at a seed before the next seed: a stopped compare leaves whole rows of seeds
+        for method in methods:
+            graph_args, node_params = METHODS[method]
             run = root / f"{method}-seed{seed}"
             say(f"[compare] {method}, seed {seed}: {run}")
             status = run_train(setup, {**args, **graph_args, "seed": str(seed), "run": str(run)}, say=say, node_params=node_params)
@@ -100,7 +100,8 @@ def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], N
             summary = json.loads((run / "summary.json").read_text())
             results.setdefault(method, []).append({"seed": seed, "success_rate": ev["success_rate"], "cycle_time_s": ev["cycle_time_s"],
                                                    "env_steps": summary["env_steps"], "wall_clock_s": summary["wall_clock_s"]})
-            out = table(results, f"{setup} {task}: {seeds} seed(s), {episodes} evaluation episodes each")
+            done = f"{seeds} seed(s)" if seed == seeds - 1 and method == methods[-1] else f"so far (of {seeds} seed(s))"
+            out = table(results, f"{setup} {task}: {episodes} evaluation episodes per run, {done}")
             (root / "table.md").write_text(out)
             (root / "results.json").write_text(json.dumps(results, indent=1))
     say(out)
