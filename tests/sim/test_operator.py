@@ -229,35 +229,6 @@ def test_a_policy_that_stops_halfway_strays_only_with_stall_progress(stall):
         assert all(f is None for f in firsts), firsts
 
 
-def test_hand_back_returns_control_once_the_policy_agrees():
-    """With carry_through and hand_back the operator takes over a straying policy, keeps control
-    while the policy would still stray, and lets go once the policy's own actions agree with its."""
-    env = TaskEnv("pick_cube", cameras=())
-    cfg = OperatorConfig(seed=0, intervention_prob_min=1.0, intervention_prob_max=1.0, carry_through=True,
-                         hand_back=True, stall_progress=0.3)
-    op = ScriptedOperator(env, cfg)
-    try:
-        obs = env.reset(seed=1)
-        op.reset()
-        expert = _copycat(env)
-        learned_at = 20  # the policy strays until then, and agrees after
-        flags = []
-        for step in range(60):
-            acts, intervened, _ = op.act(obs, _bad_policy(env) if step < learned_at else expert(obs))
-            flags.append(intervened)
-            obs, _, terminated, truncated, _ = env.step(acts, render=False)
-            if terminated or truncated:
-                break
-    finally:
-        env.close()
-    first = flags.index(True)
-    assert first <= cfg.patience_steps
-    assert all(flags[first:learned_at]), flags  # kept control while the policy strayed
-    back = flags.index(False, learned_at)
-    assert back <= learned_at + cfg.patience_steps + 1, flags  # let go once it agreed
-    assert op.interventions == 1
-
-
 def test_stalls_reads_holding_back_not_slow_agreement():
     from hilserl_sim.operator import stalls
     move = np.array([1.0, 0, 0, 0, 0, 0])

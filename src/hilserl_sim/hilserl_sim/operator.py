@@ -54,9 +54,6 @@ class OperatorConfig:
     carry_through: bool = param(False, "once it takes over, the operator keeps control until the episode ends (it carries the "
                                 "task to success, as a teaching person does) instead of handing back after a short correction; "
                                 "its trust then grows only with episodes the policy finished alone")
-    hand_back: bool = param(False, "with carry_through: hand control back once the policy's own actions agree with the "
-                            "operator's for patience_steps steps in a row (after correction_steps_min), as a person lets go "
-                            "when the robot would do the right thing, so the policy acts in every phase of the task")
     seed: int = param(0, "random seed of the operator's noise and decisions", low=0)
 
 
@@ -406,7 +403,6 @@ class ScriptedOperator:
         self._straying = 0
         self._decided = False
         self._left = 0
-        self._held = self._agreeing = 0  # steps of the current takeover; of them, agreeing in a row (hand_back)
         self.interventions = 0
         self.intervention_steps = 0
 
@@ -484,11 +480,6 @@ class ScriptedOperator:
         plan = self._expert_now(obs)
         if self.intervening:
             self._left -= 0 if c.carry_through else 1
-            self._held += 1
-            if c.carry_through and c.hand_back:
-                self._agreeing = 0 if self._strays(plan, policy) else self._agreeing + 1
-                if self._agreeing >= c.patience_steps and self._held >= c.correction_steps_min:
-                    self._left = 0
             if self._left <= 0:
                 self.intervening = False
                 self._straying, self._decided = 0, False
@@ -502,7 +493,6 @@ class ScriptedOperator:
                 if self.rng.random() < self.intervention_probability:
                     self.intervening = True
                     self.interventions += 1
-                    self._held = self._agreeing = 0
                     self._left = int(self.rng.integers(c.correction_steps_min, c.correction_steps_max + 1))
         if self.intervening:
             self.intervention_steps += 1
