@@ -47,6 +47,9 @@ class OperatorConfig:
     stall_progress: float = param(0.0, "a policy that makes less than this fraction of the operator's own motion along it, or "
                                   "does not press the gripper when the operator would, also counts as straying (a person steps "
                                   "in when the robot stops as well as when it goes the wrong way); 0: off", low=0.0, high=1.0)
+    reconsider_steps: int = param(0, "after deciding not to step in, decide again once the policy has strayed this many more "
+                                  "steps in a row (a person who let the robot try steps in when it keeps failing); 0: one "
+                                  "decision per straying stretch", low=0, high=1000)
     patience_steps: int = param(3, "consecutive straying steps before the operator decides whether to intervene", low=1, high=50)
     correction_steps_min: int = param(5, "shortest intervention (control steps)", low=1, high=200)
     correction_steps_max: int = param(15, "longest intervention (control steps)", low=1, high=200)
@@ -401,7 +404,7 @@ class ScriptedOperator:
         self._queue: Deque[Dict[str, Tuple[np.ndarray, bool]]] = deque()
         self.intervening = False
         self._straying = 0
-        self._decided = False
+        self._decide_at = self.config.patience_steps  # straying steps in a row at which the operator next decides
         self._left = 0
         self.interventions = 0
         self.intervention_steps = 0
@@ -482,14 +485,14 @@ class ScriptedOperator:
             self._left -= 0 if c.carry_through else 1
             if self._left <= 0:
                 self.intervening = False
-                self._straying, self._decided = 0, False
+                self._straying, self._decide_at = 0, c.patience_steps
         else:
             if self._strays(plan, policy):
                 self._straying += 1
             else:
-                self._straying, self._decided = 0, False
-            if self._straying >= c.patience_steps and not self._decided:
-                self._decided = True  # one decision per straying stretch, like a person choosing to step in
+                self._straying, self._decide_at = 0, c.patience_steps
+            if self._straying >= self._decide_at:  # a person choosing whether to step in
+                self._decide_at = self._straying + c.reconsider_steps if c.reconsider_steps else math.inf
                 if self.rng.random() < self.intervention_probability:
                     self.intervening = True
                     self.interventions += 1
