@@ -229,6 +229,36 @@ def test_a_policy_that_stops_halfway_strays_only_with_stall_progress(stall):
         assert all(f is None for f in firsts), firsts
 
 
+@pytest.mark.parametrize("reconsider", [0, 5])
+def test_an_operator_that_let_a_policy_go_on_reconsiders_only_with_reconsider_steps(reconsider):
+    """A policy at rest strays all along (stall rule). Stepping in with probability 0.5, the
+    operator with one decision per straying stretch leaves it alone for good after its first
+    "no"; with ``reconsider_steps`` it decides again every few steps, so long gaps are rare."""
+    env = TaskEnv("handover", cameras=())
+    op = ScriptedOperator(env, OperatorConfig(seed=3, intervention_prob_min=0.5, intervention_prob_max=0.5,
+                                              stall_progress=0.3, reconsider_steps=reconsider))
+    longest_gaps = []
+    try:
+        for ep in range(4):
+            obs = env.reset(seed=ep)
+            op.reset(seed=ep)
+            gap = longest = 0
+            for _ in range(150):
+                acts, intervened, _ = op.act(obs, _resting(env))
+                gap = 0 if intervened else gap + 1
+                longest = max(longest, gap)
+                obs, _, terminated, truncated, _ = env.step(acts, render=False)
+                if terminated or truncated:
+                    break
+            longest_gaps.append(longest)
+    finally:
+        env.close()
+    if reconsider:
+        assert max(longest_gaps) <= 40, longest_gaps  # 7 "no"s in a row: 1 in 128
+    else:
+        assert min(longest_gaps) >= 90, longest_gaps
+
+
 def test_stalls_reads_holding_back_not_slow_agreement():
     from hilserl_sim.operator import stalls
     move = np.array([1.0, 0, 0, 0, 0, 0])
