@@ -259,6 +259,35 @@ def test_an_operator_that_let_a_policy_go_on_reconsiders_only_with_reconsider_st
         assert min(longest_gaps) >= 90, longest_gaps
 
 
+@pytest.mark.parametrize("at_phase", [False, True])
+def test_carry_through_hands_back_at_each_new_phase_only_with_hand_back_at_phase(at_phase):
+    """A policy at rest in the handover, an operator that always steps in and carries: it carries
+    the whole episode in one takeover, or (``hand_back_at_phase``) hands back as the bar is lifted,
+    presented and let go, stepping in again each time the policy stays put, and still succeeds."""
+    env = TaskEnv("handover", cameras=())
+    op = ScriptedOperator(env, OperatorConfig(seed=3, intervention_prob_min=1.0, intervention_prob_max=1.0, carry_through=True,
+                                              hand_back_at_phase=at_phase, stall_progress=0.3))
+    try:
+        obs = env.reset(seed=100)
+        op.reset(seed=100)
+        flags, terminated = [], False
+        for _ in range(250):
+            acts, intervened, _ = op.act(obs, _resting(env))
+            flags.append(intervened)
+            obs, _, terminated, truncated, _ = env.step(acts, render=False)
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    assert terminated, "the operator did not take the task to success"
+    hand_backs = sum(1 for a, b in zip(flags, flags[1:]) if a and not b)
+    if at_phase:
+        assert op.interventions >= 3 and hand_backs >= 2, (op.interventions, flags)
+        assert sum(flags) < len(flags) - 2 * op.config.patience_steps  # the policy had its steps
+    else:
+        assert op.interventions == 1 and hand_backs == 0, (op.interventions, flags)
+
+
 def test_stalls_reads_holding_back_not_slow_agreement():
     from hilserl_sim.operator import stalls
     move = np.array([1.0, 0, 0, 0, 0, 0])

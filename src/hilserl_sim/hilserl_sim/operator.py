@@ -58,6 +58,9 @@ class OperatorConfig:
     carry_through: bool = param(False, "once it takes over, the operator keeps control until the episode ends (it carries the "
                                 "task to success, as a teaching person does) instead of handing back after a short correction; "
                                 "its trust then grows only with episodes the policy finished alone")
+    hand_back_at_phase: bool = param(False, "with carry_through: hand control back when the operator's own plan enters "
+                                     "the task's next phase (handover: the bar lifted, presented, let go) instead of at "
+                                     "the episode's end, so the policy tries every phase from where a person left it")
     seed: int = param(0, "random seed of the operator's noise and decisions", low=0)
 
 
@@ -153,6 +156,10 @@ class _Expert:
     def __init__(self, env: TaskEnv, gain: float):
         self.env, self.gain = env, gain
         self.mem: Dict[str, _Mem] = {a: _Mem() for a in env.arm_names}
+
+    def phases(self) -> Tuple[str, ...]:
+        """Where the plan is in the task: each arm's phase (a change means a new phase began)."""
+        return tuple(self.mem[a].phase for a in self.env.arm_names)
 
     def move(self, state, pos, R, max_lin=1.0, deadband_m=0.0):
         m = self.env.mux
@@ -407,6 +414,7 @@ class ScriptedOperator:
         self._straying = 0
         self._decide_at = self.config.patience_steps  # straying steps in a row at which the operator next decides
         self._left = 0
+        self._phases_at_takeover: Tuple[str, ...] = ()
         self.interventions = 0
         self.intervention_steps = 0
 
@@ -484,6 +492,8 @@ class ScriptedOperator:
         plan = self._expert_now(obs)
         if self.intervening:
             self._left -= 0 if c.carry_through else 1
+            if c.carry_through and c.hand_back_at_phase and self.expert.phases() != self._phases_at_takeover:
+                self._left = 0
             if self._left <= 0:
                 self.intervening = False
                 self._straying, self._decide_at = 0, c.patience_steps
@@ -497,6 +507,7 @@ class ScriptedOperator:
                 if self.rng.random() < self.intervention_probability:
                     self.intervening = True
                     self.interventions += 1
+                    self._phases_at_takeover = self.expert.phases()
                     self._left = int(self.rng.integers(c.correction_steps_min, c.correction_steps_max + 1))
         if self.intervening:
             self.intervention_steps += 1
