@@ -38,12 +38,15 @@ def main() -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from hilserl.evaluate import run_eval
     from hilserl.graph import parse_overrides
-    from hilserl.train import run_train
+    from hilserl.train import INTERRUPTED, run_train
 
     run = a.run or f"runs/bench-{a.setup}-{a.task}"
     args = {**parse_overrides(a.graph_args), "task": a.task, "steps": str(a.steps), "run": run}
     print(machine.summary(machine.describe()), flush=True)
     status = run_train(a.setup, args)
+    if status == INTERRUPTED:
+        print("training interrupted: not evaluated; the same command resumes it", file=sys.stderr)
+        return status
     if status != 0:
         print(f"training failed (status {status}); see {run}/graph.log", file=sys.stderr)
         return status

@@ -124,3 +124,18 @@ def test_compare_runs_every_method_at_a_seed_before_the_next_and_goes_on_where_i
     order.clear()
     assert run_compare("sim_single_arm", args, say=lambda _: None) == 0  # again: nothing evaluated twice
     assert [what for what, _ in order] == ["train"] * 4
+
+
+def test_compare_stops_without_evaluating_a_run_whose_training_was_interrupted(tmp_path, monkeypatch):
+    import hilserl.evaluate
+    import hilserl.train
+    from hilserl.compare import run_compare
+
+    evaluated = []
+    monkeypatch.setattr(hilserl.train, "run_train", lambda setup, args, say, node_params: hilserl.train.INTERRUPTED)
+    monkeypatch.setattr(hilserl.evaluate, "run_eval", lambda run, args, say: evaluated.append(run))
+    monkeypatch.chdir(tmp_path)
+    said = []
+    status = run_compare("sim_single_arm", {"task": "pick_cube", "seeds": "1", "methods": "rlpd", "run": "cmp"}, say=said.append)
+    assert status == hilserl.train.INTERRUPTED and evaluated == [] and not (tmp_path / "cmp" / "table.md").exists()
+    assert "interrupted" in said[-1]

@@ -94,3 +94,34 @@ def test_train_writes_the_learner_record_tensorboard_and_analysis_plots_and_resu
     assert (run / "analysis.png").is_file() and (run / "visitation.png").is_file()
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one per session
     assert "tensorboard --logdir" in said[-1] and "analysis.png" in said[-1]
+
+
+@pytest.mark.ros
+def test_ctrl_c_before_the_budget_returns_interrupted_and_keeps_the_record(tmp_path, monkeypatch):
+    """Ctrl-C stops training with ``INTERRUPTED`` (not 0: callers must not evaluate or tabulate a run
+    that did not reach its budget), after writing what it has; the same call resumes it."""
+    import os
+    import signal
+
+    monkeypatch.setattr(runner, "GraphRunner", _NoGraph)
+    run = tmp_path / "run"
+    stop = threading.Event()
+    fake = threading.Thread(target=_fake_graph, args=(stop,), daemon=True)
+    fake.start()
+    said = []
+
+    def say(line):
+        said.append(line)
+        if "env steps," in line and "/100000" in line and int(line.split("/")[0].split()[-1]) > 0:
+            os.kill(os.getpid(), signal.SIGINT)  # a person's Ctrl-C once some episodes are in
+
+    try:
+        status = train.run_train("sim_single_arm", {"steps": "100000", "run": str(run), "demos": "none", "progress_s": "1"},
+                                 say=say)
+    finally:
+        stop.set()
+        fake.join(10)
+    assert status == train.INTERRUPTED, said
+    assert any("interrupted at" in line and "resumes" in line for line in said), said
+    summary = json.loads((run / "summary.json").read_text())
+    assert 0 < summary["env_steps"] < 100000

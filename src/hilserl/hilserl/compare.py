@@ -71,7 +71,7 @@ def _evaluated(run: Path, episodes: int, seed: int) -> bool:
 
 def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = print) -> int:
     from .evaluate import run_eval
-    from .train import run_train
+    from .train import INTERRUPTED, run_train
 
     args = dict(arguments)
     n = pop_whole_numbers(args, {"seeds": 3, "episodes": 20}, "compare")
@@ -89,6 +89,9 @@ def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], N
             run = root / f"{method}-seed{seed}"
             say(f"[compare] {method}, seed {seed}: {run}")
             status = run_train(setup, {**args, **graph_args, "seed": str(seed), "run": str(run)}, say=say, node_params=node_params)
+            if status == INTERRUPTED:  # not evaluated: the table holds whole runs only
+                say(f"[compare] interrupted while training {method}, seed {seed}; the same command goes on from there")
+                return status
             if status != 0:
                 raise GraphError(f"compare: training {method} seed {seed} failed (status {status}); see {run / 'graph.log'}")
             eval_seed = 1000 + 100 * seed

@@ -39,7 +39,7 @@ from .analysis import LearnerLog, PoseLog, Scalars, plot_analysis, plot_visitati
 from .graph import GraphError, load_graph, pop_whole_numbers, with_node_parameters
 from .runlog import EpisodeRow, RunLog, plot_run
 
-__all__ = ["run_train", "run_prepare", "scripted_demos", "scripted_classifier"]
+__all__ = ["INTERRUPTED", "run_train", "run_prepare", "scripted_demos", "scripted_classifier"]
 
 
 
@@ -154,10 +154,15 @@ def _say(text: str) -> None:
     print(text, flush=True)  # progress must show at once, also when the console is a file
 
 
+# run_train's status when Ctrl-C or SIGTERM stopped it before its step budget (the shell's for SIGINT)
+INTERRUPTED = 130
+
+
 def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = _say,
               node_params: Optional[Mapping[str, Mapping[str, object]]] = None) -> int:
     """Train (see the module doc); ``node_params``: executable -> parameters set beyond the graph's
-    arguments (``hilserl compare``'s baselines)."""
+    arguments (``hilserl compare``'s baselines). 0 at the step budget, ``INTERRUPTED`` when a
+    signal stopped it before, 1 when a node failed."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -245,6 +250,9 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
                 if log.env_steps >= budget:
                     say(f"[train] step budget reached: {log.env_steps} env steps")
                     break
+            if stop.is_set() and status == 0:
+                status = INTERRUPTED
+                say(f"[train] interrupted at {log.env_steps} of {budget} env steps; the same command resumes the run")
     finally:
         runner.shutdown()
         graph_log.close()
