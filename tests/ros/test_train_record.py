@@ -3,6 +3,7 @@ learner and arm on DDS publishing episode reports, learner diagnostics (with the
 analysis) and the arm's pose at executed steps. The run directory gets learner.csv,
 ee_positions.csv, TensorBoard scalars, analysis.png and visitation.png; a second call resumes."""
 
+import contextlib
 import csv
 import json
 import threading
@@ -68,22 +69,29 @@ def _fake_graph(stop: threading.Event, episode_steps: int = 40):
         rclpy.shutdown(context=ctx)
 
 
-@pytest.mark.ros
-def test_train_writes_the_learner_record_tensorboard_and_analysis_plots_and_resumes(tmp_path, monkeypatch):
+@contextlib.contextmanager
+def _fake_graph_running(monkeypatch):
+    """``hilserl train`` starts no graph; the fake one publishes until the block ends."""
     monkeypatch.setattr(runner, "GraphRunner", _NoGraph)
-    run = tmp_path / "run"
     stop = threading.Event()
     fake = threading.Thread(target=_fake_graph, args=(stop,), daemon=True)
     fake.start()
-    said = []
     try:
+        yield
+    finally:
+        stop.set()
+        fake.join(10)
+
+
+@pytest.mark.ros
+def test_train_writes_the_learner_record_tensorboard_and_analysis_plots_and_resumes(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    said = []
+    with _fake_graph_running(monkeypatch):
         for steps in (120, 240):  # the second call resumes
             status = train.run_train("sim_single_arm", {"steps": str(steps), "run": str(run), "demos": "none",
                                                         "progress_s": "1"}, say=said.append)
             assert status == 0, said
-    finally:
-        stop.set()
-        fake.join(10)
     episodes = list(csv.DictReader(open(run / "episodes.csv")))
     learner = list(csv.DictReader(open(run / "learner.csv")))
     assert len(learner) == len(episodes) >= 6 and int(episodes[-1]["env_steps"]) >= 240
@@ -103,11 +111,7 @@ def test_ctrl_c_before_the_budget_returns_interrupted_and_keeps_the_record(tmp_p
     import os
     import signal
 
-    monkeypatch.setattr(runner, "GraphRunner", _NoGraph)
     run = tmp_path / "run"
-    stop = threading.Event()
-    fake = threading.Thread(target=_fake_graph, args=(stop,), daemon=True)
-    fake.start()
     said = []
 
     def say(line):
@@ -115,12 +119,9 @@ def test_ctrl_c_before_the_budget_returns_interrupted_and_keeps_the_record(tmp_p
         if "env steps," in line and "/100000" in line and int(line.split("/")[0].split()[-1]) > 0:
             os.kill(os.getpid(), signal.SIGINT)  # a person's Ctrl-C once some episodes are in
 
-    try:
+    with _fake_graph_running(monkeypatch):
         status = train.run_train("sim_single_arm", {"steps": "100000", "run": str(run), "demos": "none", "progress_s": "1"},
                                  say=say)
-    finally:
-        stop.set()
-        fake.join(10)
     assert status == train.INTERRUPTED, said
     assert any("interrupted at" in line and "resumes" in line for line in said), said
     summary = json.loads((run / "summary.json").read_text())

@@ -45,6 +45,19 @@ def _bad_policy(env):
     return {a: ArmAction(np.array([0.0, 0.8, -0.8, 0.0, 0.0, 0.0]), 0.0) for a in env.arm_names}
 
 
+def _watch_episode(env, op, policy, seed, steps):
+    """An episode from ``seed`` with the operator watching ``policy(obs)``: (intervened per step, terminated)."""
+    obs = env.reset(seed=seed)
+    flags, terminated = [], False
+    for _ in range(steps):
+        acts, intervened, _ = op.act(obs, policy(obs))
+        flags.append(intervened)
+        obs, _, terminated, truncated, _ = env.step(acts, render=False)
+        if terminated or truncated:
+            break
+    return flags, terminated
+
+
 def _count_interventions(op, env, episodes, steps=30):
     total = 0
     for ep in range(episodes):
@@ -161,15 +174,8 @@ def test_carry_through_takes_a_straying_policy_to_success_and_trusts_only_its_ow
     env = TaskEnv("pick_cube", cameras=())
     op = ScriptedOperator(env, OperatorConfig(seed=0, intervention_prob_min=1.0, intervention_prob_max=1.0, carry_through=True))
     try:
-        obs = env.reset(seed=1)
         op.reset()
-        flags, terminated = [], False
-        for _ in range(200):
-            acts, intervened, _ = op.act(obs, _bad_policy(env))
-            flags.append(intervened)
-            obs, _, terminated, truncated, _ = env.step(acts, render=False)
-            if terminated or truncated:
-                break
+        flags, terminated = _watch_episode(env, op, lambda obs: _bad_policy(env), seed=1, steps=200)
         assert terminated, "the operator did not carry the task to success"
         first = flags.index(True)
         assert all(flags[first:])  # never handed back once it took over
@@ -268,15 +274,8 @@ def test_carry_through_hands_back_at_each_new_phase_only_with_hand_back_at_phase
     op = ScriptedOperator(env, OperatorConfig(seed=3, intervention_prob_min=1.0, intervention_prob_max=1.0, carry_through=True,
                                               hand_back_at_phase=at_phase, stall_progress=0.3))
     try:
-        obs = env.reset(seed=100)
         op.reset(seed=100)
-        flags, terminated = [], False
-        for _ in range(250):
-            acts, intervened, _ = op.act(obs, _resting(env))
-            flags.append(intervened)
-            obs, _, terminated, truncated, _ = env.step(acts, render=False)
-            if terminated or truncated:
-                break
+        flags, terminated = _watch_episode(env, op, lambda obs: _resting(env), seed=100, steps=250)
     finally:
         env.close()
     assert terminated, "the operator did not take the task to success"
