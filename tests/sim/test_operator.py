@@ -1,5 +1,7 @@
 """Scripted SpaceMouse operator: solves every task alone, intervenes on a straying policy less as it improves."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -46,11 +48,11 @@ def _bad_policy(env):
 
 
 def _watch_episode(env, op, policy, seed, steps):
-    """An episode from ``seed`` with the operator watching ``policy(obs)``: (intervened per step, terminated)."""
+    """An episode from ``seed`` with the operator watching ``policy(step, obs)``: (intervened per step, terminated)."""
     obs = env.reset(seed=seed)
     flags, terminated = [], False
-    for _ in range(steps):
-        acts, intervened, _ = op.act(obs, policy(obs))
+    for step in range(steps):
+        acts, intervened, _ = op.act(obs, policy(step, obs))
         flags.append(intervened)
         obs, _, terminated, truncated, _ = env.step(acts, render=False)
         if terminated or truncated:
@@ -61,14 +63,8 @@ def _watch_episode(env, op, policy, seed, steps):
 def _count_interventions(op, env, episodes, steps=30):
     total = 0
     for ep in range(episodes):
-        obs = env.reset(seed=ep)
         op.reset()
-        for _ in range(steps):
-            acts, intervened, _ = op.act(obs, _bad_policy(env))
-            obs, _, term, trunc, _ = env.step(acts, render=False)
-            total += int(intervened)
-            if term or trunc:
-                break
+        total += sum(_watch_episode(env, op, lambda step, obs: _bad_policy(env), ep, steps)[0])
     return total
 
 
@@ -175,7 +171,7 @@ def test_carry_through_takes_a_straying_policy_to_success_and_trusts_only_its_ow
     op = ScriptedOperator(env, OperatorConfig(seed=0, intervention_prob_min=1.0, intervention_prob_max=1.0, carry_through=True))
     try:
         op.reset()
-        flags, terminated = _watch_episode(env, op, lambda obs: _bad_policy(env), seed=1, steps=200)
+        flags, terminated = _watch_episode(env, op, lambda step, obs: _bad_policy(env), seed=1, steps=200)
         assert terminated, "the operator did not carry the task to success"
         first = flags.index(True)
         assert all(flags[first:])  # never handed back once it took over
@@ -199,20 +195,6 @@ def _resting(env):
     return {a: ArmAction(np.zeros(6), 0.0) for a in env.arm_names}
 
 
-def _first_takeover(op, env, seed, policy_at, steps=60):
-    """Run an episode with the policy ``policy_at(step, obs)``; the step of the first takeover (or None)."""
-    obs = env.reset(seed=seed)
-    op.reset(seed=seed)
-    for step in range(steps):
-        acts, intervened, _ = op.act(obs, policy_at(step, obs))
-        if intervened:
-            return step
-        obs, _, terminated, truncated, _ = env.step(acts, render=False)
-        if terminated or truncated:
-            return None
-    return None
-
-
 @pytest.mark.parametrize("stall", [0.0, 0.3])
 def test_a_policy_that_stops_halfway_strays_only_with_stall_progress(stall):
     """A policy that does the task right, then stops where the operator would go on moving: a resting
@@ -226,7 +208,9 @@ def test_a_policy_that_stops_halfway_strays_only_with_stall_progress(stall):
         firsts = []
         for seed in range(3):
             expert = _copycat(env)
-            firsts.append(_first_takeover(op, env, seed, lambda step, obs: expert(obs) if step < stop_at else _resting(env)))
+            op.reset(seed=seed)
+            flags, _ = _watch_episode(env, op, lambda step, obs: expert(obs) if step < stop_at else _resting(env), seed, 60)
+            firsts.append(flags.index(True) if True in flags else None)
     finally:
         env.close()
     if stall:
@@ -246,17 +230,9 @@ def test_an_operator_that_let_a_policy_go_on_reconsiders_only_with_reconsider_st
     longest_gaps = []
     try:
         for ep in range(4):
-            obs = env.reset(seed=ep)
             op.reset(seed=ep)
-            gap = longest = 0
-            for _ in range(150):
-                acts, intervened, _ = op.act(obs, _resting(env))
-                gap = 0 if intervened else gap + 1
-                longest = max(longest, gap)
-                obs, _, terminated, truncated, _ = env.step(acts, render=False)
-                if terminated or truncated:
-                    break
-            longest_gaps.append(longest)
+            flags, _ = _watch_episode(env, op, lambda step, obs: _resting(env), ep, 150)
+            longest_gaps.append(max((len(list(run)) for took, run in itertools.groupby(flags) if not took), default=0))
     finally:
         env.close()
     if reconsider:
@@ -275,7 +251,7 @@ def test_carry_through_hands_back_at_each_new_phase_only_with_hand_back_at_phase
                                               hand_back_at_phase=at_phase, stall_progress=0.3))
     try:
         op.reset(seed=100)
-        flags, terminated = _watch_episode(env, op, lambda obs: _resting(env), seed=100, steps=250)
+        flags, terminated = _watch_episode(env, op, lambda step, obs: _resting(env), seed=100, steps=250)
     finally:
         env.close()
     assert terminated, "the operator did not take the task to success"
