@@ -27,6 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Joy
 from std_msgs.msg import String, UInt8MultiArray
 
@@ -74,7 +75,10 @@ class Observer:
         self.diag = {}
         n.create_subscription(UInt8MultiArray, "/learner/transitions", self._on_transition, qos.TRANSITIONS)
         for arm in ("left", "right"):
-            n.create_subscription(Joy, f"/{arm}/mux/executed", lambda m, a=arm: self._on_executed(a, m), qos.EVENTS)
+            # A deep reader queue: under load this test's executor can fall seconds behind the muxes'
+            # 10 Hz, and the profile's depth of 50 would then drop the records the checks below match.
+            n.create_subscription(Joy, f"/{arm}/mux/executed", lambda m, a=arm: self._on_executed(a, m),
+                                  QoSProfile(depth=2000, reliability=qos.EVENTS.reliability, history=qos.EVENTS.history))
         n.create_subscription(String, "/metrics/episodes", lambda m: self.metrics.append(json.loads(m.data)), qos.EVENTS)
         n.create_subscription(UInt8MultiArray, "/learner/policy_weights", lambda m: self.weights.append(wire.arrays_to_weights(*payload.decode(m))[1]), qos.LATCHED)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos.EVENTS)
