@@ -84,6 +84,14 @@ def test_frames_success_and_real_time_factor_continue_right_after_a_reset():
         report = [d for d in diags[n_diags:] if d and "episode 1" in d[0]][-1][1]
         assert float(report["sim_time_s"]) >= first_episode_s + float(report["episode_time_s"]) - 0.1, report
         assert float(report["real_time_factor"]) > 0
+        assert report["last_episode_reached"] == "-"  # (the scene before the first reset is no episode)
+
+        # the next reset ends episode 1, in which nothing touched the cube: no stage of pick_cube reached
+        fut = reset.call_async(Trigger.Request())
+        assert _spin_until(ex, fut.done, 10) and fut.result().success
+        n_diags = len(diags)
+        assert _spin_until(ex, lambda: any(d and "episode 2" in d[0] for d in diags[n_diags:]), 5)
+        assert [d for d in diags[n_diags:] if d and "episode 2" in d[0]][-1][1]["last_episode_reached"] == "none"
     finally:
         if ex is not None:
             ex.shutdown()

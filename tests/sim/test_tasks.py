@@ -118,3 +118,36 @@ def test_pan_flip_success_is_at_rest_in_the_pan_not_in_the_world():
         assert slid and not any(ok for _, ok in slid), slid
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("name", ["pick_cube", "peg_insertion", "handover"])
+def test_stages_of_a_demonstration_are_reached_in_order(name):
+    """The scripted operator's demonstration goes through the task's stages one after another (each
+    first reached after the one before it) and ends at the last, success; a fresh scene is at none."""
+    from hilserl_sim.operator import ScriptedOperator
+
+    env = TaskEnv(name, cameras=())
+    try:
+        task = env.task
+        assert task.stage_names[-1] == "success"
+        op = ScriptedOperator(env)
+        first = {}
+        for seed in range(3):
+            obs = env.reset(seed=seed)
+            op.reset(seed=seed)
+            assert task.stage() == 0
+            first.clear()
+            for step in range(task.time_limit_steps):
+                obs, _, terminated, truncated, _ = env.step(op.to_actions(op.demonstrate(obs)), render=False)
+                first.setdefault(task.stage(), step)
+                if terminated or truncated:
+                    break
+            if terminated:
+                break
+        assert terminated, f"no scripted {name} demonstration succeeded in 3 seeds"
+        n = len(task.stage_names)
+        assert task.stage() == n
+        reached = [first[k] for k in range(1, n + 1)]
+        assert reached == sorted(reached), {task.stage_names[k - 1]: first[k] for k in range(1, n + 1)}
+    finally:
+        env.close()

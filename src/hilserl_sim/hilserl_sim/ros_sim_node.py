@@ -17,7 +17,9 @@ only one), the arm holds the pose measured when that was seen, every command on 
 dropped, and the arm's diagnostic is ERROR naming the publishers; when the topic is back to one
 publisher the status recovers and the next command is followed. ``/sim/reset`` (std_srvs/Trigger) starts a new randomized episode;
 ``/sim/success`` (std_msgs/Bool, with every camera frame) is the ground truth, for evaluation
-and labelling. With ``reward_source: sim`` the same truth stands in for the reward classifier
+and labelling. At each reset the node logs how far the ended episode got (the task's furthest
+stage: for handover giver grasped, bar lifted, receiver grasped, success), also in
+its ``sim`` diagnostic as ``last_episode_reached``. With ``reward_source: sim`` the same truth stands in for the reward classifier
 on ``/reward/success`` as the classifier publishes it (sensor_msgs/Joy stamped with the camera
 frames it judges, ``hilserl_interfaces.topics.reward_success_msg``).
 
@@ -122,6 +124,7 @@ class SimNode(Node):
         self.arms = list(self.env.arm_names)
         self.cameras = list(self.env.cameras)  # "<arm>/<cam>"
         self.episode = 0
+        self._reached, self._last_reached = 0, "-"  # this episode's furthest task stage (index + 1), the last one's name
         self._rng = np.random.default_rng(c.seed)
         self.env.reset(int(self._rng.integers(2**31)))
         self._pubs: Dict[str, Dict[str, object]] = {}
@@ -231,7 +234,14 @@ class SimNode(Node):
     def reset_scene(self) -> bool:
         """A new randomized episode (``/sim/reset``, or the operator driving a recording);
         returns whether the ended one succeeded."""
-        success = bool(self.env.task.success())
+        task = self.env.task
+        success = bool(task.success())
+        self._reached = max(self._reached, task.stage())
+        if self.episode > 0:  # (scene 0 is the one before the first reset)
+            self._last_reached = task.stage_names[self._reached - 1] if self._reached else "none"
+            self.get_logger().info(f"episode {self.episode} ended: {'success' if success else 'failure'}; furthest stage "
+                                   f"{self._last_reached} ({self._reached} of {', '.join(task.stage_names)})")
+        self._reached = 0
         self.episode += 1
         self.env.reset(int(self._rng.integers(2**31)))
         self._next_camera_s = self._sim_elapsed_s  # a frame (and success, operator step) of the new scene at the next tick
@@ -268,6 +278,7 @@ class SimNode(Node):
                 msgconv.fill_image(msg, rgb, "rgb8")
                 self._image_pubs[key].publish(msg)
             success = bool(self.env.task.success())
+            self._reached = max(self._reached, self.env.task.stage())
             self._success_pub.publish(Bool(data=success))
             if self._reward_pub is not None:  # the verdict on these frames: their stamp
                 self._reward_pub.publish(topics.reward_success_msg(success, float(success), stamp))
@@ -313,7 +324,8 @@ class SimNode(Node):
         slow = rtf < 0.8 * c.real_time_factor and not c.lockstep  # lockstep slows it on purpose
         self.diag.report("sim", diagnostics.WARN if slow else diagnostics.OK, f"task {self.conf.value.task}, episode {self.episode}",
                          real_time_factor=f"{rtf:.2f}", sim_time_s=f"{self._sim_elapsed_s:.1f}",
-                         episode_time_s=f"{self.sim.time:.1f}", lockstep=self.pacer.state, lockstep_waits=self.pacer.waits, lockstep_timeouts=self.pacer.timeouts)
+                         episode_time_s=f"{self.sim.time:.1f}", lockstep=self.pacer.state, lockstep_waits=self.pacer.waits, lockstep_timeouts=self.pacer.timeouts,
+                         last_episode_reached=self._last_reached)
 
     def close(self) -> None:
         self.sim.close()

@@ -128,6 +128,14 @@ class Task:
     def success(self) -> bool:
         raise NotImplementedError
 
+    # The task's stages in order (the last is success), for telling how far a failed attempt got.
+    stage_names: Tuple[str, ...] = ("success",)
+
+    def stage(self) -> int:
+        """How many of ``stage_names`` the scene is at now: the index of the furthest stage whose
+        condition holds, plus one (0: none). Privileged state, for evaluation only."""
+        return len(self.stage_names) if self.success() else 0
+
     # shared ------------------------------------------------------------------
     @property
     def time_limit_steps(self) -> int:
@@ -268,6 +276,11 @@ class PickCube(Task):
     def grasped(self) -> bool:
         return all(self.sim.arms[self.arm].finger_contacts(self.cube_geoms))
 
+    stage_names = ("grasped", "success")
+
+    def stage(self) -> int:
+        return 2 if self.success() else int(self.grasped())
+
     def success(self) -> bool:
         p, _ = self.body_pose_base(self.arm, "cube")
         return bool(p[2] > self.config.cube_half_size_m + self.config.lift_height_m and self.grasped())
@@ -360,12 +373,22 @@ class PegInsertion(Task):
         # The tip is whichever end points down.
         return p - np.sign(axis[2]) * axis * self.config.peg_half_length_m
 
-    def success(self) -> bool:
+    def _over_hole(self) -> Tuple[bool, bool]:
+        """(the peg tip is over the hole's opening, it is inserted deep enough)"""
         c = self.config
         tip = self.peg_tip_base()
         hole = self.hole_pos_base()
-        inside = np.all(np.abs(tip[:2] - hole[:2]) < c.peg_half_width_m + c.clearance_m + 1e-3)
-        return bool(inside and tip[2] < c.hole_depth_m - c.insert_depth_m + 1e-4)
+        over = bool(np.all(np.abs(tip[:2] - hole[:2]) < c.peg_half_width_m + c.clearance_m + 1e-3))
+        return over, over and bool(tip[2] < c.hole_depth_m - c.insert_depth_m + 1e-4)
+
+    def success(self) -> bool:
+        return self._over_hole()[1]
+
+    stage_names = ("over the hole", "success")
+
+    def stage(self) -> int:
+        over, inserted = self._over_hole()
+        return 2 if inserted else int(over)
 
     def privileged_state(self):
         p, q = self.body_pose_base(self.arm, "peg")
@@ -425,6 +448,17 @@ class Handover(Task):
     def success(self) -> bool:
         p, _ = self.body_pose_world("bar")
         return bool(p[2] > self.config.hold_height_m and self.holds(self.receiver) and not self.touches(self.giver))
+
+    stage_names = ("giver grasped", "bar lifted", "receiver grasped", "success")
+
+    def stage(self) -> int:
+        if self.success():
+            return 4
+        if self.holds(self.receiver):
+            return 3
+        if self.holds(self.giver):
+            return 2 if self.body_pose_world("bar")[0][2] > 2 * self.config.bar_half_size_m[2] + 0.02 else 1
+        return 0
 
     def privileged_state(self):
         out = {}
