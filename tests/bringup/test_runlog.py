@@ -139,3 +139,22 @@ def test_compare_stops_without_evaluating_a_run_whose_training_was_interrupted(t
     status = run_compare("sim_single_arm", {"task": "pick_cube", "seeds": "1", "methods": "rlpd", "run": "cmp"}, say=said.append)
     assert status == hilserl.train.INTERRUPTED and evaluated == [] and not (tmp_path / "cmp" / "table.md").exists()
     assert "interrupted" in said[-1]
+
+
+def test_eval_tallies_failed_episodes_by_the_simulators_report_on_the_same_episode():
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    from hilserl.evaluate import furthest_stages, sim_reached
+
+    def report(episode, last):
+        return DiagnosticArray(status=[DiagnosticStatus(name="/sim: sim", message=f"task handover, episode {episode}",
+                                                        values=[KeyValue(key="last_episode_reached", value=last)])])
+
+    reached = {}
+    for episode, last in ((1, "-"), (2, "none"), (3, "bar lifted"), (4, "success"), (5, "bar lifted")):
+        reached.update(sim_reached(report(episode, last)))
+    assert reached == {1: "none", 2: "bar lifted", 3: "success", 4: "bar lifted"}
+    assert furthest_stages([(2, False), (3, True), (4, False)], reached) == {"bar lifted": 2}
+    # reports that do not match the actor's episodes give no tally rather than a wrong one
+    assert furthest_stages([(2, True)], reached) is None  # the simulator saw no success there
+    assert furthest_stages([(5, False)], reached) is None  # no report yet

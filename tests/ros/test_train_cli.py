@@ -41,4 +41,7 @@ def test_train_writes_its_record_resumes_and_eval_reports(tmp_path):
     assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
     result = json.loads((run / "eval.json").read_text())
     assert result["policy"]["episodes"] == 2 and 0.0 <= result["policy"]["success_rate"] <= 1.0
+    # how far each failed episode got, by the simulator's report on the same episode
+    reached = result["policy"]["failures_reached"]
+    assert set(reached) <= {"none", "grasped"} and sum(reached.values()) == 2 - result["policy"]["successes"], reached
     assert "policy alone:" in ev.stdout

@@ -6,7 +6,8 @@ weights of a checkpoint (a copy of the run's newest, or ``checkpoint:=``) withou
 them. Episodes start from the simulator's ``seed`` (held out: training uses ``seed`` 0 by
 default); success is the simulator's ground truth, also for a policy trained with a classifier. Then, on the same seeds, the scripted operator does the task alone (simulation only).
 Prints the success rate with a 95% Wilson interval and the cycle time of successful episodes,
-beside the scripted operator's, and writes ``RUN/eval.json``. ``deterministic:=false`` samples
+beside the scripted operator's, and how far the failed episodes got (the task's furthest stage,
+as the simulator reports each episode: ``failures_reached``), and writes ``RUN/eval.json``. ``deterministic:=false`` samples
 the policy's actions as in training (still no random gripper actions) and writes
 ``RUN/eval-sampled.json``: a policy that needs its noise (a tight peg that the mean action jams
 against the rim) shows it there.
@@ -74,8 +75,9 @@ def _summary(durations: List[Optional[float]]) -> Dict[str, object]:
 
 
 def _run_graph(graph: Graph, log_path: Path, collect: Callable, episodes: int, timeout_s: float,
-               say: Callable[[str], None], what: str) -> List[Optional[float]]:
-    """Start ``graph``; ``collect(node, results)`` subscribes what ends episodes; stop after ``episodes``."""
+               say: Callable[[str], None], what: str, waiting: Callable[[], bool] = lambda: False) -> List[Optional[float]]:
+    """Start ``graph``; ``collect(node, results)`` subscribes what ends episodes; stop after ``episodes``
+    (and after up to 5 s more while ``waiting()`` says a report on them is still to come)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -109,6 +111,9 @@ def _run_graph(graph: Graph, log_path: Path, collect: Callable, episodes: int, t
                         shown = len(results)
                         wins = sum(d is not None for d in results)
                         say(f"[eval] {what}: {shown}/{episodes} episodes, {wins} successes")
+                settle = time.monotonic() + 5.0
+                while not stop.is_set() and waiting() and time.monotonic() < settle and runner.poll() is None:
+                    ex.spin_once(timeout_sec=0.1)
                 if stop.is_set():
                     raise KeyboardInterrupt
         finally:
@@ -120,6 +125,32 @@ def _run_graph(graph: Graph, log_path: Path, collect: Callable, episodes: int, t
             if rclpy.ok(context=ctx):
                 rclpy.shutdown(context=ctx)
     return results[:episodes]
+
+
+def sim_reached(msg) -> Dict[int, str]:
+    """From a DiagnosticArray, the simulator's report on its last episode: {episode: furthest stage}
+    (its status reads "task T, episode N" with ``last_episode_reached`` for episode N - 1)."""
+    out = {}
+    for st in msg.status:
+        if st.name.endswith(": sim"):
+            values = {kv.key: kv.value for kv in st.values}
+            words = st.message.rsplit("episode ", 1)
+            if "last_episode_reached" in values and len(words) == 2 and words[1].isdigit() and int(words[1]) > 1:
+                out[int(words[1]) - 1] = values["last_episode_reached"]
+    return out
+
+
+def furthest_stages(counted: List[tuple], reached: Mapping[int, str]) -> Optional[Dict[str, int]]:
+    """How many of the failed ``counted`` episodes (episode id, success) got to each stage, in the
+    simulator's reports; None where the reports do not match the episodes (a success the simulator
+    does not report as one, a missing report): the actor's episode ids are then not the simulator's."""
+    if not counted or any(i not in reached or (ok and reached[i] != "success") for i, ok in counted):
+        return None
+    tally: Dict[str, int] = {}
+    for i, ok in counted:
+        if not ok:
+            tally[reached[i]] = tally.get(reached[i], 0) + 1
+    return dict(sorted(tally.items(), key=lambda kv: -kv[1]))
 
 
 def _say(text: str) -> None:
@@ -154,6 +185,8 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
         say(f"[eval] {run_dir}: {ckpt.name}, {episodes} episodes from seed {seed}, policy alone (no operator, "
             + ("no exploration)" if deterministic else "actions sampled from the policy, no random gripper actions)"))
         state = {"version": None}
+        counted: List[tuple] = []  # (actor's episode id, success) of the episodes counted
+        reached: Dict[int, str] = {}  # episode -> furthest task stage, as the simulator reports it
 
         def policy_episodes(node, results):
             from diagnostic_msgs.msg import DiagnosticArray
@@ -164,6 +197,7 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
                 values = learner_status(msg)
                 if values is not None:
                     state["version"] = values.get("weights_version")
+                reached.update(sim_reached(msg))
 
             def on_episode(msg):
                 rep = json.loads(msg.data)
@@ -174,13 +208,18 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
                     return
                 if state.get("armed"):
                     results.append(float(ep.get("duration_s", 0.0)) if ep.get("success") else None)
+                    counted.append((int(ep.get("episode_id", -1)), bool(ep.get("success"))))
                 state["armed"] = True
 
             node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diag, 10)
             node.create_subscription(String, topics.EPISODE_METRICS, on_episode, qos.EVENTS)
 
-        policy = _run_graph(graph, run_dir / "eval.log", policy_episodes, episodes, limit_s, say, "policy")
+        policy = _run_graph(graph, run_dir / "eval.log", policy_episodes, episodes, limit_s, say, "policy",
+                            waiting=lambda: not all(i in reached for i, _ in counted[:episodes]))
     out = {"run": str(run_dir), "checkpoint": ckpt.name, "seed": seed, "deterministic": deterministic, "policy": _summary(policy)}
+    stages = furthest_stages(counted[:episodes], reached)
+    if stages is not None:
+        out["policy"]["failures_reached"] = stages
     if scripted and setup.startswith("sim"):
         say(f"[eval] scripted operator alone on the same seeds ({episodes} episodes)")
 
@@ -205,6 +244,9 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
     p = out["policy"]
     say(f"[eval] policy alone: {p['successes']}/{p['episodes']} = {p['success_rate']:.2f} (95% CI {p['ci95'][0]:.2f}-"
         f"{p['ci95'][1]:.2f}), cycle time {p['cycle_time_s']} s (mean of successes)")
+    if p.get("failures_reached"):
+        say("[eval] furthest stage of the policy's failed episodes: "
+            + ", ".join(f"{name} {n}" for name, n in p["failures_reached"].items()))
     if "scripted_operator" in out:
         s = out["scripted_operator"]
         say(f"[eval] scripted operator: {s['successes']}/{s['episodes']} = {s['success_rate']:.2f}, cycle time {s['cycle_time_s']} s")

@@ -248,6 +248,7 @@ class SimNode(Node):
         self.pacer.scene_reset()
         if self.operator_node is not None:
             self.operator_node.episode_ended(success)
+        self._report(publish_now=True)  # how far the ended episode got, for every episode (hilserl eval counts them)
         return success
 
     # -- the loop -------------------------------------------------------------------------
@@ -302,7 +303,7 @@ class SimNode(Node):
         pubs["wrench"].publish(w)
         pubs["gripper"].publish(j)
 
-    def _report(self) -> None:
+    def _report(self, publish_now: bool = False) -> None:
         c = self.conf.value
         wall = time.monotonic() - self._wall_start
         rtf = self._sim_elapsed_s / wall if wall > 0 else 0.0
@@ -323,6 +324,7 @@ class SimNode(Node):
                              **{k: v for k, v in d["reason_counts"].items()})
         slow = rtf < 0.8 * c.real_time_factor and not c.lockstep  # lockstep slows it on purpose
         self.diag.report("sim", diagnostics.WARN if slow else diagnostics.OK, f"task {self.conf.value.task}, episode {self.episode}",
+                         publish_now=publish_now,
                          real_time_factor=f"{rtf:.2f}", sim_time_s=f"{self._sim_elapsed_s:.1f}",
                          episode_time_s=f"{self.sim.time:.1f}", lockstep=self.pacer.state, lockstep_waits=self.pacer.waits, lockstep_timeouts=self.pacer.timeouts,
                          last_episode_reached=self._last_reached)
