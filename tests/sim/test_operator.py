@@ -273,3 +273,36 @@ def test_stalls_reads_holding_back_not_slow_agreement():
     assert stalls(ArmAction(move, 0.0), move, True, False, 0.3)  # the operator would close the gripper; the policy does not
     assert not stalls(ArmAction(np.zeros(6), -1.0), move, True, False, 0.3)  # the policy closes it
     assert not stalls(ArmAction(np.zeros(6), 1.0), np.zeros(6), False, True, 0.3)  # the policy opens it as the operator would
+
+
+@pytest.mark.parametrize("window", [1, 5])
+def test_a_jittery_policy_that_goes_the_right_way_keeps_control_only_with_judge_window(window):
+    """A policy that does what the expert does plus exploration noise (std 0.6 per axis, as a young
+    policy samples): judged step by step its RMS disagreement is about 0.6, over the 0.5 threshold,
+    so the operator takes over again and again (35-45% of steps); judged on its mean motion over 5
+    steps it goes where the operator would (no step taken over), and a wrong-way policy is still
+    taken over as soon as it has been watched that long."""
+    env = TaskEnv("pick_cube", cameras=())
+    cfg = dict(seed=3, intervention_prob_min=1.0, intervention_prob_max=1.0, judge_window=window)
+    try:
+        intervened = []
+        for seed in range(3):
+            op, expert, rng = ScriptedOperator(env, OperatorConfig(**cfg)), _copycat(env), np.random.default_rng(seed)
+
+            def jittery(step, obs):
+                return {a: ArmAction(np.clip(act.twist + rng.normal(0.0, 0.6, 6), -1.0, 1.0), act.gripper)
+                        for a, act in expert(obs).items()}
+
+            op.reset(seed=seed)
+            flags, _ = _watch_episode(env, op, jittery, seed, 60)
+            intervened.append(sum(flags) / len(flags))
+        op = ScriptedOperator(env, OperatorConfig(**cfg))
+        op.reset(seed=0)
+        wrong_way, _ = _watch_episode(env, op, lambda step, obs: _bad_policy(env), 0, 30)
+    finally:
+        env.close()
+    assert True in wrong_way[:window + 3]
+    if window == 1:
+        assert min(intervened) >= 0.25, intervened
+    else:
+        assert max(intervened) <= 0.05, intervened

@@ -51,6 +51,9 @@ class OperatorConfig:
     reconsider_steps: int = param(0, "after deciding not to step in, decide again once the policy has strayed this many more "
                                   "steps in a row (a person who let the robot try steps in when it keeps failing); 0: one "
                                   "decision per straying stretch", low=0, high=1000)
+    judge_window: int = param(1, "judge the policy by the mean of its last this many proposed motions against the mean of "
+                              "the operator's own over the same steps (a person sees where the robot goes, not each "
+                              "jittery command; exploration noise averages out); 1: every step on its own", low=1, high=50)
     patience_steps: int = param(3, "consecutive straying steps before the operator decides whether to intervene", low=1, high=50)
     correction_steps_min: int = param(5, "shortest intervention (control steps)", low=1, high=200)
     correction_steps_max: int = param(15, "longest intervention (control steps)", low=1, high=200)
@@ -412,6 +415,7 @@ class ScriptedOperator:
         self._queue: Deque[Dict[str, Tuple[np.ndarray, bool]]] = deque()
         self.intervening = False
         self._straying = 0
+        self._seen: Deque[Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]] = deque(maxlen=self.config.judge_window)
         self._decide_at = self.config.patience_steps  # straying steps in a row at which the operator next decides
         self._left = 0
         self._phases_at_takeover: Tuple[str, ...] = ()
@@ -475,10 +479,17 @@ class ScriptedOperator:
     def _strays(self, plan, policy: Mapping[str, ArmAction]) -> bool:
         """Whether the policy's proposed actions disagree with ``plan`` (the operator's own): the RMS
         twist difference (plus 1 for a gripper command against the operator's) above
-        ``deviation_threshold`` for some arm, or (``stall_progress``) an arm that holds back."""
+        ``deviation_threshold`` for some arm, or (``stall_progress``) an arm that holds back; with
+        ``judge_window`` motions are the means over that many steps, and none strays before it has
+        been watched that long."""
         c = self.config
+        self._seen.append(({a: np.asarray(policy[a].twist, dtype=float) for a in plan}, {a: v[0] for a, v in plan.items()}))
+        if len(self._seen) < c.judge_window:
+            return False
         for arm, (tw, want_closed, closed_then) in plan.items():
-            p = policy[arm]
+            # over the judged window: the policy's mean motion against the operator's (its gripper: the latest press)
+            p = ArmAction(np.mean([seen[0][arm] for seen in self._seen], axis=0), policy[arm].gripper)
+            tw = np.mean([seen[1][arm] for seen in self._seen], axis=0)
             d = float(np.sqrt(np.mean((np.asarray(p.twist) - tw) ** 2)))
             if (p.gripper < -0.5 and not want_closed) or (p.gripper > 0.5 and want_closed):
                 d += 1.0
@@ -497,6 +508,7 @@ class ScriptedOperator:
             if self._left <= 0:
                 self.intervening = False
                 self._straying, self._decide_at = 0, c.patience_steps
+                self._seen.clear()  # the policy is judged on what it does from here
         else:
             if self._strays(plan, policy):
                 self._straying += 1
