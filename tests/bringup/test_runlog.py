@@ -148,7 +148,8 @@ def test_eval_tallies_failed_episodes_by_the_simulators_report_on_the_same_episo
 
     def report(episode, last):
         return DiagnosticArray(status=[DiagnosticStatus(name="/sim: sim", message=f"task handover, episode {episode}",
-                                                        values=[KeyValue(key="last_episode_reached", value=last)])])
+                                                        values=[KeyValue(key="last_episode", value=str(episode - 1)),
+                                                                KeyValue(key="last_episode_reached", value=last)])])
 
     reached = {}
     for episode, last in ((1, "-"), (2, "none"), (3, "bar lifted"), (4, "success"), (5, "bar lifted")):

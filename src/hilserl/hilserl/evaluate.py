@@ -129,14 +129,13 @@ def _run_graph(graph: Graph, log_path: Path, collect: Callable, episodes: int, t
 
 def sim_reached(msg) -> Dict[int, str]:
     """From a DiagnosticArray, the simulator's report on its last episode: {episode: furthest stage}
-    (its status reads "task T, episode N" with ``last_episode_reached`` for episode N - 1)."""
+    (its ``sim`` status's ``last_episode`` and ``last_episode_reached``; episode 0 is no episode)."""
     out = {}
     for st in msg.status:
         if st.name.endswith(": sim"):
             values = {kv.key: kv.value for kv in st.values}
-            words = st.message.rsplit("episode ", 1)
-            if "last_episode_reached" in values and len(words) == 2 and words[1].isdigit() and int(words[1]) > 1:
-                out[int(words[1]) - 1] = values["last_episode_reached"]
+            if values.get("last_episode", "").isdigit() and int(values["last_episode"]) > 0 and "last_episode_reached" in values:
+                out[int(values["last_episode"])] = values["last_episode_reached"]
     return out
 
 

@@ -19,7 +19,7 @@ publisher the status recovers and the next command is followed. ``/sim/reset`` (
 ``/sim/success`` (std_msgs/Bool, with every camera frame) is the ground truth, for evaluation
 and labelling. At each reset the node logs how far the ended episode got (the task's furthest
 stage: for handover giver grasped, bar lifted, receiver grasped, success), also in
-its ``sim`` diagnostic as ``last_episode_reached``. With ``reward_source: sim`` the same truth stands in for the reward classifier
+its ``sim`` diagnostic as ``last_episode`` and ``last_episode_reached``. With ``reward_source: sim`` the same truth stands in for the reward classifier
 on ``/reward/success`` as the classifier publishes it (sensor_msgs/Joy stamped with the camera
 frames it judges, ``hilserl_interfaces.topics.reward_success_msg``).
 
@@ -235,8 +235,9 @@ class SimNode(Node):
         """A new randomized episode (``/sim/reset``, or the operator driving a recording);
         returns whether the ended one succeeded."""
         task = self.env.task
-        success = bool(task.success())
-        self._reached = max(self._reached, task.stage())
+        stage = task.stage()
+        success = stage == len(task.stage_names)
+        self._reached = max(self._reached, stage)
         if self.episode > 0:  # (scene 0 is the one before the first reset)
             self._last_reached = task.stage_names[self._reached - 1] if self._reached else "none"
             self.get_logger().info(f"episode {self.episode} ended: {'success' if success else 'failure'}; furthest stage "
@@ -278,8 +279,9 @@ class SimNode(Node):
                 msg.header.stamp, msg.header.frame_id = stamp, key.replace("/", "_") + "_camera"
                 msgconv.fill_image(msg, rgb, "rgb8")
                 self._image_pubs[key].publish(msg)
-            success = bool(self.env.task.success())
-            self._reached = max(self._reached, self.env.task.stage())
+            stage = self.env.task.stage()  # (the last stage is success: one look at the scene for both)
+            success = stage == len(self.env.task.stage_names)
+            self._reached = max(self._reached, stage)
             self._success_pub.publish(Bool(data=success))
             if self._reward_pub is not None:  # the verdict on these frames: their stamp
                 self._reward_pub.publish(topics.reward_success_msg(success, float(success), stamp))
@@ -327,7 +329,7 @@ class SimNode(Node):
                          publish_now=publish_now,
                          real_time_factor=f"{rtf:.2f}", sim_time_s=f"{self._sim_elapsed_s:.1f}",
                          episode_time_s=f"{self.sim.time:.1f}", lockstep=self.pacer.state, lockstep_waits=self.pacer.waits, lockstep_timeouts=self.pacer.timeouts,
-                         last_episode_reached=self._last_reached)
+                         last_episode=self.episode - 1, last_episode_reached=self._last_reached)
 
     def close(self) -> None:
         self.sim.close()

@@ -133,7 +133,8 @@ class Task:
 
     def stage(self) -> int:
         """How many of ``stage_names`` the scene is at now: the index of the furthest stage whose
-        condition holds, plus one (0: none). Privileged state, for evaluation only."""
+        condition holds, plus one (0: none); ``len(stage_names)`` exactly when ``success()``.
+        Privileged state, for evaluation only."""
         return len(self.stage_names) if self.success() else 0
 
     # shared ------------------------------------------------------------------
