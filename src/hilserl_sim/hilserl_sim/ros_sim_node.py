@@ -231,13 +231,18 @@ class SimNode(Node):
         response.message = f"episode {self.episode} of {self.conf.value.task}"
         return response
 
+    def _look(self) -> bool:
+        """One look at the scene: keeps the episode's furthest stage and returns whether it
+        succeeded (the task's last stage is success)."""
+        stage = self.env.task.stage()
+        self._reached = max(self._reached, stage)
+        return stage == len(self.env.task.stage_names)
+
     def reset_scene(self) -> bool:
         """A new randomized episode (``/sim/reset``, or the operator driving a recording);
         returns whether the ended one succeeded."""
         task = self.env.task
-        stage = task.stage()
-        success = stage == len(task.stage_names)
-        self._reached = max(self._reached, stage)
+        success = self._look()
         if self.episode > 0:  # (scene 0 is the one before the first reset)
             self._last_reached = task.stage_names[self._reached - 1] if self._reached else "none"
             self.get_logger().info(f"episode {self.episode} ended: {'success' if success else 'failure'}; furthest stage "
@@ -279,9 +284,7 @@ class SimNode(Node):
                 msg.header.stamp, msg.header.frame_id = stamp, key.replace("/", "_") + "_camera"
                 msgconv.fill_image(msg, rgb, "rgb8")
                 self._image_pubs[key].publish(msg)
-            stage = self.env.task.stage()  # (the last stage is success: one look at the scene for both)
-            success = stage == len(self.env.task.stage_names)
-            self._reached = max(self._reached, stage)
+            success = self._look()
             self._success_pub.publish(Bool(data=success))
             if self._reward_pub is not None:  # the verdict on these frames: their stamp
                 self._reward_pub.publish(topics.reward_success_msg(success, float(success), stamp))
