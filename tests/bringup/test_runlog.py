@@ -124,6 +124,12 @@ def test_compare_runs_every_method_at_a_seed_before_the_next_and_goes_on_where_i
     order.clear()
     assert run_compare("sim_single_arm", args, say=lambda _: None) == 0  # again: nothing evaluated twice
     assert [what for what, _ in order] == ["train"] * 4
+    # the table holds every evaluated run in the directory, not only this invocation's methods and seeds
+    (tmp_path / "cmp" / "rl-seed0").mkdir()  # started, never evaluated: not in the table
+    assert run_compare("sim_single_arm", {**args, "seeds": "1", "methods": "rlpd"}, say=lambda _: None) == 0
+    md = (tmp_path / "cmp" / "table.md").read_text()
+    assert "| rlpd | 0.50 | 0.50, 0.50 |" in md and "| bc | 0.50 | 0.50, 0.50 |" in md and "| rl |" not in md
+    assert md.index("| rlpd |") < md.index("| bc |") and "2 seed(s)" in md
 
 
 def test_compare_stops_without_evaluating_a_run_whose_training_was_interrupted(tmp_path, monkeypatch):

@@ -15,7 +15,8 @@ hg-dagger   behaviour cloning of the demos and of every intervention (HG-DAgger)
 
 Writes ``runs/compare-<setup>-<task>/<method>-seed<k>/`` (each a full run directory) and
 ``runs/compare-<setup>-<task>/table.md``: success rate (mean over seeds, and per seed) and cycle
-time of successful episodes, per method. Run again, it goes on where it stopped: a finished run
+time of successful episodes, per method, of every evaluated run in that directory (those of earlier
+invocations with other ``methods:=`` or ``seeds:=`` included). Run again, it goes on where it stopped: a finished run
 is not trained again (``hilserl train`` resumes an unfinished one), and its evaluation is kept
 when it is of the run's newest checkpoint.
 """
@@ -69,6 +70,23 @@ def _evaluated(run: Path, episodes: int, seed: int) -> bool:
             and ev.get("deterministic", True) and (ev.get("policy") or {}).get("episodes") == episodes)
 
 
+def finished_runs(root: Path, episodes: int) -> Dict[str, List[dict]]:
+    """Every run under ``root`` (``<method>-seed<k>``) evaluated on ``episodes`` episodes from its
+    seed's held-out seeds, per method (in ``METHODS`` order) and seed: what the table shows."""
+    results: Dict[str, List[dict]] = {}
+    for method in METHODS:
+        seeds = sorted(int(p.name[len(method) + 5:]) for p in root.glob(f"{method}-seed*") if p.name[len(method) + 5:].isdigit())
+        for seed in seeds:
+            run = root / f"{method}-seed{seed}"
+            if not (_evaluated(run, episodes, 1000 + 100 * seed) and (run / "summary.json").is_file()):
+                continue
+            ev = json.loads((run / "eval.json").read_text())["policy"]
+            summary = json.loads((run / "summary.json").read_text())
+            results.setdefault(method, []).append({"seed": seed, "success_rate": ev["success_rate"], "cycle_time_s": ev["cycle_time_s"],
+                                                   "env_steps": summary["env_steps"], "wall_clock_s": summary["wall_clock_s"]})
+    return results
+
+
 def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], None] = print) -> int:
     from .evaluate import run_eval
     from .train import INTERRUPTED, run_train
@@ -82,7 +100,6 @@ def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], N
         raise GraphError(f"compare: unknown method(s) {', '.join(unknown)}; methods: {', '.join(METHODS)}")
     task = args.get("task", dict(load_graph(setup).arguments).get("task", ""))
     root = Path(args.pop("run", f"runs/compare-{setup}-{task}"))
-    results: Dict[str, List[dict]] = {}
     for seed in range(seeds):  # every method at a seed before the next seed: a stopped compare leaves whole rows of seeds
         for method in methods:
             graph_args, node_params = METHODS[method]
@@ -99,12 +116,10 @@ def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], N
                 say(f"[compare] {run / 'eval.json'}: its newest checkpoint is evaluated already ({episodes} episodes, seed {eval_seed})")
             else:
                 run_eval(str(run), {"episodes": str(episodes), "seed": str(eval_seed), "scripted": "false"}, say=say)
-            ev = json.loads((run / "eval.json").read_text())["policy"]
-            summary = json.loads((run / "summary.json").read_text())
-            results.setdefault(method, []).append({"seed": seed, "success_rate": ev["success_rate"], "cycle_time_s": ev["cycle_time_s"],
-                                                   "env_steps": summary["env_steps"], "wall_clock_s": summary["wall_clock_s"]})
-            done = f"{seeds} seed(s)" if seed == seeds - 1 and method == methods[-1] else f"so far (of {seeds} seed(s))"
-            out = table(results, f"{setup} {task}: {episodes} evaluation episodes per run, {done}")
+            results = finished_runs(root, episodes)
+            counts = sorted({len(runs) for runs in results.values()})
+            seeds_done = f"{counts[0]} seed(s)" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds per method"
+            out = table(results, f"{setup} {task}: {episodes} evaluation episodes per run, {seeds_done}")
             (root / "table.md").write_text(out)
             (root / "results.json").write_text(json.dumps(results, indent=1))
     say(out)
