@@ -5,7 +5,9 @@ Reproduce (after scripts/setup.sh; about 20 min of training plus the evaluation)
     cd /work/main && source scripts/env.sh && python benchmarks/learning.py
     (options: --setup sim_single_arm --task pick_cube --steps 10000 --eval-episodes 50
      --run DIR (default runs/bench-<setup>-<task>; an existing run resumes) and graph
-     arguments after --, e.g. -- reward:=classifier classifier_path:=FILE)
+     arguments after --, e.g. -- reward:=classifier classifier_path:=FILE; node parameters beyond
+     the graph's arguments with --node-param EXECUTABLE:NAME=VALUE, e.g.
+     --node-param learner_node:agent.discount=0.99, recorded in the run's config.yaml)
 
 Prints the training summary, the evaluation and the command; the last line is one JSON
 object: task, success_rate, ci95, eval_episodes, env_steps, wall_clock_s (training),
@@ -20,6 +22,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine  # noqa: E402  (benchmarks/machine.py)
@@ -33,17 +37,30 @@ def main() -> int:
     ap.add_argument("--eval-episodes", type=int, default=50)
     ap.add_argument("--eval-seed", type=int, default=1000)
     ap.add_argument("--run", default="")
+    ap.add_argument("--node-param", action="append", default=[], metavar="EXECUTABLE:NAME=VALUE",
+                    help="a node parameter beyond the graph's arguments (value read as YAML); repeatable")
     ap.add_argument("graph_args", nargs="*", metavar="name:=value")
     a = ap.parse_args()
+    node_params: dict = {}
+    for item in a.node_param:
+        executable, sep, rest = item.partition(":")
+        name, eq, value = rest.partition("=")
+        if not (sep and eq and executable and name):
+            ap.error(f"--node-param {item!r}: must look like EXECUTABLE:NAME=VALUE (e.g. learner_node:agent.discount=0.99)")
+        node_params.setdefault(executable, {})[name] = yaml.safe_load(value)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from hilserl.evaluate import run_eval
-    from hilserl.graph import parse_overrides
+    from hilserl.graph import GraphError, parse_overrides
     from hilserl.train import INTERRUPTED, run_train
 
     run = a.run or f"runs/bench-{a.setup}-{a.task}"
     args = {**parse_overrides(a.graph_args), "task": a.task, "steps": str(a.steps), "run": run}
     print(machine.summary(machine.describe()), flush=True)
-    status = run_train(a.setup, args)
+    try:
+        status = run_train(a.setup, args, node_params=node_params)
+    except GraphError as exc:
+        print(f"learning.py: {exc}", file=sys.stderr)
+        return 2
     if status == INTERRUPTED:
         print("training interrupted: not evaluated; the same command resumes it", file=sys.stderr)
         return status

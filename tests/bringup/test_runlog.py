@@ -73,6 +73,20 @@ def test_the_evaluation_graph_runs_the_policy_alone_deterministic_or_sampled(tmp
         assert nodes["learner_node"]["learner.updates_per_transition"] == 0.0  # serves weights, never trains
 
 
+def test_the_evaluation_graph_keeps_the_runs_own_node_parameters_under_its_own(tmp_path):
+    from hilserl.evaluate import eval_graph
+    from hilserl.graph import GraphError, load_graph, with_run_node_parameters
+
+    run_params = {"learner_node": {"agent.discount": 0.99, "learner.updates_per_transition": 2.0},
+                  "actor_node": {"agent.num_spatial_kernels": 4}}
+    g = eval_graph("sim_single_arm", {"task": "pick_cube"}, tmp_path, 1000, True, run_params)
+    nodes = {n.executable: n.parameter_dict() for n in g.nodes}
+    assert nodes["learner_node"]["agent.discount"] == 0.99 and nodes["actor_node"]["agent.num_spatial_kernels"] == 4
+    assert nodes["learner_node"]["learner.updates_per_transition"] == 0.0  # evaluation's own setting wins
+    with pytest.raises(GraphError, match="runs no such executable.*learner_node"):
+        with_run_node_parameters(load_graph("sim_single_arm"), {"learnr_node": {"agent.discount": 0.99}})
+
+
 def test_compare_keeps_an_evaluation_only_of_the_runs_newest_checkpoint(tmp_path):
     from hilserl.compare import _evaluated
 

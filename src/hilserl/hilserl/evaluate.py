@@ -28,7 +28,7 @@ import yaml
 
 from hilserl_core.rl.learner import latest_checkpoint
 
-from .graph import Graph, GraphError, load_graph, pop_whole_numbers, with_node_parameters
+from .graph import Graph, GraphError, load_graph, pop_whole_numbers, with_node_parameters, with_run_node_parameters
 
 __all__ = ["run_eval", "wilson_interval", "eval_graph"]
 
@@ -44,15 +44,17 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, seed: int, deterministic: bool = True) -> Graph:
-    """The run's graph for evaluation: operator off, deterministic (or sampling) actor, a learner that only serves weights."""
+def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, seed: int, deterministic: bool = True,
+               node_params: Optional[Mapping[str, Mapping[str, object]]] = None) -> Graph:
+    """The run's graph for evaluation: operator off, deterministic (or sampling) actor, a learner that only serves weights.
+    ``node_params``: the run's own (config.yaml's ``node_parameters``), so the networks are the ones it trained."""
     args = {**{k: str(v) for k, v in arguments.items()}, "seed": str(seed), "demos": "", "checkpoint_dir": str(checkpoint_root)}
     defaults = dict(load_graph(setup).arguments)
     if "operator" in defaults:
         args["operator"] = "off"
     if "reward" in defaults:
         args["reward"] = "sim"  # success is the task's, by the simulator's ground truth, whatever reward trained the policy
-    g = load_graph(setup, args)
+    g = with_run_node_parameters(load_graph(setup, args), node_params)
     g = with_node_parameters(g, "actor_node", {"deterministic": deterministic, "grasp_epsilon": 0.0})
     return with_node_parameters(g, "learner_node", {"learner.updates_per_transition": 0.0, "learner.checkpoint_period_updates": 0,
                                                     "learner.checkpoint_period_s": 0.0})
@@ -180,7 +182,7 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
     limit_s = 60.0 + episodes * 40.0
     with tempfile.TemporaryDirectory(prefix="hilserl-eval-") as tmp:
         shutil.copytree(ckpt, Path(tmp) / "checkpoints" / ckpt.name)  # the learner may write here: never into the run
-        graph = eval_graph(setup, run_args, Path(tmp) / "checkpoints", seed, deterministic)
+        graph = eval_graph(setup, run_args, Path(tmp) / "checkpoints", seed, deterministic, conf.get("node_parameters"))
         say(f"[eval] {run_dir}: {ckpt.name}, {episodes} episodes from seed {seed}, policy alone (no operator, "
             + ("no exploration)" if deterministic else "actions sampled from the policy, no random gripper actions)"))
         state = {"version": None}

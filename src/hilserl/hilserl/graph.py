@@ -420,6 +420,18 @@ def with_node_parameters(graph: Graph, executable: str, changes: Mapping[str, An
     return dataclasses.replace(graph, nodes=tuple(nodes))
 
 
+def with_run_node_parameters(graph: Graph, node_params: Optional[Mapping[str, Mapping[str, Any]]]) -> Graph:
+    """``graph`` with a run's ``node_params`` (executable -> parameters; ``hilserl train``'s and its
+    config.yaml's ``node_parameters``) merged in; an executable the graph does not run is an error."""
+    executables = {n.executable for n in graph.nodes}
+    for executable, changes in (node_params or {}).items():
+        if executable not in executables:
+            raise GraphError(f"node parameters for '{executable}': graph '{graph.setup}' runs no such executable "
+                             f"(it runs {', '.join(sorted(executables))})")
+        graph = with_node_parameters(graph, executable, changes)
+    return graph
+
+
 def node_argv(spec: NodeSpec) -> List[str]:
     """The ``--ros-args`` a node process needs, exactly what `ros2 run`/launch would pass."""
     argv = ["--ros-args", "-r", f"__node:={spec.name}", "-r", f"__ns:={spec.namespace}"]

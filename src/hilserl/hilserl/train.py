@@ -36,7 +36,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from .analysis import LearnerLog, PoseLog, Scalars, plot_analysis, plot_visitation
-from .graph import GraphError, load_graph, pop_whole_numbers, with_node_parameters
+from .graph import GraphError, load_graph, pop_whole_numbers, with_run_node_parameters
 from .runlog import EpisodeRow, RunLog, plot_run
 
 __all__ = ["INTERRUPTED", "run_train", "run_prepare", "scripted_demos", "scripted_classifier"]
@@ -189,8 +189,7 @@ def run_train(setup: str, arguments: Mapping[str, str], say: Callable[[str], Non
         args["classifier_path"] = str(scripted_classifier(setup, args, demo_episodes, say))
     args["checkpoint_dir"] = str(run_dir / "checkpoints")
     graph = load_graph(setup, args)
-    for executable, changes in (node_params or {}).items():
-        graph = with_node_parameters(graph, executable, changes)
+    graph = with_run_node_parameters(graph, node_params)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(run_dir)
     if log.env_steps >= budget:
