@@ -102,7 +102,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = sub.add_parser("eval", help="evaluate a training run's policy alone (no operator, no exploration) on held-out "
                                     "seeds, beside the scripted operator; writes RUN/eval.json")
     p.add_argument("setup", metavar="RUN", help="run directory of hilserl train")
-    p.add_argument("overrides", nargs="*", metavar="name:=value", help="episodes:=50, seed:=1000, checkpoint:=DIR, scripted:=true")
+    p.add_argument("overrides", nargs="*", metavar="name:=value", help="episodes:=50, seed:=1000, checkpoint:=DIR, scripted:=true, "
+                   "deterministic:=true, trace:=false (true: RUN/eval_trace.csv/.png, what each arm did step by step)")
     p.set_defaults(func=data_cli._guarded(_cmd_eval))
     data_cli.register(sub)  # record, bag2frames, train-reward
     bag2demos.register(sub)

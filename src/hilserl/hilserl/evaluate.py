@@ -1,4 +1,4 @@
-"""``hilserl eval RUN [episodes:=50] [seed:=1000] [checkpoint:=DIR] [scripted:=true] [deterministic:=true]``.
+"""``hilserl eval RUN [episodes:=50] [seed:=1000] [checkpoint:=DIR] [scripted:=true] [deterministic:=true] [trace:=false]``.
 
 Runs a trained policy alone: the run's graph (``RUN/config.yaml``) with the operator off, the
 actor acting with the policy mean and no random gripper actions, and the learner serving the
@@ -10,7 +10,8 @@ beside the scripted operator's, and how far the failed episodes got (the task's 
 as the simulator reports each episode: ``failures_reached``), and writes ``RUN/eval.json``. ``deterministic:=false`` samples
 the policy's actions as in training (still no random gripper actions) and writes
 ``RUN/eval-sampled.json``: a policy that needs its noise (a tight peg that the mean action jams
-against the rim) shows it there.
+against the rim) shows it there. ``trace:=true`` also records what the policy did, step by step
+(``RUN/eval_trace.csv`` and ``.png``, a summary in eval.json; ``eval_trace.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import yaml
 
 from hilserl_core.rl.learner import latest_checkpoint
 
+from .eval_trace import EvalTrace, plot_trace, read_trace, summarize, summary_lines
 from .graph import Graph, GraphError, load_graph, pop_whole_numbers, with_node_parameters, with_run_node_parameters
 
 __all__ = ["run_eval", "wilson_interval", "eval_graph"]
@@ -173,10 +175,11 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
     opts = dict(arguments)
     n = pop_whole_numbers(opts, {"episodes": 50, "seed": 1000}, "eval")
     episodes, seed = n["episodes"], n["seed"]
-    scripted, deterministic = (str(opts.pop(k, "true")).lower() in ("1", "true", "yes") for k in ("scripted", "deterministic"))
+    scripted, deterministic, trace_on = (str(opts.pop(k, d)).lower() in ("1", "true", "yes")
+                                         for k, d in (("scripted", "true"), ("deterministic", "true"), ("trace", "false")))
     ckpt = Path(opts.pop("checkpoint", "") or (latest_checkpoint(run_dir / "checkpoints") or ""))
     if opts:
-        raise GraphError(f"eval: unknown option(s) {', '.join(f'{k}:=' for k in opts)} (episodes, seed, checkpoint, scripted, deterministic)")
+        raise GraphError(f"eval: unknown option(s) {', '.join(f'{k}:=' for k in opts)} (episodes, seed, checkpoint, scripted, deterministic, trace)")
     if not str(ckpt) or not (ckpt / "learner.json").is_file():
         raise GraphError(f"{run_dir}: no checkpoint to evaluate (give checkpoint:=DIR)")
     limit_s = 60.0 + episodes * 40.0
@@ -188,6 +191,7 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
         state = {"version": None}
         counted: List[tuple] = []  # (actor's episode id, success) of the episodes counted
         reached: Dict[int, str] = {}  # episode -> furthest task stage, as the simulator reports it
+        trace = EvalTrace(run_dir / "eval_trace.csv", graph.arms) if trace_on else None
 
         def policy_episodes(node, results):
             from diagnostic_msgs.msg import DiagnosticArray
@@ -205,22 +209,39 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
                 ep = rep.get("last_episode") or {}
                 # only episodes acted entirely with the checkpoint's weights: the first one that ends with
                 # them may have begun before they arrived, so counting starts after it
+                counts = (state["version"] is not None and str(rep.get("weights_version")) == str(state["version"])
+                          and bool(state.get("armed")) and len(results) < episodes)
+                if trace is not None:
+                    trace.end_episode(int(ep.get("episode_id", -1)), counts, bool(ep.get("success")))
                 if state["version"] is None or str(rep.get("weights_version")) != str(state["version"]):
                     return
-                if state.get("armed"):
+                if counts:
                     results.append(float(ep.get("duration_s", 0.0)) if ep.get("success") else None)
                     counted.append((int(ep.get("episode_id", -1)), bool(ep.get("success"))))
                 state["armed"] = True
 
             node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diag, 10)
             node.create_subscription(String, topics.EPISODE_METRICS, on_episode, qos.EVENTS)
+            if trace is not None:
+                trace.subscribe(node)
 
-        policy = _run_graph(graph, run_dir / "eval.log", policy_episodes, episodes, limit_s, say, "policy",
-                            waiting=lambda: not all(i in reached for i, _ in counted[:episodes]))
+        try:
+            policy = _run_graph(graph, run_dir / "eval.log", policy_episodes, episodes, limit_s, say, "policy",
+                                waiting=lambda: not all(i in reached for i, _ in counted[:episodes]))
+        finally:
+            if trace is not None:
+                trace.close()
     out = {"run": str(run_dir), "checkpoint": ckpt.name, "seed": seed, "deterministic": deterministic, "policy": _summary(policy)}
     stages = furthest_stages(counted[:episodes], reached)
     if stages is not None:
         out["policy"]["failures_reached"] = stages
+    if trace is not None:
+        rows = read_trace(trace.path)
+        out["trace"] = summarize(rows)
+        for line in summary_lines(out["trace"]):
+            say(f"[eval] trace, {line}")
+        png = plot_trace(rows, run_dir / "eval_trace.png", f"{setup} {run_args.get('task', '')}: policy alone, {ckpt.name}")
+        say(f"[eval] wrote {trace.path}" + (f" and {png}" if png else ""))
     if scripted and setup.startswith("sim"):
         say(f"[eval] scripted operator alone on the same seeds ({episodes} episodes)")
 
