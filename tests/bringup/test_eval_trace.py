@@ -25,6 +25,7 @@ def _step(trace, arm, t, pos, width, action, gripper, source=Source.POLICY):
 
 def test_trace_rows_carry_the_episode_its_outcome_and_each_arms_state_and_action(tmp_path):
     trace = EvalTrace(tmp_path / "eval_trace.csv", ["left", "right"])
+    _step(trace, "right", 97.0, (0.7, 0.0, 0.5), 0.0, [0] * 6, 1)  # the last episode's last step, reported late
     for k in range(10):  # episode 3, counted, failed: the right arm drives up into its limit and closes on nothing
         _step(trace, "left", 100.0 + 0.1 * k, (0.4, 0.0, 0.2 - 0.01 * k), 0.08, [0.1, 0, 0.5, 0, 0, 0], 1)
         _step(trace, "right", 100.0 + 0.1 * k, (0.3, 0.35, 0.3 + 0.02 * k), 0.0, [0, 0.95, -1.0, 0, 0, 0], 2)

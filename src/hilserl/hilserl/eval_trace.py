@@ -28,6 +28,7 @@ AXES = ("a0", "a1", "a2", "a3", "a4", "a5")
 TRACE_COLUMNS = ("episode", "counted", "success", "arm", "t_s", "x", "y", "z", "gripper_width_m", *AXES,
                  "gripper_action", "source")
 SATURATED = 0.9
+RESET_GAP_S = 0.5  # no control step is this long; a reset between episodes is
 
 
 class EvalTrace:
@@ -72,13 +73,26 @@ class EvalTrace:
                               a.source.name.lower()])
 
     def end_episode(self, episode: int, counted: bool, success: bool) -> None:
-        if self._pending:
-            t0 = min(r[1] for r in self._pending)
-            for r in self._pending:
+        rows = self._without_stragglers(self._pending)
+        if rows:
+            t0 = min(r[1] for r in rows)
+            for r in rows:
                 self._writer.writerow([episode, int(counted), int(success), r[0], f"{r[1] - t0:.3f}",
                                        *(f"{v:.4f}" for v in r[2:6]), *(f"{v:.3f}" for v in r[6:12]), *r[12:]])
             self._file.flush()
         self._pending = []
+
+    @staticmethod
+    def _without_stragglers(pending: List[list]) -> List[list]:
+        """The episode's own rows: an arm's last step of the previous episode can be reported after
+        that episode's end; the reset's pause (> ``RESET_GAP_S``) after it tells it apart."""
+        drop = set()
+        for arm in {r[0] for r in pending}:
+            idx = [i for i, r in enumerate(pending) if r[0] == arm]
+            for k in range(min(3, len(idx) - 1)):
+                if pending[idx[k + 1]][1] - pending[idx[k]][1] > RESET_GAP_S:
+                    drop.update(idx[: k + 1])
+        return [r for i, r in enumerate(pending) if i not in drop]
 
     def close(self) -> None:
         self._file.close()
