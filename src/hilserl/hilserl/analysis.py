@@ -31,7 +31,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .runlog import EpisodeRow, RunLog, append_csv_row
+from .runlog import EpisodeRow, RunLog, append_csv_row, pyplot, save_figure
 
 __all__ = ["LEARNER_COLUMNS", "ANALYSIS_METRICS", "LearnerLog", "PoseLog", "Scalars", "plot_analysis", "plot_visitation"]
 
@@ -191,22 +191,13 @@ class Scalars:
             self.writer.close()
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_analysis(rows: Sequence[Row], path: Path, title: str = "") -> Optional[Path]:
     """``analysis.png``: Q variance around the policy's action (Eq. 1) and the policy's mean |mu|
     and std against env steps. None when no analysis was taken."""
     points = analysis_points(rows)
     if not points:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     steps = [p["env_steps"] for p in points]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     var = [p.get("rlpd/q_action_variance") for p in points]
@@ -223,13 +214,7 @@ def plot_analysis(rows: Sequence[Row], path: Path, title: str = "") -> Optional[
     for ax in axes:
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 def plot_visitation(samples: Mapping[str, np.ndarray], path: Path, title: str = "", share: float = 0.2,
@@ -242,7 +227,7 @@ def plot_visitation(samples: Mapping[str, np.ndarray], path: Path, title: str = 
     if not samples:
         return None
     total = float(total_steps) if total_steps else max(float(s[:, 0].max()) for s in samples.values())
-    plt = _pyplot()
+    plt = pyplot()
     arms = sorted(samples)
     fig, axes = plt.subplots(len(arms), 4, figsize=(16, 3.8 * len(arms)), squeeze=False)
     for row, arm in enumerate(arms):
@@ -262,13 +247,7 @@ def plot_visitation(samples: Mapping[str, np.ndarray], path: Path, title: str = 
                 ax.set_xlabel("x (m)")
                 ax.set_ylabel(f"{plane[1]} (m)")
                 ax.set_title(f"{arm} {plane}, {name} of env steps ({len(part)} samples)")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title, dpi=80)
 
 
 def _extent(values: np.ndarray) -> List[float]:

@@ -141,9 +141,9 @@ def plot_trace(rows: Sequence[dict], path: Path, title: str = "") -> Optional[Pa
     arms = sorted({r["arm"] for r in rows if r["counted"] == "1"})
     if not arms:
         return None
-    from .analysis import _pyplot
+    from .runlog import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(arms), figsize=(5.5 * len(arms), 9), squeeze=False)
     for col, arm in enumerate(arms):
         episodes: Dict[str, List[dict]] = {}
@@ -167,10 +167,4 @@ def plot_trace(rows: Sequence[dict], path: Path, title: str = "") -> Optional[Pa
         height.set_ylabel("z (m, base frame)")
         for ax in (top, height):
             ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title, dpi=80)

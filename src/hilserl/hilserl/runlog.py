@@ -108,16 +108,33 @@ def rolling(values: Sequence[float], window: int = WINDOW) -> List[float]:
     return out
 
 
-def plot_run(rows: Sequence[EpisodeRow], path: Path, title: str = "") -> Optional[Path]:
-    """``training.png``: success rate, intervention rate and cycle time against env steps (top)
-    and wall-clock minutes (bottom). None when there is nothing to plot."""
-    if not rows:
-        return None
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: plots are written to files, never shown."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: Path, title: str = "", dpi: int = 90) -> Path:
+    """Give ``fig`` its title, lay it out, write it to ``path`` and close it."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
+def plot_run(rows: Sequence[EpisodeRow], path: Path, title: str = "") -> Optional[Path]:
+    """``training.png``: success rate, intervention rate and cycle time against env steps (top)
+    and wall-clock minutes (bottom). None when there is nothing to plot."""
+    if not rows:
+        return None
+    plt = pyplot()
     steps = [r.env_steps for r in rows]
     minutes = [r.wall_s / 60.0 for r in rows]
     success = rolling([float(r.success) for r in rows])
@@ -142,10 +159,4 @@ def plot_run(rows: Sequence[EpisodeRow], path: Path, title: str = "") -> Optiona
         for ax in axes[row]:
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
