@@ -26,13 +26,15 @@ def _step(trace, arm, t, pos, width, action, gripper, source=Source.POLICY):
 def test_trace_rows_carry_the_episode_its_outcome_and_each_arms_state_and_action(tmp_path):
     trace = EvalTrace(tmp_path / "eval_trace.csv", ["left", "right"])
     _step(trace, "right", 97.0, (0.7, 0.0, 0.5), 0.0, [0] * 6, 1)  # the last episode's last step, reported late
+    for arm in ("left", "right"):  # the mux holding the arms through the reset
+        _step(trace, arm, 98.0, (0.5, 0.0, 0.3), 0.08, [0] * 6, 1, Source.HOLD)
     for k in range(10):  # episode 3, counted, failed: the right arm drives up into its limit and closes on nothing
         _step(trace, "left", 100.0 + 0.1 * k, (0.4, 0.0, 0.2 - 0.01 * k), 0.08, [0.1, 0, 0.5, 0, 0, 0], 1)
         _step(trace, "right", 100.0 + 0.1 * k, (0.3, 0.35, 0.3 + 0.02 * k), 0.0, [0, 0.95, -1.0, 0, 0, 0], 2)
-    trace.end_episode(3, counted=True, success=False)
+    trace.end_episode(3, counted=True, success=False, steps=10)
     _step(trace, "left", 200.0, (0.5, 0.1, 0.1), 0.03, [0, 0, 0, 0, 0, 0], 2, Source.HOLD)
-    trace.end_episode(4, counted=False, success=True)
-    trace.end_episode(5, counted=True, success=True)  # nothing pending: nothing written
+    trace.end_episode(4, counted=False, success=True, steps=1)
+    trace.end_episode(5, counted=True, success=True, steps=5)  # nothing pending: nothing written
     trace.close()
     rows = read_trace(tmp_path / "eval_trace.csv")
     assert len(rows) == 21

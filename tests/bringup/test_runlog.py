@@ -68,6 +68,7 @@ def test_the_evaluation_graph_runs_the_policy_alone_deterministic_or_sampled(tmp
         g = eval_graph("sim_single_arm", {"task": "peg_insertion", "lockstep": "true"}, tmp_path, 1000, deterministic)
         nodes = {n.executable: n.parameter_dict() for n in g.nodes}
         assert nodes["actor_node"]["deterministic"] is deterministic and nodes["actor_node"]["grasp_epsilon"] == 0.0
+        assert nodes["actor_node"]["await_weights"] is True  # no episode before the checkpoint's weights: all count
         assert nodes["sim_node"]["operator.mode"] == "off" and nodes["sim_node"]["seed"] == 1000
         assert nodes["sim_node"]["lockstep"] is True  # the run's own arguments, pace included
         assert nodes["learner_node"]["learner.updates_per_transition"] == 0.0  # serves weights, never trains

@@ -37,7 +37,7 @@ def test_train_writes_its_record_resumes_and_eval_reports(tmp_path):
     more = list(csv.DictReader(open(run / "episodes.csv")))
     assert len(more) > len(rows) and int(more[-1]["env_steps"]) >= 240
     assert "resumed from" in (run / "graph.log").read_text()
-    ev = hilserl("eval", str(run), "episodes:=2", "scripted:=false")
+    ev = hilserl("eval", str(run), "episodes:=2", "scripted:=false", "trace:=true")
     assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
     result = json.loads((run / "eval.json").read_text())
     assert result["policy"]["episodes"] == 2 and 0.0 <= result["policy"]["success_rate"] <= 1.0
@@ -45,3 +45,12 @@ def test_train_writes_its_record_resumes_and_eval_reports(tmp_path):
     reached = result["policy"]["failures_reached"]
     assert set(reached) <= {"none", "grasped"} and sum(reached.values()) == 2 - result["policy"]["successes"], reached
     assert "policy alone:" in ev.stdout
+    # every episode counts from the first scene on (the actor waits for the checkpoint's weights), and
+    # the trace holds each counted step of the arm
+    trace = list(csv.DictReader(open(run / "eval_trace.csv")))
+    counted = [r for r in trace if r["counted"] == "1"]
+    assert sorted({r["episode"] for r in counted}) == ["1", "2"], sorted({(r["episode"], r["counted"]) for r in trace})
+    assert {r["arm"] for r in counted} == {"left"} and all(r["source"] in ("policy", "hold") for r in counted)
+    policy_steps = sum(r["source"] == "policy" for r in counted)
+    assert policy_steps >= 0.9 * len(counted)  # not the holds through the resets
+    assert result["trace"]["left"]["steps"] == policy_steps and (run / "eval_trace.png").is_file()

@@ -28,7 +28,6 @@ AXES = ("a0", "a1", "a2", "a3", "a4", "a5")
 TRACE_COLUMNS = ("episode", "counted", "success", "arm", "t_s", "x", "y", "z", "gripper_width_m", *AXES,
                  "gripper_action", "source")
 SATURATED = 0.9
-RESET_GAP_S = 0.5  # no control step is this long; a reset between episodes is
 
 
 class EvalTrace:
@@ -72,8 +71,11 @@ class EvalTrace:
         self._pending.append([arm, a.stamp_s, *pos, self._width.get(arm, float("nan")), *a.action, a.gripper,
                               a.source.name.lower()])
 
-    def end_episode(self, episode: int, counted: bool, success: bool) -> None:
-        rows = self._without_stragglers(self._pending)
+    def end_episode(self, episode: int, counted: bool, success: bool, steps: int) -> None:
+        """The actor's report that ``episode`` ended after ``steps`` steps: each arm's last ``steps``
+        reports are the episode's (before them: the mux holding the arm through the reset, and the
+        previous episode's last step when it was reported after that episode's end)."""
+        rows = self._last_steps(self._pending, steps)
         if rows:
             t0 = min(r[1] for r in rows)
             for r in rows:
@@ -83,16 +85,11 @@ class EvalTrace:
         self._pending = []
 
     @staticmethod
-    def _without_stragglers(pending: List[list]) -> List[list]:
-        """The episode's own rows: an arm's last step of the previous episode can be reported after
-        that episode's end; the reset's pause (> ``RESET_GAP_S``) after it tells it apart."""
-        drop = set()
+    def _last_steps(pending: List[list], steps: int) -> List[list]:
+        keep = set()
         for arm in {r[0] for r in pending}:
-            idx = [i for i, r in enumerate(pending) if r[0] == arm]
-            for k in range(min(3, len(idx) - 1)):
-                if pending[idx[k + 1]][1] - pending[idx[k]][1] > RESET_GAP_S:
-                    drop.update(idx[: k + 1])
-        return [r for i, r in enumerate(pending) if i not in drop]
+            keep.update([i for i, r in enumerate(pending) if r[0] == arm][-steps:] if steps > 0 else [])
+        return [r for i, r in enumerate(pending) if i in keep]
 
     def close(self) -> None:
         self._file.close()

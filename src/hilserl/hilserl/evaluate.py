@@ -4,7 +4,9 @@ Runs a trained policy alone: the run's graph (``RUN/config.yaml``) with the oper
 actor acting with the policy mean and no random gripper actions, and the learner serving the
 weights of a checkpoint (a copy of the run's newest, or ``checkpoint:=``) without updating
 them. Episodes start from the simulator's ``seed`` (held out: training uses ``seed`` 0 by
-default); success is the simulator's ground truth, also for a policy trained with a classifier. Then, on the same seeds, the scripted operator does the task alone (simulation only).
+default), and every one counts from the first scene on (the actor begins none before the
+checkpoint's weights are in: ``await_weights``), so the policy and the scripted operator get the
+same scenes; success is the simulator's ground truth, also for a policy trained with a classifier. Then, on the same seeds, the scripted operator does the task alone (simulation only).
 Prints the success rate with a 95% Wilson interval and the cycle time of successful episodes,
 beside the scripted operator's, and how far the failed episodes got (the task's furthest stage,
 as the simulator reports each episode: ``failures_reached``), and writes ``RUN/eval.json``. ``deterministic:=false`` samples
@@ -57,7 +59,7 @@ def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, 
     if "reward" in defaults:
         args["reward"] = "sim"  # success is the task's, by the simulator's ground truth, whatever reward trained the policy
     g = with_run_node_parameters(load_graph(setup, args), node_params)
-    g = with_node_parameters(g, "actor_node", {"deterministic": deterministic, "grasp_epsilon": 0.0})
+    g = with_node_parameters(g, "actor_node", {"deterministic": deterministic, "grasp_epsilon": 0.0, "await_weights": True})
     return with_node_parameters(g, "learner_node", {"learner.updates_per_transition": 0.0, "learner.checkpoint_period_updates": 0,
                                                     "learner.checkpoint_period_s": 0.0})
 
@@ -207,18 +209,17 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
             def on_episode(msg):
                 rep = json.loads(msg.data)
                 ep = rep.get("last_episode") or {}
-                # only episodes acted entirely with the checkpoint's weights: the first one that ends with
-                # them may have begun before they arrived, so counting starts after it
-                counts = (state["version"] is not None and str(rep.get("weights_version")) == str(state["version"])
-                          and bool(state.get("armed")) and len(results) < episodes)
+                # The actor begins no episode before the checkpoint's weights are in (await_weights), so
+                # every episode counts, from the first scene on: the scenes the scripted operator gets
+                # below. (One that reports other weights than the learner serves would not count.)
+                version = rep.get("weights_version")
+                counts = (version not in (None, 0) and (state["version"] is None or str(version) == str(state["version"]))
+                          and len(results) < episodes)
                 if trace is not None:
-                    trace.end_episode(int(ep.get("episode_id", -1)), counts, bool(ep.get("success")))
-                if state["version"] is None or str(rep.get("weights_version")) != str(state["version"]):
-                    return
+                    trace.end_episode(int(ep.get("episode_id", -1)), counts, bool(ep.get("success")), int(ep.get("steps", 0)))
                 if counts:
                     results.append(float(ep.get("duration_s", 0.0)) if ep.get("success") else None)
                     counted.append((int(ep.get("episode_id", -1)), bool(ep.get("success"))))
-                state["armed"] = True
 
             node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diag, 10)
             node.create_subscription(String, topics.EPISODE_METRICS, on_episode, qos.EVENTS)

@@ -81,6 +81,7 @@ class ActorNode(Node):
         self.spool = TransitionSpool(c.spool_max_transitions, c.resend_after_s)
         self._learner_backlog = 0  # updates the learner owes its update-to-data ratio (from its acknowledgements)
         self._deferred = None  # (observation, stamp_s) waiting for the learner (lockstep)
+        self._weights_in = False  # any policy weights from the learner yet (await_weights)
         self.learner_waits = 0
         self._last_ack_s = -1.0  # when the learner last acknowledged anything (its acks come periodically)
         self._learner_session = ""
@@ -191,6 +192,7 @@ class ActorNode(Node):
         except (ValueError, WeightsMismatch) as exc:
             self.diag.report("weights", diagnostics.ERROR, f"kept weights v{self.policy.version}: {exc}", publish_now=True)
             return
+        self._weights_in = True
         extra = {}
         published = meta.get("published_s")  # learner publish -> loaded here (same clock source on one machine; NTP across)
         if isinstance(published, (int, float)) and not isinstance(published, bool) and np.isfinite(published):
@@ -208,6 +210,8 @@ class ActorNode(Node):
         c, cycle = self.conf.value, self.cycle
         if cycle.phase is EpisodePhase.RESET:
             if self.spool.full:  # the learner stores nothing: more episodes would be lost, so wait (_resend says so)
+                return
+            if c.await_weights and not self._weights_in:
                 return
             if cycle.may_request_reset(now):
                 self.reset.request(self.loop.recorder.episode_id + 1)

@@ -55,6 +55,8 @@ class ActorConfig:
     max_episode_steps: int = param(100, "time limit (a truncation, not a terminal state)", units="steps", low=1, high=100_000, live=True)
     deterministic: bool = param(False, "act with the policy mean (evaluation) instead of sampling (exploration)", live=True)
     grasp_epsilon: float = param(0.05, "probability of a random gripper action (grasp exploration)", low=0.0, high=1.0, live=True)
+    await_weights: bool = param(False, "begin no episode before the learner's first policy weights are in (hilserl eval: "
+                                "every episode acts with the checkpoint's weights, from the first scene on)")
     use_grasp_critic: bool = param(True, "grippers are driven by the grasp critic (else they stay)")
     grasp_penalty: float = param(-0.02, "reward added for a gripper action that changes the gripper state", low=-1.0, high=0.0)
     reset_service: str = param("/sim/reset", "std_srvs/Trigger that resets the scene between episodes; empty = wait until the operator resets it and publishes /episode/reset")
