@@ -195,6 +195,23 @@ def test_actor_loop(rig, spin_until):
     assert len(world.actions) <= n_actions + 1 and "stale" in actor.diag._statuses["inputs"].message
 
 
+def test_with_await_weights_no_episode_begins_before_the_learners_weights(ros_context, spin_until):
+    """hilserl eval: every episode acts with the checkpoint's weights, so every one can count."""
+    actor, world, ex = _rig(ros_context, await_weights=True)
+    try:
+        spin_until(ex, lambda: False, 1.5)  # inputs flow, but no weights yet
+        assert world.resets == 0 and world.actions == [] and actor.cycle.phase is EpisodePhase.RESET
+        state = {f"{n}/{k}": v.numpy() for n, a in actor.policy.agents().items() for k, v in a.policy_state_dict().items()}
+        pub = world.node.create_publisher(UInt8MultiArray, "/learner/policy_weights", qos.LATCHED)
+        pub.publish(payload.encode(*wire.weights_to_arrays(state, 7)))
+        assert spin_until(ex, lambda: world.resets == 1 and len(world.actions) >= 3, 15), (world.resets, actor.cycle.phase)
+        assert actor.policy.version == 7
+    finally:
+        ex.shutdown()
+        actor.destroy_node()
+        world.node.destroy_node()
+
+
 def test_actor_swaps_in_weights_and_rejects_foreign_ones(rig, spin_until):
     actor, world, ex = rig
     other = ActorNode(context=ex.context, namespace="/other", parameter_overrides=[
