@@ -213,7 +213,7 @@ def run_eval(run: str, arguments: Mapping[str, str], say: Callable[[str], None] 
                 # every episode counts, from the first scene on: the scenes the scripted operator gets
                 # below. (One that reports other weights than the learner serves would not count.)
                 version = rep.get("weights_version")
-                counts = (version not in (None, 0) and (state["version"] is None or str(version) == str(state["version"]))
+                counts = (version is not None and (state["version"] is None or str(version) == str(state["version"]))
                           and len(results) < episodes)
                 if trace is not None:
                     trace.end_episode(int(ep.get("episode_id", -1)), counts, bool(ep.get("success")), int(ep.get("steps", 0)))
