@@ -24,6 +24,7 @@ when it is of the run's newest checkpoint.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping
@@ -75,8 +76,8 @@ def finished_runs(root: Path, episodes: int) -> Dict[str, List[dict]]:
     seed's held-out seeds, per method (in ``METHODS`` order) and seed: what the table shows."""
     results: Dict[str, List[dict]] = {}
     for method in METHODS:
-        seeds = sorted(int(p.name[len(method) + 5:]) for p in root.glob(f"{method}-seed*") if p.name[len(method) + 5:].isdigit())
-        for seed in seeds:
+        named = (re.fullmatch(rf"{re.escape(method)}-seed(\d+)", p.name) for p in root.glob(f"{method}-seed*"))
+        for seed in sorted(int(m.group(1)) for m in named if m):
             run = root / f"{method}-seed{seed}"
             if not (_evaluated(run, episodes, 1000 + 100 * seed) and (run / "summary.json").is_file()):
                 continue

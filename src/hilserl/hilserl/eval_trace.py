@@ -22,6 +22,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .runlog import pyplot, save_figure
+
 __all__ = ["EvalTrace", "TRACE_COLUMNS", "summarize", "plot_trace", "read_trace"]
 
 AXES = ("a0", "a1", "a2", "a3", "a4", "a5")
@@ -134,12 +136,10 @@ def summary_lines(summary: Dict[str, dict]) -> List[str]:
 
 def plot_trace(rows: Sequence[dict], path: Path, title: str = "") -> Optional[Path]:
     """``eval_trace.png``: per arm (a column each), the counted episodes' TCP paths from above and
-    their height over time; a circle marks each start, a cross each end (filled green: success)."""
+    their height over time; a circle marks each start, a cross each end (green: success, red: failure)."""
     arms = sorted({r["arm"] for r in rows if r["counted"] == "1"})
     if not arms:
         return None
-    from .runlog import pyplot, save_figure
-
     plt = pyplot()
     fig, axes = plt.subplots(2, len(arms), figsize=(5.5 * len(arms), 9), squeeze=False)
     for col, arm in enumerate(arms):
