@@ -163,7 +163,9 @@ def test_sim_dual_arm_graph_end_to_end(tmp_path, ros_context, spin_until, hot_pa
             # muxes' timer steps do not release it): no step is lost to a frame that came too soon
             actor = obs.status("/actor: actor")[1]
             assert int(actor["dropped_steps"]) <= 0.02 * int(actor["transitions_sent"]), actor
-            assert int(sim[1]["lockstep_timeouts"]) == 0, sim  # resets between episodes never stall it
+            stalls = "\n".join(line for line in log.getvalue().splitlines()
+                               if "lockstep: no action" in line or "reset" in line.lower())
+            assert int(sim[1]["lockstep_timeouts"]) == 0, f"{sim}\n{stalls[-6000:]}"  # resets between episodes never stall it
         else:
             assert sim is not None and sim[1]["lockstep"] == "off", sim
 

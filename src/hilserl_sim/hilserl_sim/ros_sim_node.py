@@ -94,8 +94,9 @@ class SimNodeConfig:
     lockstep: bool = param(False, "after each camera frame, wait until every arm's mux has executed an action for that frame "
                            "(mux/executed): a machine too slow for the control rate slows the simulation instead of the "
                            "policy seeing frames at a rate it will not see on the robot (hilserl_sim.pacing)")
-    lockstep_timeout_s: float = param(5.0, "lockstep: with no action for a frame after this long (wall clock), simulated time "
-                                      "follows the wall clock until an action answers a frame again", units="s", low=0.1, high=600.0)
+    lockstep_timeout_s: float = param(60.0, "lockstep: with no action for a frame after this long (wall clock), simulated time "
+                                      "follows the wall clock until an action answers a frame again (an actor that waits for "
+                                      "the learner holds its action meanwhile)", units="s", low=0.1, high=600.0)
     reward_source: str = param("classifier", "who publishes /reward/success: classifier (the reward node) or sim (this node's ground truth stands in until a classifier is trained)", choices=("classifier", "sim"))
     operator: OperatorNodeConfig = field(default_factory=OperatorNodeConfig)
 

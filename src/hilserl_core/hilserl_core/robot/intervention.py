@@ -156,8 +156,11 @@ def measured_pose_problem(pos, quat) -> str:
 # its world stands still, so that frame, the state sent with it and an action computed from it stay
 # current however old they are by the wall clock. The nodes that refuse old inputs (the mux and the
 # actor) accept them up to this old in lockstep: the simulator's default lockstep_timeout_s, after
-# which it goes on with the wall clock and sends fresh frames again.
-LOCKSTEP_INPUT_AGE_S = 5.0
+# which it goes on with the wall clock and sends fresh frames again. Long enough for the waits that
+# lockstep makes on purpose: an actor holding its action while the learner catches up with its
+# update-to-data ratio (after a checkpoint of a few GB, ~10 s on 2 cores; on a loaded test host, the
+# learner's first updates).
+LOCKSTEP_INPUT_AGE_S = 60.0
 
 
 def input_age_limit(max_age_s: float, lockstep: bool) -> float:
