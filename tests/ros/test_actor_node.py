@@ -201,6 +201,8 @@ def test_with_await_weights_no_episode_begins_before_the_learners_weights(ros_co
     try:
         spin_until(ex, lambda: False, 1.5)  # inputs flow, but no weights yet
         assert world.resets == 0 and world.actions == [] and actor.cycle.phase is EpisodePhase.RESET
+        waiting = actor.diag._statuses["weights"]
+        assert "no episode begins until they arrive" in waiting.message, waiting.message
         state = {f"{n}/{k}": v.numpy() for n, a in actor.policy.agents().items() for k, v in a.policy_state_dict().items()}
         pub = world.node.create_publisher(UInt8MultiArray, "/learner/policy_weights", qos.LATCHED)
         pub.publish(payload.encode(*wire.weights_to_arrays(state, 7)))

@@ -46,6 +46,8 @@ from hilserl_interfaces.params import NodeConfig
 
 from .scene_reset import EPISODE_RESET, SceneReset
 
+AWAIT_WEIGHTS_WARN_S = 10.0  # await_weights: a wait this long for the learner's first weights is logged
+
 
 class ActorNode(Node):
     def __init__(self, **node_kwargs):
@@ -114,7 +116,10 @@ class ActorNode(Node):
         self.reset = SceneReset(self, c.reset_service, self.cycle, self.diag)
         self.create_timer(1.0 / c.control_rate_hz, self._on_timer)
         self.create_timer(0.5, self._resend)
-        self.diag.report("weights", diagnostics.WARN, "no policy weights from the learner yet: acting with the initial policy")
+        self.diag.report("weights", diagnostics.WARN, "no policy weights from the learner yet: " + (
+            "no episode begins until they arrive (await_weights)" if c.await_weights else "acting with the initial policy"))
+        self._started_s = self._now()
+        self._await_warned = False
         self._last_tick_s = -1.0
         self.actions_sent = 0
         self._frame_to_action_ms, self._compute_ms = RecentMedian(), RecentMedian()  # compute: policy + grasp critic
@@ -212,6 +217,11 @@ class ActorNode(Node):
             if self.spool.full:  # the learner stores nothing: more episodes would be lost, so wait (_resend says so)
                 return
             if c.await_weights and not self._weights_in:
+                if not self._await_warned and now - self._started_s > AWAIT_WEIGHTS_WARN_S:
+                    self._await_warned = True  # once: the diagnostic above stays WARN until they arrive
+                    self.get_logger().warning(f"no policy weights from the learner after {AWAIT_WEIGHTS_WARN_S:g} s: no "
+                                              f"episode begins until they arrive (await_weights); is the learner running "
+                                              f"and publishing {topics.POLICY_WEIGHTS}?")
                 return
             if cycle.may_request_reset(now):
                 self.reset.request(self.loop.recorder.episode_id + 1)
