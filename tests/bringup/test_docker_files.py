@@ -314,6 +314,8 @@ def volume_target(volume: str) -> str:
 
 def test_services_and_profiles(compose):
     services = compose["services"]
+    slowest_stop = max(n.shutdown_timeout_s for setup in ("real_single_arm", "real_dual_arm", "sim_single_arm", "sim_dual_arm")
+                       for n in G.load_graph(setup).nodes)
     assert set(services) == set(SERVICES)
     for name, (kind, _, _) in SERVICES.items():
         svc = services[name]
@@ -323,6 +325,9 @@ def test_services_and_profiles(compose):
         assert build["dockerfile"] == f"docker/Dockerfile.{kind}" and (ROOT / build["dockerfile"]).is_file()
         assert svc["network_mode"] == "host", f"{name}: DDS discovery needs the host network"
         assert svc.get("stop_signal") == "SIGINT", f"{name}: Ctrl-C is how the nodes stop cleanly (final checkpoint)"
+        # docker's SIGKILL comes after the grace period: not before the slowest node's own shutdown_timeout
+        grace = svc.get("stop_grace_period", "10s")
+        assert grace.endswith("s") and float(grace[:-1]) > slowest_stop, f"{name}: stop_grace_period {grace}"
 
 
 def test_commands_name_launch_files_executables_and_files_that_exist(compose):

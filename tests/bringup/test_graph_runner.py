@@ -136,6 +136,8 @@ NODE_PROGRAM = textwrap.dedent(
         sys.exit(int(mode[4:]))
     while not stop:
         time.sleep(0.02)
+    if mode == "slow_stop":  # a final job after the signal (as the learner's last checkpoint)
+        time.sleep(1.5)
     print(name, "clean shutdown", flush=True)
     """
 )
@@ -191,6 +193,26 @@ def test_a_node_that_ignores_sigint_is_named_and_terminated(tmp_path):
     runner.shutdown(sigint_timeout_s=0.5)
     assert "[hilserl] /left/b still running 0.5 s after SIGINT: sending SIGTERM" in out.getvalue()
     assert {e.spec.fqn: e.returncode for e in runner.exits} == {"/a": 0, "/left/b": -signal.SIGTERM}
+
+
+def test_each_node_gets_its_own_shutdown_timeout_before_the_next_signal(tmp_path):
+    """A node that needs time to stop (the learner's final checkpoint) is waited for as long as its
+    shutdown_timeout says; one with a short timeout is escalated on its own schedule."""
+    doc = {"nodes": [{"name": "a", "package": "p", "executable": "x", "shutdown_timeout": 10},
+                     {"name": "b", "package": "p", "executable": "x", "namespace": "left", "shutdown_timeout": 0.5}]}
+    runner, out = _runner(tmp_path, {"a": "slow_stop", "b": "slow_stop"}, doc=doc)
+    assert runner.graph.node("/a").shutdown_timeout_s == 10.0 and runner.graph.node("/left/b").shutdown_timeout_s == 0.5
+    text = _start_and_stop(runner, out, 2)
+    assert "[hilserl] /left/b still running 0.5 s after SIGINT: sending SIGTERM" in text
+    assert "/a still running" not in text and "a clean shutdown" in text
+    assert {e.spec.fqn: e.returncode for e in runner.exits} == {"/a": 0, "/left/b": 0}  # b stops on SIGTERM too
+
+
+@pytest.mark.parametrize("value", [0, -1, "soon", True])
+def test_a_shutdown_timeout_that_is_not_a_positive_number_is_refused(tmp_path, value):
+    doc = {"nodes": [{"name": "a", "package": "p", "executable": "x", "shutdown_timeout": value}]}
+    with pytest.raises(G.GraphError, match="shutdown_timeout must be a number of seconds > 0"):
+        G.load_graph("demo", cfg_dir=_write_cfg(tmp_path, doc))
 
 
 def test_a_dying_required_node_stops_the_graph_with_its_status(tmp_path):

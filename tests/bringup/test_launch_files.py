@@ -226,8 +226,11 @@ def test_launch_files_respawn_what_the_graph_respawns_and_shut_down_on_the_other
         else:
             assert "respawn" not in kw and "respawn_delay" not in kw, proc.key
             assert ("on_exit" in kw) == proc.required, proc.key
+        # the time from SIGINT to SIGTERM, as the runner gives it (launch's default is the same 5 s)
+        assert float(kw.get("sigterm_timeout", G.DEFAULT_SHUTDOWN_TIMEOUT_S)) == proc.shutdown_timeout_s, proc.key
     learner = [kw for kw in launched if kw.get("name") == "learner"]
     assert learner and learner[0]["respawn"] is True and learner[0]["respawn_delay"] > 0
+    assert float(learner[0]["sigterm_timeout"]) >= 60  # its final checkpoint (GBs of buffers) is not cut off
 
 
 def test_launch_arguments_reach_the_nodes_like_runner_overrides(monkeypatch):

@@ -43,6 +43,11 @@ files). A node that exits with status 2, the status of a refused configuration
 composed process (below) the whole process is restarted when any member has respawn
 set, after the longest of the members' delays; the other members restart with it.
 
+``shutdown_timeout`` (seconds, default 5) is how long a node may take to stop after the
+first signal (SIGINT, or SIGTERM when a required node died) before it is sent the next
+one: the learner's final checkpoint of a few GB needs more than the default. A composed
+process gets its members' longest (launch_ros ``Node(sigterm_timeout=)`` in the launch files).
+
 ``process`` composes nodes: every node with the same (non-empty, after substitution)
 ``process`` value runs in one process that spins them in one executor
 (``hilserl_interfaces.compose``, ``ros2 run hilserl_interfaces compose_nodes``), the
@@ -82,8 +87,9 @@ __all__ = [
     "parse_overrides",
 ]
 
+DEFAULT_SHUTDOWN_TIMEOUT_S = 5.0  # as launch's sigterm_timeout: SIGINT, then SIGTERM after this long
 _NODE_KEYS = {"name", "package", "executable", "namespace", "for_each", "params_files", "parameters", "remappings", "required",
-              "condition", "process", "respawn", "respawn_delay"}
+              "condition", "process", "respawn", "respawn_delay", "shutdown_timeout"}
 # the executable that runs a composed process (hilserl_interfaces.compose)
 COMPOSE_PACKAGE, COMPOSE_EXECUTABLE = "hilserl_interfaces", "compose_nodes"
 _TOP_KEYS = {"description", "arguments", "choices", "arms", "cameras", "nodes"}
@@ -109,6 +115,7 @@ class NodeSpec:
     process: str = ""  # nodes with the same non-empty value share one process
     respawn: bool = False  # restart it when it exits on its own (as launch_ros Node(respawn=True))
     respawn_delay: float = 0.0  # seconds between its exit and the restart
+    shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S  # from the first stop signal to the next one
 
     @property
     def fqn(self) -> str:
@@ -369,6 +376,9 @@ def _resolve(entry: Mapping, env: Mapping[str, str], cfg_dir: Path, where: str) 
     delay = e.get("respawn_delay", 0.0)
     if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0.0 <= float(delay) < float("inf"):
         raise GraphError(f"{where} ({name}): respawn_delay must be a number of seconds >= 0, got {delay!r}")
+    stop_s = e.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT_S)
+    if isinstance(stop_s, bool) or not isinstance(stop_s, (int, float)) or not 0.0 < float(stop_s) < float("inf"):
+        raise GraphError(f"{where} ({name}): shutdown_timeout must be a number of seconds > 0, got {stop_s!r}")
     return NodeSpec(
         name=name,
         package=str(e["package"]),
@@ -381,6 +391,7 @@ def _resolve(entry: Mapping, env: Mapping[str, str], cfg_dir: Path, where: str) 
         process=process,
         respawn=respawn,
         respawn_delay=float(delay),
+        shutdown_timeout_s=float(stop_s),
     )
 
 
@@ -467,6 +478,11 @@ class Process:
     @property
     def respawn_delay(self) -> float:
         return max((n.respawn_delay for n in self.nodes if n.respawn), default=0.0)
+
+    @property
+    def shutdown_timeout_s(self) -> float:
+        """How long it may take to stop after the first signal: its members' longest."""
+        return max(n.shutdown_timeout_s for n in self.nodes)
 
 
 def processes(graph: Graph) -> List[Process]:

@@ -16,18 +16,22 @@ member.
 A process with ``respawn`` in the description (a composed one: any member) gets launch_ros's
 ``respawn=True`` and ``respawn_delay``, and no ``Shutdown`` on exit (launch would run it on
 every exit, respawned or not); a required process without respawn shuts launch down when it
-exits, as the ``hilserl launch`` runner does.
+exits, as the ``hilserl launch`` runner does. A process whose ``shutdown_timeout`` differs from
+launch's 5 s gets it as ``sigterm_timeout`` (the time from SIGINT to SIGTERM).
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from .graph import NodeSpec, Process, load_graph, process_command, processes
+from .graph import DEFAULT_SHUTDOWN_TIMEOUT_S, NodeSpec, Process, load_graph, process_command, processes
 
 
 def _respawn_kwargs(proc: Process) -> Dict[str, Any]:
-    return {"respawn": True, "respawn_delay": proc.respawn_delay} if proc.respawn else {}
+    kw: Dict[str, Any] = {"respawn": True, "respawn_delay": proc.respawn_delay} if proc.respawn else {}
+    if proc.shutdown_timeout_s != DEFAULT_SHUTDOWN_TIMEOUT_S:  # launch's default sigterm_timeout is the same 5 s
+        kw["sigterm_timeout"] = f"{proc.shutdown_timeout_s:g}"
+    return kw
 
 
 def node_kwargs(spec: NodeSpec) -> Dict[str, Any]:

@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Deque, Dict, List, Optional, TextIO
+from typing import Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from hilserl_interfaces.signals import stop_on_signals
 
@@ -280,36 +280,55 @@ class GraphRunner:
         # a clean exit (status 0) of a required node ends the run successfully (e.g. a finished job)
         return code if code > 0 else (1 if code < 0 else 0)
 
-    def shutdown(self, sigint_timeout_s: float = 5.0, sigterm_timeout_s: float = 3.0, first_signal: int = signal.SIGINT) -> None:
+    def shutdown(self, sigint_timeout_s: Optional[float] = None, sigterm_timeout_s: float = 3.0,
+                 first_signal: int = signal.SIGINT) -> None:
+        """Stop every process: ``first_signal`` (SIGINT, or SIGTERM with ``sigterm_timeout_s`` more
+        time), then, to each one still running after its own grace (its nodes' longest
+        ``shutdown_timeout``, or ``sigint_timeout_s`` for all when given), SIGTERM, and SIGKILL
+        ``sigterm_timeout_s`` later. A slow stop (a learner writing its final checkpoint) is
+        waited for as long as its node asks, without holding up the others' escalation."""
         self._stopping = True
-        unique = list({id(p): p for p in self._procs.values()}.values())
-        previous = None
-        steps = [(signal.SIGINT, sigint_timeout_s), (signal.SIGTERM, sigterm_timeout_s), (signal.SIGKILL, 2.0)]
+        members: Dict[int, Tuple[subprocess.Popen, List[str]]] = {}
+        for fqn, p in self._procs.items():
+            members.setdefault(id(p), (p, []))[1].append(fqn)
+        ladder = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
         if first_signal == signal.SIGTERM:
-            steps = steps[1:]
-            steps[0] = (signal.SIGTERM, sigint_timeout_s + sigterm_timeout_s)
-        for sig, timeout in steps:
-            alive = [p for p in unique if p.poll() is None]
-            if not alive:
-                break
-            if previous is not None:  # say who needed more than a polite request (a slow or stuck shutdown)
-                names = sorted(fqn for fqn, p in self._procs.items() if p in alive)
-                self._say(f"[hilserl] {', '.join(names)} still running {previous[1]:g} s after {previous[0].name}: sending {sig.name}")
-            previous = (sig, timeout)
-            for p in alive:
-                try:
-                    os.killpg(p.pid, sig)
-                except ProcessLookupError:
-                    pass
-            end = time.monotonic() + timeout
-            while time.monotonic() < end and any(p.poll() is None for p in alive):
-                time.sleep(0.05)
+            ladder = ladder[1:]
+        waits = {signal.SIGTERM: sigterm_timeout_s, signal.SIGKILL: 2.0}
+        pending: Dict[int, Tuple[int, float, float]] = {}  # id -> (rung of the ladder, deadline, its wait)
+        for key, (p, fqns) in members.items():
+            if p.poll() is not None:
+                continue
+            grace = (sigint_timeout_s if sigint_timeout_s is not None
+                     else max(self.graph.node(f).shutdown_timeout_s for f in fqns))
+            wait = grace + (sigterm_timeout_s if ladder[0] == signal.SIGTERM else 0.0)
+            self._kill(p, ladder[0])
+            pending[key] = (0, time.monotonic() + wait, wait)
+        while pending:
+            now = time.monotonic()
+            for key, (rung, deadline, wait) in list(pending.items()):
+                p, fqns = members[key]
+                if p.poll() is not None or (now >= deadline and rung == len(ladder) - 1):
+                    del pending[key]  # stopped, or SIGKILLed (reaped below)
+                elif now >= deadline:  # say who needed more than a polite request (a slow or stuck shutdown)
+                    sig = ladder[rung + 1]
+                    self._say(f"[hilserl] {', '.join(sorted(fqns))} still running {wait:g} s after {ladder[rung].name}: sending {sig.name}")
+                    self._kill(p, sig)
+                    pending[key] = (rung + 1, now + waits[sig], waits[sig])
+            time.sleep(0.05)
         for spec in self.graph.nodes:
             proc = self._procs.get(spec.fqn)
             if proc is not None:
                 self.exits.append(NodeExit(spec, proc.wait(), expected=True))
         for t in self._threads:
             t.join(timeout=1.0)
+
+    @staticmethod
+    def _kill(p: "subprocess.Popen", sig: int) -> None:
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def run(self) -> int:
         """Start, wait, and turn SIGINT/SIGTERM into an orderly shutdown (status 0)."""

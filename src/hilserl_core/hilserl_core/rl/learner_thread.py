@@ -160,4 +160,5 @@ class LearnerThread:
         with self.lock:
             if not self.pacer.changed_since_checkpoint(self.learner.progress()):
                 return None
+        self.logger.info(f"writing the final checkpoint into {self.checkpoint_dir} (GBs of buffers take a while)")
         return self.checkpoint()
