@@ -72,6 +72,7 @@ def test_the_evaluation_graph_runs_the_policy_alone_deterministic_or_sampled(tmp
         assert nodes["sim_node"]["operator.mode"] == "off" and nodes["sim_node"]["seed"] == 1000
         assert nodes["sim_node"]["lockstep"] is True  # the run's own arguments, pace included
         assert nodes["learner_node"]["learner.updates_per_transition"] == 0.0  # serves weights, never trains
+        assert nodes["learner_node"]["final_checkpoint"] is False  # nor writes GBs into its copy on the way out
 
 
 def test_the_evaluation_graph_keeps_the_runs_own_node_parameters_under_its_own(tmp_path):

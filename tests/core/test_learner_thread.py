@@ -71,6 +71,17 @@ def test_checkpoints_when_due_and_a_final_one_only_when_something_changed(tmp_pa
     assert lt2.stop() is None
 
 
+def test_no_final_checkpoint_when_told_so(tmp_path):
+    """hilserl eval's learner serves a copy of a checkpoint: whatever it received, it writes nothing."""
+    L = make_learner(updates_per_transition=0.0, checkpoint_period_updates=0)
+    lt, _, _ = make_thread(L, tmp_path)
+    lt.start()
+    for t in transitions(5):
+        lt.submit(t, "a")
+    assert wait_for(lambda: len(L.buffers["rl"]) == 5)
+    assert lt.stop(checkpoint=False) is None and latest_checkpoint(tmp_path) is None
+
+
 def test_a_dead_thread_is_reported_and_writes_no_final_checkpoint(tmp_path):
     L = make_learner(updates_per_transition=1.0)
     boom = threading.Event()

@@ -61,7 +61,7 @@ def eval_graph(setup: str, arguments: Mapping[str, str], checkpoint_root: Path, 
     g = with_run_node_parameters(load_graph(setup, args), node_params)
     g = with_node_parameters(g, "actor_node", {"deterministic": deterministic, "grasp_epsilon": 0.0, "await_weights": True})
     return with_node_parameters(g, "learner_node", {"learner.updates_per_transition": 0.0, "learner.checkpoint_period_updates": 0,
-                                                    "learner.checkpoint_period_s": 0.0})
+                                                    "learner.checkpoint_period_s": 0.0, "final_checkpoint": False})
 
 
 def scripted_graph(setup: str, arguments: Mapping[str, str], seed: int) -> Graph:

@@ -257,7 +257,7 @@ class LearnerNode(Node):
     def close(self) -> None:
         """Stop training; write a final checkpoint if anything changed since the last one."""
         failed = self.trainer.failed()
-        path = self.trainer.stop()
+        path = self.trainer.stop(checkpoint=self.conf.value.final_checkpoint)
         if path is not None:
             self.get_logger().info(f"final checkpoint {path}")
         elif self.conf.value.checkpoint_dir and (failed or self.trainer.failure is not None):

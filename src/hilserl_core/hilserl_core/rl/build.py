@@ -68,6 +68,8 @@ class LearnerNodeConfig:
     start_fresh: bool = param(False, "when checkpoint_dir holds checkpoints but none of them loads: false refuses to start "
                               "(a configuration error naming each one and why), true starts training from zero and leaves "
                               "them on disk (a WARN names them); a checkpoint that loads is resumed either way")
+    final_checkpoint: bool = param(True, "write a checkpoint on a clean shutdown when anything changed since the last one "
+                                   "(hilserl eval sets false: its learner only serves a copy of the run's checkpoint)")
     demo_paths: Tuple[str, ...] = param((), "demo files (hilserl bag2demos) that fill the demo buffer at start; not re-added when resuming from a checkpoint, which holds them")
     use_grasp_critic: bool = param(True, "train the grasp critic (DQN over open/stay/close per gripper)")
     torch_threads: int = param(1, "torch CPU threads for training (raise it on a learner host with idle cores; on a shared machine 1 avoids OpenMP threads waiting on busy cores)", low=1, high=256)

@@ -145,7 +145,7 @@ class LearnerThread:
             self.after_checkpoint()
         return str(path)
 
-    def stop(self) -> Optional[str]:
+    def stop(self, checkpoint: bool = True) -> Optional[str]:
         """Stop training and write a final checkpoint if anything changed since the last one (its
         path). None: nothing changed, no checkpoint_dir, or the thread died (an update may have
         died halfway: the last checkpoint stands)."""
@@ -153,7 +153,7 @@ class LearnerThread:
         self._stop.set()
         if self.thread.ident is not None:
             self.thread.join(timeout=10.0)
-        if not self.checkpoint_dir or failed or self.failure is not None:
+        if not self.checkpoint_dir or not checkpoint or failed or self.failure is not None:
             return None
         if not self.thread.is_alive():
             self.add_queued()  # received but not yet stored: keep them too
