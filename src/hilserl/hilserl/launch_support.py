@@ -27,7 +27,7 @@ from typing import Any, Dict, List
 from .graph import DEFAULT_SHUTDOWN_TIMEOUT_S, NodeSpec, Process, load_graph, process_command, processes
 
 
-def _respawn_kwargs(proc: Process) -> Dict[str, Any]:
+def _lifecycle_kwargs(proc: Process) -> Dict[str, Any]:
     kw: Dict[str, Any] = {"respawn": True, "respawn_delay": proc.respawn_delay} if proc.respawn else {}
     if proc.shutdown_timeout_s != DEFAULT_SHUTDOWN_TIMEOUT_S:  # launch's default sigterm_timeout is the same 5 s
         kw["sigterm_timeout"] = f"{proc.shutdown_timeout_s:g}"
@@ -48,7 +48,7 @@ def node_kwargs(spec: NodeSpec) -> Dict[str, Any]:
         "remappings": list(spec.remappings),
         "output": "screen",
         "emulate_tty": True,
-        **_respawn_kwargs(Process(spec.fqn, (spec,))),
+        **_lifecycle_kwargs(Process(spec.fqn, (spec,))),
     }
 
 
@@ -58,7 +58,7 @@ def process_kwargs(proc: Process) -> Dict[str, Any]:
         return node_kwargs(proc.nodes[0])
     package, executable, args = process_command(proc)
     return {"package": package, "executable": executable, "arguments": args, "output": "screen", "emulate_tty": True,
-            **_respawn_kwargs(proc)}
+            **_lifecycle_kwargs(proc)}
 
 
 def launch_description(setup: str):

@@ -288,31 +288,32 @@ class GraphRunner:
         ``sigterm_timeout_s`` later. A slow stop (a learner writing its final checkpoint) is
         waited for as long as its node asks, without holding up the others' escalation."""
         self._stopping = True
-        members: Dict[int, Tuple[subprocess.Popen, List[str]]] = {}
-        for fqn, p in self._procs.items():
-            members.setdefault(id(p), (p, []))[1].append(fqn)
+        members: Dict[int, Tuple[subprocess.Popen, Process]] = {}
+        for proc in self.processes:
+            p = self._procs.get(proc.nodes[0].fqn)
+            if p is not None:
+                members[id(p)] = (p, proc)
         ladder = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
         if first_signal == signal.SIGTERM:
             ladder = ladder[1:]
         waits = {signal.SIGTERM: sigterm_timeout_s, signal.SIGKILL: 2.0}
         pending: Dict[int, Tuple[int, float, float]] = {}  # id -> (rung of the ladder, deadline, its wait)
-        for key, (p, fqns) in members.items():
+        for key, (p, proc) in members.items():
             if p.poll() is not None:
                 continue
-            grace = (sigint_timeout_s if sigint_timeout_s is not None
-                     else max(self.graph.node(f).shutdown_timeout_s for f in fqns))
+            grace = sigint_timeout_s if sigint_timeout_s is not None else proc.shutdown_timeout_s
             wait = grace + (sigterm_timeout_s if ladder[0] == signal.SIGTERM else 0.0)
             self._kill(p, ladder[0])
             pending[key] = (0, time.monotonic() + wait, wait)
         while pending:
             now = time.monotonic()
             for key, (rung, deadline, wait) in list(pending.items()):
-                p, fqns = members[key]
+                p, proc = members[key]
                 if p.poll() is not None or (now >= deadline and rung == len(ladder) - 1):
                     del pending[key]  # stopped, or SIGKILLed (reaped below)
                 elif now >= deadline:  # say who needed more than a polite request (a slow or stuck shutdown)
                     sig = ladder[rung + 1]
-                    self._say(f"[hilserl] {', '.join(sorted(fqns))} still running {wait:g} s after {ladder[rung].name}: sending {sig.name}")
+                    self._say(f"[hilserl] {', '.join(sorted(n.fqn for n in proc.nodes))} still running {wait:g} s after {ladder[rung].name}: sending {sig.name}")
                     self._kill(p, sig)
                     pending[key] = (rung + 1, now + waits[sig], waits[sig])
             time.sleep(0.05)

@@ -147,7 +147,7 @@ class LearnerThread:
 
     def stop(self, checkpoint: bool = True) -> Optional[str]:
         """Stop training and write a final checkpoint if anything changed since the last one (its
-        path). None: nothing changed, no checkpoint_dir, or the thread died (an update may have
+        path). None: nothing changed, no checkpoint_dir, ``checkpoint`` false, or the thread died (an update may have
         died halfway: the last checkpoint stands)."""
         failed = self.failed()
         self._stop.set()
