@@ -306,3 +306,30 @@ def test_a_jittery_policy_that_goes_the_right_way_keeps_control_only_with_judge_
         assert min(intervened) >= 0.25, intervened
     else:
         assert max(intervened) <= 0.05, intervened
+
+
+def test_hands_off_episodes_are_never_taken_over_and_alone_set_the_trust():
+    """With ``hands_off_prob`` the operator lets the policy try some whole episodes alone (it
+    never steps in there, however far the policy strays); its trust is the policy's success rate
+    in those episodes, and the episodes it watched with its hand ready do not count."""
+    env = TaskEnv("pick_cube", cameras=())
+    op = ScriptedOperator(env, OperatorConfig(seed=0, intervention_prob_min=1.0, intervention_prob_max=1.0,
+                                              carry_through=True, hands_off_prob=0.5))
+    try:
+        kinds = []
+        for ep in range(12):
+            op.reset(seed=ep)
+            flags, _ = _watch_episode(env, op, lambda step, obs: _bad_policy(env), ep, steps=20)
+            kinds.append(op.hands_off)
+            if op.hands_off:
+                assert not any(flags), "the operator stepped in on an episode it let the policy try"
+            else:
+                assert any(flags), "the operator with probability 1 did not take over a straying policy"
+            op.record_episode(op.hands_off and ep % 2 == 0)  # the policy succeeds in its even hands-off tries
+        tries = [ep for ep, off in enumerate(kinds) if off]
+        assert 3 <= len(tries) <= 9, kinds  # about half of the episodes
+        assert op.success_rate == pytest.approx(np.mean([ep % 2 == 0 for ep in tries]))
+        assert len(op.recent_success) == len(tries)  # the episodes it helped in did not count
+    finally:
+        env.close()
+

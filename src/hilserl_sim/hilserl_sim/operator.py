@@ -64,6 +64,10 @@ class OperatorConfig:
     hand_back_at_phase: bool = param(False, "with carry_through: hand control back when the operator's own plan enters "
                                      "the task's next phase (handover: the bar lifted, presented, let go) instead of at "
                                      "the episode's end, so the policy tries every phase from where a person left it")
+    hands_off_prob: float = param(0.0, "probability that the operator lets the policy try a whole episode without stepping in "
+                                  "(a person checking what the robot can do alone); when above 0, its trust (the success rate "
+                                  "that sets the intervention probability) is the policy's success rate in those episodes only",
+                                  low=0.0, high=1.0)
     seed: int = param(0, "random seed of the operator's noise and decisions", low=0)
 
 
@@ -419,6 +423,8 @@ class ScriptedOperator:
         self._decide_at = self.config.patience_steps  # straying steps in a row at which the operator next decides
         self._left = 0
         self._phases_at_takeover: Tuple[str, ...] = ()
+        c = self.config
+        self.hands_off = c.hands_off_prob > 0 and bool(self.rng.random() < c.hands_off_prob)
         self.interventions = 0
         self.intervention_steps = 0
 
@@ -433,7 +439,10 @@ class ScriptedOperator:
 
     def record_episode(self, success: bool) -> None:
         """Tell the operator how the policy's episode ended (it trusts a policy that succeeds; with
-        ``carry_through``, only one that succeeded without its help)."""
+        ``carry_through``, only one that succeeded without its help; with ``hands_off_prob``, only
+        the episodes it let the policy try alone count, successes and failures)."""
+        if self.config.hands_off_prob > 0 and not self.hands_off:
+            return
         alone = not (self.config.carry_through and self.intervention_steps > 0)
         self.recent_success.append(1.0 if success and alone else 0.0)
 
@@ -510,7 +519,9 @@ class ScriptedOperator:
                 self._straying, self._decide_at = 0, c.patience_steps
                 self._seen.clear()  # the policy is judged on what it does from here
         else:
-            if self._strays(plan, policy):
+            if self.hands_off:
+                pass  # watching only, this episode
+            elif self._strays(plan, policy):
                 self._straying += 1
             else:
                 self._straying, self._decide_at = 0, c.patience_steps
