@@ -15,7 +15,8 @@ Two uses (HIL-SERL Sec. "Human interventions"):
   rises, like a person gaining trust), correct for a few steps and hand back
   (or, with ``carry_through``, carry the task to its end). With ``stall_progress``
   a policy that holds back (stops, or does not press the gripper) strays too;
-  with ``reconsider_steps`` it decides again while a policy it let go on keeps straying.
+  with ``reconsider_steps`` it decides again while a policy it let go on keeps straying;
+  with ``hands_off_prob`` it lets the policy try some whole episodes alone and trusts by those.
 
 Human imperfection: ``skill`` in (0, 1] scales the operator's gain, ``noise_std``
 adds Gaussian noise to the twist, ``reaction_delay_steps`` delays what it outputs.
