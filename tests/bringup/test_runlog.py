@@ -148,6 +148,30 @@ def test_compare_runs_every_method_at_a_seed_before_the_next_and_goes_on_where_i
     assert md.index("| rlpd |") < md.index("| bc |") and "2 seed(s)" in md
 
 
+def test_compare_first_seed_runs_only_the_later_seeds_and_refuses_empty_ranges(tmp_path, monkeypatch):
+    import hilserl.evaluate
+    import hilserl.train
+    from hilserl.compare import run_compare
+    from hilserl.graph import GraphError
+
+    trained, evaluated = [], []
+
+    def train(setup, args, say, node_params):
+        trained.append((args["run"], args["seed"]))
+        return hilserl.train.INTERRUPTED  # stop before the evaluation: only the order matters here
+
+    monkeypatch.setattr(hilserl.train, "run_train", train)
+    monkeypatch.setattr(hilserl.evaluate, "run_eval", lambda run, args, say: evaluated.append(run))
+    monkeypatch.chdir(tmp_path)
+    args = {"task": "pick_cube", "seeds": "2", "first_seed": "1", "methods": "hil-serl", "run": "cmp"}
+    assert run_compare("sim_single_arm", args, say=lambda _: None) == hilserl.train.INTERRUPTED
+    assert trained == [("cmp/hil-serl-seed1", "1")] and evaluated == []  # seed 0 is not started
+    for bad in ({"seeds": "0"}, {"first_seed": "-1"}, {"episodes": "0"}):
+        with pytest.raises(GraphError, match="at least"):
+            run_compare("sim_single_arm", {**args, **bad}, say=lambda _: None)
+    assert len(trained) == 1
+
+
 def test_compare_stops_without_evaluating_a_run_whose_training_was_interrupted(tmp_path, monkeypatch):
     import hilserl.evaluate
     import hilserl.train

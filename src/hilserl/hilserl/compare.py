@@ -1,5 +1,5 @@
-"""``hilserl compare <setup> [task:=..] [seeds:=3] [steps:=N] [episodes:=20] [methods:=a,b]``: the
-paper's Table 2 on a simulated task.
+"""``hilserl compare <setup> [task:=..] [seeds:=3] [first_seed:=0] [steps:=N] [episodes:=20] [methods:=a,b]``:
+the paper's Table 2 on a simulated task.
 
 Each method trains with ``hilserl train`` from the same scripted demos (per seed), the same
 step budget and the same simulator seeds, and is evaluated with ``hilserl eval`` (policy alone,
@@ -18,7 +18,8 @@ Writes ``runs/compare-<setup>-<task>/<method>-seed<k>/`` (each a full run direct
 time of successful episodes, per method, of every evaluated run in that directory (those of earlier
 invocations with other ``methods:=`` or ``seeds:=`` included). Run again, it goes on where it stopped: a finished run
 is not trained again (``hilserl train`` resumes an unfinished one), and its evaluation is kept
-when it is of the run's newest checkpoint.
+when it is of the run's newest checkpoint. ``first_seed:=K`` runs seeds K to K + seeds - 1 (say,
+one seed per machine into copies of the directory, merged by copying the run directories back).
 """
 
 from __future__ import annotations
@@ -93,15 +94,17 @@ def run_compare(setup: str, arguments: Mapping[str, str], say: Callable[[str], N
     from .train import INTERRUPTED, run_train
 
     args = dict(arguments)
-    n = pop_whole_numbers(args, {"seeds": 3, "episodes": 20}, "compare")
-    seeds, episodes = n["seeds"], n["episodes"]
+    n = pop_whole_numbers(args, {"seeds": 3, "first_seed": 0, "episodes": 20}, "compare")
+    if n["seeds"] < 1 or n["first_seed"] < 0 or n["episodes"] < 1:
+        raise GraphError(f"compare: seeds:={n['seeds']} and episodes:={n['episodes']} must be at least 1, first_seed:={n['first_seed']} at least 0")
+    seeds, episodes = range(n["first_seed"], n["first_seed"] + n["seeds"]), n["episodes"]
     methods = [m for m in args.pop("methods", ",".join(METHODS)).split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise GraphError(f"compare: unknown method(s) {', '.join(unknown)}; methods: {', '.join(METHODS)}")
     task = args.get("task", dict(load_graph(setup).arguments).get("task", ""))
     root = Path(args.pop("run", f"runs/compare-{setup}-{task}"))
-    for seed in range(seeds):  # every method at a seed before the next seed: a stopped compare leaves whole rows of seeds
+    for seed in seeds:  # every method at a seed before the next seed: a stopped compare leaves whole rows of seeds
         for method in methods:
             graph_args, node_params = METHODS[method]
             run = root / f"{method}-seed{seed}"
