@@ -278,6 +278,10 @@ class Driver:
                     self.delivery.setdefault(int(v), float(values["delivery_s"]))
 
 
+# how long the weights phase waits for 3 updates after the first (learner start, 20 transitions, training)
+WEIGHTS_WAIT_S = 150
+
+
 def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool, breakdown: bool = False) -> Driver:
     """Start the graph, drive it with camera frames at 10 Hz, return the driver's records."""
     log = io.StringIO()
@@ -319,7 +323,12 @@ def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool, 
             raise RuntimeError("no actions came back during warm-up:\n" + log.getvalue()[-3000:])
         if with_learner:
             print("[latency] measuring weight broadcasts (learner training on the actor's transitions) ...", flush=True)
-            drive(time.monotonic() + 90, lambda: len([v for v in drv.delivery if v > 1]) >= 3)
+            drive(time.monotonic() + WEIGHTS_WAIT_S, lambda: len([v for v in drv.delivery if v > 1]) >= 3)
+            got = sorted(v for v in drv.delivery if v > 1)
+            if len(got) < 3:  # reported as not measured; say why, with what the nodes printed
+                print(f"[latency] weights: {len(got)} of 3 updates after v1 reached the actor in {WEIGHTS_WAIT_S} s "
+                      f"(versions published and seen: {sorted(drv.weights)}, delivered: {sorted(drv.delivery)}); "
+                      f"the graph's output:\n{log.getvalue()[-4000:]}", file=sys.stderr, flush=True)
         else:
             for v in list(drv.latency.values()) + list(drv.answered.values()):
                 v.clear()
