@@ -261,6 +261,10 @@ class Driver:
             out["actor_policy_compute_ms"] = {"p50": round(statistics.median(self.actor_compute_ms), 2)}
         return out
 
+    def live_deliveries(self) -> dict:
+        """version -> delivery time of the updates after v1 (v1 is sent before the actor exists: a late joiner)."""
+        return {v: d for v, d in self.delivery.items() if v > 1}
+
     def on_weights(self, msg):
         _, version = wire.arrays_to_weights(*payload.decode(msg))
         self.weights.setdefault(version, (len(msg.data), time.monotonic()))
@@ -323,8 +327,8 @@ def run_phase(cfg: Path, arms: list, raw: int, frames: int, with_learner: bool, 
             raise RuntimeError("no actions came back during warm-up:\n" + log.getvalue()[-3000:])
         if with_learner:
             print("[latency] measuring weight broadcasts (learner training on the actor's transitions) ...", flush=True)
-            drive(time.monotonic() + WEIGHTS_WAIT_S, lambda: len([v for v in drv.delivery if v > 1]) >= 3)
-            got = sorted(v for v in drv.delivery if v > 1)
+            drive(time.monotonic() + WEIGHTS_WAIT_S, lambda: len(drv.live_deliveries()) >= 3)
+            got = sorted(drv.live_deliveries())
             if len(got) < 3:  # reported as not measured; say why, with what the nodes printed
                 print(f"[latency] weights: {len(got)} of 3 updates after v1 reached the actor in {WEIGHTS_WAIT_S} s "
                       f"(versions published and seen: {sorted(drv.weights)}, delivered: {sorted(drv.delivery)}); "
@@ -423,7 +427,7 @@ def main(argv=None) -> int:
     lat = np.concatenate([r["latency_ms"] for r in per_run])
     answered = len(lat) / sum(r["expected"] for r in per_run)
     median_run = sorted(range(len(runs)), key=lambda i: per_run[i]["p99"])[len(runs) // 2]  # the run with the median p99
-    live = {v: d for v, d in w_drv.delivery.items() if v > 1} if w_drv else {}  # v1 is sent before the actor exists (late joiner)
+    live = w_drv.live_deliveries() if w_drv else {}
     sizes = [w_drv.weights[v][0] for v in live if v in w_drv.weights] if w_drv else []
     figures = {
         "arms": len(arms),

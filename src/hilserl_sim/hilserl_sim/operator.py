@@ -519,10 +519,8 @@ class ScriptedOperator:
                 self.intervening = False
                 self._straying, self._decide_at = 0, c.patience_steps
                 self._seen.clear()  # the policy is judged on what it does from here
-        else:
-            if self.hands_off:
-                pass  # watching only, this episode
-            elif self._strays(plan, policy):
+        elif not self.hands_off:  # (in a hands-off episode it only watches)
+            if self._strays(plan, policy):
                 self._straying += 1
             else:
                 self._straying, self._decide_at = 0, c.patience_steps
