@@ -3,6 +3,7 @@ the learner answers again, stops starting episodes when its spool is full, ends 
 does not execute as failed_to_act, and its statuses return to OK when their causes clear."""
 
 import json
+import re
 
 from std_msgs.msg import String, UInt8MultiArray
 from test_actor_node import _rig
@@ -180,3 +181,29 @@ def test_in_lockstep_inputs_the_waiting_simulator_holds_are_current(ros_context,
             ex.shutdown()
             actor.destroy_node()
             world.node.destroy_node()
+
+
+def test_a_learner_that_answers_but_stores_nothing_is_reported_with_the_publishers_side_of_the_link(ros_context, spin_until, capfd):
+    actor, world, ex = _rig(ros_context, resend_after_s=1.0)
+    learner = Learner(world.node)
+    # it answers every 0.2 s, as a learner does, but lists no stream of this actor: nothing stored
+    world.node.create_timer(0.2, lambda: learner.acks.publish(String(data=json.dumps({"learner": "L1", "streams": []}))))
+    try:
+        assert spin_until(ex, lambda: len(learner.seqs) >= 8, 30)
+        assert spin_until(ex, lambda: _level(actor, "delivery") == diagnostics.WARN, 10)  # late: none stored for 2 s
+        status = actor.diag._statuses["delivery"]
+        assert "not yet stored by the learner" in status.message and "no acknowledgement" not in status.message
+        # the actor's side, so a failing link tells a silent publisher from a reader that gets nothing
+        link = re.search(rf"(\d+) subscription\(s\) matched on {topics.TRANSITIONS}, (\d+) publish\(es\) done", status.message)
+        assert link, status.message
+        assert int(link.group(1)) >= 1  # this learner (the rig's world listens too)
+        assert int(link.group(2)) >= len(set(learner.seqs)) >= 8
+        assert "waited" not in status.message  # the sending thread is not stuck in a publish
+        # after 10 s of answers that store nothing, the actor's log says so (a console shows no diagnostics)
+        spin_until(ex, lambda: False, 10.0)
+        err = capfd.readouterr().err
+        assert "the learner (session L1) answers but has not stored" in err and f"of session {actor.session}" in err, err[-2000:]
+    finally:
+        ex.shutdown()
+        actor.destroy_node()
+        world.node.destroy_node()

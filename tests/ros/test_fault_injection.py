@@ -79,15 +79,20 @@ def test_learner_sigkill_and_respawn_lose_no_transition_and_store_none_twice(tmp
             acks = [a for a in watch.acks if a["learner"] not in killed]
             return len(acks) > 0 and acks[-1]["streams"] and len(watch.sent) >= min_transitions
 
+        def stuck():  # where the transitions stopped: the actor's publisher, or the learner's side
+            acks = [a for a in watch.acks if a["learner"] not in killed]
+            return (f"watcher: {len(watch.sent)} transition(s) seen on {topics.TRANSITIONS}, {len(acks)} ack(s) from "
+                    f"live learners, the last {acks[-1] if acks else None}\n" + log.getvalue()[-4000:])
+
         for k in range(KILLS):
-            assert spin_until(ex, lambda: alive(40 * (k + 1)), 240), log.getvalue()[-4000:]
+            assert spin_until(ex, lambda: alive(40 * (k + 1)), 240), stuck()
             newest = checkpoints(ckpt)[:1]
             resumed_expected.append(newest[0].name if newest else None)
             learner_pid = runner._procs["/learner"].pid
             killed.add(next(a["learner"] for a in reversed(watch.acks) if a["learner"] not in killed))
             os.killpg(learner_pid, signal.SIGKILL)
             assert spin_until(ex, lambda: runner.poll() is None and runner._procs["/learner"].pid != learner_pid, 30)
-        assert spin_until(ex, lambda: alive(40 * (KILLS + 1)), 240), log.getvalue()[-4000:]
+        assert spin_until(ex, lambda: alive(40 * (KILLS + 1)), 240), stuck()
         backlog = watch.acks[-1]["updates_due"]  # what an actor in lockstep waits on
         assert isinstance(backlog, int) and backlog >= 0
         sessions = {s for s, _ in watch.sent}

@@ -85,7 +85,9 @@ class LearnerNode(Node):
         self.session = secrets.token_hex(6)  # names this process in acknowledgements
         self._reported_rejections = 0
         self._weights_pub = self.create_publisher(UInt8MultiArray, topics.POLICY_WEIGHTS, qos.LATCHED)
-        self.create_subscription(UInt8MultiArray, topics.TRANSITIONS, self._on_transition, qos.TRANSITIONS)
+        self._arrived = 0  # transition messages that reached this node, before any check (what DDS delivered)
+        self._transitions_sub = self.create_subscription(UInt8MultiArray, topics.TRANSITIONS, self._on_transition,
+                                                         qos.TRANSITIONS)
         self._acks_pub = self.create_publisher(String, topics.TRANSITION_ACKS, qos.ACKS)
         self.create_timer(0.2, self._acknowledge)
         self.weights_bytes = 0
@@ -144,6 +146,7 @@ class LearnerNode(Node):
         # Anyone on the graph can publish here: a malformed payload is TensorIOError/ValueError;
         # any other exception from decoding is a decoder bug, reported the same way so the
         # learner keeps training instead of dying.
+        self._arrived += 1
         try:
             arrays, meta = payload.decode(msg)
             t, actor_id, seq = wire.arrays_to_transition(arrays, meta)
@@ -228,7 +231,9 @@ class LearnerNode(Node):
         text = "training" if L.ready() else f"waiting for data ({L.transitions_received}/{L.config.learning_starts} transitions, demo buffer {len(L.buffers['demo'])})"
         self.diag.report("learner", level, text, updates=L.updates, weights_version=L.weights_version,
                          transitions_received=L.transitions_received, interventions_received=L.interventions_received,
-                         weights_bytes=self.weights_bytes, lost_transitions=self.inbox.received.missing(),
+                         weights_bytes=self.weights_bytes, transitions_arrived=self._arrived,
+                         transition_publishers_matched=self._transitions_sub.get_publisher_count(),
+                         lost_transitions=self.inbox.received.missing(),
                          duplicate_transitions=self.inbox.received.duplicates, restored_from_log=self.inbox.restored_from_log,
                          rejected_transitions=self.rejected_transitions,
                          **{f"{k}_buffer": len(b) for k, b in L.buffers.items()},
@@ -248,7 +253,10 @@ class LearnerNode(Node):
             counters, metrics = L.counters(), {**L.last_metrics, **L.analysis}
             sizes = {name: len(b) for name, b in L.buffers.items()}
         line = progress_line(counters, before, now - then, sizes, metrics)
-        self.get_logger().info(line if L.ready() else f"{line} (waiting for {L.config.learning_starts} transitions)")
+        if not L.ready():  # what DDS delivered and matched tells a silent actor from a lost link
+            line += (f" (waiting for {L.config.learning_starts} transitions; {self._arrived} message(s) arrived, "
+                     f"{self._transitions_sub.get_publisher_count()} publisher(s) matched on {topics.TRANSITIONS})")
+        self.get_logger().info(line)
         self._logged = (now, counters)
 
     def training_failed(self) -> bool:

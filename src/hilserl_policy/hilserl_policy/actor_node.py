@@ -19,6 +19,7 @@ import secrets
 import threading
 import time
 import traceback
+from typing import Optional
 
 import numpy as np
 import torch
@@ -87,6 +88,7 @@ class ActorNode(Node):
         self.learner_waits = 0
         self._last_ack_s = -1.0  # when the learner last acknowledged anything (its acks come periodically)
         self._learner_session = ""
+        self._answering_since = -1.0  # since when the current learner session has answered without a pause
         self._last_act_s = self._now()
         self._draining = False  # stopping: no more actions, only delivery
 
@@ -108,6 +110,8 @@ class ActorNode(Node):
         # learner is matched but unreachable (a cut link, until the DDS lease expires: ~20 s), and
         # the 10 Hz loop must not wait for it (the spool keeps them until they are confirmed).
         self._outbox: "queue.SimpleQueue" = queue.SimpleQueue()
+        self.published = 0  # publish calls that returned (live and resent)
+        self._publishing_since: Optional[float] = None  # monotonic time the sender entered a publish still running
         self._sender = threading.Thread(target=self._send_loop, name="actor-transitions", daemon=True)
         self._sender.start()
         self.create_subscription(String, topics.TRANSITION_ACKS, self._on_acks, qos.ACKS)
@@ -275,6 +279,8 @@ class ActorNode(Node):
             self.diag.report("delivery", diagnostics.ERROR, f"ignored a malformed {topics.TRANSITION_ACKS}: {exc}")
             return
         now = self._now()
+        if not self._learner_answers(now) or learner != self._learner_session:
+            self._answering_since = now
         self._last_ack_s = now
         if learner != self._learner_session:
             if self._learner_session:
@@ -309,16 +315,32 @@ class ActorNode(Node):
         heard = "never" if self._last_ack_s < 0 else f"{now - self._last_ack_s:.1f} s ago"
         return f"no acknowledgement from the learner (last {heard}): {waiting}"
 
+    def _link_text(self) -> str:
+        """The transition publisher's side of the link: matched readers, publishes, a stuck sender."""
+        text = (f"{self._transition_pub.get_subscription_count()} subscription(s) matched on {topics.TRANSITIONS}, "
+                f"{self.published} publish(es) done")
+        since = self._publishing_since
+        if since is not None and time.monotonic() - since > 1.0:
+            text += f", the sending thread has waited {time.monotonic() - since:.1f} s in one publish"
+        return text
+
     def _resend(self) -> None:
         """Every 0.5 s: resend what the answering learner has not stored; say how delivery goes."""
         now = self._now()
         answers = self._learner_answers(now)
+        if answers and now - self._answering_since > 10.0 and len(self.spool) and self.spool.oldest_age_s(now) > 10.0:
+            # (a learner that came back had 10 s to store the resent ones)
+            self.get_logger().warning(
+                f"the learner (session {self._learner_session}) answers but has not stored {len(self.spool)} "
+                f"transition(s) of session {self.session}, the oldest sent {self.spool.oldest_age_s(now):.0f} s ago: "
+                f"{self._link_text()}", throttle_duration_sec=30.0)
         if answers and self._outbox.qsize() < 10:  # (not while the sender is stuck: no pile of copies)
             for _seq, msg in self.spool.due(now, limit=50):  # at most 100/s beside the live stream
                 self._outbox.put(msg)
         late = len(self.spool) > 0 and self.spool.oldest_age_s(now) > max(2.0, self.spool.resend_after_s)
         level = diagnostics.ERROR if self.spool.full else diagnostics.WARN if late or not answers else diagnostics.OK
-        text = self._delivery_text(now) if level != diagnostics.OK else "the learner stores every transition sent"
+        text = (f"{self._delivery_text(now)}; {self._link_text()}" if level != diagnostics.OK
+                else "the learner stores every transition sent")
         if self.spool.full:
             text += "; no new episode until the learner stores them"
         self.diag.report("delivery", level, text, spooled=len(self.spool), resent=self.spool.resent,
@@ -373,10 +395,13 @@ class ActorNode(Node):
             msg = self._outbox.get()
             if msg is None:
                 return
+            self._publishing_since = time.monotonic()
             try:
                 self._transition_pub.publish(msg)
+                self.published += 1
             except Exception as exc:  # noqa: BLE001 - the context is going away; the spool still has it
                 self.get_logger().warning(f"could not publish a transition ({type(exc).__name__}: {exc}); kept for resending")
+            self._publishing_since = None
 
     def drain(self, spin_for) -> None:
         """Stopping (node_main): act no more; wait up to drain_timeout_s for the learner to confirm

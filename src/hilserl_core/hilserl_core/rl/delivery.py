@@ -284,7 +284,7 @@ class TransitionSpool:
     def __init__(self, max_transitions: int, resend_after_s: float = 3.0) -> None:
         self.max_transitions = max(1, int(max_transitions))
         self.resend_after_s = resend_after_s
-        self.pending: "collections.OrderedDict[int, List[Any]]" = collections.OrderedDict()  # seq -> [msg, last sent]
+        self.pending: "collections.OrderedDict[int, List[Any]]" = collections.OrderedDict()  # seq -> [msg, last sent, first sent]
         self.acknowledged_through = -1
         self.resent = 0
 
@@ -296,7 +296,7 @@ class TransitionSpool:
         return len(self.pending) >= self.max_transitions
 
     def sent(self, seq: int, msg: Any, now_s: float) -> None:
-        self.pending[seq] = [msg, now_s]
+        self.pending[seq] = [msg, now_s, now_s]
 
     def acknowledge(self, through: int) -> int:
         """Drop everything up to ``through``; how many were dropped."""
@@ -311,9 +311,11 @@ class TransitionSpool:
         return dropped
 
     def oldest_age_s(self, now_s: float) -> float:
+        """How long the oldest unacknowledged transition has waited since it was first sent (resends
+        do not make it younger: a learner that answers but stores nothing shows as ever later)."""
         if not self.pending:
             return 0.0
-        return now_s - min(entry[1] for entry in self.pending.values())
+        return now_s - next(iter(self.pending.values()))[2]
 
     def due(self, now_s: float, limit: int) -> List[Tuple[int, Any]]:
         """Up to ``limit`` messages, oldest first, unacknowledged ``resend_after_s`` after they were
