@@ -320,8 +320,9 @@ class ActorNode(Node):
         text = (f"{self._transition_pub.get_subscription_count()} subscription(s) matched on {topics.TRANSITIONS}, "
                 f"{self.published} publish(es) done")
         since = self._publishing_since
-        if since is not None and time.monotonic() - since > 1.0:
-            text += f", the sending thread has waited {time.monotonic() - since:.1f} s in one publish"
+        waited = 0.0 if since is None else time.monotonic() - since
+        if waited > 1.0:
+            text += f", the sending thread has waited {waited:.1f} s in one publish"
         return text
 
     def _resend(self) -> None:
